@@ -1,0 +1,588 @@
+#include "strangler/proxy/config.h"
+
+#include <algorithm>
+#include <fstream>
+#include <functional>
+#include <set>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "strangler/proxy/path_pattern.h"
+
+namespace strangler::proxy {
+namespace {
+
+using nlohmann::json;
+
+const std::set<std::string> kMethods = {"GET",    "HEAD",  "POST",    "PUT",
+                                        "DELETE", "PATCH", "OPTIONS", "TRACE"};
+
+std::string describe(const json& value) {
+  std::string text = value.dump();
+  if (text.size() > 60) text = text.substr(0, 57) + "...";
+  return text;
+}
+
+// Walks the document once, collecting every violation with its key path and filling the
+// config as it goes; the config is only handed out when no violation was found.
+class Checker {
+ public:
+  std::vector<std::string> errors;
+
+  void fail(const std::string& path, const std::string& message) {
+    errors.push_back(path + ": " + message);
+  }
+
+  // Reports keys of `object` that are not in `allowed`.
+  void onlyKeys(const json& object, const std::string& path,
+                std::initializer_list<const char*> allowed) {
+    for (const auto& [key, value] : object.items()) {
+      (void)value;
+      const bool known = std::any_of(allowed.begin(), allowed.end(),
+                                     [&](const char* name) { return key == name; });
+      if (!known) fail(join(path, key), "unknown key");
+    }
+  }
+
+  static std::string join(const std::string& path, const std::string& key) {
+    return path.empty() ? key : path + "." + key;
+  }
+
+  bool isObject(const json& value, const std::string& path) {
+    if (value.is_object()) return true;
+    fail(path, "must be an object, not " + describe(value));
+    return false;
+  }
+
+  std::optional<std::string> string(const json& value, const std::string& path,
+                                    bool non_empty = true) {
+    if (!value.is_string()) {
+      fail(path, "must be a string, not " + describe(value));
+      return std::nullopt;
+    }
+    auto text = value.get<std::string>();
+    if (non_empty && text.empty()) {
+      fail(path, "must not be empty");
+      return std::nullopt;
+    }
+    return text;
+  }
+
+  std::optional<int64_t> integer(const json& value, const std::string& path, int64_t low,
+                                 int64_t high) {
+    if (!value.is_number_integer()) {
+      fail(path, describe(value) + " is not an integer");
+      return std::nullopt;
+    }
+    const auto number = value.get<int64_t>();
+    if (number < low || number > high) {
+      fail(path, std::to_string(number) + " is not in " + std::to_string(low) + ".." +
+                     std::to_string(high));
+      return std::nullopt;
+    }
+    return number;
+  }
+
+  std::optional<bool> boolean(const json& value, const std::string& path) {
+    if (!value.is_boolean()) {
+      fail(path, "must be true or false, not " + describe(value));
+      return std::nullopt;
+    }
+    return value.get<bool>();
+  }
+
+  std::optional<common::HostPort> address(const json& value, const std::string& path,
+                                          bool allow_port0) {
+    const auto text = string(value, path);
+    if (!text) return std::nullopt;
+    auto parsed = common::parseHostPort(*text);
+    if (!parsed) {
+      fail(path, parsed.error().message);
+      return std::nullopt;
+    }
+    if (!allow_port0 && parsed->port == 0) {
+      fail(path, "'" + *text + "' needs a port other than 0");
+      return std::nullopt;
+    }
+    return parsed.value();
+  }
+};
+
+void readUpstream(Checker& check, const std::string& name, const json& value,
+                  const std::string& path, ProxyConfig& config) {
+  if (!check.isObject(value, path)) return;
+  check.onlyKeys(value, path,
+                 {"endpoints", "timeout_ms", "connect_timeout_ms", "eject_ms",
+                  "max_idle_connections", "circuit_breaker"});
+  UpstreamConfig upstream;
+  upstream.name = name;
+  if (name.empty()) check.fail(path, "upstream names must not be empty");
+  if (!value.contains("endpoints")) {
+    check.fail(Checker::join(path, "endpoints"), "is required");
+  } else if (const auto& endpoints = value["endpoints"];
+             !endpoints.is_array() || endpoints.empty()) {
+    check.fail(Checker::join(path, "endpoints"), "must be a non-empty array of \"HOST:PORT\"");
+  } else {
+    for (size_t i = 0; i < endpoints.size(); ++i) {
+      if (auto endpoint =
+              check.address(endpoints[i], path + ".endpoints[" + std::to_string(i) + "]", false)) {
+        upstream.endpoints.push_back(*endpoint);
+      }
+    }
+  }
+  auto readMs = [&](const char* key, int& out, int64_t low, int64_t high) {
+    if (!value.contains(key)) return;
+    if (auto number = check.integer(value[key], Checker::join(path, key), low, high)) {
+      out = static_cast<int>(*number);
+    }
+  };
+  readMs("timeout_ms", upstream.timeout_ms, 1, 3600000);
+  readMs("connect_timeout_ms", upstream.connect_timeout_ms, 1, 600000);
+  readMs("eject_ms", upstream.eject_ms, 0, 3600000);
+  readMs("max_idle_connections", upstream.max_idle_connections, 0, 100000);
+  if (value.contains("circuit_breaker")) {
+    const auto cb_path = Checker::join(path, "circuit_breaker");
+    const auto& cb = value["circuit_breaker"];
+    if (check.isObject(cb, cb_path)) {
+      check.onlyKeys(cb, cb_path, {"consecutive_failures", "open_ms"});
+      CircuitBreakerConfig breaker;
+      if (cb.contains("consecutive_failures")) {
+        if (auto n = check.integer(cb["consecutive_failures"], cb_path + ".consecutive_failures", 1,
+                                   1000000)) {
+          breaker.consecutive_failures = static_cast<int>(*n);
+        }
+      }
+      if (cb.contains("open_ms")) {
+        if (auto n = check.integer(cb["open_ms"], cb_path + ".open_ms", 1, 3600000)) {
+          breaker.open_ms = static_cast<int>(*n);
+        }
+      }
+      upstream.circuit_breaker = breaker;
+    }
+  }
+  config.upstreams[name] = std::move(upstream);
+}
+
+void readRoute(Checker& check, const json& value, const std::string& path, ProxyConfig& config,
+               std::map<std::string, std::string>& names) {
+  if (!check.isObject(value, path)) return;
+  check.onlyKeys(value, path,
+                 {"name", "match", "target", "stage", "percent", "sticky", "fallback", "rewrite",
+                  "cohort", "shadow"});
+  RouteConfig route;
+  if (!value.contains("name")) {
+    check.fail(path + ".name", "is required");
+  } else if (auto name = check.string(value["name"], path + ".name")) {
+    route.name = *name;
+    if (auto [it, inserted] = names.emplace(*name, path); !inserted) {
+      check.fail(path + ".name", "'" + *name + "' is already the name of " + it->second);
+    }
+  }
+  if (!value.contains("match")) {
+    check.fail(path + ".match", "is required");
+  } else if (const auto& match = value["match"]; check.isObject(match, path + ".match")) {
+    check.onlyKeys(match, path + ".match", {"path", "methods"});
+    if (!match.contains("path")) {
+      check.fail(path + ".match.path", "is required");
+    } else if (auto text = check.string(match["path"], path + ".match.path")) {
+      if (auto pattern = PathPattern::parse(*text)) {
+        route.path = *text;
+      } else {
+        check.fail(path + ".match.path", "'" + *text + "' " + pattern.error().message);
+      }
+    }
+    if (match.contains("methods")) {
+      const auto& methods = match["methods"];
+      if (!methods.is_array()) {
+        check.fail(path + ".match.methods", "must be an array of method names");
+      } else {
+        for (size_t i = 0; i < methods.size(); ++i) {
+          const auto item_path = path + ".match.methods[" + std::to_string(i) + "]";
+          auto method = check.string(methods[i], item_path);
+          if (!method) continue;
+          if (!kMethods.count(*method)) {
+            check.fail(item_path, "'" + *method + "' is not a known HTTP method (upper case)");
+          } else if (std::find(route.methods.begin(), route.methods.end(), *method) !=
+                     route.methods.end()) {
+            check.fail(item_path, "'" + *method + "' is listed twice");
+          } else {
+            route.methods.push_back(*method);
+          }
+        }
+      }
+    }
+  }
+  if (!value.contains("stage")) {
+    check.fail(path + ".stage", "is required (monolith, shadow, canary or extracted)");
+  } else if (auto text = check.string(value["stage"], path + ".stage")) {
+    if (auto stage = parseStage(*text)) {
+      route.stage = *stage;
+    } else {
+      check.fail(path + ".stage",
+                 "'" + *text + "' is not one of monolith, shadow, canary, extracted");
+    }
+  }
+  if (value.contains("target")) {
+    if (auto target = check.string(value["target"], path + ".target")) {
+      route.target = *target;
+      if (!config.upstreams.count(*target)) {
+        check.fail(path + ".target", "'" + *target + "' is not a defined upstream");
+      }
+    }
+  } else if (value.contains("stage") && route.stage != Stage::kMonolith) {
+    check.fail(path + ".target", std::string("is required in stage ") + stageName(route.stage));
+  }
+  if (value.contains("percent")) {
+    const bool canary = route.stage == Stage::kCanary;
+    if (auto n =
+            check.integer(value["percent"], path + ".percent", canary ? 1 : 0, canary ? 99 : 100)) {
+      route.percent = static_cast<int>(*n);
+    }
+  } else if (route.stage == Stage::kCanary) {
+    check.fail(path + ".percent", "is required in stage canary (1..99)");
+  }
+  if (value.contains("sticky")) {
+    const auto& sticky = value["sticky"];
+    if (check.isObject(sticky, path + ".sticky")) {
+      check.onlyKeys(sticky, path + ".sticky", {"header", "cookie"});
+      StickyConfig config_sticky;
+      if (sticky.contains("header") == sticky.contains("cookie")) {
+        check.fail(path + ".sticky", "needs exactly one of \"header\" or \"cookie\"");
+      } else if (sticky.contains("header")) {
+        if (auto h = check.string(sticky["header"], path + ".sticky.header"))
+          config_sticky.header = *h;
+      } else if (auto c = check.string(sticky["cookie"], path + ".sticky.cookie")) {
+        config_sticky.cookie = *c;
+      }
+      route.sticky = config_sticky;
+    }
+  }
+  if (value.contains("fallback")) {
+    if (auto b = check.boolean(value["fallback"], path + ".fallback")) route.fallback = *b;
+  }
+  if (value.contains("rewrite")) {
+    const auto& rewrite = value["rewrite"];
+    if (check.isObject(rewrite, path + ".rewrite")) {
+      check.onlyKeys(rewrite, path + ".rewrite", {"prefix", "to"});
+      RewriteConfig config_rewrite;
+      for (const char* key : {"prefix", "to"}) {
+        const auto key_path = path + ".rewrite." + key;
+        if (!rewrite.contains(key)) {
+          check.fail(key_path, "is required");
+        } else if (auto text = check.string(rewrite[key], key_path)) {
+          if (text->front() != '/') check.fail(key_path, "'" + *text + "' must start with '/'");
+          (std::string(key) == "prefix" ? config_rewrite.prefix : config_rewrite.to) = *text;
+        }
+      }
+      route.rewrite = config_rewrite;
+    }
+  }
+  if (value.contains("cohort")) {
+    if (auto cohort = check.string(value["cohort"], path + ".cohort")) route.cohort = *cohort;
+  }
+  if (value.contains("shadow")) {
+    const auto& shadow = value["shadow"];
+    if (check.isObject(shadow, path + ".shadow")) {
+      check.onlyKeys(shadow, path + ".shadow", {"ignore", "sample", "unsafe_methods", "acl"});
+      ShadowConfig config_shadow;
+      if (shadow.contains("ignore")) {
+        const auto& ignore = shadow["ignore"];
+        if (!ignore.is_array()) {
+          check.fail(path + ".shadow.ignore", "must be an array of JSON pointers");
+        } else {
+          for (size_t i = 0; i < ignore.size(); ++i) {
+            const auto item_path = path + ".shadow.ignore[" + std::to_string(i) + "]";
+            auto pointer = check.string(ignore[i], item_path, false);
+            if (!pointer) continue;
+            if (!pointer->empty() && pointer->front() != '/') {
+              check.fail(item_path, "'" + *pointer + "' is not a JSON pointer (starts with '/')");
+            } else {
+              config_shadow.ignore.push_back(*pointer);
+            }
+          }
+        }
+      }
+      if (shadow.contains("sample")) {
+        const auto& sample = shadow["sample"];
+        if (!sample.is_number() || sample.get<double>() < 0.0 || sample.get<double>() > 1.0) {
+          check.fail(path + ".shadow.sample", describe(sample) + " is not a number in 0..1");
+        } else {
+          config_shadow.sample = sample.get<double>();
+        }
+      }
+      if (shadow.contains("unsafe_methods")) {
+        if (auto b = check.boolean(shadow["unsafe_methods"], path + ".shadow.unsafe_methods")) {
+          config_shadow.unsafe_methods = *b;
+        }
+      }
+      if (shadow.contains("acl")) {
+        if (auto acl = check.string(shadow["acl"], path + ".shadow.acl")) config_shadow.acl = *acl;
+      }
+      route.shadow = config_shadow;
+    }
+  }
+  config.routes.push_back(std::move(route));
+}
+
+// Two routes with the same path shape whose methods overlap would make the winner arbitrary.
+void checkOverlaps(Checker& check, const ProxyConfig& config) {
+  for (size_t i = 0; i < config.routes.size(); ++i) {
+    const auto& a = config.routes[i];
+    auto pattern_a = PathPattern::parse(a.path);
+    if (!pattern_a) continue;
+    for (size_t j = 0; j < i; ++j) {
+      const auto& b = config.routes[j];
+      auto pattern_b = PathPattern::parse(b.path);
+      if (!pattern_b || pattern_a->shape() != pattern_b->shape()) continue;
+      bool overlap = a.methods.empty() || b.methods.empty();
+      for (const auto& method : a.methods) {
+        if (std::find(b.methods.begin(), b.methods.end(), method) != b.methods.end())
+          overlap = true;
+      }
+      if (overlap) {
+        check.fail("routes[" + std::to_string(i) + "].match",
+                   "matches the same paths and methods as routes[" + std::to_string(j) + "] ('" +
+                       b.name + "')");
+      }
+    }
+  }
+}
+
+std::string shortHash(const std::string& text) {
+  uint64_t hash = 1469598103934665603ULL;
+  for (const unsigned char c : text) {
+    hash ^= c;
+    hash *= 1099511628211ULL;
+  }
+  static const char* kHex = "0123456789abcdef";
+  std::string out;
+  for (int shift = 60; shift >= 0 && out.size() < 12; shift -= 4)
+    out += kHex[(hash >> shift) & 15];
+  return out;
+}
+
+ProxyConfig build(Checker& check, const json& doc) {
+  ProxyConfig config;
+  if (!doc.is_object()) {
+    check.fail("(root)", "must be a JSON object");
+    return config;
+  }
+  check.onlyKeys(doc, "",
+                 {"listen", "admin", "debug_headers", "upstreams", "default_upstream", "routes",
+                  "limits", "workers", "access_log"});
+  if (doc.contains("listen")) {
+    if (auto a = check.address(doc["listen"], "listen", true)) config.listen = *a;
+  }
+  if (doc.contains("admin")) {
+    const auto& admin = doc["admin"];
+    if (check.isObject(admin, "admin")) {
+      check.onlyKeys(admin, "admin", {"listen", "token_env"});
+      if (admin.contains("listen")) {
+        if (auto a = check.address(admin["listen"], "admin.listen", true)) config.admin.listen = *a;
+      }
+      if (admin.contains("token_env")) {
+        if (auto t = check.string(admin["token_env"], "admin.token_env"))
+          config.admin.token_env = *t;
+      }
+    }
+  }
+  if (doc.contains("debug_headers")) {
+    if (auto b = check.boolean(doc["debug_headers"], "debug_headers")) config.debug_headers = *b;
+  }
+  if (doc.contains("workers")) {
+    if (auto n = check.integer(doc["workers"], "workers", 0, 256))
+      config.workers = static_cast<int>(*n);
+  }
+  if (doc.contains("access_log")) {
+    if (auto a = check.string(doc["access_log"], "access_log", false)) config.access_log = *a;
+  }
+  if (doc.contains("limits")) {
+    const auto& limits = doc["limits"];
+    if (check.isObject(limits, "limits")) {
+      check.onlyKeys(
+          limits, "limits",
+          {"max_header_bytes", "max_body_bytes", "header_timeout_ms", "idle_timeout_ms"});
+      if (limits.contains("max_header_bytes")) {
+        if (auto n =
+                check.integer(limits["max_header_bytes"], "limits.max_header_bytes", 1024, 1 << 20))
+          config.limits.max_header_bytes = static_cast<int>(*n);
+      }
+      if (limits.contains("max_body_bytes")) {
+        if (auto n = check.integer(limits["max_body_bytes"], "limits.max_body_bytes", 0,
+                                   int64_t{1} << 32))
+          config.limits.max_body_bytes = *n;
+      }
+      if (limits.contains("header_timeout_ms")) {
+        if (auto n =
+                check.integer(limits["header_timeout_ms"], "limits.header_timeout_ms", 1, 3600000))
+          config.limits.header_timeout_ms = static_cast<int>(*n);
+      }
+      if (limits.contains("idle_timeout_ms")) {
+        if (auto n =
+                check.integer(limits["idle_timeout_ms"], "limits.idle_timeout_ms", 1, 86400000))
+          config.limits.idle_timeout_ms = static_cast<int>(*n);
+      }
+    }
+  }
+  if (!doc.contains("upstreams")) {
+    check.fail("upstreams", "is required");
+  } else if (check.isObject(doc["upstreams"], "upstreams")) {
+    for (const auto& [name, value] : doc["upstreams"].items()) {
+      readUpstream(check, name, value, "upstreams." + name, config);
+    }
+  }
+  if (!doc.contains("default_upstream")) {
+    check.fail("default_upstream", "is required");
+  } else if (auto name = check.string(doc["default_upstream"], "default_upstream")) {
+    config.default_upstream = *name;
+    if (doc.contains("upstreams") && doc["upstreams"].is_object() &&
+        !doc["upstreams"].contains(*name)) {
+      check.fail("default_upstream", "'" + *name + "' is not a defined upstream");
+    }
+  }
+  if (doc.contains("routes")) {
+    const auto& routes = doc["routes"];
+    if (!routes.is_array()) {
+      check.fail("routes", "must be an array");
+    } else {
+      std::map<std::string, std::string> names;
+      for (size_t i = 0; i < routes.size(); ++i) {
+        readRoute(check, routes[i], "routes[" + std::to_string(i) + "]", config, names);
+      }
+      if (check.errors.empty()) checkOverlaps(check, config);
+    }
+  }
+  return config;
+}
+
+}  // namespace
+
+const char* stageName(Stage stage) {
+  switch (stage) {
+    case Stage::kMonolith:
+      return "monolith";
+    case Stage::kShadow:
+      return "shadow";
+    case Stage::kCanary:
+      return "canary";
+    case Stage::kExtracted:
+      return "extracted";
+  }
+  return "monolith";
+}
+
+std::optional<Stage> parseStage(const std::string& text) {
+  if (text == "monolith") return Stage::kMonolith;
+  if (text == "shadow") return Stage::kShadow;
+  if (text == "canary") return Stage::kCanary;
+  if (text == "extracted") return Stage::kExtracted;
+  return std::nullopt;
+}
+
+std::vector<std::string> ProxyConfig::validate(const nlohmann::json& json) {
+  Checker check;
+  build(check, json);
+  return check.errors;
+}
+
+common::Result<ProxyConfig> ProxyConfig::create(const nlohmann::json& json) {
+  Checker check;
+  ProxyConfig config = build(check, json);
+  if (!check.errors.empty()) {
+    std::string message;
+    for (const auto& error : check.errors)
+      message += (message.empty() ? "" : "\n") + error;
+    return common::Result<ProxyConfig>::failure("invalid_config", message);
+  }
+  config.hash = shortHash(json.dump());
+  return config;
+}
+
+common::Result<ProxyConfig> ProxyConfig::parse(const std::string& text) {
+  json doc;
+  try {
+    doc = json::parse(text);
+  } catch (const json::parse_error& error) {
+    return common::Result<ProxyConfig>::failure(
+        "invalid_json", std::string("(root): not valid JSON: ") + error.what());
+  }
+  return create(doc);
+}
+
+common::Result<ProxyConfig> ProxyConfig::load(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    return common::Result<ProxyConfig>::failure("unreadable",
+                                                "cannot read config file '" + path + "'");
+  std::ostringstream text;
+  text << in.rdbuf();
+  return parse(text.str());
+}
+
+const RouteConfig* ProxyConfig::findRoute(const std::string& name) const {
+  for (const auto& route : routes) {
+    if (route.name == name) return &route;
+  }
+  return nullptr;
+}
+
+nlohmann::json ProxyConfig::toJson() const {
+  json doc;
+  doc["listen"] = listen.toString();
+  doc["admin"] = {{"listen", admin.listen.toString()}};
+  if (!admin.token_env.empty()) doc["admin"]["token_env"] = admin.token_env;
+  doc["debug_headers"] = debug_headers;
+  doc["upstreams"] = json::object();
+  for (const auto& [name, upstream] : upstreams) {
+    json u;
+    u["endpoints"] = json::array();
+    for (const auto& endpoint : upstream.endpoints)
+      u["endpoints"].push_back(endpoint.toString());
+    u["timeout_ms"] = upstream.timeout_ms;
+    u["connect_timeout_ms"] = upstream.connect_timeout_ms;
+    u["eject_ms"] = upstream.eject_ms;
+    u["max_idle_connections"] = upstream.max_idle_connections;
+    if (upstream.circuit_breaker) {
+      u["circuit_breaker"] = {
+          {"consecutive_failures", upstream.circuit_breaker->consecutive_failures},
+          {"open_ms", upstream.circuit_breaker->open_ms}};
+    }
+    doc["upstreams"][name] = u;
+  }
+  doc["default_upstream"] = default_upstream;
+  doc["routes"] = json::array();
+  for (const auto& route : routes) {
+    json r;
+    r["name"] = route.name;
+    r["match"] = {{"path", route.path}};
+    if (!route.methods.empty()) r["match"]["methods"] = route.methods;
+    if (!route.target.empty()) r["target"] = route.target;
+    r["stage"] = stageName(route.stage);
+    if (route.stage == Stage::kCanary || route.percent != 0) r["percent"] = route.percent;
+    if (route.sticky) {
+      r["sticky"] = route.sticky->header.empty() ? json{{"cookie", route.sticky->cookie}}
+                                                 : json{{"header", route.sticky->header}};
+    }
+    if (route.fallback) r["fallback"] = true;
+    if (route.rewrite)
+      r["rewrite"] = {{"prefix", route.rewrite->prefix}, {"to", route.rewrite->to}};
+    if (!route.cohort.empty()) r["cohort"] = route.cohort;
+    if (route.shadow) {
+      r["shadow"] = {{"ignore", route.shadow->ignore},
+                     {"sample", route.shadow->sample},
+                     {"unsafe_methods", route.shadow->unsafe_methods}};
+      if (!route.shadow->acl.empty()) r["shadow"]["acl"] = route.shadow->acl;
+    }
+    doc["routes"].push_back(r);
+  }
+  doc["limits"] = {{"max_header_bytes", limits.max_header_bytes},
+                   {"max_body_bytes", limits.max_body_bytes},
+                   {"header_timeout_ms", limits.header_timeout_ms},
+                   {"idle_timeout_ms", limits.idle_timeout_ms}};
+  if (workers != 0) doc["workers"] = workers;
+  if (!access_log.empty()) doc["access_log"] = access_log;
+  return doc;
+}
+
+}  // namespace strangler::proxy

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <functional>
 #include <iostream>
+#include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -22,6 +23,8 @@ namespace {
 
 using nlohmann::json;
 using Poco::Net::HTTPResponse;
+
+constexpr int64_t kMaxDrainBytes = 1 << 20;
 
 struct Reply {
   int status = 200;
@@ -439,6 +442,11 @@ class ApiRequestHandler : public Poco::Net::HTTPRequestHandler {
   std::optional<Reply> readBody(Poco::Net::HTTPServerRequest& request, std::string& body) {
     if (request.hasContentLength() &&
         request.getContentLength64() > static_cast<int64_t>(options_.max_body_bytes)) {
+      // Read and discard a moderately oversized body so the client, still sending, gets to
+      // read the 413 instead of a connection reset. Beyond that, answer and close at once.
+      if (request.getContentLength64() <= kMaxDrainBytes) {
+        request.stream().ignore(std::numeric_limits<std::streamsize>::max());
+      }
       return errorReply(
           413, "payload_too_large",
           "request body exceeds " + std::to_string(options_.max_body_bytes) + " bytes");

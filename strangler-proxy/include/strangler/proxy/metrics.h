@@ -1,0 +1,57 @@
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace strangler::proxy {
+
+/// Request counters and latency histograms. Each worker thread writes its own shard (an
+/// uncontended lock), the admin API sums the shards when asked.
+class Metrics {
+ public:
+  static constexpr std::array<double, 14> kBuckets = {
+      0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0};
+  struct Series {
+    std::map<int, uint64_t> by_status;
+    std::array<uint64_t, kBuckets.size() + 1> buckets{};  ///< last: +Inf
+    double sum_seconds = 0;
+    uint64_t count = 0;
+  };
+  /// Totals over all shards, keyed by (route, upstream).
+  struct Totals {
+    std::map<std::pair<std::string, std::string>, Series> series;
+    std::map<std::pair<std::string, std::string>, uint64_t> fallbacks;        ///< (route, reason)
+    std::map<std::pair<std::string, std::string>, uint64_t> upstream_errors;  ///< (upstream, kind)
+  };
+
+  explicit Metrics(size_t shards);
+
+  /// Counts one finished request.
+  void recordRequest(size_t shard, std::string_view route, std::string_view upstream, int status,
+                     double seconds);
+  /// Counts a request that was retried on the monolith.
+  void recordFallback(size_t shard, std::string_view route, std::string_view reason);
+  /// Counts an upstream failure (connect, timeout, reset, protocol, 5xx).
+  void recordUpstreamError(size_t shard, std::string_view upstream, std::string_view kind);
+  /// Sums every shard.
+  Totals totals() const;
+
+ private:
+  struct Shard {
+    std::mutex mutex;
+    std::unordered_map<std::string, Series> series;  ///< key: route '\n' upstream
+    std::unordered_map<std::string, uint64_t> fallbacks;
+    std::unordered_map<std::string, uint64_t> upstream_errors;
+    std::string scratch;
+  };
+  std::vector<std::unique_ptr<Shard>> shards_;
+};
+
+}  // namespace strangler::proxy

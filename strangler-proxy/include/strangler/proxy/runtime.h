@@ -1,0 +1,68 @@
+#pragma once
+
+#include <sys/socket.h>
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "strangler/common/result.h"
+#include "strangler/proxy/circuit_breaker.h"
+#include "strangler/proxy/config.h"
+#include "strangler/proxy/router.h"
+
+namespace strangler::proxy {
+
+/// One upstream address, resolved; its ejection state outlives config reloads.
+struct EndpointState {
+  common::HostPort address;
+  std::string key;  ///< "host:port", also the connection pool key
+  sockaddr_storage sockaddr{};
+  socklen_t sockaddr_len = 0;
+  std::atomic<int64_t> ejected_until_ns{0};  ///< steady clock; skipped by round robin until then
+};
+
+/// An upstream as the data path sees it.
+struct RuntimeUpstream {
+  const UpstreamConfig* config = nullptr;
+  std::vector<std::shared_ptr<EndpointState>> endpoints;
+  std::shared_ptr<CircuitBreaker> breaker;  ///< null when the upstream has no circuit_breaker
+  std::shared_ptr<std::atomic<uint64_t>> round_robin;
+};
+
+/// An immutable snapshot of everything a request needs: config, route table and upstreams.
+/// Each request holds a shared_ptr to the snapshot it started with, so a reload never changes
+/// a request in flight.
+struct Runtime {
+  std::shared_ptr<const ProxyConfig> config;
+  std::unique_ptr<Router> router;
+  std::unordered_map<std::string, RuntimeUpstream> upstreams;
+  uint64_t version = 0;
+
+  /// The upstream named `name`, or nullptr.
+  const RuntimeUpstream* upstream(const std::string& name) const;
+};
+
+/// Keeps endpoint health and circuit breakers across reloads (by endpoint and upstream name).
+class UpstreamRegistry {
+ public:
+  /// Builds a snapshot for `config`, resolving endpoint addresses (blocking: never call it on
+  /// a loop thread). Fails when a host name does not resolve.
+  common::Result<std::shared_ptr<const Runtime>> build(std::shared_ptr<const ProxyConfig> config,
+                                                       uint64_t version);
+  /// The breakers of the upstreams that have one, by upstream name.
+  std::map<std::string, std::shared_ptr<CircuitBreaker>> breakers() const;
+
+ private:
+  mutable std::mutex mutex_;
+  std::map<std::string, std::shared_ptr<EndpointState>> endpoints_;
+  std::map<std::string, std::shared_ptr<CircuitBreaker>> breakers_;
+  std::map<std::string, std::shared_ptr<std::atomic<uint64_t>>> round_robins_;
+};
+
+}  // namespace strangler::proxy

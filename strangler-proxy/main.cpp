@@ -1,0 +1,88 @@
+// strangler-proxy: parses the command line, starts the proxy and turns signals into reloads
+// (SIGHUP) and graceful stops (SIGTERM, SIGINT).
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+
+#include "strangler/proxy/proxy_app.h"
+
+int main(int argc, char** argv) {
+  using strangler::proxy::ProxyApp;
+  using strangler::proxy::ProxyOptions;
+  CLI::App cli{"strangler-proxy: routes each request to the monolith or an extracted service"};
+  std::string config_path;
+  std::string listen;
+  std::string admin_listen;
+  int workers = 0;
+  int grace_ms = 10000;
+  cli.add_option("--config", config_path, "config file (strangler.json)")->required();
+  cli.add_option("--listen", listen, "proxy address HOST:PORT (overrides the config)");
+  cli.add_option("--admin-listen", admin_listen,
+                 "admin API address HOST:PORT (overrides the config)");
+  cli.add_option("--workers", workers,
+                 "event loop threads (default: the config's, else one per core)")
+      ->check(CLI::Range(1, 256));
+  cli.add_option("--grace-ms", grace_ms, "how long a stop waits for requests in flight")
+      ->check(CLI::Range(0, 600000));
+  CLI11_PARSE(cli, argc, argv);
+
+  ProxyOptions options;
+  options.config_path = config_path;
+  for (auto [text, target] :
+       {std::pair{&listen, &options.listen}, std::pair{&admin_listen, &options.admin_listen}}) {
+    if (text->empty()) continue;
+    auto address = strangler::common::parseHostPort(*text);
+    if (!address) {
+      std::cerr << "strangler-proxy: " << address.error().message << "\n";
+      return 2;
+    }
+    *target = address.value();
+  }
+  if (workers > 0) options.workers = workers;
+
+  // Signals are taken synchronously by this thread; every other thread inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGHUP);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  auto app = ProxyApp::start(options);
+  if (!app) {
+    std::cerr << "strangler-proxy: " << app.error().message << "\n";
+    return 1;
+  }
+  const auto proxy = (*app)->proxyAddress();
+  const auto admin = (*app)->adminAddress();
+  std::printf("strangler-proxy listening on http://%s admin http://%s (config version %llu)\n",
+              proxy.toString().c_str(), admin.toString().c_str(),
+              static_cast<unsigned long long>((*app)->current()->version));
+  std::fflush(stdout);
+
+  for (;;) {
+    int signal_number = 0;
+    if (sigwait(&signals, &signal_number) != 0) continue;
+    if (signal_number == SIGHUP) {
+      auto version = (*app)->reload();
+      if (version) {
+        std::printf("strangler-proxy reloaded config version %llu\n",
+                    static_cast<unsigned long long>(*version));
+      } else {
+        std::printf("strangler-proxy reload rejected, previous config kept:\n%s\n",
+                    version.error().message.c_str());
+      }
+      std::fflush(stdout);
+      continue;
+    }
+    std::printf("strangler-proxy stopping\n");
+    std::fflush(stdout);
+    (*app)->stop(std::chrono::milliseconds(grace_ms));
+    std::printf("strangler-proxy stopped\n");
+    std::fflush(stdout);
+    return 0;
+  }
+}

@@ -1,0 +1,400 @@
+#include "strangler/proxy/admin_server.h"
+
+#include <Poco/Net/HTTPRequestHandler.h>
+#include <Poco/Net/HTTPRequestHandlerFactory.h>
+#include <Poco/Net/HTTPServer.h>
+#include <Poco/Net/HTTPServerParams.h>
+#include <Poco/Net/HTTPServerRequest.h>
+#include <Poco/Net/HTTPServerResponse.h>
+#include <Poco/Net/ServerSocket.h>
+#include <Poco/Net/SocketAddress.h>
+
+#include <chrono>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "strangler/proxy/proxy_app.h"
+
+namespace strangler::proxy {
+namespace {
+
+using Poco::Net::HTTPResponse;
+using Poco::Net::HTTPServerRequest;
+using Poco::Net::HTTPServerResponse;
+
+std::string label(const std::string& value) {
+  std::string out;
+  for (const char c : value) {
+    if (c == '\\' || c == '"') out += '\\';
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += c;
+  }
+  return out;
+}
+
+std::string htmlEscape(const std::string& text) {
+  std::string out;
+  for (const char c : text) {
+    switch (c) {
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '&':
+        out += "&amp;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      default:
+        out += c;
+    }
+  }
+  return out;
+}
+
+// Compares without an early exit so response time does not leak how much of a token matched.
+bool sameToken(const std::string& a, const std::string& b) {
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  for (size_t i = 0; i < a.size(); ++i)
+    diff |= static_cast<unsigned char>(a[i] ^ b[i % (b.empty() ? 1 : b.size())]);
+  return diff == 0 && !b.empty();
+}
+
+void send(HTTPServerResponse& response, HTTPResponse::HTTPStatus status, const std::string& type,
+          const std::string& body) {
+  response.setStatus(status);
+  response.setContentType(type);
+  response.setContentLength(static_cast<std::streamsize>(body.size()));
+  response.set("Cache-Control", "no-store");
+  response.send() << body;
+}
+
+void sendJson(HTTPServerResponse& response, HTTPResponse::HTTPStatus status,
+              const nlohmann::json& body) {
+  send(response, status, "application/json", body.dump(2) + "\n");
+}
+
+struct RouteCounters {
+  uint64_t requests = 0;
+  uint64_t to_target = 0;
+  uint64_t to_monolith = 0;
+  uint64_t errors = 0;  // 5xx answered to clients
+  uint64_t fallbacks = 0;
+};
+
+std::map<std::string, RouteCounters> countersByRoute(ProxyApp& app, const Runtime& runtime) {
+  std::map<std::string, RouteCounters> counters;
+  const auto totals = app.shared().metrics.totals();
+  for (const auto& [key, series] : totals.series) {
+    const auto& [route, upstream] = key;
+    auto& counter = counters[route];
+    const auto* config = runtime.config->findRoute(route);
+    for (const auto& [status, count] : series.by_status) {
+      counter.requests += count;
+      if (status >= 500) counter.errors += count;
+      if (config != nullptr && upstream == config->target &&
+          upstream != runtime.config->default_upstream) {
+        counter.to_target += count;
+      } else if (upstream == runtime.config->default_upstream) {
+        counter.to_monolith += count;
+      }
+    }
+  }
+  for (const auto& [key, count] : totals.fallbacks)
+    counters[key.first].fallbacks += count;
+  return counters;
+}
+
+class AdminHandler : public Poco::Net::HTTPRequestHandler {
+ public:
+  explicit AdminHandler(ProxyApp& app) : app_(app) {}
+
+  void handleRequest(HTTPServerRequest& request, HTTPServerResponse& response) override {
+    try {
+      route(request, response);
+    } catch (const std::exception& error) {
+      if (!response.sent()) {
+        sendJson(response, HTTPResponse::HTTP_INTERNAL_SERVER_ERROR,
+                 {{"error", "internal"}, {"message", error.what()}});
+      }
+    }
+  }
+
+ private:
+  void route(HTTPServerRequest& request, HTTPServerResponse& response) {
+    const std::string path = request.getURI().substr(0, request.getURI().find('?'));
+    const std::string& method = request.getMethod();
+    if (path == "/reload") {
+      if (method != "POST") return methodNotAllowed(response, "POST");
+      if (!authorized(request, response)) return;
+      auto version = app_.reload();
+      if (!version) {
+        nlohmann::json errors = nlohmann::json::array();
+        std::istringstream lines(version.error().message);
+        for (std::string line; std::getline(lines, line);)
+          errors.push_back(line);
+        return sendJson(response, HTTPResponse::HTTP_BAD_REQUEST,
+                        {{"error", version.error().code},
+                         {"errors", errors},
+                         {"version", app_.current()->version},
+                         {"message", "config rejected; the previous config keeps serving"}});
+      }
+      return sendJson(response, HTTPResponse::HTTP_OK,
+                      {{"version", *version}, {"config_hash", app_.current()->config->hash}});
+    }
+    if (method != "GET" && method != "HEAD") return methodNotAllowed(response, "GET");
+    if (path == "/healthz") {
+      return sendJson(response, HTTPResponse::HTTP_OK,
+                      {{"status", "serving"}, {"version", app_.current()->version}});
+    }
+    if (path == "/routes")
+      return send(response, HTTPResponse::HTTP_OK, "application/json", renderRoutes(app_));
+    if (path == "/metrics") {
+      return send(response, HTTPResponse::HTTP_OK, "text/plain; version=0.0.4; charset=utf-8",
+                  renderMetrics(app_));
+    }
+    if (path == "/")
+      return send(response, HTTPResponse::HTTP_OK, "text/html; charset=utf-8", dashboard());
+    sendJson(response, HTTPResponse::HTTP_NOT_FOUND,
+             {{"error", "not_found"}, {"message", path + " is not an admin endpoint"}});
+  }
+
+  void methodNotAllowed(HTTPServerResponse& response, const std::string& allow) {
+    response.set("Allow", allow);
+    sendJson(response, HTTPResponse::HTTP_METHOD_NOT_ALLOWED, {{"error", "method_not_allowed"}});
+  }
+
+  bool authorized(HTTPServerRequest& request, HTTPServerResponse& response) {
+    const std::string token = app_.adminToken();
+    if (token.empty()) {
+      sendJson(response, HTTPResponse::HTTP_FORBIDDEN,
+               {{"error", "no_admin_token"},
+                {"message",
+                 "mutating admin endpoints are disabled: set admin.token_env and that environment "
+                 "variable"}});
+      return false;
+    }
+    const std::string header = request.get("Authorization", "");
+    const std::string prefix = "Bearer ";
+    if (header.compare(0, prefix.size(), prefix) != 0 ||
+        !sameToken(header.substr(prefix.size()), token)) {
+      response.set("WWW-Authenticate", "Bearer");
+      sendJson(response, HTTPResponse::HTTP_UNAUTHORIZED,
+               {{"error", "unauthorized"}, {"message", "missing or wrong bearer token"}});
+      return false;
+    }
+    return true;
+  }
+
+  std::string dashboard() {
+    const auto runtime = app_.current();
+    const auto counters = countersByRoute(app_, *runtime);
+    std::ostringstream html;
+    html << "<!doctype html><html><head><meta charset=\"utf-8\"><title>strangler-proxy</title>"
+         << "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+         << "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}</style></head><body>"
+         << "<h1>strangler-proxy</h1><p>config version " << runtime->version << " ("
+         << htmlEscape(runtime->config->hash) << "), default upstream <b>"
+         << htmlEscape(runtime->config->default_upstream) << "</b></p>"
+         << "<table><tr><th>route</th><th>path</th><th>stage</th><th>percent</th><th>target</th>"
+         << "<th>requests</th><th>to target</th><th>to "
+            "monolith</th><th>fallbacks</th><th>5xx</th></tr>";
+    for (const auto& route : runtime->config->routes) {
+      RouteCounters c;
+      if (auto it = counters.find(route.name); it != counters.end()) c = it->second;
+      html << "<tr><td>" << htmlEscape(route.name) << "</td><td>" << htmlEscape(route.path)
+           << "</td><td>" << stageName(route.stage) << "</td><td>" << route.percent << "</td><td>"
+           << htmlEscape(route.target) << "</td><td>" << c.requests << "</td><td>" << c.to_target
+           << "</td><td>" << c.to_monolith << "</td><td>" << c.fallbacks << "</td><td>" << c.errors
+           << "</td></tr>";
+    }
+    html << "</table><p><a href=\"/routes\">/routes</a> · <a "
+            "href=\"/metrics\">/metrics</a></p></body></html>\n";
+    return html.str();
+  }
+
+  ProxyApp& app_;
+};
+
+class AdminFactory : public Poco::Net::HTTPRequestHandlerFactory {
+ public:
+  explicit AdminFactory(ProxyApp& app) : app_(app) {}
+  Poco::Net::HTTPRequestHandler* createRequestHandler(const HTTPServerRequest&) override {
+    return new AdminHandler(app_);
+  }
+
+ private:
+  ProxyApp& app_;
+};
+
+}  // namespace
+
+std::string renderRoutes(ProxyApp& app) {
+  const auto runtime = app.current();
+  const auto& config = *runtime->config;
+  const auto counters = countersByRoute(app, *runtime);
+  nlohmann::json doc;
+  doc["version"] = runtime->version;
+  doc["config_hash"] = config.hash;
+  doc["default_upstream"] = config.default_upstream;
+  doc["routes"] = nlohmann::json::array();
+  for (const auto& route : config.routes) {
+    RouteCounters c;
+    if (auto it = counters.find(route.name); it != counters.end()) c = it->second;
+    nlohmann::json entry = {
+        {"name", route.name},
+        {"path", route.path},
+        {"methods", route.methods},
+        {"stage", stageName(route.stage)},
+        {"percent", route.stage == Stage::kCanary      ? route.percent
+                    : route.stage == Stage::kExtracted ? 100
+                                                       : 0},
+        {"target", route.target.empty() ? nlohmann::json(nullptr) : nlohmann::json(route.target)},
+        {"fallback", route.fallback},
+        {"counters",
+         {{"requests", c.requests},
+          {"to_target", c.to_target},
+          {"to_monolith", c.to_monolith},
+          {"fallbacks", c.fallbacks},
+          {"errors_5xx", c.errors},
+          {"shadow_mismatches", app.shared().shadow->mismatches(route.name)}}}};
+    if (!route.cohort.empty()) entry["cohort"] = route.cohort;
+    doc["routes"].push_back(entry);
+  }
+  const auto now = CircuitBreaker::Clock::now();
+  doc["upstreams"] = nlohmann::json::object();
+  for (const auto& [name, upstream] : runtime->upstreams) {
+    nlohmann::json entry;
+    entry["endpoints"] = nlohmann::json::array();
+    for (const auto& endpoint : upstream.endpoints)
+      entry["endpoints"].push_back(endpoint->key);
+    entry["circuit"] = upstream.breaker ? circuitStateName(upstream.breaker->state(now)) : "none";
+    doc["upstreams"][name] = entry;
+  }
+  return doc.dump(2) + "\n";
+}
+
+std::string renderMetrics(ProxyApp& app) {
+  const auto runtime = app.current();
+  const auto totals = app.shared().metrics.totals();
+  std::ostringstream out;
+  out << "# HELP strangler_proxy_requests_total Requests answered, by route, upstream and status.\n"
+      << "# TYPE strangler_proxy_requests_total counter\n";
+  for (const auto& [key, series] : totals.series) {
+    for (const auto& [status, count] : series.by_status) {
+      out << "strangler_proxy_requests_total{route=\"" << label(key.first) << "\",upstream=\""
+          << label(key.second) << "\",status=\"" << status << "\"} " << count << "\n";
+    }
+  }
+  out << "# HELP strangler_proxy_request_duration_seconds Time from a complete request to its "
+         "complete response.\n"
+      << "# TYPE strangler_proxy_request_duration_seconds histogram\n";
+  for (const auto& [key, series] : totals.series) {
+    const std::string labels =
+        "route=\"" + label(key.first) + "\",upstream=\"" + label(key.second) + "\"";
+    uint64_t cumulative = 0;
+    for (size_t i = 0; i < Metrics::kBuckets.size(); ++i) {
+      cumulative += series.buckets[i];
+      out << "strangler_proxy_request_duration_seconds_bucket{" << labels << ",le=\""
+          << Metrics::kBuckets[i] << "\"} " << cumulative << "\n";
+    }
+    cumulative += series.buckets.back();
+    out << "strangler_proxy_request_duration_seconds_bucket{" << labels << ",le=\"+Inf\"} "
+        << cumulative << "\n"
+        << "strangler_proxy_request_duration_seconds_sum{" << labels << "} " << series.sum_seconds
+        << "\n"
+        << "strangler_proxy_request_duration_seconds_count{" << labels << "} " << series.count
+        << "\n";
+  }
+  out << "# HELP strangler_proxy_fallbacks_total Requests retried on the monolith, by route and "
+         "reason.\n"
+      << "# TYPE strangler_proxy_fallbacks_total counter\n";
+  for (const auto& [key, count] : totals.fallbacks) {
+    out << "strangler_proxy_fallbacks_total{route=\"" << label(key.first) << "\",reason=\""
+        << label(key.second) << "\"} " << count << "\n";
+  }
+  out << "# HELP strangler_proxy_upstream_errors_total Upstream failures, by upstream and kind.\n"
+      << "# TYPE strangler_proxy_upstream_errors_total counter\n";
+  for (const auto& [key, count] : totals.upstream_errors) {
+    out << "strangler_proxy_upstream_errors_total{upstream=\"" << label(key.first) << "\",kind=\""
+        << label(key.second) << "\"} " << count << "\n";
+  }
+  const auto now = CircuitBreaker::Clock::now();
+  out << "# HELP strangler_proxy_circuit_state Circuit breaker state: 0 closed, 1 open, 2 "
+         "half-open.\n"
+      << "# TYPE strangler_proxy_circuit_state gauge\n";
+  for (const auto& [name, upstream] : runtime->upstreams) {
+    if (!upstream.breaker) continue;
+    out << "strangler_proxy_circuit_state{upstream=\"" << label(name) << "\"} "
+        << static_cast<int>(upstream.breaker->state(now)) << "\n";
+  }
+  out << "# HELP strangler_proxy_circuit_openings_total Times a circuit opened.\n"
+      << "# TYPE strangler_proxy_circuit_openings_total counter\n";
+  for (const auto& [name, upstream] : runtime->upstreams) {
+    if (!upstream.breaker) continue;
+    out << "strangler_proxy_circuit_openings_total{upstream=\"" << label(name) << "\"} "
+        << upstream.breaker->openings() << "\n";
+  }
+  out << "# HELP strangler_proxy_shadow_mismatches_total Shadow responses that differed from the "
+         "monolith's.\n"
+      << "# TYPE strangler_proxy_shadow_mismatches_total counter\n";
+  for (const auto& route : runtime->config->routes) {
+    if (route.stage != Stage::kShadow) continue;
+    out << "strangler_proxy_shadow_mismatches_total{route=\"" << label(route.name) << "\"} "
+        << app.shared().shadow->mismatches(route.name) << "\n";
+  }
+  out << "# HELP strangler_proxy_config_version Version of the config serving new requests.\n"
+      << "# TYPE strangler_proxy_config_version gauge\n"
+      << "strangler_proxy_config_version " << runtime->version << "\n"
+      << "# HELP strangler_proxy_config_reloads_total Reload attempts, by result.\n"
+      << "# TYPE strangler_proxy_config_reloads_total counter\n"
+      << "strangler_proxy_config_reloads_total{result=\"ok\"} " << app.reloadsSucceeded() << "\n"
+      << "strangler_proxy_config_reloads_total{result=\"rejected\"} " << app.reloadsFailed() << "\n"
+      << "# HELP strangler_proxy_open_connections Client connections open.\n"
+      << "# TYPE strangler_proxy_open_connections gauge\n"
+      << "strangler_proxy_open_connections " << app.shared().open_connections.load() << "\n"
+      << "# HELP strangler_proxy_active_requests Requests in flight.\n"
+      << "# TYPE strangler_proxy_active_requests gauge\n"
+      << "strangler_proxy_active_requests " << app.shared().active_requests.load() << "\n";
+  return out.str();
+}
+
+common::Result<std::unique_ptr<AdminServer>> AdminServer::start(const common::HostPort& address,
+                                                                ProxyApp& app) {
+  using R = common::Result<std::unique_ptr<AdminServer>>;
+  std::unique_ptr<AdminServer> admin(new AdminServer());
+  try {
+    Poco::Net::ServerSocket socket(Poco::Net::SocketAddress(address.host, address.port), 64);
+    admin->address_ = common::HostPort{address.host, socket.address().port()};
+    auto* params = new Poco::Net::HTTPServerParams();
+    params->setMaxThreads(4);
+    params->setMaxQueued(64);
+    params->setKeepAlive(true);
+    admin->server_ = std::make_unique<Poco::Net::HTTPServer>(new AdminFactory(app), socket, params);
+    admin->server_->start();
+  } catch (const Poco::Exception& error) {
+    return R::failure("listen_failed", "cannot serve the admin API on " + address.toString() +
+                                           ": " + error.displayText());
+  }
+  return admin;
+}
+
+AdminServer::~AdminServer() {
+  stop();
+}
+
+void AdminServer::stop() {
+  if (server_) {
+    server_->stopAll(true);
+    server_.reset();
+  }
+}
+
+}  // namespace strangler::proxy

@@ -1,0 +1,117 @@
+#include "strangler/proxy/proxy_server.h"
+
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "worker.h"
+
+namespace strangler::proxy {
+namespace {
+
+using ListenResult = common::Result<int>;
+
+// A non-blocking SO_REUSEPORT listener on `address`; every worker gets its own, so the kernel
+// spreads new connections over the loops.
+ListenResult openListener(const sockaddr_storage& address, socklen_t length) {
+  const int fd = ::socket(address.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return ListenResult::failure("listen_failed", std::strerror(errno));
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  if (::bind(fd, reinterpret_cast<const sockaddr*>(&address), length) != 0 ||
+      ::listen(fd, 1024) != 0) {
+    const std::string why = std::strerror(errno);
+    ::close(fd);
+    return ListenResult::failure("listen_failed", why);
+  }
+  return fd;
+}
+
+}  // namespace
+
+ProxyShared::ProxyShared(std::shared_ptr<const Runtime> runtime, size_t workers)
+    : metrics(workers), runtime_(std::move(runtime)) {}
+
+void ProxyShared::publish(std::shared_ptr<const Runtime> runtime) {
+  {
+    std::lock_guard lock(mutex_);
+    runtime_ = std::move(runtime);
+  }
+  generation_.fetch_add(1, std::memory_order_acq_rel);
+}
+
+std::shared_ptr<const Runtime> ProxyShared::current() const {
+  std::lock_guard lock(mutex_);
+  return runtime_;
+}
+
+common::Result<std::unique_ptr<ProxyServer>> ProxyServer::start(
+    const common::HostPort& listen, int workers, std::shared_ptr<ProxyShared> shared) {
+  using R = common::Result<std::unique_ptr<ProxyServer>>;
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  addrinfo* found = nullptr;
+  const std::string port = std::to_string(listen.port);
+  const int rc = getaddrinfo(listen.host.c_str(), port.c_str(), &hints, &found);
+  if (rc != 0 || found == nullptr) {
+    return R::failure("listen_failed", "cannot resolve '" + listen.host + "': " + gai_strerror(rc));
+  }
+  sockaddr_storage address{};
+  std::memcpy(&address, found->ai_addr, found->ai_addrlen);
+  const socklen_t length = found->ai_addrlen;
+  freeaddrinfo(found);
+
+  std::unique_ptr<ProxyServer> server(new ProxyServer());
+  server->shared_ = shared;
+  std::vector<int> fds;
+  for (int i = 0; i < std::max(workers, 1); ++i) {
+    auto fd = openListener(address, length);
+    if (!fd) {
+      for (const int open_fd : fds)
+        ::close(open_fd);
+      return R::failure("listen_failed",
+                        "cannot listen on " + listen.toString() + ": " + fd.error().message);
+    }
+    if (i == 0) {
+      // Port 0: the others bind the port the kernel picked for the first one.
+      socklen_t bound_length = sizeof address;
+      getsockname(*fd, reinterpret_cast<sockaddr*>(&address), &bound_length);
+      const uint16_t bound =
+          ntohs(address.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6&>(address).sin6_port
+                                              : reinterpret_cast<sockaddr_in&>(address).sin_port);
+      server->address_ = common::HostPort{listen.host, bound};
+    }
+    fds.push_back(*fd);
+  }
+  for (size_t i = 0; i < fds.size(); ++i) {
+    server->workers_.push_back(std::make_unique<Worker>(i, fds[i], shared));
+  }
+  for (auto& worker : server->workers_) {
+    Worker* loop = worker.get();
+    server->threads_.emplace_back([loop] { loop->run(); });
+  }
+  return server;
+}
+
+ProxyServer::~ProxyServer() {
+  stop(std::chrono::milliseconds(0));
+}
+
+void ProxyServer::stop(std::chrono::milliseconds grace) {
+  if (stopped_) return;
+  stopped_ = true;
+  for (auto& worker : workers_)
+    worker->requestStop(grace);
+  for (auto& thread : threads_)
+    thread.join();
+  workers_.clear();
+}
+
+}  // namespace strangler::proxy

@@ -1,0 +1,75 @@
+#include "strangler/proxy/runtime.h"
+
+#include <netdb.h>
+
+#include <cstring>
+
+namespace strangler::proxy {
+
+const RuntimeUpstream* Runtime::upstream(const std::string& name) const {
+  const auto it = upstreams.find(name);
+  return it == upstreams.end() ? nullptr : &it->second;
+}
+
+common::Result<std::shared_ptr<const Runtime>> UpstreamRegistry::build(
+    std::shared_ptr<const ProxyConfig> config, uint64_t version) {
+  using R = common::Result<std::shared_ptr<const Runtime>>;
+  auto runtime = std::make_shared<Runtime>();
+  runtime->config = config;
+  runtime->router = std::make_unique<Router>(*config);
+  runtime->version = version;
+  std::lock_guard lock(mutex_);
+  for (const auto& [name, upstream] : config->upstreams) {
+    RuntimeUpstream entry;
+    entry.config = &upstream;
+    for (size_t i = 0; i < upstream.endpoints.size(); ++i) {
+      const auto& address = upstream.endpoints[i];
+      const std::string key = address.toString();
+      auto& state = endpoints_[key];
+      if (!state) {
+        addrinfo hints{};
+        hints.ai_family = AF_UNSPEC;
+        hints.ai_socktype = SOCK_STREAM;
+        addrinfo* found = nullptr;
+        const std::string port = std::to_string(address.port);
+        const int rc = getaddrinfo(address.host.c_str(), port.c_str(), &hints, &found);
+        if (rc != 0 || found == nullptr) {
+          endpoints_.erase(key);
+          return R::failure("invalid_config", "upstreams." + name + ".endpoints[" +
+                                                  std::to_string(i) + "]: cannot resolve '" +
+                                                  address.host + "': " + gai_strerror(rc));
+        }
+        state = std::make_shared<EndpointState>();
+        state->address = address;
+        state->key = key;
+        std::memcpy(&state->sockaddr, found->ai_addr, found->ai_addrlen);
+        state->sockaddr_len = found->ai_addrlen;
+        freeaddrinfo(found);
+      }
+      entry.endpoints.push_back(state);
+    }
+    if (upstream.circuit_breaker) {
+      auto& breaker = breakers_[name];
+      if (!breaker) {
+        breaker = std::make_shared<CircuitBreaker>(*upstream.circuit_breaker);
+      } else {
+        breaker->reconfigure(*upstream.circuit_breaker);
+      }
+      entry.breaker = breaker;
+    } else {
+      breakers_.erase(name);
+    }
+    auto& round_robin = round_robins_[name];
+    if (!round_robin) round_robin = std::make_shared<std::atomic<uint64_t>>(0);
+    entry.round_robin = round_robin;
+    runtime->upstreams.emplace(name, std::move(entry));
+  }
+  return std::shared_ptr<const Runtime>(std::move(runtime));
+}
+
+std::map<std::string, std::shared_ptr<CircuitBreaker>> UpstreamRegistry::breakers() const {
+  std::lock_guard lock(mutex_);
+  return breakers_;
+}
+
+}  // namespace strangler::proxy

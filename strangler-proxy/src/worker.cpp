@@ -1,0 +1,1424 @@
+#include "worker.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include <nlohmann/json.hpp>
+
+#include "strangler/proxy/path_normalizer.h"
+
+namespace strangler::proxy {
+namespace {
+
+constexpr size_t kReadChunk = 16 * 1024;
+constexpr size_t kMaxPendingOutput = 1024 * 1024;  // stop reading the upstream beyond this
+constexpr size_t kMaxPipelinedInput = 256 * 1024;  // stop reading the client beyond this
+constexpr size_t kMaxResponseHeaderBytes = 64 * 1024;
+constexpr auto kUpstreamIdleTimeout = std::chrono::seconds(4);
+constexpr auto kTick = std::chrono::milliseconds(20);
+constexpr const char* kVia = "1.1 strangler";
+// epoll tags for the two fds that are not connections (real pointers are never this small).
+constexpr uint64_t kListenTag = 1;
+constexpr uint64_t kWakeTag = 2;
+
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && strncasecmp(a.data(), b.data(), a.size()) == 0;
+}
+
+bool startsWithIgnoreCase(std::string_view text, std::string_view prefix) {
+  return text.size() >= prefix.size() &&
+         strncasecmp(text.data(), prefix.data(), prefix.size()) == 0;
+}
+
+// Headers that describe one connection, not the message (RFC 9110 7.6.1), plus framing
+// headers the proxy sets itself.
+bool isHopByHop(std::string_view name) {
+  static constexpr std::string_view kNames[] = {
+      "connection",        "keep-alive", "proxy-connection", "te",     "trailer",
+      "transfer-encoding", "upgrade",    "content-length",   "expect", "http2-settings"};
+  for (const auto hop : kNames) {
+    if (iequals(name, hop)) return true;
+  }
+  return false;
+}
+
+// True when `name` is listed in one of the Connection headers (those are hop-by-hop too).
+bool namedByConnection(const HeaderList& headers, std::string_view name) {
+  for (const auto& [field, value] : headers) {
+    if (!iequals(field, "connection")) continue;
+    std::string_view rest(value);
+    while (!rest.empty()) {
+      const size_t comma = rest.find(',');
+      std::string_view token = rest.substr(0, comma);
+      while (!token.empty() && (token.front() == ' ' || token.front() == '\t'))
+        token.remove_prefix(1);
+      while (!token.empty() && (token.back() == ' ' || token.back() == '\t'))
+        token.remove_suffix(1);
+      if (iequals(token, name)) return true;
+      if (comma == std::string_view::npos) break;
+      rest.remove_prefix(comma + 1);
+    }
+  }
+  return false;
+}
+
+std::string jsonError(const std::string& code, const std::string& message) {
+  return nlohmann::json{{"error", code}, {"message", message}}.dump();
+}
+
+const char* reasonPhrase(int status) {
+  const char* text = http_status_str(static_cast<http_status>(status));
+  return text == nullptr ? "Unknown" : text;
+}
+
+void setNoDelay(int fd) {
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+std::string peerAddress(const sockaddr_storage& address) {
+  char text[INET6_ADDRSTRLEN] = {0};
+  if (address.ss_family == AF_INET) {
+    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in&>(address).sin_addr, text, sizeof text);
+  } else if (address.ss_family == AF_INET6) {
+    inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6&>(address).sin6_addr, text,
+              sizeof text);
+  }
+  return text;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+
+/// A connection to an upstream endpoint, busy with one exchange or idle in its pool.
+class UpstreamConnection : public Pollable {
+ public:
+  enum class State { kConnecting, kBusy, kIdle };
+
+  UpstreamConnection(Worker& worker, std::shared_ptr<EndpointState> to)
+      : worker_(worker), endpoint(std::move(to)) {}
+
+  void onEvents(uint32_t events) override;
+  /// Starts an exchange: sends `request` and reports the response to `client`.
+  void begin(ClientConnection* client, const std::string& request,
+             std::chrono::milliseconds timeout, std::chrono::milliseconds connect_timeout,
+             bool head_request);
+  /// Stops reading (client's buffer is full) / resumes.
+  void pauseReading() { read_paused_ = true; }
+  void resumeReading();
+  /// Fails the exchange when its deadline has passed; returns true when it did.
+  bool checkDeadline(Worker::Clock::time_point now);
+
+  Worker& worker_;
+  std::shared_ptr<EndpointState> endpoint;
+  State state = State::kConnecting;
+  ClientConnection* client = nullptr;
+  Worker::Clock::time_point idle_since;
+  Worker::Clock::time_point deadline;
+  std::chrono::milliseconds timeout{0};
+  size_t bytes_received = 0;
+  bool head_done = false;
+  int max_idle = 64;
+
+ private:
+  static int onMessageBegin(http_parser* parser);
+  static int onStatus(http_parser* parser, const char* at, size_t length);
+  static int onHeaderField(http_parser* parser, const char* at, size_t length);
+  static int onHeaderValue(http_parser* parser, const char* at, size_t length);
+  static int onHeadersComplete(http_parser* parser);
+  static int onBody(http_parser* parser, const char* at, size_t length);
+  static int onMessageComplete(http_parser* parser);
+  static const http_parser_settings& settings();
+
+  void flush();
+  void readAll();
+  void feed(const char* data, size_t length);
+  void fail(const char* kind);
+
+  http_parser parser_{};
+  std::string out_;
+  size_t out_pos_ = 0;
+  bool read_paused_ = false;
+  bool head_request_ = false;
+  bool interim_ = false;
+  bool done_ = false;
+  bool abandoned_ = false;
+  bool header_value_last_ = false;
+  size_t header_bytes_ = 0;
+
+ public:
+  int status = 0;
+  std::string reason;
+  HeaderList headers;
+  bool chunked = false;
+  bool has_content_length = false;
+};
+
+// ---------------------------------------------------------------------------------------------
+
+/// A client connection: parses requests (one at a time; pipelined ones wait), routes them and
+/// relays the upstream's response.
+class ClientConnection : public Pollable {
+ public:
+  enum class State { kReading, kProxying, kClosing };
+  /// What the connection does with an upstream's response head.
+  enum class HeadVerdict { kRelay, kRelayNoBody, kAbandon };
+
+  ClientConnection(Worker& worker, int client_fd, std::string peer)
+      : worker_(worker), peer_(std::move(peer)) {
+    fd = client_fd;
+    http_parser_init(&parser_, HTTP_REQUEST);
+    parser_.data = this;
+    deadline_ = worker_.now() + std::chrono::milliseconds(idleTimeoutMs());
+  }
+
+  void onEvents(uint32_t events) override;
+  bool checkDeadline(Worker::Clock::time_point now);
+  /// The loop is stopping: closes the connection now unless a request is in flight.
+  void onStop();
+
+  // Called by the upstream connection.
+  HeadVerdict onResponseHead(UpstreamConnection& upstream);
+  void onResponseBody(const char* data, size_t length);
+  void onResponseComplete(UpstreamConnection& upstream);
+  void onUpstreamFailure(UpstreamConnection* upstream, const char* kind);
+  void onAbandoned(UpstreamConnection& upstream);
+
+  /// True while a request is being proxied or answered.
+  bool inExchange() const { return state_ == State::kProxying; }
+
+  UpstreamConnection* upstream = nullptr;
+
+ private:
+  static int onMessageBegin(http_parser* parser);
+  static int onUrl(http_parser* parser, const char* at, size_t length);
+  static int onHeaderField(http_parser* parser, const char* at, size_t length);
+  static int onHeaderValue(http_parser* parser, const char* at, size_t length);
+  static int onHeadersComplete(http_parser* parser);
+  static int onBody(http_parser* parser, const char* at, size_t length);
+  static int onMessageComplete(http_parser* parser);
+  static const http_parser_settings& settings();
+
+  int idleTimeoutMs() const;
+  void readAll();
+  void processInput();
+  void processLoop();
+  void startProxy();
+  void dispatch(const std::string& upstream_name, const std::string& path, bool reset_tries);
+  std::string buildRequest(const std::string& path) const;
+  void respondError(int status, const std::string& code, const std::string& message);
+  void finishExchange(int status);
+  void flush();
+  void queue(std::string_view bytes);
+  void addHeader(std::string_view name, std::string_view value);
+  bool sentToTarget() const;
+
+  Worker& worker_;
+  std::string peer_;
+  http_parser parser_{};
+  std::string in_;
+  size_t in_pos_ = 0;
+  bool read_paused_ = false;
+  bool peer_closed_ = false;
+  bool in_process_input_ = false;
+  std::string out_;
+  size_t out_pos_ = 0;
+  State state_ = State::kReading;
+  Worker::Clock::time_point deadline_;
+
+  // The request being read or proxied.
+  bool message_started_ = false;
+  bool message_done_ = false;
+  bool header_value_last_ = false;
+  size_t header_bytes_ = 0;
+  int error_status_ = 0;
+  std::string method_;
+  std::string url_;
+  HeaderList headers_;
+  std::string body_;
+  bool had_body_framing_ = false;
+  bool keep_alive_ = true;
+  int http_minor_ = 1;
+  std::shared_ptr<const Runtime> runtime_;
+  Decision decision_;
+  std::string query_;
+  bool has_query_ = false;
+  std::string forwarded_headers_;
+  Worker::Clock::time_point started_;
+
+  // The exchange with the upstream.
+  std::string upstream_name_;
+  std::string upstream_path_;
+  std::string request_bytes_;
+  std::vector<EndpointState*> tried_;
+  bool retried_stale_ = false;
+  bool fell_back_ = false;
+  bool response_started_ = false;
+  bool chunked_out_ = false;
+  bool close_after_ = false;
+  int status_ = 0;
+  uint64_t response_bytes_ = 0;
+};
+
+// ---------------------------------------------------------------------------------------------
+// UpstreamConnection
+
+const http_parser_settings& UpstreamConnection::settings() {
+  static const http_parser_settings kSettings = [] {
+    http_parser_settings s{};
+    s.on_message_begin = &UpstreamConnection::onMessageBegin;
+    s.on_status = &UpstreamConnection::onStatus;
+    s.on_header_field = &UpstreamConnection::onHeaderField;
+    s.on_header_value = &UpstreamConnection::onHeaderValue;
+    s.on_headers_complete = &UpstreamConnection::onHeadersComplete;
+    s.on_body = &UpstreamConnection::onBody;
+    s.on_message_complete = &UpstreamConnection::onMessageComplete;
+    return s;
+  }();
+  return kSettings;
+}
+
+void UpstreamConnection::begin(ClientConnection* owner, const std::string& request,
+                               std::chrono::milliseconds exchange_timeout,
+                               std::chrono::milliseconds connect_timeout, bool head_request) {
+  client = owner;
+  http_parser_init(&parser_, HTTP_RESPONSE);
+  parser_.data = this;
+  out_ = request;
+  out_pos_ = 0;
+  read_paused_ = false;
+  head_request_ = head_request;
+  interim_ = false;
+  done_ = false;
+  abandoned_ = false;
+  head_done = false;
+  bytes_received = 0;
+  header_bytes_ = 0;
+  status = 0;
+  reason.clear();
+  headers.clear();
+  timeout = exchange_timeout;
+  if (state == State::kConnecting) {
+    deadline = worker_.now() + connect_timeout;
+    return;  // flushed once connected
+  }
+  state = State::kBusy;
+  deadline = worker_.now() + timeout;
+  flush();
+}
+
+void UpstreamConnection::onEvents(uint32_t events) {
+  if (closed) return;
+  if (state == State::kConnecting) {
+    if ((events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) == 0) return;
+    int error = 0;
+    socklen_t length = sizeof error;
+    getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length);
+    if (error != 0) {
+      fail("connect");
+      return;
+    }
+    state = State::kBusy;
+    deadline = worker_.now() + timeout;
+    flush();
+    if (closed) return;
+  }
+  if (state == State::kIdle) {
+    // An idle pooled connection that becomes readable was closed (or misbehaves): drop it.
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP)) worker_.closeUpstream(this);
+    return;
+  }
+  if (events & EPOLLOUT) flush();
+  if (closed) return;
+  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP)) readAll();
+}
+
+void UpstreamConnection::flush() {
+  while (out_pos_ < out_.size()) {
+    const ssize_t n = ::send(fd, out_.data() + out_pos_, out_.size() - out_pos_, MSG_NOSIGNAL);
+    if (n > 0) {
+      out_pos_ += static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    fail("reset");
+    return;
+  }
+  if (!out_.empty()) {
+    out_.clear();
+    out_pos_ = 0;
+  }
+}
+
+void UpstreamConnection::resumeReading() {
+  if (!read_paused_ || closed) return;
+  read_paused_ = false;
+  readAll();  // edge-triggered: data may be waiting without a new event
+}
+
+void UpstreamConnection::readAll() {
+  char buffer[kReadChunk];
+  while (!closed && !read_paused_ && state == State::kBusy) {
+    const ssize_t n = ::recv(fd, buffer, sizeof buffer, 0);
+    if (n > 0) {
+      bytes_received += static_cast<size_t>(n);
+      feed(buffer, static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    if (n == 0 && head_done) {
+      // End of a close-delimited body (or a premature close, which the parser reports).
+      feed(nullptr, 0);
+      if (!closed && state == State::kBusy) fail("reset");
+      return;
+    }
+    fail(n == 0 ? "closed" : "reset");
+    return;
+  }
+}
+
+void UpstreamConnection::feed(const char* data, size_t length) {
+  deadline = worker_.now() + timeout;
+  const size_t parsed = http_parser_execute(&parser_, &settings(), data, length);
+  const auto error = HTTP_PARSER_ERRNO(&parser_);
+  if (closed) return;  // the client went away while the response was being relayed
+  if (abandoned_) {
+    ClientConnection* owner = client;
+    client = nullptr;
+    worker_.closeUpstream(this);
+    if (owner != nullptr) owner->onAbandoned(*this);
+    return;
+  }
+  if (done_) {
+    ClientConnection* owner = client;
+    client = nullptr;
+    // Bytes after the response, or a response that ends the connection: do not reuse.
+    const bool reusable = error == HPE_PAUSED && parsed == length &&
+                          http_should_keep_alive(&parser_) && !worker_.stopping();
+    if (reusable) {
+      http_parser_pause(&parser_, 0);
+      worker_.release(this);
+    } else {
+      worker_.closeUpstream(this);
+    }
+    if (owner != nullptr) owner->onResponseComplete(*this);
+    return;
+  }
+  if (error != HPE_OK && error != HPE_PAUSED) {
+    fail("protocol");
+    return;
+  }
+  if (error == HPE_PAUSED) http_parser_pause(&parser_, 0);
+}
+
+void UpstreamConnection::fail(const char* kind) {
+  if (closed) return;
+  ClientConnection* owner = client;
+  client = nullptr;
+  worker_.closeUpstream(this);
+  if (owner != nullptr) owner->onUpstreamFailure(this, kind);
+}
+
+bool UpstreamConnection::checkDeadline(Worker::Clock::time_point now) {
+  if (closed) return false;
+  if (state == State::kIdle) {
+    if (now - idle_since > kUpstreamIdleTimeout) worker_.closeUpstream(this);
+    return false;
+  }
+  if (now < deadline) return false;
+  fail(state == State::kConnecting ? "connect_timeout" : "timeout");
+  return true;
+}
+
+int UpstreamConnection::onMessageBegin(http_parser* parser) {
+  auto* self = static_cast<UpstreamConnection*>(parser->data);
+  self->headers.clear();
+  self->reason.clear();
+  self->header_value_last_ = false;
+  self->header_bytes_ = 0;
+  return 0;
+}
+
+int UpstreamConnection::onStatus(http_parser* parser, const char* at, size_t length) {
+  static_cast<UpstreamConnection*>(parser->data)->reason.append(at, length);
+  return 0;
+}
+
+int UpstreamConnection::onHeaderField(http_parser* parser, const char* at, size_t length) {
+  auto* self = static_cast<UpstreamConnection*>(parser->data);
+  if (self->headers.empty() || self->header_value_last_) self->headers.emplace_back();
+  self->header_value_last_ = false;
+  self->headers.back().first.append(at, length);
+  self->header_bytes_ += length;
+  return self->header_bytes_ > kMaxResponseHeaderBytes ? 1 : 0;
+}
+
+int UpstreamConnection::onHeaderValue(http_parser* parser, const char* at, size_t length) {
+  auto* self = static_cast<UpstreamConnection*>(parser->data);
+  if (self->headers.empty()) return 1;
+  self->header_value_last_ = true;
+  self->headers.back().second.append(at, length);
+  self->header_bytes_ += length;
+  return self->header_bytes_ > kMaxResponseHeaderBytes ? 1 : 0;
+}
+
+int UpstreamConnection::onHeadersComplete(http_parser* parser) {
+  auto* self = static_cast<UpstreamConnection*>(parser->data);
+  self->status = static_cast<int>(parser->status_code);
+  if (self->status < 200) {
+    self->interim_ = true;  // 1xx: dropped, the final response follows
+    return 0;
+  }
+  self->head_done = true;
+  self->chunked = (parser->flags & F_CHUNKED) != 0;
+  self->has_content_length = (parser->flags & F_CONTENTLENGTH) != 0;
+  if (self->client == nullptr) return 0;
+  switch (self->client->onResponseHead(*self)) {
+    case ClientConnection::HeadVerdict::kRelay:
+      return self->head_request_ ? 1 : 0;
+    case ClientConnection::HeadVerdict::kRelayNoBody:
+      return 1;
+    case ClientConnection::HeadVerdict::kAbandon:
+      self->abandoned_ = true;
+      http_parser_pause(parser, 1);
+      return 0;
+  }
+  return 0;
+}
+
+int UpstreamConnection::onBody(http_parser* parser, const char* at, size_t length) {
+  auto* self = static_cast<UpstreamConnection*>(parser->data);
+  if (self->client != nullptr) self->client->onResponseBody(at, length);
+  return 0;
+}
+
+int UpstreamConnection::onMessageComplete(http_parser* parser) {
+  auto* self = static_cast<UpstreamConnection*>(parser->data);
+  if (self->interim_) {
+    self->interim_ = false;
+    return 0;
+  }
+  self->done_ = true;
+  http_parser_pause(parser, 1);
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// ClientConnection: reading requests
+
+const http_parser_settings& ClientConnection::settings() {
+  static const http_parser_settings kSettings = [] {
+    http_parser_settings s{};
+    s.on_message_begin = &ClientConnection::onMessageBegin;
+    s.on_url = &ClientConnection::onUrl;
+    s.on_header_field = &ClientConnection::onHeaderField;
+    s.on_header_value = &ClientConnection::onHeaderValue;
+    s.on_headers_complete = &ClientConnection::onHeadersComplete;
+    s.on_body = &ClientConnection::onBody;
+    s.on_message_complete = &ClientConnection::onMessageComplete;
+    return s;
+  }();
+  return kSettings;
+}
+
+int ClientConnection::idleTimeoutMs() const {
+  auto runtime = const_cast<Worker&>(worker_).runtime();
+  return runtime->config->limits.idle_timeout_ms;
+}
+
+int ClientConnection::onMessageBegin(http_parser* parser) {
+  auto* self = static_cast<ClientConnection*>(parser->data);
+  self->message_started_ = true;
+  self->message_done_ = false;
+  self->header_value_last_ = false;
+  self->header_bytes_ = 0;
+  self->error_status_ = 0;
+  self->method_.clear();
+  self->url_.clear();
+  self->headers_.clear();
+  self->body_.clear();
+  self->had_body_framing_ = false;
+  self->started_ = self->worker_.now();
+  self->runtime_ = self->worker_.runtime();
+  self->deadline_ =
+      self->started_ + std::chrono::milliseconds(self->runtime_->config->limits.header_timeout_ms);
+  return 0;
+}
+
+int ClientConnection::onUrl(http_parser* parser, const char* at, size_t length) {
+  auto* self = static_cast<ClientConnection*>(parser->data);
+  self->url_.append(at, length);
+  self->header_bytes_ += length;
+  if (self->header_bytes_ > static_cast<size_t>(self->runtime_->config->limits.max_header_bytes)) {
+    self->error_status_ = 431;
+    return 1;
+  }
+  return 0;
+}
+
+int ClientConnection::onHeaderField(http_parser* parser, const char* at, size_t length) {
+  auto* self = static_cast<ClientConnection*>(parser->data);
+  if (self->headers_.empty() || self->header_value_last_) self->headers_.emplace_back();
+  self->header_value_last_ = false;
+  self->headers_.back().first.append(at, length);
+  self->header_bytes_ += length + 4;
+  if (self->header_bytes_ > static_cast<size_t>(self->runtime_->config->limits.max_header_bytes)) {
+    self->error_status_ = 431;
+    return 1;
+  }
+  return 0;
+}
+
+int ClientConnection::onHeaderValue(http_parser* parser, const char* at, size_t length) {
+  auto* self = static_cast<ClientConnection*>(parser->data);
+  if (self->headers_.empty()) return 1;
+  self->header_value_last_ = true;
+  self->headers_.back().second.append(at, length);
+  self->header_bytes_ += length;
+  if (self->header_bytes_ > static_cast<size_t>(self->runtime_->config->limits.max_header_bytes)) {
+    self->error_status_ = 431;
+    return 1;
+  }
+  return 0;
+}
+
+int ClientConnection::onHeadersComplete(http_parser* parser) {
+  auto* self = static_cast<ClientConnection*>(parser->data);
+  self->method_ = http_method_str(static_cast<http_method>(parser->method));
+  self->http_minor_ = parser->http_major == 1 ? parser->http_minor : 0;
+  self->had_body_framing_ = (parser->flags & (F_CHUNKED | F_CONTENTLENGTH)) != 0;
+  const auto& limits = self->runtime_->config->limits;
+  if ((parser->flags & F_CONTENTLENGTH) &&
+      parser->content_length > static_cast<uint64_t>(limits.max_body_bytes)) {
+    self->error_status_ = 413;
+    return 1;
+  }
+  // Body reads get the idle timeout between reads rather than the head's deadline.
+  self->deadline_ = self->worker_.now() + std::chrono::milliseconds(limits.idle_timeout_ms);
+  if (self->had_body_framing_ && (parser->content_length > 0 || (parser->flags & F_CHUNKED))) {
+    if (auto expect = findHeader(self->headers_, "expect");
+        expect && iequals(*expect, "100-continue")) {
+      self->queue("HTTP/1.1 100 Continue\r\n\r\n");
+    }
+  }
+  return 0;
+}
+
+int ClientConnection::onBody(http_parser* parser, const char* at, size_t length) {
+  auto* self = static_cast<ClientConnection*>(parser->data);
+  if (self->body_.size() + length >
+      static_cast<size_t>(self->runtime_->config->limits.max_body_bytes)) {
+    self->error_status_ = 413;
+    return 1;
+  }
+  self->body_.append(at, length);
+  return 0;
+}
+
+int ClientConnection::onMessageComplete(http_parser* parser) {
+  auto* self = static_cast<ClientConnection*>(parser->data);
+  self->message_done_ = true;
+  self->keep_alive_ = http_should_keep_alive(parser) != 0;
+  http_parser_pause(parser, 1);
+  return 0;
+}
+
+void ClientConnection::onEvents(uint32_t events) {
+  if (closed) return;
+  if (events & EPOLLOUT) flush();
+  if (closed) return;
+  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP)) {
+    readAll();
+    if (closed) return;
+    processInput();
+  }
+}
+
+void ClientConnection::readAll() {
+  char buffer[kReadChunk];
+  while (!closed && !peer_closed_) {
+    if (state_ != State::kReading && in_.size() - in_pos_ > kMaxPipelinedInput) {
+      read_paused_ = true;  // resumed once the request in flight is done
+      return;
+    }
+    const ssize_t n = ::recv(fd, buffer, sizeof buffer, 0);
+    if (n > 0) {
+      in_.append(buffer, static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    if (n < 0) {
+      worker_.closeClient(this);
+      return;
+    }
+    peer_closed_ = true;  // may be a half-close after the request: still answer it
+  }
+}
+
+void ClientConnection::processInput() {
+  if (in_process_input_) return;  // the outer call's loop picks up the next request
+  in_process_input_ = true;
+  processLoop();
+  in_process_input_ = false;
+}
+
+void ClientConnection::processLoop() {
+  while (!closed && state_ == State::kReading) {
+    if (in_pos_ < in_.size()) {
+      const size_t parsed =
+          http_parser_execute(&parser_, &settings(), in_.data() + in_pos_, in_.size() - in_pos_);
+      in_pos_ += parsed;
+      const auto error = HTTP_PARSER_ERRNO(&parser_);
+      if (error == HPE_PAUSED) {
+        http_parser_pause(&parser_, 0);
+      } else if (error != HPE_OK) {
+        if (error_status_ == 413) {
+          respondError(413, "body_too_large", "request body exceeds limits.max_body_bytes");
+        } else if (error_status_ == 431 || error == HPE_HEADER_OVERFLOW) {
+          respondError(431, "headers_too_large", "request header fields are too large");
+        } else {
+          respondError(400, "bad_request",
+                       std::string("malformed request: ") + http_errno_description(error));
+        }
+        return;
+      }
+    }
+    if (in_pos_ == in_.size()) {
+      in_.clear();
+      in_pos_ = 0;
+    }
+    if (message_done_) {
+      startProxy();
+      continue;
+    }
+    if (peer_closed_) {
+      if (message_started_) {
+        respondError(400, "bad_request", "connection closed in the middle of a request");
+      } else {
+        worker_.closeClient(this);
+      }
+    }
+    return;
+  }
+}
+
+bool ClientConnection::checkDeadline(Worker::Clock::time_point now) {
+  if (closed || state_ != State::kReading || now < deadline_) return false;
+  if (message_started_ && !message_done_) {
+    respondError(408, "request_timeout", "the request did not arrive in time");
+  } else {
+    worker_.closeClient(this);
+  }
+  return true;
+}
+
+void ClientConnection::onStop() {
+  if (closed) return;
+  if (state_ == State::kReading && !message_started_) worker_.closeClient(this);
+}
+
+// ---------------------------------------------------------------------------------------------
+// ClientConnection: proxying
+
+void ClientConnection::startProxy() {
+  state_ = State::kProxying;
+  message_started_ = false;
+  message_done_ = false;
+  worker_.shared().active_requests.fetch_add(1, std::memory_order_relaxed);
+  fell_back_ = false;
+  retried_stale_ = false;
+  response_started_ = false;
+  chunked_out_ = false;
+  close_after_ = !keep_alive_ || worker_.stopping();
+  status_ = 0;
+  response_bytes_ = 0;
+  tried_.clear();
+  decision_ = Decision{};
+
+  if (parser_.upgrade) {
+    // Upgrades (WebSocket, CONNECT) are not proxied; the parser stopped at this message.
+    close_after_ = true;
+    if (method_ == "CONNECT") {
+      respondError(405, "method_not_allowed", "CONNECT is not supported");
+      return;
+    }
+  }
+  size_t hosts = 0;
+  std::string host;
+  for (const auto& [name, value] : headers_) {
+    if (iequals(name, "host")) {
+      ++hosts;
+      host = value;
+    }
+  }
+  if (hosts > 1 || (hosts == 0 && http_minor_ >= 1)) {
+    respondError(400, "bad_request", "a request needs exactly one Host header");
+    return;
+  }
+  std::string_view target(url_);
+  if (startsWithIgnoreCase(target, "http://") || startsWithIgnoreCase(target, "https://")) {
+    // absolute-form: route on its path (the Host header still names the authority)
+    const size_t authority = target.find("//") + 2;
+    const size_t slash = target.find('/', authority);
+    target = slash == std::string_view::npos ? std::string_view("/") : target.substr(slash);
+  }
+  auto normalized = normalizeTarget(target);
+  if (!normalized) {
+    respondError(400, "bad_path", normalized.error().message);
+    return;
+  }
+  query_ = normalized->query;
+  has_query_ = normalized->has_query;
+  decision_ =
+      runtime_->router->decide(RequestView{method_, normalized->path, &headers_}, worker_.random());
+
+  // Headers for the upstream: end-to-end ones as received, then the proxy's own.
+  std::string forwarded_for;
+  std::string via;
+  forwarded_headers_.clear();
+  for (const auto& [name, value] : headers_) {
+    if (iequals(name, "x-forwarded-for")) {
+      forwarded_for += (forwarded_for.empty() ? "" : ", ") + value;
+      continue;
+    }
+    if (iequals(name, "via")) {
+      via += (via.empty() ? "" : ", ") + value;
+      continue;
+    }
+    if (isHopByHop(name) || startsWithIgnoreCase(name, "x-strangler-") || iequals(name, "host") ||
+        iequals(name, "x-forwarded-proto") || iequals(name, "x-forwarded-host") ||
+        namedByConnection(headers_, name)) {
+      continue;
+    }
+    addHeader(name, value);
+  }
+  forwarded_for += (forwarded_for.empty() ? "" : ", ") + peer_;
+  via += (via.empty() ? "" : ", ") + std::string(kVia);
+  addHeader("X-Forwarded-For", forwarded_for);
+  addHeader("X-Forwarded-Proto", "http");
+  if (!host.empty()) addHeader("X-Forwarded-Host", host);
+  addHeader("Via", via);
+  if (!host.empty()) addHeader("Host", host);
+  if (!body_.empty() || had_body_framing_ || method_ == "POST" || method_ == "PUT" ||
+      method_ == "PATCH") {
+    addHeader("Content-Length", std::to_string(body_.size()));
+  }
+
+  if (decision_.shadow && decision_.route != nullptr) {
+    ShadowRequest copy;
+    copy.route = decision_.route->name;
+    copy.target = decision_.route->target;
+    copy.method = method_;
+    copy.path = decision_.path;
+    copy.query = query_;
+    copy.headers = headers_;
+    copy.body = body_;
+    worker_.shared().shadow->offer(std::move(copy));
+  }
+
+  std::string chosen = decision_.upstream;
+  std::string path = decision_.path;
+  if (decision_.to_target) {
+    const auto* target_upstream = runtime_->upstream(chosen);
+    if (target_upstream != nullptr && target_upstream->breaker &&
+        !target_upstream->breaker->allow(worker_.now())) {
+      if (decision_.fallback_upstream.empty()) {
+        upstream_name_ = chosen;
+        respondError(503, "circuit_open",
+                     "upstream '" + chosen + "' is failing; its circuit is open");
+        return;
+      }
+      fell_back_ = true;
+      worker_.shared().metrics.recordFallback(worker_.index(), decision_.route->name,
+                                              "circuit_open");
+      chosen = decision_.fallback_upstream;
+      path = decision_.fallback_path;
+    }
+  }
+  dispatch(chosen, path, true);
+}
+
+void ClientConnection::addHeader(std::string_view name, std::string_view value) {
+  forwarded_headers_.append(name);
+  forwarded_headers_ += ": ";
+  forwarded_headers_.append(value);
+  forwarded_headers_ += "\r\n";
+}
+
+std::string ClientConnection::buildRequest(const std::string& path) const {
+  std::string request;
+  request.reserve(method_.size() + path.size() + query_.size() + forwarded_headers_.size() +
+                  body_.size() + 32);
+  request += method_;
+  request += ' ';
+  request += path;
+  if (has_query_) {
+    request += '?';
+    request += query_;
+  }
+  request += " HTTP/1.1\r\n";
+  request += forwarded_headers_;
+  request += "\r\n";
+  request += body_;
+  return request;
+}
+
+bool ClientConnection::sentToTarget() const {
+  return decision_.to_target && !fell_back_ && upstream_name_ == decision_.upstream;
+}
+
+void ClientConnection::dispatch(const std::string& upstream_name, const std::string& path,
+                                bool reset_tries) {
+  const RuntimeUpstream* target = runtime_->upstream(upstream_name);
+  if (target == nullptr || target->endpoints.empty()) {
+    respondError(502, "no_upstream", "upstream '" + upstream_name + "' is not defined");
+    return;
+  }
+  if (reset_tries) tried_.clear();
+  if (upstream_name != upstream_name_ || path != upstream_path_ || request_bytes_.empty()) {
+    upstream_name_ = upstream_name;
+    upstream_path_ = path;
+    request_bytes_ = buildRequest(path);
+  }
+  // Round robin, skipping ejected endpoints and ones this request already failed on.
+  const auto now_ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(worker_.now().time_since_epoch())
+          .count();
+  const size_t count = target->endpoints.size();
+  const uint64_t start = target->round_robin->fetch_add(1, std::memory_order_relaxed);
+  std::shared_ptr<EndpointState> chosen;
+  std::shared_ptr<EndpointState> ejected_choice;
+  for (size_t i = 0; i < count; ++i) {
+    const auto& endpoint = target->endpoints[(start + i) % count];
+    if (std::find(tried_.begin(), tried_.end(), endpoint.get()) != tried_.end()) continue;
+    if (endpoint->ejected_until_ns.load(std::memory_order_relaxed) > now_ns) {
+      if (!ejected_choice) ejected_choice = endpoint;
+      continue;
+    }
+    chosen = endpoint;
+    break;
+  }
+  if (!chosen) chosen = ejected_choice;  // all ejected: try one anyway rather than fail blind
+  if (!chosen) {
+    onUpstreamFailure(nullptr, "connect");
+    return;
+  }
+  tried_.push_back(chosen.get());
+  bool reused = false;
+  UpstreamConnection* connection =
+      worker_.acquire(chosen, target->config->max_idle_connections, reused);
+  if (connection == nullptr) {
+    onUpstreamFailure(nullptr, "connect");
+    return;
+  }
+  upstream = connection;
+  connection->begin(this, request_bytes_, std::chrono::milliseconds(target->config->timeout_ms),
+                    std::chrono::milliseconds(target->config->connect_timeout_ms),
+                    method_ == "HEAD");
+}
+
+ClientConnection::HeadVerdict ClientConnection::onResponseHead(UpstreamConnection& from) {
+  const RuntimeUpstream* current = runtime_->upstream(upstream_name_);
+  const bool to_target = sentToTarget();
+  if (to_target && current != nullptr && current->breaker) {
+    if (from.status >= 500) {
+      current->breaker->onFailure(worker_.now());
+    } else {
+      current->breaker->onSuccess();
+    }
+  }
+  if (from.status >= 500)
+    worker_.shared().metrics.recordUpstreamError(worker_.index(), upstream_name_, "5xx");
+  if (to_target && from.status >= 500 && !decision_.fallback_upstream.empty())
+    return HeadVerdict::kAbandon;
+
+  status_ = from.status;
+  response_started_ = true;
+  const bool no_body = method_ == "HEAD" || from.status == 204 || from.status == 304;
+  const bool delimited_by_close = !from.chunked && !from.has_content_length && !no_body;
+  chunked_out_ = false;
+  if ((from.chunked || delimited_by_close) && !no_body) {
+    if (http_minor_ >= 1) {
+      chunked_out_ = true;
+    } else {
+      close_after_ = true;  // an HTTP/1.0 client reads to the close
+    }
+  }
+  if (worker_.stopping()) close_after_ = true;
+
+  std::string head;
+  head.reserve(512);
+  head += "HTTP/1.1 ";
+  head += std::to_string(from.status);
+  head += ' ';
+  head += from.reason.empty() ? reasonPhrase(from.status) : from.reason;
+  head += "\r\n";
+  for (const auto& [name, value] : from.headers) {
+    if (iequals(name, "content-length")) {
+      if (from.chunked || chunked_out_) continue;
+    } else if (isHopByHop(name) || namedByConnection(from.headers, name)) {
+      continue;
+    }
+    if (iequals(name, "x-strangler-route") || iequals(name, "x-strangler-upstream")) continue;
+    head += name;
+    head += ": ";
+    head += value;
+    head += "\r\n";
+  }
+  if (chunked_out_) head += "Transfer-Encoding: chunked\r\n";
+  if (runtime_->config->debug_headers) {
+    head += "X-Strangler-Route: ";
+    head += decision_.route != nullptr ? decision_.route->name : "-";
+    head += "\r\nX-Strangler-Upstream: ";
+    head += upstream_name_;
+    head += "\r\n";
+  }
+  if (close_after_) {
+    head += "Connection: close\r\n";
+  } else if (http_minor_ == 0) {
+    head += "Connection: keep-alive\r\n";
+  }
+  head += "\r\n";
+  queue(head);
+  flush();
+  return no_body ? HeadVerdict::kRelayNoBody : HeadVerdict::kRelay;
+}
+
+void ClientConnection::onResponseBody(const char* data, size_t length) {
+  if (closed || length == 0) return;
+  response_bytes_ += length;
+  if (chunked_out_) {
+    char size_line[24];
+    const int n = std::snprintf(size_line, sizeof size_line, "%zx\r\n", length);
+    queue(std::string_view(size_line, static_cast<size_t>(n)));
+    queue(std::string_view(data, length));
+    queue("\r\n");
+  } else {
+    queue(std::string_view(data, length));
+  }
+  flush();
+  if (!closed && upstream != nullptr && out_.size() - out_pos_ > kMaxPendingOutput)
+    upstream->pauseReading();
+}
+
+void ClientConnection::onResponseComplete(UpstreamConnection&) {
+  upstream = nullptr;
+  if (closed) return;
+  if (chunked_out_) queue("0\r\n\r\n");
+  finishExchange(status_);
+}
+
+void ClientConnection::onAbandoned(UpstreamConnection&) {
+  upstream = nullptr;
+  if (closed) return;
+  fell_back_ = true;
+  worker_.shared().metrics.recordFallback(
+      worker_.index(), decision_.route != nullptr ? decision_.route->name : "-", "5xx");
+  dispatch(decision_.fallback_upstream, decision_.fallback_path, true);
+}
+
+void ClientConnection::onUpstreamFailure(UpstreamConnection* from, const char* kind) {
+  upstream = nullptr;
+  if (closed) return;
+  const std::string_view what(kind);
+  worker_.shared().metrics.recordUpstreamError(worker_.index(), upstream_name_, what);
+  if (response_started_) {
+    // Part of the response is already with the client: the only honest signal left is to
+    // cut the connection.
+    status_ = 502;
+    close_after_ = true;
+    worker_.closeClient(this);
+    return;
+  }
+  const bool connect_failed = what == "connect" || what == "connect_timeout";
+  if (connect_failed && from != nullptr) {
+    const RuntimeUpstream* current = runtime_->upstream(upstream_name_);
+    const int eject_ms = current != nullptr ? current->config->eject_ms : 0;
+    if (eject_ms > 0) {
+      const auto until = worker_.now() + std::chrono::milliseconds(eject_ms);
+      from->endpoint->ejected_until_ns.store(
+          std::chrono::duration_cast<std::chrono::nanoseconds>(until.time_since_epoch()).count(),
+          std::memory_order_relaxed);
+    }
+  }
+  // Nothing was sent, or a kept-alive connection was closed under us before answering:
+  // another endpoint (or a fresh connection) can take the request safely.
+  const RuntimeUpstream* current = runtime_->upstream(upstream_name_);
+  if (connect_failed && current != nullptr && tried_.size() < current->endpoints.size()) {
+    dispatch(upstream_name_, upstream_path_, false);
+    return;
+  }
+  const bool stale =
+      from != nullptr && from->bytes_received == 0 && (what == "closed" || what == "reset");
+  if (stale && !retried_stale_ && isIdempotent(method_)) {
+    retried_stale_ = true;
+    tried_.clear();
+    dispatch(upstream_name_, upstream_path_, false);
+    return;
+  }
+  if (sentToTarget() && current != nullptr && current->breaker)
+    current->breaker->onFailure(worker_.now());
+  if (sentToTarget() && !decision_.fallback_upstream.empty()) {
+    fell_back_ = true;
+    worker_.shared().metrics.recordFallback(worker_.index(), decision_.route->name, kind);
+    dispatch(decision_.fallback_upstream, decision_.fallback_path, true);
+    return;
+  }
+  const bool timed_out = what == "timeout" || what == "connect_timeout";
+  respondError(timed_out ? 504 : 502, timed_out ? "upstream_timeout" : "upstream_unavailable",
+               "upstream '" + upstream_name_ + "' " +
+                   (timed_out ? std::string("did not answer in time")
+                              : "failed (" + std::string(kind) + ")"));
+}
+
+void ClientConnection::respondError(int status, const std::string& code,
+                                    const std::string& message) {
+  const bool in_exchange = state_ == State::kProxying;
+  if (!in_exchange) {
+    // A request that could not be read: the stream cannot be trusted past this point.
+    close_after_ = true;
+    worker_.shared().active_requests.fetch_add(1, std::memory_order_relaxed);
+    state_ = State::kProxying;
+  }
+  if (status == 400 || status == 408 || status == 413 || status == 431) close_after_ = true;
+  if (worker_.stopping()) close_after_ = true;
+  const std::string body = jsonError(code, message);
+  std::string head = "HTTP/1.1 " + std::to_string(status) + " " + reasonPhrase(status) + "\r\n";
+  head +=
+      "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
+  if (runtime_ && runtime_->config->debug_headers && in_exchange) {
+    head += "X-Strangler-Route: ";
+    head += decision_.route != nullptr ? decision_.route->name : "-";
+    head += "\r\nX-Strangler-Upstream: ";
+    head += upstream_name_.empty() ? "-" : upstream_name_;
+    head += "\r\n";
+  }
+  if (close_after_) head += "Connection: close\r\n";
+  head += "\r\n";
+  queue(head);
+  if (method_ != "HEAD" || !in_exchange) queue(body);
+  status_ = status;
+  response_started_ = true;
+  finishExchange(status);
+}
+
+void ClientConnection::finishExchange(int status) {
+  auto& shared = worker_.shared();
+  shared.active_requests.fetch_sub(1, std::memory_order_relaxed);
+  const double seconds = std::chrono::duration<double>(worker_.now() - started_).count();
+  const std::string route = decision_.route != nullptr ? decision_.route->name : "";
+  const std::string& upstream_name = upstream_name_.empty() ? std::string("-") : upstream_name_;
+  if (runtime_)
+    shared.metrics.recordRequest(worker_.index(), route, upstream_name, status, seconds);
+  if (shared.access_log) {
+    nlohmann::json line = {
+        {"time_ms", std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::system_clock::now().time_since_epoch())
+                        .count()},
+        {"client", peer_},
+        {"method", method_},
+        {"target", url_},
+        {"status", status},
+        {"route", route.empty() ? nlohmann::json(nullptr) : nlohmann::json(route)},
+        {"upstream", upstream_name},
+        {"fallback", fell_back_},
+        {"bytes", response_bytes_},
+        {"duration_ms", seconds * 1000.0}};
+    shared.access_log->write(line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  }
+  runtime_.reset();
+  upstream_name_.clear();
+  upstream_path_.clear();
+  request_bytes_.clear();
+  body_.clear();
+  if (close_after_ || worker_.stopping() || peer_closed_) {
+    state_ = State::kClosing;
+    flush();
+    return;
+  }
+  state_ = State::kReading;
+  deadline_ = worker_.now() + std::chrono::milliseconds(idleTimeoutMs());
+  flush();
+  if (closed) return;
+  if (read_paused_) {
+    read_paused_ = false;
+    readAll();
+  }
+  // Pipelined requests already buffered are handled by the caller's loop (processInput) or here.
+  if (!closed && in_pos_ < in_.size()) processInput();
+}
+
+void ClientConnection::queue(std::string_view bytes) {
+  out_.append(bytes);
+}
+
+void ClientConnection::flush() {
+  while (out_pos_ < out_.size()) {
+    const ssize_t n = ::send(fd, out_.data() + out_pos_, out_.size() - out_pos_, MSG_NOSIGNAL);
+    if (n > 0) {
+      out_pos_ += static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    worker_.closeClient(this);
+    return;
+  }
+  out_.clear();
+  out_pos_ = 0;
+  if (state_ == State::kClosing) {
+    ::shutdown(fd, SHUT_WR);
+    worker_.closeClient(this);
+    return;
+  }
+  if (upstream != nullptr) upstream->resumeReading();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Worker
+
+Worker::Worker(size_t index, int listen_fd, std::shared_ptr<ProxyShared> shared)
+    : index_(index), listen_fd_(listen_fd), shared_(std::move(shared)) {
+  epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
+  wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  random_state_ = 0x9e3779b97f4a7c15ULL ^ (static_cast<uint64_t>(index) << 32) ^
+                  static_cast<uint64_t>(Clock::now().time_since_epoch().count());
+  epoll_event event{};
+  event.events = EPOLLIN;
+  event.data.u64 = kListenTag;
+  epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, listen_fd_, &event);
+  event.data.u64 = kWakeTag;
+  epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &event);
+  now_ = Clock::now();
+  last_tick_ = now_;
+}
+
+Worker::~Worker() {
+  for (auto* client : clients_) {
+    ::close(client->fd);
+    delete client;
+  }
+  for (auto* upstream : upstreams_) {
+    ::close(upstream->fd);
+    delete upstream;
+  }
+  reap();
+  if (listen_fd_ >= 0) ::close(listen_fd_);
+  ::close(wake_fd_);
+  ::close(epoll_fd_);
+}
+
+std::shared_ptr<const Runtime> Worker::runtime() {
+  const uint64_t generation = shared_->generation();
+  if (generation != generation_ || !runtime_) {
+    runtime_ = shared_->current();
+    generation_ = generation;
+  }
+  return runtime_;
+}
+
+uint64_t Worker::random() {
+  random_state_ ^= random_state_ << 13;
+  random_state_ ^= random_state_ >> 7;
+  random_state_ ^= random_state_ << 17;
+  return random_state_;
+}
+
+bool Worker::add(Pollable* pollable) {
+  epoll_event event{};
+  event.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+  event.data.ptr = pollable;
+  return epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, pollable->fd, &event) == 0;
+}
+
+void Worker::requestStop(std::chrono::milliseconds grace) {
+  grace_ms_.store(grace.count());
+  stop_requested_.store(true);
+  const uint64_t one = 1;
+  [[maybe_unused]] const auto written = ::write(wake_fd_, &one, sizeof one);
+}
+
+void Worker::beginStop() {
+  stopping_ = true;
+  stop_deadline_ = now_ + std::chrono::milliseconds(grace_ms_.load());
+  if (listen_fd_ >= 0) {
+    epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, listen_fd_, nullptr);
+    ::close(listen_fd_);
+    listen_fd_ = -1;
+  }
+  std::vector<ClientConnection*> clients(clients_.begin(), clients_.end());
+  for (auto* client : clients)
+    client->onStop();
+  for (auto& [key, pool] : idle_) {
+    std::vector<UpstreamConnection*> connections = pool;
+    for (auto* connection : connections)
+      closeUpstream(connection);
+  }
+}
+
+void Worker::run() {
+  constexpr int kMaxEvents = 256;
+  epoll_event events[kMaxEvents];
+  runtime();
+  for (;;) {
+    if (stop_requested_.load() && !stopping_) {
+      now_ = Clock::now();
+      beginStop();
+    }
+    if (stopping_ && (clients_.empty() || now_ >= stop_deadline_)) break;
+    const int timeout_ms = static_cast<int>(kTick.count());
+    const int n = epoll_wait(epoll_fd_, events, kMaxEvents, timeout_ms);
+    now_ = Clock::now();
+    for (int i = 0; i < n; ++i) {
+      if (events[i].data.u64 == kListenTag) {
+        if (listen_fd_ >= 0) acceptAll();
+        continue;
+      }
+      if (events[i].data.u64 == kWakeTag) {
+        uint64_t value = 0;
+        [[maybe_unused]] const auto got = ::read(wake_fd_, &value, sizeof value);
+        continue;
+      }
+      auto* pollable = static_cast<Pollable*>(events[i].data.ptr);
+      if (pollable != nullptr && !pollable->closed) pollable->onEvents(events[i].events);
+    }
+    if (now_ - last_tick_ >= kTick) {
+      last_tick_ = now_;
+      onTick();
+    }
+    reap();
+  }
+}
+
+void Worker::onTick() {
+  std::vector<UpstreamConnection*> upstreams(upstreams_.begin(), upstreams_.end());
+  for (auto* upstream : upstreams) {
+    if (!upstream->closed) upstream->checkDeadline(now_);
+  }
+  std::vector<ClientConnection*> clients(clients_.begin(), clients_.end());
+  for (auto* client : clients) {
+    if (!client->closed) client->checkDeadline(now_);
+  }
+}
+
+void Worker::acceptAll() {
+  for (;;) {
+    sockaddr_storage address{};
+    socklen_t length = sizeof address;
+    const int fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&address), &length,
+                             SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR) continue;
+      return;  // EAGAIN, or out of descriptors: the next event retries
+    }
+    setNoDelay(fd);
+    auto* client = new ClientConnection(*this, fd, peerAddress(address));
+    if (!add(client)) {
+      ::close(fd);
+      delete client;
+      continue;
+    }
+    clients_.insert(client);
+    shared_->open_connections.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+UpstreamConnection* Worker::acquire(const std::shared_ptr<EndpointState>& endpoint, int max_idle,
+                                    bool& reused) {
+  auto& pool = idle_[endpoint->key];
+  while (!pool.empty()) {
+    UpstreamConnection* connection = pool.back();
+    pool.pop_back();
+    if (connection->closed) continue;
+    connection->state = UpstreamConnection::State::kBusy;
+    connection->max_idle = max_idle;
+    reused = true;
+    return connection;
+  }
+  reused = false;
+  const int fd =
+      ::socket(endpoint->sockaddr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return nullptr;
+  setNoDelay(fd);
+  auto* connection = new UpstreamConnection(*this, endpoint);
+  connection->fd = fd;
+  connection->max_idle = max_idle;
+  const int rc =
+      ::connect(fd, reinterpret_cast<const sockaddr*>(&endpoint->sockaddr), endpoint->sockaddr_len);
+  if (rc != 0 && errno != EINPROGRESS) {
+    ::close(fd);
+    delete connection;
+    return nullptr;
+  }
+  connection->state =
+      rc == 0 ? UpstreamConnection::State::kBusy : UpstreamConnection::State::kConnecting;
+  if (!add(connection)) {
+    ::close(fd);
+    delete connection;
+    return nullptr;
+  }
+  upstreams_.insert(connection);
+  return connection;
+}
+
+void Worker::release(UpstreamConnection* connection) {
+  auto& pool = idle_[connection->endpoint->key];
+  if (stopping_ || static_cast<int>(pool.size()) >= connection->max_idle) {
+    closeUpstream(connection);
+    return;
+  }
+  connection->state = UpstreamConnection::State::kIdle;
+  connection->client = nullptr;
+  connection->idle_since = now_;
+  pool.push_back(connection);
+}
+
+void Worker::closeClient(ClientConnection* client) {
+  if (client->closed) return;
+  client->closed = true;
+  if (client->upstream != nullptr) {
+    UpstreamConnection* upstream = client->upstream;
+    client->upstream = nullptr;
+    upstream->client = nullptr;
+    closeUpstream(upstream);
+  }
+  if (client->inExchange()) shared_->active_requests.fetch_sub(1, std::memory_order_relaxed);
+  ::close(client->fd);  // also removes it from the epoll set
+  clients_.erase(client);
+  shared_->open_connections.fetch_sub(1, std::memory_order_relaxed);
+  graveyard_.push_back(client);
+}
+
+void Worker::closeUpstream(UpstreamConnection* upstream) {
+  if (upstream->closed) return;
+  upstream->closed = true;
+  if (upstream->state == UpstreamConnection::State::kIdle) {
+    auto& pool = idle_[upstream->endpoint->key];
+    pool.erase(std::remove(pool.begin(), pool.end(), upstream), pool.end());
+  }
+  ::close(upstream->fd);
+  upstreams_.erase(upstream);
+  graveyard_.push_back(upstream);
+}
+
+void Worker::reap() {
+  for (auto* pollable : graveyard_)
+    delete pollable;
+  graveyard_.clear();
+}
+
+}  // namespace strangler::proxy

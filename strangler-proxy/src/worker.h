@@ -1,0 +1,92 @@
+#pragma once
+
+#include <http_parser.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "strangler/proxy/proxy_server.h"
+
+namespace strangler::proxy {
+
+class ClientConnection;
+class UpstreamConnection;
+
+/// Something registered with the loop's epoll set.
+class Pollable {
+ public:
+  virtual ~Pollable() = default;
+  /// Handles the events epoll reported for this fd.
+  virtual void onEvents(uint32_t events) = 0;
+
+  int fd = -1;
+  bool closed = false;
+};
+
+/// One event loop thread: accepts on its own SO_REUSEPORT listener, serves client connections
+/// and keeps per-endpoint pools of idle upstream connections. Everything it owns is touched
+/// only by its thread; other threads only call requestStop().
+class Worker {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  Worker(size_t index, int listen_fd, std::shared_ptr<ProxyShared> shared);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  /// The loop; returns after requestStop() once connections are drained or the grace ran out.
+  void run();
+  /// Asks the loop to stop accepting and finish what is in flight within `grace`.
+  void requestStop(std::chrono::milliseconds grace);
+
+  // Used by the connections.
+  Clock::time_point now() const { return now_; }
+  size_t index() const { return index_; }
+  bool stopping() const { return stopping_; }
+  ProxyShared& shared() { return *shared_; }
+  std::shared_ptr<const Runtime> runtime();
+  uint64_t random();
+  bool add(Pollable* pollable);
+  /// An idle connection to `endpoint`, or a new one (connecting); nullptr when no socket could
+  /// be created. `reused` tells which.
+  UpstreamConnection* acquire(const std::shared_ptr<EndpointState>& endpoint, int max_idle,
+                              bool& reused);
+  /// Gives a connection back to its endpoint's idle pool (or closes it).
+  void release(UpstreamConnection* connection);
+  void closeClient(ClientConnection* client);
+  void closeUpstream(UpstreamConnection* upstream);
+
+ private:
+  void acceptAll();
+  void onTick();
+  void beginStop();
+  void reap();
+
+  size_t index_;
+  int epoll_fd_ = -1;
+  int listen_fd_ = -1;
+  int wake_fd_ = -1;
+  std::shared_ptr<ProxyShared> shared_;
+  std::shared_ptr<const Runtime> runtime_;
+  uint64_t generation_ = 0;
+  uint64_t random_state_;
+  Clock::time_point now_;
+  Clock::time_point last_tick_;
+  std::unordered_set<ClientConnection*> clients_;
+  std::unordered_set<UpstreamConnection*> upstreams_;
+  std::unordered_map<std::string, std::vector<UpstreamConnection*>> idle_;
+  std::vector<Pollable*> graveyard_;
+  std::atomic<bool> stop_requested_{false};
+  std::atomic<int64_t> grace_ms_{0};
+  bool stopping_ = false;
+  Clock::time_point stop_deadline_;
+};
+
+}  // namespace strangler::proxy

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <variant>
 
@@ -13,15 +14,15 @@ struct Error {
   std::string message;
 };
 
-/// Either a value or an Error (g++ 12 has no std::expected in C++20 mode).
-template <typename T>
+/// Either a value or an error, by default an Error (g++ 12 has no std::expected in C++20 mode).
+template <typename T, typename E = Error>
 class [[nodiscard]] Result {
  public:
   Result(T value) : state_(std::in_place_index<0>, std::move(value)) {}
-  Result(Error error) : state_(std::in_place_index<1>, std::move(error)) {}
+  Result(E error) : state_(std::in_place_index<1>, std::move(error)) {}
 
   /// Builds a failed result.
-  static Result failure(std::string code, std::string message) {
+  static Result failure(std::string code, std::string message) requires std::is_same_v<E, Error> {
     return Result(Error{std::move(code), std::move(message)});
   }
 
@@ -39,15 +40,15 @@ class [[nodiscard]] Result {
   const T& operator*() const& { return value(); }
 
   /// The error; only valid when !ok().
-  const Error& error() const { return std::get<1>(state_); }
+  const E& error() const { return std::get<1>(state_); }
 
  private:
-  std::variant<T, Error> state_;
+  std::variant<T, E> state_;
 };
 
 /// A Result that carries no value on success.
 template <>
-class [[nodiscard]] Result<void> {
+class [[nodiscard]] Result<void, Error> {
  public:
   Result() = default;
   Result(Error error) : error_(std::move(error)), ok_(false) {}

@@ -1,0 +1,21 @@
+#include "strangler/acl/row.h"
+
+#include <nlohmann/json.hpp>
+
+#include <sstream>
+
+namespace strangler::acl {
+
+std::string describe(const Value& value) {
+  if (std::holds_alternative<std::monostate>(value)) return "NULL";
+  if (const auto* i = std::get_if<int64_t>(&value)) return std::to_string(*i);
+  if (const auto* d = std::get_if<double>(&value)) {
+    std::ostringstream out;
+    out.precision(17);
+    out << *d;
+    return out.str();
+  }
+  return nlohmann::json(std::get<std::string>(value)).dump();
+}
+
+}  // namespace strangler::acl

@@ -90,7 +90,7 @@ int main(int argc, char** argv) {
     params->setKeepAlive(true);
     Poco::Net::ServerSocket socket(Poco::Net::SocketAddress(address->host, address->port), 256);
     Poco::Net::HTTPServer server(
-        new mono::http::ApiHandlerFactory(service,
+        mono::http::makeApiHandlerFactory(service,
                                           {.max_body_bytes = 64 * 1024, .access_log = access_log}),
         socket, params);
     server.start();

@@ -1,17 +1,10 @@
 #include "monolith/http/api_handler_factory.h"
 
-#include <Poco/Net/HTTPRequestHandler.h>
-#include <Poco/Net/HTTPServerRequest.h>
-#include <Poco/Net/HTTPServerResponse.h>
-#include <Poco/URI.h>
+#include "strangler/common/json_api.h"
 
-#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <functional>
-#include <iostream>
-#include <limits>
-#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -21,49 +14,10 @@
 namespace strangler::monolith::http {
 namespace {
 
+using common::errorReply;
 using nlohmann::json;
-using Poco::Net::HTTPResponse;
-
-constexpr int64_t kMaxDrainBytes = 1 << 20;
-
-struct Reply {
-  int status = 200;
-  json body;
-  std::map<std::string, std::string> headers;
-};
-
-struct Call {
-  std::map<std::string, std::string> params;  // path template values
-  std::map<std::string, std::string> query;
-  std::string body;
-};
-
-using Handler = std::function<Reply(ports::RideShareService&, const Call&)>;
-
-struct Route {
-  std::string method;
-  std::vector<std::string> pattern;  // "{name}" segments capture
-  Handler handler;
-};
-
-std::vector<std::string> splitPath(const std::string& path) {
-  std::vector<std::string> segments;
-  std::string current;
-  for (char c : path) {
-    if (c == '/') {
-      if (!current.empty()) segments.push_back(current);
-      current.clear();
-    } else {
-      current += c;
-    }
-  }
-  if (!current.empty()) segments.push_back(current);
-  return segments;
-}
-
-Reply errorReply(int status, const std::string& code, const std::string& message) {
-  return Reply{status, json{{"error", code}, {"message", message}}, {}};
-}
+using Reply = common::ApiReply;
+using Call = common::ApiCall;
 
 int statusFor(const std::string& code) {
   if (code == ports::errors::kInvalid) return 400;
@@ -95,18 +49,6 @@ std::optional<int64_t> pathId(const Call& call, const std::string& name) {
 Reply unknownId(const std::string& what, const Call& call) {
   return errorReply(404, ports::errors::kNotFound,
                     what + " " + call.params.at("id") + " not found");
-}
-
-common::Result<json> parseObject(const std::string& body) {
-  json parsed = json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (parsed.is_discarded()) {
-    return common::Result<json>::failure(ports::errors::kInvalid, "request body is not valid JSON");
-  }
-  if (!parsed.is_object()) {
-    return common::Result<json>::failure(ports::errors::kInvalid,
-                                         "request body must be a JSON object");
-  }
-  return parsed;
 }
 
 std::optional<double> queryNumber(const Call& call, const std::string& key,
@@ -156,7 +98,7 @@ Reply created(Reply r, const std::string& location) {
 // ---- the legacy API ------------------------------------------------------------------------
 
 Reply postPassenger(ports::RideShareService& service, const Call& call) {
-  auto body = parseObject(call.body);
+  auto body = common::parseJsonObject(call.body);
   if (!body.ok()) return failure(body.error());
   std::vector<domain::Violation> violations;
   FieldReader fields(*body, violations);
@@ -181,7 +123,7 @@ Reply listPassengers(ports::RideShareService& service, const Call& call) {
 }
 
 Reply postDriver(ports::RideShareService& service, const Call& call) {
-  auto body = parseObject(call.body);
+  auto body = common::parseJsonObject(call.body);
   if (!body.ok()) return failure(body.error());
   std::vector<domain::Violation> violations;
   FieldReader fields(*body, violations);
@@ -223,7 +165,7 @@ Reply listDrivers(ports::RideShareService& service, const Call& call) {
 Reply putDriverLocation(ports::RideShareService& service, const Call& call) {
   const auto id = pathId(call, "id");
   if (!id) return unknownId("driver", call);
-  auto body = parseObject(call.body);
+  auto body = common::parseJsonObject(call.body);
   if (!body.ok()) return failure(body.error());
   std::vector<domain::Violation> violations;
   FieldReader fields(*body, violations);
@@ -240,7 +182,7 @@ Reply putDriverLocation(ports::RideShareService& service, const Call& call) {
 Reply putDriverStatus(ports::RideShareService& service, const Call& call) {
   const auto id = pathId(call, "id");
   if (!id) return unknownId("driver", call);
-  auto body = parseObject(call.body);
+  auto body = common::parseJsonObject(call.body);
   if (!body.ok()) return failure(body.error());
   std::vector<domain::Violation> violations;
   FieldReader fields(*body, violations);
@@ -278,7 +220,7 @@ Reply nearbyDrivers(ports::RideShareService& service, const Call& call) {
 }
 
 Reply postTrip(ports::RideShareService& service, const Call& call) {
-  auto body = parseObject(call.body);
+  auto body = common::parseJsonObject(call.body);
   if (!body.ok()) return failure(body.error());
   std::vector<domain::Violation> violations;
   FieldReader fields(*body, violations);
@@ -314,171 +256,38 @@ Reply health(ports::RideShareService& service, const Call&) {
   return Reply{200, json{{"status", "ok"}}, {}};
 }
 
-const std::vector<Route>& routes() {
-  // Literal segments win over templates at the same position ("nearby" is not an id).
-  static const std::vector<Route> table = {
-      {"GET", {"healthz"}, health},
-      {"POST", {"api", "passengers"}, postPassenger},
-      {"GET", {"api", "passengers"}, listPassengers},
-      {"GET", {"api", "passengers", "{id}"}, getPassenger},
-      {"POST", {"api", "drivers"}, postDriver},
-      {"GET", {"api", "drivers"}, listDrivers},
-      {"GET", {"api", "drivers", "nearby"}, nearbyDrivers},
-      {"GET", {"api", "drivers", "{id}"}, getDriver},
-      {"PUT", {"api", "drivers", "{id}", "location"}, putDriverLocation},
-      {"PUT", {"api", "drivers", "{id}", "status"}, putDriverStatus},
-      {"POST", {"api", "trips"}, postTrip},
-      {"GET", {"api", "trips", "{id}"}, getTrip},
-      {"POST", {"api", "trips", "{id}", "complete"}, completeTrip},
-      {"GET", {"api", "invoices", "{id}"}, getInvoice},
-  };
-  return table;
-}
-
-// Matches `segments` against a route pattern; literal segments beat templates, so a route
-// with more literal segments wins when several match.
-std::optional<int> matchScore(const Route& route, const std::vector<std::string>& segments,
-                              std::map<std::string, std::string>& params) {
-  if (route.pattern.size() != segments.size()) return std::nullopt;
-  int literals = 0;
-  std::map<std::string, std::string> captured;
-  for (size_t i = 0; i < segments.size(); ++i) {
-    const auto& part = route.pattern[i];
-    if (part.size() > 2 && part.front() == '{' && part.back() == '}') {
-      captured[part.substr(1, part.size() - 2)] = segments[i];
-    } else if (part == segments[i]) {
-      ++literals;
-    } else {
-      return std::nullopt;
-    }
-  }
-  params = std::move(captured);
-  return literals;
-}
-
-class ApiRequestHandler : public Poco::Net::HTTPRequestHandler {
- public:
-  ApiRequestHandler(ports::RideShareService& service, const ApiOptions& options)
-      : service_(service), options_(options) {}
-
-  void handleRequest(Poco::Net::HTTPServerRequest& request,
-                     Poco::Net::HTTPServerResponse& response) override {
-    const auto started = std::chrono::steady_clock::now();
-    Reply r;
-    // The one place errors are caught: every failure becomes a status and a readable message.
-    try {
-      r = dispatch(request);
-    } catch (const ports::StorageError& e) {
-      r = errorReply(503, "storage_unavailable", e.what());
-    } catch (const std::exception& e) {
-      r = errorReply(500, "internal_error", e.what());
-    }
-    const std::string payload = r.body.dump();
-    response.setStatusAndReason(static_cast<HTTPResponse::HTTPStatus>(r.status));
-    response.setContentType("application/json");
-    // After a refused body the rest of it is still on the wire: do not reuse the connection.
-    if (r.status == 413) response.setKeepAlive(false);
-    for (const auto& [name, value] : r.headers)
-      response.set(name, value);
-    response.setContentLength(static_cast<std::streamsize>(payload.size()));
-    response.send() << payload;
-    if (options_.access_log) {
-      const auto micros = std::chrono::duration_cast<std::chrono::microseconds>(
-                              std::chrono::steady_clock::now() - started)
-                              .count();
-      std::cerr << request.getMethod() << " " << request.getURI() << " " << r.status << " "
-                << micros << "us\n";
-    }
-  }
-
- private:
-  Reply dispatch(Poco::Net::HTTPServerRequest& request) {
-    Poco::URI uri;
-    try {
-      uri = Poco::URI(request.getURI());
-    } catch (const Poco::Exception&) {
-      return errorReply(400, ports::errors::kInvalid, "malformed request target");
-    }
-    Call call;
-    for (const auto& [key, value] : uri.getQueryParameters())
-      call.query[key] = value;
-    const auto segments = splitPath(uri.getPath());
-    // The body is read before routing so that a keep-alive connection never carries an
-    // unread body into the next request.
-    if (auto refused = readBody(request, call.body)) return *refused;
-
-    const Route* best = nullptr;
-    int best_score = -1;
-    std::vector<std::string> allowed;
-    for (const auto& route : routes()) {
-      std::map<std::string, std::string> params;
-      const auto score = matchScore(route, segments, params);
-      if (!score) continue;
-      if (route.method != request.getMethod()) {
-        allowed.push_back(route.method);
-        continue;
-      }
-      if (*score > best_score) {
-        best = &route;
-        best_score = *score;
-        call.params = std::move(params);
-      }
-    }
-    if (best == nullptr) {
-      if (allowed.empty()) {
-        return errorReply(404, ports::errors::kNotFound, "no such endpoint: " + uri.getPath());
-      }
-      std::string allow;
-      for (const auto& method : allowed)
-        allow += (allow.empty() ? "" : ", ") + method;
-      Reply r = errorReply(405, "method_not_allowed",
-                           request.getMethod() + " is not allowed here (allowed: " + allow + ")");
-      r.headers["Allow"] = allow;
-      return r;
-    }
-    return best->handler(service_, call);
-  }
-
-  std::optional<Reply> readBody(Poco::Net::HTTPServerRequest& request, std::string& body) {
-    if (request.hasContentLength() &&
-        request.getContentLength64() > static_cast<int64_t>(options_.max_body_bytes)) {
-      // Read and discard a moderately oversized body so the client, still sending, gets to
-      // read the 413 instead of a connection reset. Beyond that, answer and close at once.
-      if (request.getContentLength64() <= kMaxDrainBytes) {
-        request.stream().ignore(std::numeric_limits<std::streamsize>::max());
-      }
-      return errorReply(
-          413, "payload_too_large",
-          "request body exceeds " + std::to_string(options_.max_body_bytes) + " bytes");
-    }
-    // Without Content-Length or chunked framing a request has no body (RFC 9112 6.3); reading
-    // the stream then would wait for the client to close the connection.
-    if (!request.hasContentLength() && !request.getChunkedTransferEncoding()) return std::nullopt;
-    std::istream& in = request.stream();
-    char buffer[8192];
-    while (in.read(buffer, sizeof buffer) || in.gcount() > 0) {
-      body.append(buffer, static_cast<size_t>(in.gcount()));
-      if (body.size() > options_.max_body_bytes) {
-        return errorReply(
-            413, "payload_too_large",
-            "request body exceeds " + std::to_string(options_.max_body_bytes) + " bytes");
-      }
-    }
-    return std::nullopt;
-  }
-
-  ports::RideShareService& service_;
-  const ApiOptions& options_;
-};
-
 }  // namespace
 
-ApiHandlerFactory::ApiHandlerFactory(ports::RideShareService& service, ApiOptions options)
-    : service_(service), options_(options) {}
-
-Poco::Net::HTTPRequestHandler* ApiHandlerFactory::createRequestHandler(
-    const Poco::Net::HTTPServerRequest&) {
-  return new ApiRequestHandler(service_, options_);
+Poco::Net::HTTPRequestHandlerFactory::Ptr makeApiHandlerFactory(ports::RideShareService& service,
+                                                                const ApiOptions& options) {
+  const auto bind = [&service](Reply (*handler)(ports::RideShareService&, const Call&)) {
+    return [&service, handler](const Call& call) { return handler(service, call); };
+  };
+  std::vector<common::ApiRoute> routes{
+      {"GET", "/healthz", bind(health)},
+      {"POST", "/api/passengers", bind(postPassenger)},
+      {"GET", "/api/passengers", bind(listPassengers)},
+      {"GET", "/api/passengers/{id}", bind(getPassenger)},
+      {"POST", "/api/drivers", bind(postDriver)},
+      {"GET", "/api/drivers", bind(listDrivers)},
+      {"GET", "/api/drivers/nearby", bind(nearbyDrivers)},
+      {"GET", "/api/drivers/{id}", bind(getDriver)},
+      {"PUT", "/api/drivers/{id}/location", bind(putDriverLocation)},
+      {"PUT", "/api/drivers/{id}/status", bind(putDriverStatus)},
+      {"POST", "/api/trips", bind(postTrip)},
+      {"GET", "/api/trips/{id}", bind(getTrip)},
+      {"POST", "/api/trips/{id}/complete", bind(completeTrip)},
+      {"GET", "/api/invoices/{id}", bind(getInvoice)},
+  };
+  common::JsonApiOptions api_options;
+  api_options.max_body_bytes = options.max_body_bytes;
+  api_options.access_log = options.access_log;
+  api_options.map_exception = [](const std::exception& e) -> std::optional<Reply> {
+    if (dynamic_cast<const ports::StorageError*>(&e) != nullptr)
+      return errorReply(503, "storage_unavailable", e.what());
+    return std::nullopt;
+  };
+  return new common::JsonApiHandlerFactory(std::move(routes), std::move(api_options));
 }
 
 }  // namespace strangler::monolith::http

@@ -13,17 +13,9 @@ struct ApiOptions {
   bool access_log = false;                 ///< one line per request on stderr
 };
 
-/// Serves the legacy RideShare JSON API (see monolith/README.md) on Poco's HTTPServer.
-class ApiHandlerFactory : public Poco::Net::HTTPRequestHandlerFactory {
- public:
-  ApiHandlerFactory(ports::RideShareService& service, ApiOptions options);
-  /// One handler per request; it dispatches on method and path.
-  Poco::Net::HTTPRequestHandler* createRequestHandler(
-      const Poco::Net::HTTPServerRequest& request) override;
-
- private:
-  ports::RideShareService& service_;
-  ApiOptions options_;
-};
+/// The legacy RideShare JSON API (see monolith/README.md) as a handler factory for Poco's
+/// HTTPServer.
+Poco::Net::HTTPRequestHandlerFactory::Ptr makeApiHandlerFactory(ports::RideShareService& service,
+                                                                const ApiOptions& options);
 
 }  // namespace strangler::monolith::http

@@ -40,6 +40,17 @@ bool startsWithIgnoreCase(std::string_view text, std::string_view prefix) {
          strncasecmp(text.data(), prefix.data(), prefix.size()) == 0;
 }
 
+bool isToken(std::string_view text) {
+  if (text.empty()) return false;
+  for (const unsigned char c : text) {
+    const bool ok =
+        (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+        std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) != std::string_view::npos;
+    if (!ok) return false;
+  }
+  return true;
+}
+
 // Headers that describe one connection, not the message (RFC 9110 7.6.1), plus framing
 // headers the proxy sets itself.
 bool isHopByHop(std::string_view name) {
@@ -597,6 +608,14 @@ int ClientConnection::onHeaderValue(http_parser* parser, const char* at, size_t 
 
 int ClientConnection::onHeadersComplete(http_parser* parser) {
   auto* self = static_cast<ClientConnection*>(parser->data);
+  // The parser may be built lenient about field names; a name that is not an RFC 9110 token
+  // ("Transfer-Encoding :", "Bad Header") could be read differently upstream, so refuse it.
+  for (const auto& [name, value] : self->headers_) {
+    if (!isToken(name)) {
+      self->error_status_ = 400;
+      return -1;  // not 1: that would mean "no body", not "error"
+    }
+  }
   self->method_ = http_method_str(static_cast<http_method>(parser->method));
   self->http_minor_ = parser->http_major == 1 ? parser->http_minor : 0;
   self->had_body_framing_ = (parser->flags & (F_CHUNKED | F_CONTENTLENGTH)) != 0;
@@ -604,7 +623,7 @@ int ClientConnection::onHeadersComplete(http_parser* parser) {
   if ((parser->flags & F_CONTENTLENGTH) &&
       parser->content_length > static_cast<uint64_t>(limits.max_body_bytes)) {
     self->error_status_ = 413;
-    return 1;
+    return -1;  // not 1: that would mean "no body", not "error"
   }
   // Body reads get the idle timeout between reads rather than the head's deadline.
   self->deadline_ = self->worker_.now() + std::chrono::milliseconds(limits.idle_timeout_ms);
@@ -686,7 +705,9 @@ void ClientConnection::processLoop() {
       if (error == HPE_PAUSED) {
         http_parser_pause(&parser_, 0);
       } else if (error != HPE_OK) {
-        if (error_status_ == 413) {
+        if (error_status_ == 400) {
+          respondError(400, "bad_request", "malformed request: invalid header field name");
+        } else if (error_status_ == 413) {
           respondError(413, "body_too_large", "request body exceeds limits.max_body_bytes");
         } else if (error_status_ == 431 || error == HPE_HEADER_OVERFLOW) {
           respondError(431, "headers_too_large", "request header fields are too large");
@@ -1145,7 +1166,7 @@ void ClientConnection::finishExchange(int status) {
   upstream_path_.clear();
   request_bytes_.clear();
   body_.clear();
-  if (close_after_ || worker_.stopping() || peer_closed_) {
+  if (close_after_ || worker_.stopping() || (peer_closed_ && in_pos_ >= in_.size())) {
     state_ = State::kClosing;
     flush();
     return;

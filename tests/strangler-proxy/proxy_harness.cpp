@@ -1,0 +1,237 @@
+#include "proxy_harness.h"
+
+#include <Poco/Net/HTTPRequestHandler.h>
+#include <Poco/Net/HTTPRequestHandlerFactory.h>
+#include <Poco/Net/HTTPServer.h>
+#include <Poco/Net/HTTPServerParams.h>
+#include <Poco/Net/HTTPServerRequest.h>
+#include <Poco/Net/HTTPServerResponse.h>
+#include <Poco/Net/ServerSocket.h>
+#include <Poco/StreamCopier.h>
+
+#include <algorithm>
+#include <cctype>
+#include <fstream>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#ifndef STRANGLER_PROXY_BINARY
+#error "STRANGLER_PROXY_BINARY must name the strangler-proxy executable"
+#endif
+
+namespace strangler::proxy::testing {
+namespace {
+
+std::string lower(std::string text) {
+  std::transform(text.begin(), text.end(), text.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return text;
+}
+
+class RecordingHandler : public Poco::Net::HTTPRequestHandler {
+ public:
+  explicit RecordingHandler(FakeUpstream& upstream) : upstream_(upstream) {}
+
+  void handleRequest(Poco::Net::HTTPServerRequest& request,
+                     Poco::Net::HTTPServerResponse& response) override {
+    ReceivedRequest received;
+    received.method = request.getMethod();
+    received.uri = request.getURI();
+    for (const auto& [name, value] : request)
+      received.headers.emplace(lower(name), value);
+    std::ostringstream body;
+    Poco::StreamCopier::copyStream(request.stream(), body);
+    received.body = body.str();
+    const int delay = upstream_.delay_ms.load();
+    if (delay > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay));
+    nlohmann::json answer = {{"upstream", upstream_.name()},
+                             {"method", received.method},
+                             {"uri", received.uri},
+                             {"body", received.body}};
+    upstream_.record(std::move(received));
+    std::string text = answer.dump();
+    if (const size_t padding = upstream_.padding.load(); padding > 0) {
+      text.pop_back();
+      text += ",\"padding\":\"" + std::string(padding, 'x') + "\"}";
+    }
+    response.setStatus(static_cast<Poco::Net::HTTPResponse::HTTPStatus>(upstream_.status.load()));
+    response.setContentType("application/json");
+    response.set("X-Upstream", upstream_.name());
+    response.set("Upgrade", "h2c");  // hop-by-hop: the proxy must not relay it
+    response.set("X-Strangler-Route", "spoofed-by-upstream");
+    if (upstream_.chunked.load()) {
+      response.setChunkedTransferEncoding(true);
+    } else {
+      response.setContentLength(static_cast<std::streamsize>(text.size()));
+    }
+    if (request.getMethod() == "HEAD") {
+      response.send();
+      return;
+    }
+    response.send() << text;
+  }
+
+ private:
+  FakeUpstream& upstream_;
+};
+
+class RecordingFactory : public Poco::Net::HTTPRequestHandlerFactory {
+ public:
+  explicit RecordingFactory(FakeUpstream& upstream) : upstream_(upstream) {}
+  Poco::Net::HTTPRequestHandler* createRequestHandler(
+      const Poco::Net::HTTPServerRequest&) override {
+    return new RecordingHandler(upstream_);
+  }
+
+ private:
+  FakeUpstream& upstream_;
+};
+
+}  // namespace
+
+std::string ReceivedRequest::header(const std::string& name) const {
+  const auto it = headers.find(name);
+  return it == headers.end() ? std::string() : it->second;
+}
+
+FakeUpstream::FakeUpstream(std::string name) : name_(std::move(name)) {
+  start();
+}
+
+FakeUpstream::~FakeUpstream() {
+  stop();
+}
+
+void FakeUpstream::start() {
+  if (server_) return;
+  Poco::Net::ServerSocket socket;
+  socket.bind(Poco::Net::SocketAddress("127.0.0.1", port_), true);
+  socket.listen(64);
+  port_ = socket.address().port();
+  auto* params = new Poco::Net::HTTPServerParams();
+  params->setMaxThreads(32);
+  params->setMaxQueued(256);
+  params->setKeepAlive(true);
+  params->setKeepAliveTimeout(Poco::Timespan(30, 0));
+  socket_ = std::make_unique<Poco::Net::ServerSocket>(socket);
+  server_ = std::make_unique<Poco::Net::HTTPServer>(new RecordingFactory(*this), socket, params);
+  server_->start();
+}
+
+void FakeUpstream::stop() {
+  if (!server_) return;
+  // Close the listener first: without it the kernel keeps completing handshakes that nobody
+  // accepts, which looks like a hung server rather than a dead one.
+  socket_->close();
+  server_->stopAll(true);
+  server_.reset();
+  socket_.reset();
+}
+
+std::vector<ReceivedRequest> FakeUpstream::requests() const {
+  std::lock_guard lock(mutex_);
+  return requests_;
+}
+
+size_t FakeUpstream::count() const {
+  std::lock_guard lock(mutex_);
+  return requests_.size();
+}
+
+void FakeUpstream::clear() {
+  std::lock_guard lock(mutex_);
+  requests_.clear();
+}
+
+void FakeUpstream::record(ReceivedRequest request) {
+  std::lock_guard lock(mutex_);
+  requests_.push_back(std::move(request));
+}
+
+ProxyProcess::ProxyProcess(const nlohmann::json& config,
+                           const strangler::testing::ChildProcess::Env& env,
+                           const std::vector<std::string>& extra_args) {
+  config_path_ = dir_.file("strangler.json");
+  writeConfig(config);
+  std::vector<std::string> args = {"--config", config_path_, "--workers",
+                                   "2",        "--grace-ms", "5000"};
+  args.insert(args.end(), extra_args.begin(), extra_args.end());
+  process_ = strangler::testing::ChildProcess::start(STRANGLER_PROXY_BINARY, args, env);
+  const auto line = process_->waitForLine("strangler-proxy listening on", std::chrono::seconds(10));
+  if (!line) {
+    ADD_FAILURE() << "strangler-proxy did not start; output:\n" << process_->output();
+    return;
+  }
+  std::smatch match;
+  static const std::regex kLine(R"(http://127\.0\.0\.1:(\d+) admin http://127\.0\.0\.1:(\d+))");
+  if (!std::regex_search(*line, match, kLine)) {
+    ADD_FAILURE() << "unexpected start line: " << *line;
+    return;
+  }
+  proxy_port_ = static_cast<uint16_t>(std::stoi(match[1]));
+  admin_port_ = static_cast<uint16_t>(std::stoi(match[2]));
+}
+
+ProxyProcess::~ProxyProcess() {
+  if (process_) process_->stop(std::chrono::seconds(5));
+}
+
+void ProxyProcess::writeConfig(const nlohmann::json& config) {
+  const std::string temp = config_path_ + ".tmp";
+  {
+    std::ofstream out(temp);
+    out << config.dump(2);
+  }
+  std::filesystem::rename(temp, config_path_);
+}
+
+strangler::testing::HttpResponse ProxyProcess::get(
+    const std::string& target, const std::map<std::string, std::string>& headers) {
+  return request("GET", target, "", headers);
+}
+
+strangler::testing::HttpResponse ProxyProcess::request(
+    const std::string& method, const std::string& target, const std::string& body,
+    const std::map<std::string, std::string>& headers) {
+  return strangler::testing::httpRequest("127.0.0.1", proxy_port_, method, target, body, headers,
+                                         std::chrono::seconds(10));
+}
+
+strangler::testing::HttpResponse ProxyProcess::admin(
+    const std::string& method, const std::string& target,
+    const std::map<std::string, std::string>& headers) {
+  return strangler::testing::httpRequest("127.0.0.1", admin_port_, method, target, "", headers,
+                                         std::chrono::seconds(10));
+}
+
+std::string ProxyProcess::raw(const std::string& bytes) {
+  return strangler::testing::rawExchange("127.0.0.1", proxy_port_, bytes, std::chrono::seconds(5));
+}
+
+nlohmann::json baseConfig(const FakeUpstream& monolith) {
+  return nlohmann::json{
+      {"listen", "127.0.0.1:0"},
+      {"admin", {{"listen", "127.0.0.1:0"}, {"token_env", "STRANGLER_TEST_ADMIN_TOKEN"}}},
+      {"debug_headers", true},
+      {"upstreams",
+       {{monolith.name(), {{"endpoints", {monolith.address()}}, {"timeout_ms", 3000}}}}},
+      {"default_upstream", monolith.name()},
+      {"routes", nlohmann::json::array()}};
+}
+
+void addUpstream(nlohmann::json& config, const FakeUpstream& upstream,
+                 const nlohmann::json& extra) {
+  nlohmann::json entry = {{"endpoints", {upstream.address()}}, {"timeout_ms", 3000}};
+  entry.update(extra);
+  config["upstreams"][upstream.name()] = entry;
+}
+
+int rawStatus(const std::string& answer) {
+  if (answer.compare(0, 9, "HTTP/1.1 ") != 0 || answer.size() < 12) return 0;
+  return std::atoi(answer.substr(9, 3).c_str());
+}
+
+}  // namespace strangler::proxy::testing

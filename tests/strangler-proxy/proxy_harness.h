@@ -1,0 +1,118 @@
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "strangler/testing/http_client.h"
+#include "strangler/testing/process.h"
+#include "strangler/testing/temp_dir.h"
+
+namespace Poco::Net {
+class HTTPServer;
+class ServerSocket;
+}  // namespace Poco::Net
+
+namespace strangler::proxy::testing {
+
+/// A request as a fake upstream received it.
+struct ReceivedRequest {
+  std::string method;
+  std::string uri;
+  std::multimap<std::string, std::string> headers;  ///< names lower-cased
+  std::string body;
+
+  /// The first header of that (lower-case) name, or "".
+  std::string header(const std::string& name) const;
+  bool has(const std::string& name) const { return headers.count(name) > 0; }
+};
+
+/// An in-process HTTP server (Poco) on a loopback port that records what it receives and
+/// answers `{"upstream": NAME, "method": ..., "uri": ..., "body": ...}`; it can be told to
+/// answer with another status, slowly, chunked, or to go away (stop) and come back (start).
+class FakeUpstream {
+ public:
+  explicit FakeUpstream(std::string name);
+  ~FakeUpstream();
+
+  uint16_t port() const { return port_; }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  const std::string& name() const { return name_; }
+  /// Closes the listener and every connection: connects are then refused.
+  void stop();
+  /// Listens again on the same port.
+  void start();
+
+  std::vector<ReceivedRequest> requests() const;
+  size_t count() const;
+  void clear();
+
+  std::atomic<int> status{200};
+  std::atomic<int> delay_ms{0};
+  std::atomic<bool> chunked{false};
+  std::atomic<size_t> padding{0};  ///< extra body bytes, to test large responses
+
+  /// Called by the handler.
+  void record(ReceivedRequest request);
+
+ private:
+  std::string name_;
+  uint16_t port_ = 0;
+  std::unique_ptr<Poco::Net::ServerSocket> socket_;
+  std::unique_ptr<Poco::Net::HTTPServer> server_;
+  mutable std::mutex mutex_;
+  std::vector<ReceivedRequest> requests_;
+};
+
+/// The real strangler-proxy binary, started on port 0 with a config written to a temp dir.
+class ProxyProcess {
+ public:
+  /// Starts the proxy; fails the calling test (ADD_FAILURE) when it does not come up.
+  explicit ProxyProcess(const nlohmann::json& config,
+                        const strangler::testing::ChildProcess::Env& env = {},
+                        const std::vector<std::string>& extra_args = {});
+  ~ProxyProcess();
+
+  bool running() const { return proxy_port_ != 0; }
+  uint16_t port() const { return proxy_port_; }
+  uint16_t adminPort() const { return admin_port_; }
+  strangler::testing::ChildProcess& process() { return *process_; }
+  /// Rewrites the config file (for reloads).
+  void writeConfig(const nlohmann::json& config);
+  const std::string& configPath() const { return config_path_; }
+
+  strangler::testing::HttpResponse get(const std::string& target,
+                                       const std::map<std::string, std::string>& headers = {});
+  strangler::testing::HttpResponse request(const std::string& method, const std::string& target,
+                                           const std::string& body = "",
+                                           const std::map<std::string, std::string>& headers = {});
+  strangler::testing::HttpResponse admin(const std::string& method, const std::string& target,
+                                         const std::map<std::string, std::string>& headers = {});
+  /// Sends raw bytes to the proxy and returns everything it answers.
+  std::string raw(const std::string& bytes);
+
+ private:
+  strangler::testing::TempDir dir_{"strangler-proxy-test"};
+  std::string config_path_;
+  std::unique_ptr<strangler::testing::ChildProcess> process_;
+  uint16_t proxy_port_ = 0;
+  uint16_t admin_port_ = 0;
+};
+
+/// A config with `monolith` (and the given extra upstreams) on loopback, proxy and admin on port 0.
+nlohmann::json baseConfig(const FakeUpstream& monolith);
+/// Adds an upstream named after `upstream` to `config`.
+void addUpstream(nlohmann::json& config, const FakeUpstream& upstream,
+                 const nlohmann::json& extra = nlohmann::json::object());
+
+/// The first status code in a raw HTTP answer, or 0.
+int rawStatus(const std::string& answer);
+
+}  // namespace strangler::proxy::testing

@@ -202,6 +202,8 @@ class ClientConnection : public Pollable {
   // Called by the upstream connection.
   HeadVerdict onResponseHead(UpstreamConnection& upstream);
   void onResponseBody(const char* data, size_t length);
+  /// Sends what the last parsed upstream read produced (one send per read, not per piece).
+  void relayed();
   void onResponseComplete(UpstreamConnection& upstream);
   void onUpstreamFailure(UpstreamConnection* upstream, const char* kind);
   void onAbandoned(UpstreamConnection& upstream);
@@ -331,6 +333,7 @@ void UpstreamConnection::begin(ClientConnection* owner, const std::string& reque
 
 void UpstreamConnection::onEvents(uint32_t events) {
   if (closed) return;
+  if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) hangup = true;
   if (state == State::kConnecting) {
     if ((events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) == 0) return;
     int error = 0;
@@ -386,6 +389,9 @@ void UpstreamConnection::readAll() {
     if (n > 0) {
       bytes_received += static_cast<size_t>(n);
       feed(buffer, static_cast<size_t>(n));
+      // A short read drained the socket; with edge triggering, more data brings a new event
+      // (unless the peer's FIN is already known: then read on to see the end).
+      if (static_cast<size_t>(n) < sizeof buffer && !hangup) return;
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
@@ -406,6 +412,10 @@ void UpstreamConnection::feed(const char* data, size_t length) {
   const size_t parsed = http_parser_execute(&parser_, &settings(), data, length);
   const auto error = HTTP_PARSER_ERRNO(&parser_);
   if (closed) return;  // the client went away while the response was being relayed
+  if (!done_ && !abandoned_ && client != nullptr) {
+    client->relayed();
+    if (closed) return;
+  }
   if (abandoned_) {
     ClientConnection* owner = client;
     client = nullptr;
@@ -657,6 +667,7 @@ int ClientConnection::onMessageComplete(http_parser* parser) {
 
 void ClientConnection::onEvents(uint32_t events) {
   if (closed) return;
+  if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) hangup = true;
   if (events & EPOLLOUT) flush();
   if (closed) return;
   if (events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP)) {
@@ -676,6 +687,7 @@ void ClientConnection::readAll() {
     const ssize_t n = ::recv(fd, buffer, sizeof buffer, 0);
     if (n > 0) {
       in_.append(buffer, static_cast<size_t>(n));
+      if (static_cast<size_t>(n) < sizeof buffer && !hangup) return;  // drained (edge-triggered)
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
@@ -1014,8 +1026,7 @@ ClientConnection::HeadVerdict ClientConnection::onResponseHead(UpstreamConnectio
     head += "Connection: keep-alive\r\n";
   }
   head += "\r\n";
-  queue(head);
-  flush();
+  queue(head);  // sent with the first body bytes, after this read is parsed (relayed())
   return no_body ? HeadVerdict::kRelayNoBody : HeadVerdict::kRelay;
 }
 
@@ -1031,9 +1042,14 @@ void ClientConnection::onResponseBody(const char* data, size_t length) {
   } else {
     queue(std::string_view(data, length));
   }
+}
+
+void ClientConnection::relayed() {
+  if (closed || out_pos_ >= out_.size()) return;
   flush();
-  if (!closed && upstream != nullptr && out_.size() - out_pos_ > kMaxPendingOutput)
+  if (!closed && upstream != nullptr && out_.size() - out_pos_ > kMaxPendingOutput) {
     upstream->pauseReading();
+  }
 }
 
 void ClientConnection::onResponseComplete(UpstreamConnection&) {

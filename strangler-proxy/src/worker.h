@@ -27,6 +27,7 @@ class Pollable {
 
   int fd = -1;
   bool closed = false;
+  bool hangup = false;  ///< the peer closed or reset (seen in an event): read to the end
 };
 
 /// One event loop thread: accepts on its own SO_REUSEPORT listener, serves client connections

@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# Load benchmark: the same tiny backend measured direct, through nginx (proxy_pass, upstream
+# keepalive, 1 worker) and through strangler-proxy (1 worker), interleaved round by round.
+#   bench/proxy_bench.sh [BUILD_DIR]        (default: ./build)
+# Environment: ROUNDS (default 5), DURATION (wrk -d, default 5s), WORKERS (strangler-proxy
+# loops, default 1). Needs nginx, wrk and python3. Prints medians of the rounds: req/s and
+# p50/p99 at -c1 and -c64, the ratio to nginx, and RSS at 256 connections.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${1:-$root/build}
+proxy_bin=$build/strangler-proxy/strangler-proxy
+rounds=${ROUNDS:-5}
+duration=${DURATION:-5s}
+workers=${WORKERS:-1}
+for tool in nginx wrk python3; do
+  command -v "$tool" >/dev/null || { echo "proxy_bench: $tool not found (scripts/install-deps.sh)" >&2; exit 1; }
+done
+[ -x "$proxy_bin" ] || { echo "proxy_bench: build strangler-proxy first ($proxy_bin)" >&2; exit 1; }
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/strangler-bench.XXXXXX")
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() {
+  for _ in $(seq 100); do
+    python3 -c "import socket,sys; socket.create_connection(('127.0.0.1',$1),0.2)" 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "proxy_bench: nothing listens on port $1" >&2; exit 1
+}
+backend_port=$(free_port)
+nginx_port=$(free_port)
+strangler_port=$(free_port)
+
+nginx_conf() {  # NAME SERVER_BLOCK
+  mkdir -p "$work/$1"
+  cat >"$work/$1/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $work/$1/nginx.pid;
+error_log $work/$1/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $work/$1/body;
+  proxy_temp_path $work/$1/proxy;
+  fastcgi_temp_path $work/$1/fastcgi;
+  uwsgi_temp_path $work/$1/uwsgi;
+  scgi_temp_path $work/$1/scgi;
+  $2
+}
+CONF
+  nginx -p "$work/$1" -c "$work/$1/nginx.conf" &
+  pids+=($!)
+}
+
+# The tiny backend: a fixed JSON answer.
+nginx_conf backend "server { listen 127.0.0.1:$backend_port; keepalive_requests 1000000;
+  location / { default_type application/json; return 200 '{\"id\":7,\"name\":\"tiny\",\"ok\":true}'; } }"
+# nginx as the reverse proxy to compare with.
+nginx_conf nginx "upstream backend { server 127.0.0.1:$backend_port; keepalive 256; keepalive_requests 1000000; }
+  server { listen 127.0.0.1:$nginx_port; keepalive_requests 1000000;
+    location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
+# strangler-proxy with a route in front of the same backend (extracted to a second upstream
+# name, so the routing path is exercised).
+cat >"$work/strangler.json" <<CONF
+{ "listen": "127.0.0.1:$strangler_port", "admin": { "listen": "127.0.0.1:0" },
+  "upstreams": {
+    "monolith": { "endpoints": ["127.0.0.1:$backend_port"], "max_idle_connections": 256 },
+    "service":  { "endpoints": ["127.0.0.1:$backend_port"], "max_idle_connections": 256 } },
+  "default_upstream": "monolith",
+  "routes": [ { "name": "drivers", "match": { "path": "/api/drivers/**" }, "target": "service",
+                "stage": "extracted", "fallback": true } ] }
+CONF
+"$proxy_bin" --config "$work/strangler.json" --workers "$workers" >"$work/strangler.log" 2>&1 &
+strangler_pid=$!
+pids+=($strangler_pid)
+wait_port "$backend_port"; wait_port "$nginx_port"; wait_port "$strangler_port"
+
+path=/api/drivers/7
+declare -A urls=([direct]="http://127.0.0.1:$backend_port$path" [nginx]="http://127.0.0.1:$nginx_port$path"
+                 [strangler]="http://127.0.0.1:$strangler_port$path")
+for target in direct nginx strangler; do wrk -t1 -c4 -d1s "${urls[$target]}" >/dev/null; done  # warm up
+
+echo "proxy_bench: $rounds rounds x $duration, strangler-proxy workers=$workers, $(nproc) cores" >&2
+for round in $(seq "$rounds"); do
+  for target in direct nginx strangler; do
+    wrk -t1 -c1 -d"$duration" --latency "${urls[$target]}" >"$work/$target-c1-$round.txt"
+    wrk -t2 -c64 -d"$duration" --latency "${urls[$target]}" >"$work/$target-c64-$round.txt"
+  done
+  echo "proxy_bench: round $round done" >&2
+done
+
+# RSS under 256 connections: peak resident size sampled while wrk runs.
+peak_rss() {  # PID URL
+  local peak=0
+  wrk -t2 -c256 -d"$duration" "$2" >"$work/rss-wrk.txt" &
+  local wrk_pid=$!
+  while kill -0 "$wrk_pid" 2>/dev/null; do
+    local rss
+    rss=$(ps -o rss= -p "$1" | tr -d ' ')
+    [ -n "$rss" ] && [ "$rss" -gt "$peak" ] && peak=$rss
+    sleep 0.2
+  done
+  echo "$peak"
+}
+nginx_worker=$(pgrep -P "$(cat "$work/nginx/nginx.pid")" | head -1)
+rss_strangler=$(peak_rss "$strangler_pid" "${urls[strangler]}")
+rss_nginx=$(peak_rss "$nginx_worker" "${urls[nginx]}")
+
+python3 - "$work" "$rounds" "$rss_strangler" "$rss_nginx" <<'PY'
+import re, statistics, sys
+work, rounds, rss_s, rss_n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+unit = {"us": 1.0, "ms": 1000.0, "s": 1e6}
+def parse(path):
+    text = open(path).read()
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+    pct = {}
+    for p, v, u in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", text, re.M):
+        pct[p] = float(v) * unit[u]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    sock = re.search(r"Socket errors: (.*)", text)
+    return rps, pct["50"], pct["99"], int(errors.group(1)) if errors else 0, sock.group(1) if sock else ""
+res = {}
+for t in ("direct", "nginx", "strangler"):
+    for c in ("c1", "c64"):
+        runs = [parse(f"{work}/{t}-{c}-{r}.txt") for r in range(1, rounds + 1)]
+        res[t, c] = tuple(statistics.median(x[i] for x in runs) for i in range(3)) + (sum(x[3] for x in runs),)
+print(f"{'target':<10} {'-c1 req/s':>10} {'p50 µs':>8} {'p99 µs':>8} {'-c64 req/s':>11} {'p50 µs':>8} {'p99 µs':>8} {'non-2xx':>8}")
+for t in ("direct", "nginx", "strangler"):
+    a, b = res[t, "c1"], res[t, "c64"]
+    print(f"{t:<10} {a[0]:>10.0f} {a[1]:>8.0f} {a[2]:>8.0f} {b[0]:>11.0f} {b[1]:>8.0f} {b[2]:>8.0f} {a[3]+b[3]:>8}")
+d, n, s = res["direct", "c1"], res["nginx", "c1"], res["strangler", "c1"]
+print()
+print(f"added latency at -c1 (p50 over direct): nginx +{n[1]-d[1]:.0f} µs, strangler +{s[1]-d[1]:.0f} µs")
+print(f"added latency at -c1 (p99 over direct): nginx +{n[2]-d[2]:.0f} µs, strangler +{s[2]-d[2]:.0f} µs")
+print(f"throughput ratio strangler/nginx: -c1 {s[0]/n[0]:.2f}, -c64 {res['strangler','c64'][0]/res['nginx','c64'][0]:.2f}")
+print(f"RSS at -c256 (peak): strangler {rss_s/1024:.1f} MiB, nginx worker {rss_n/1024:.1f} MiB")
+PY

@@ -9,6 +9,7 @@ packages=(
   # libraries
   libpoco-dev libsoci-dev libboost-dev libsqlite3-dev libpq-dev
   nlohmann-json3-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
+  libhttp-parser-dev
   # servers and tools the tests and benchmarks drive for real
   postgresql sqlite3 python3 nginx wrk
 )

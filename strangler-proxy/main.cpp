@@ -1,5 +1,7 @@
 // strangler-proxy: parses the command line, starts the proxy and turns signals into reloads
 // (SIGHUP) and graceful stops (SIGTERM, SIGINT).
+#include <sys/resource.h>
+
 #include <csignal>
 #include <cstdio>
 #include <iostream>
@@ -26,7 +28,12 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 256));
   cli.add_option("--grace-ms", grace_ms, "how long a stop waits for requests in flight")
       ->check(CLI::Range(0, 600000));
-  CLI11_PARSE(cli, argc, argv);
+  try {
+    cli.parse(argc, argv);
+  } catch (const CLI::ParseError& error) {
+    const int code = cli.exit(error);
+    return code == 0 ? 0 : 2;
+  }
 
   ProxyOptions options;
   options.config_path = config_path;
@@ -50,6 +57,12 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
+  // One descriptor per client and per upstream connection: use all the process may have.
+  rlimit files{};
+  if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = files.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &files);
+  }
 
   auto app = ProxyApp::start(options);
   if (!app) {

@@ -346,6 +346,57 @@ TEST_F(ProxyResilienceTest, RefusesBodiesOverTheLimit) {
   EXPECT_EQ(service_.count(), 1u);
 }
 
+TEST_F(ProxyResilienceTest, RoundRobinSkipsADeadEndpoint) {
+  FakeUpstream second("service");
+  const std::string dead = "127.0.0.1:" + std::to_string(strangler::testing::freeLoopbackPort());
+  json cfg = config();
+  cfg["upstreams"]["service"]["endpoints"] = {service_.address(), dead, second.address()};
+  ProxyProcess proxy(cfg);
+  ASSERT_TRUE(proxy.running());
+  for (int i = 0; i < 30; ++i) {
+    const auto response = proxy.request("POST", "/api/strict/" + std::to_string(i), "{}");
+    EXPECT_EQ(response.status, 200) << "a refused connect is retried on the next endpoint";
+  }
+  EXPECT_GT(service_.count(), 5u);
+  EXPECT_GT(second.count(), 5u);
+  EXPECT_EQ(service_.count() + second.count(), 30u);
+}
+
+TEST_F(ProxyResilienceTest, WritesOneJsonAccessLogLinePerRequest) {
+  strangler::testing::TempDir dir;
+  const std::string log_path = dir.file("access.log");
+  json cfg = config();
+  cfg["access_log"] = log_path;
+  {
+    ProxyProcess proxy(cfg);
+    ASSERT_TRUE(proxy.running());
+    EXPECT_EQ(proxy.get("/api/drivers/1?x=2").status, 200);
+    EXPECT_EQ(proxy.get("/nowhere").status, 200);
+  }  // stopping flushes the log
+  std::ifstream in(log_path);
+  std::vector<json> lines;
+  for (std::string line; std::getline(in, line);)
+    lines.push_back(json::parse(line));
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_EQ(lines[0]["target"], "/api/drivers/1?x=2");
+  EXPECT_EQ(lines[0]["route"], "drivers");
+  EXPECT_EQ(lines[0]["upstream"], "service");
+  EXPECT_EQ(lines[0]["status"], 200);
+  EXPECT_TRUE(lines[1]["route"].is_null());
+  EXPECT_EQ(lines[1]["upstream"], "monolith");
+}
+
+TEST_F(ProxyResilienceTest, ServesHttp10Clients) {
+  ProxyProcess proxy(config());
+  ASSERT_TRUE(proxy.running());
+  service_.chunked = true;  // re-framed for a client that cannot read chunked: read to the close
+  const std::string answer = proxy.raw("GET /api/drivers/1 HTTP/1.0\r\n\r\n");
+  EXPECT_EQ(rawStatus(answer), 200) << answer;
+  EXPECT_EQ(answer.find("Transfer-Encoding"), std::string::npos) << answer;
+  EXPECT_NE(answer.find("Connection: close"), std::string::npos) << answer;
+  EXPECT_NE(answer.find("\"uri\":\"/api/drivers/1\""), std::string::npos) << answer;
+}
+
 TEST_F(ProxyResilienceTest, SurvivesRandomBytes) {
   ProxyProcess proxy(config());
   ASSERT_TRUE(proxy.running());

@@ -80,8 +80,6 @@ struct DriverParams {
         status(storedStatus(d.status)),
         lat(d.location ? d.location->lat : 0),
         lng(d.location ? d.location->lng : 0),
-        cell_lat(d.location ? domain::cellOf(d.location->lat) : 0),
-        cell_lng(d.location ? domain::cellOf(d.location->lng) : 0),
         loc_ind(d.location ? soci::i_ok : soci::i_null),
         loc_at(d.location_updated_at.value_or(0)),
         loc_at_ind(d.location_updated_at ? soci::i_ok : soci::i_null),
@@ -90,8 +88,7 @@ struct DriverParams {
   Int id;
   std::string status;
   double lat, lng;
-  Int cell_lat, cell_lng;
-  soci::indicator loc_ind, loc_ind2 = loc_ind, loc_ind3 = loc_ind, loc_ind4 = loc_ind;
+  soci::indicator loc_ind, loc_ind2 = loc_ind;
   Int loc_at;
   soci::indicator loc_at_ind;
   Int created_at, updated_at;
@@ -115,16 +112,29 @@ void ensureSchema(common::SessionPool& pool) {
     const std::string id =
         sqlite ? "id INTEGER PRIMARY KEY AUTOINCREMENT" : "id BIGSERIAL PRIMARY KEY";
     const std::string real = sqlite ? "REAL" : "DOUBLE PRECISION";
+    // The grid cells are derived by the database itself (generated columns), so every writer —
+    // this store, the sync job — gets them right without knowing about them.
+    const auto floor100 = [sqlite](const std::string& column) {
+      return sqlite ? "CAST(" + column + " * 100 AS INTEGER) - (" + column + " * 100 < CAST(" +
+                          column + " * 100 AS INTEGER))"
+                    : "CAST(floor(" + column + " * 100) AS BIGINT)";
+    };
+    const std::string ddl =
+        "CREATE TABLE IF NOT EXISTS drivers (" + id +
+        ", name VARCHAR(100) NOT NULL, phone VARCHAR(32) NOT NULL,"
+        " vehicle_plate VARCHAR(20) NOT NULL, vehicle_model VARCHAR(60) NOT NULL,"
+        " status VARCHAR(16) NOT NULL CHECK (status IN ('offline', 'available', 'on_trip')),"
+        " lat " +
+        real + ", lng " + real +
+        ", location_updated_at BIGINT,"
+        " created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL,"
+        " cell_lat BIGINT GENERATED ALWAYS AS (" +
+        floor100("lat") +
+        ") STORED,"
+        " cell_lng BIGINT GENERATED ALWAYS AS (" +
+        floor100("lng") + ") STORED)";
     common::Transaction tx(sql, pool.backend(), common::Transaction::Mode::kWrite);
-    sql << "CREATE TABLE IF NOT EXISTS drivers (" + id +
-               ", name VARCHAR(100) NOT NULL, phone VARCHAR(32) NOT NULL,"
-               " vehicle_plate VARCHAR(20) NOT NULL, vehicle_model VARCHAR(60) NOT NULL,"
-               " status VARCHAR(16) NOT NULL CHECK (status IN ('offline', 'available', 'on_trip')),"
-               " lat " +
-               real + ", lng " + real +
-               ", cell_lat BIGINT, cell_lng BIGINT,"
-               " location_updated_at BIGINT, created_at BIGINT NOT NULL, updated_at BIGINT NOT "
-               "NULL)";
+    sql << ddl;
     sql << "CREATE INDEX IF NOT EXISTS drivers_grid ON drivers (status, cell_lat, cell_lng)";
     tx.commit();
     return 0;
@@ -137,13 +147,12 @@ domain::Driver SociDriverStore::insert(const domain::Driver& driver) {
     DriverParams p(driver);
     Int id = 0;
     sql << "INSERT INTO drivers (name, phone, vehicle_plate, vehicle_model, status, lat, lng,"
-           " cell_lat, cell_lng, location_updated_at, created_at, updated_at) VALUES (:n, :p, :pl,"
-           " :m, :s, :la, :lg, :cla, :clg, :lu, :c, :u) RETURNING id",
+           " location_updated_at, created_at, updated_at) VALUES (:n, :p, :pl, :m, :s, :la, :lg,"
+           " :lu, :c, :u) RETURNING id",
         soci::use(driver.name), soci::use(driver.phone), soci::use(driver.vehicle.plate),
         soci::use(driver.vehicle.model), soci::use(p.status), soci::use(p.lat, p.loc_ind),
-        soci::use(p.lng, p.loc_ind2), soci::use(p.cell_lat, p.loc_ind3),
-        soci::use(p.cell_lng, p.loc_ind4), soci::use(p.loc_at, p.loc_at_ind),
-        soci::use(p.created_at), soci::use(p.updated_at), soci::into(id);
+        soci::use(p.lng, p.loc_ind2), soci::use(p.loc_at, p.loc_at_ind), soci::use(p.created_at),
+        soci::use(p.updated_at), soci::into(id);
     auto stored = driver;
     stored.id = id;
     return stored;
@@ -185,15 +194,13 @@ bool SociDriverStore::update(const domain::Driver& driver) {
     soci::session sql(pool_.pool());
     DriverParams p(driver);
     soci::statement st =
-        (sql.prepare
-             << "UPDATE drivers SET name = :n, phone = :p, vehicle_plate = :pl,"
-                " vehicle_model = :m, status = :s, lat = :la, lng = :lg, cell_lat = :cla,"
-                " cell_lng = :clg, location_updated_at = :lu, updated_at = :u WHERE id = :id",
+        (sql.prepare << "UPDATE drivers SET name = :n, phone = :p, vehicle_plate = :pl,"
+                        " vehicle_model = :m, status = :s, lat = :la, lng = :lg,"
+                        " location_updated_at = :lu, updated_at = :u WHERE id = :id",
          soci::use(driver.name), soci::use(driver.phone), soci::use(driver.vehicle.plate),
          soci::use(driver.vehicle.model), soci::use(p.status), soci::use(p.lat, p.loc_ind),
-         soci::use(p.lng, p.loc_ind2), soci::use(p.cell_lat, p.loc_ind3),
-         soci::use(p.cell_lng, p.loc_ind4), soci::use(p.loc_at, p.loc_at_ind),
-         soci::use(p.updated_at), soci::use(p.id));
+         soci::use(p.lng, p.loc_ind2), soci::use(p.loc_at, p.loc_at_ind), soci::use(p.updated_at),
+         soci::use(p.id));
     st.execute(true);
     return st.get_affected_rows() > 0;
   });

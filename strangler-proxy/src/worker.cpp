@@ -744,7 +744,9 @@ void ClientConnection::processLoop() {
       } else {
         worker_.closeClient(this);
       }
+      return;
     }
+    if (out_pos_ < out_.size()) flush();  // an interim "100 Continue" the client waits for
     return;
   }
 }

@@ -1,4 +1,6 @@
 // Integration: the real strangler-proxy binary in front of fake upstreams on loopback.
+#include <Poco/Net/SocketAddress.h>
+#include <Poco/Net/StreamSocket.h>
 #include <gtest/gtest.h>
 
 #include <set>
@@ -117,6 +119,31 @@ TEST_F(ProxyRoutingTest, PassesContentLengthBodiesAndLargeResponses) {
   response = proxy.get("/api/moved/5");
   EXPECT_EQ(response.status, 200);
   EXPECT_EQ(response.json()["padding"].get<std::string>().size(), 3u * 1024 * 1024);
+}
+
+TEST_F(ProxyRoutingTest, AnswersExpectContinueItself) {
+  ProxyProcess proxy(config());
+  ASSERT_TRUE(proxy.running());
+  // The client waits for the interim answer before sending its body.
+  Poco::Net::StreamSocket socket;
+  socket.connect(Poco::Net::SocketAddress("127.0.0.1", proxy.port()), Poco::Timespan(5, 0));
+  socket.setReceiveTimeout(Poco::Timespan(5, 0));
+  const std::string head =
+      "POST /api/moved/1 HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n"
+      "Connection: close\r\n\r\n";
+  socket.sendBytes(head.data(), static_cast<int>(head.size()));
+  char buffer[4096];
+  const int n = socket.receiveBytes(buffer, sizeof buffer);
+  ASSERT_GT(n, 0);
+  EXPECT_EQ(std::string(buffer, static_cast<size_t>(n)), "HTTP/1.1 100 Continue\r\n\r\n");
+  socket.sendBytes("hello", 5);
+  std::string answer;
+  for (int got; (got = socket.receiveBytes(buffer, sizeof buffer)) > 0;)
+    answer.append(buffer, static_cast<size_t>(got));
+  EXPECT_EQ(rawStatus(answer), 200) << answer;
+  ASSERT_EQ(service_.count(), 1u);
+  EXPECT_EQ(service_.requests()[0].body, "hello");
+  EXPECT_FALSE(service_.requests()[0].has("expect"));
 }
 
 TEST_F(ProxyRoutingTest, AnswersHeadWithoutABody) {

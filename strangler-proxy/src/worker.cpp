@@ -1295,7 +1295,7 @@ void Worker::beginStop() {
   stopping_ = true;
   stop_deadline_ = now_ + std::chrono::milliseconds(grace_ms_.load());
   if (listen_fd_ >= 0) {
-    epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, listen_fd_, nullptr);
+    if (!accept_paused_) epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, listen_fd_, nullptr);
     ::close(listen_fd_);
     listen_fd_ = -1;
   }
@@ -1344,6 +1344,13 @@ void Worker::run() {
 }
 
 void Worker::onTick() {
+  if (accept_paused_ && now_ >= accept_paused_until_ && listen_fd_ >= 0) {
+    epoll_event event{};
+    event.events = EPOLLIN;
+    event.data.u64 = kListenTag;
+    epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, listen_fd_, &event);
+    accept_paused_ = false;
+  }
   std::vector<UpstreamConnection*> upstreams(upstreams_.begin(), upstreams_.end());
   for (auto* upstream : upstreams) {
     if (!upstream->closed) upstream->checkDeadline(now_);
@@ -1361,8 +1368,15 @@ void Worker::acceptAll() {
     const int fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&address), &length,
                              SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
-      if (errno == EINTR) continue;
-      return;  // EAGAIN, or out of descriptors: the next event retries
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        // Out of descriptors: the level-triggered listener would wake us in a busy loop.
+        // Stop listening for a moment; connections wait in the backlog meanwhile.
+        epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, listen_fd_, nullptr);
+        accept_paused_until_ = now_ + std::chrono::milliseconds(100);
+        accept_paused_ = true;
+      }
+      return;
     }
     setNoDelay(fd);
     auto* client = new ClientConnection(*this, fd, peerAddress(address));

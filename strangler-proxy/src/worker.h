@@ -88,6 +88,8 @@ class Worker {
   std::atomic<int64_t> grace_ms_{0};
   bool stopping_ = false;
   Clock::time_point stop_deadline_;
+  bool accept_paused_ = false;
+  Clock::time_point accept_paused_until_;
 };
 
 }  // namespace strangler::proxy

@@ -135,6 +135,24 @@ void ensureSchema(common::SessionPool& pool) {
         floor100("lng") + ") STORED)";
     common::Transaction tx(sql, pool.backend(), common::Transaction::Mode::kWrite);
     sql << ddl;
+    // The sync job may have created the table from the ACL mapping, without the grid: add it.
+    int has_grid = 0;
+    if (sqlite) {
+      sql << "SELECT COUNT(*) FROM pragma_table_info('drivers') WHERE name = 'cell_lat'",
+          soci::into(has_grid);
+    } else {
+      sql << "SELECT COUNT(*) FROM information_schema.columns WHERE table_name = 'drivers'"
+             " AND column_name = 'cell_lat' AND table_schema = current_schema()",
+          soci::into(has_grid);
+    }
+    if (has_grid == 0) {
+      // SQLite can only add VIRTUAL generated columns; they can be indexed all the same.
+      const std::string kind = sqlite ? "VIRTUAL" : "STORED";
+      sql << "ALTER TABLE drivers ADD COLUMN cell_lat BIGINT GENERATED ALWAYS AS (" +
+                 floor100("lat") + ") " + kind;
+      sql << "ALTER TABLE drivers ADD COLUMN cell_lng BIGINT GENERATED ALWAYS AS (" +
+                 floor100("lng") + ") " + kind;
+    }
     sql << "CREATE INDEX IF NOT EXISTS drivers_grid ON drivers (status, cell_lat, cell_lng)";
     tx.commit();
     return 0;

@@ -1,0 +1,950 @@
+#include "strangler/acl/sync_engine.h"
+
+#include <soci/soci.h>
+
+#include <chrono>
+#include <ctime>
+#include <map>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+#include "strangler/common/db.h"
+
+namespace strangler::acl::sync {
+namespace {
+
+using common::DbBackend;
+using common::Error;
+using Int = long long;
+
+constexpr int64_t kRangeWidth = 1024;               // keys per verify range
+constexpr int64_t kServiceIdFloor = 1000000000000;  // ids the service allocates after a flip
+
+int64_t nowSeconds() {
+  return static_cast<int64_t>(std::time(nullptr));
+}
+
+std::string sqlLiteral(const Value& v) {
+  if (std::holds_alternative<std::monostate>(v)) return "NULL";
+  if (const auto* i = std::get_if<int64_t>(&v)) return std::to_string(*i);
+  if (const auto* d = std::get_if<double>(&v)) return describe(*d);
+  std::string quoted = "'";
+  for (char c : std::get<std::string>(v))
+    quoted += c == '\'' ? std::string("''") : std::string(1, c);
+  return quoted + "'";
+}
+
+Value readValue(const soci::row& row, std::size_t i) {
+  if (row.get_indicator(i) == soci::i_null) return Value();
+  switch (row.get_properties(i).get_data_type()) {
+    case soci::dt_string:
+      return row.get<std::string>(i);
+    case soci::dt_double:
+      return row.get<double>(i);
+    case soci::dt_integer:
+      return static_cast<int64_t>(row.get<int>(i));
+    case soci::dt_long_long:
+      return static_cast<int64_t>(row.get<long long>(i));
+    case soci::dt_unsigned_long_long:
+      return static_cast<int64_t>(row.get<unsigned long long>(i));
+    default:
+      return row.get<std::string>(i);
+  }
+}
+
+uint64_t fnv1a(const std::string& text) {
+  uint64_t hash = 1469598103934665603ULL;
+  for (unsigned char c : text) {
+    hash ^= c;
+    hash *= 1099511628211ULL;
+  }
+  return hash;
+}
+
+std::string canonical(const Row& row) {
+  std::string text;
+  for (const auto& [column, value] : row)
+    text += column + "=" + describe(value) + "|";
+  return text;
+}
+
+/// One side of the sync: a session on a database, with its table for this mapping.
+struct Side {
+  std::string name;  // "monolith" or "service"
+  common::DbTarget target;
+  std::unique_ptr<soci::session> sql;
+  std::string table;
+  std::string key;
+  std::vector<std::string> columns;   // mapped columns on this side (key included)
+  std::vector<bool> integer_columns;  // which of them hold integers
+  Row constants;                      // legacy side only
+
+  DbBackend backend() const { return target.backend; }
+
+  std::string whereConstants() const {
+    std::string where;
+    for (const auto& [column, value] : constants)
+      where += (where.empty() ? "" : " AND ") + column + " = " + sqlLiteral(value);
+    return where;
+  }
+  /// Columns written on this side: the mapped ones plus the legacy constants (user_type = 2).
+  std::vector<std::string> writeColumns() const {
+    auto all = columns;
+    for (const auto& [c, v] : constants)
+      all.push_back(c);
+    return all;
+  }
+  std::string selectList() const {
+    std::string list;
+    for (std::size_t i = 0; i < columns.size(); ++i)
+      list += (list.empty() ? "" : ", ") + selectColumn(columns[i], integer_columns[i]);
+    for (const auto& [c, v] : constants)
+      list += ", " + selectColumn(c, std::holds_alternative<int64_t>(v));
+    return list;
+  }
+  // SOCI reads SQLite columns declared INTEGER as 32-bit ints (silently truncating larger
+  // values), so integer columns are read as text there and parsed back exactly.
+  std::string selectColumn(const std::string& column, bool integer) const {
+    if (integer && backend() == DbBackend::kSqlite3) return "CAST(" + column + " AS TEXT)";
+    return column;
+  }
+  Value columnValue(const soci::row& r, std::size_t i, bool integer) const {
+    Value v = readValue(r, i);
+    const auto* text = std::get_if<std::string>(&v);
+    if (!integer || text == nullptr || backend() != DbBackend::kSqlite3) return v;
+    std::size_t used = 0;
+    try {
+      const long long n = std::stoll(*text, &used);
+      if (used == text->size()) return static_cast<int64_t>(n);
+      const double d = std::stod(*text, &used);
+      if (used == text->size()) return d;
+    } catch (const std::exception&) {
+      // Not a number: the translator reports it with the column's name.
+    }
+    return v;
+  }
+
+  /// Rows whose key is in (after, upto], ordered by key, at most `limit`.
+  std::vector<std::pair<int64_t, Row>> readRange(std::optional<int64_t> after,
+                                                 std::optional<int64_t> upto, int64_t limit) {
+    std::string where = whereConstants();
+    if (after) where += (where.empty() ? "" : " AND ") + key + " > " + std::to_string(*after);
+    if (upto) where += (where.empty() ? "" : " AND ") + key + " <= " + std::to_string(*upto);
+    std::string query = "SELECT " + selectList() + " FROM " + table;
+    if (!where.empty()) query += " WHERE " + where;
+    query += " ORDER BY " + key;
+    if (limit > 0) query += " LIMIT " + std::to_string(limit);
+    return fetch(query);
+  }
+
+  std::vector<std::pair<int64_t, Row>> readKeys(const std::vector<int64_t>& keys) {
+    if (keys.empty()) return {};
+    std::string list;
+    for (auto k : keys)
+      list += (list.empty() ? "" : ", ") + std::to_string(k);
+    std::string where = key + " IN (" + list + ")";
+    if (!constants.empty()) where += " AND " + whereConstants();
+    return fetch("SELECT " + selectList() + " FROM " + table + " WHERE " + where);
+  }
+
+  std::vector<std::pair<int64_t, Row>> fetch(const std::string& query) {
+    std::vector<std::pair<int64_t, Row>> rows;
+    soci::rowset<soci::row> result = (sql->prepare << query);
+    for (const auto& r : result) {
+      Row row;
+      std::size_t i = 0;
+      for (std::size_t c = 0; c < columns.size(); ++c, ++i)
+        row[columns[c]] = columnValue(r, i, integer_columns[c]);
+      for (const auto& [c, v] : constants) {
+        row[c] = columnValue(r, i, std::holds_alternative<int64_t>(v));
+        ++i;
+      }
+      const auto* k = std::get_if<int64_t>(&row[key]);
+      rows.emplace_back(k ? *k : 0, std::move(row));
+    }
+    return rows;
+  }
+
+  bool tableExists(const std::string& table_name) {
+    int n = 0;
+    if (backend() == DbBackend::kSqlite3) {
+      *sql << "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = :n",
+          soci::use(table_name), soci::into(n);
+    } else {
+      *sql << "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = :n"
+              " AND table_schema = current_schema()",
+          soci::use(table_name), soci::into(n);
+    }
+    return n > 0;
+  }
+
+  int64_t scalar(const std::string& query) {
+    Int value = 0;
+    soci::indicator ind = soci::i_ok;
+    *sql << query, soci::into(value, ind);
+    return ind == soci::i_ok ? value : 0;
+  }
+
+  /// The change-capture tables every side may need.
+  void ensureSyncTables() {
+    const bool sqlite = backend() == DbBackend::kSqlite3;
+    const std::string serial =
+        sqlite ? "INTEGER PRIMARY KEY AUTOINCREMENT" : "BIGSERIAL PRIMARY KEY";
+    common::Transaction tx(*sql, backend(), common::Transaction::Mode::kWrite);
+    *sql << "CREATE TABLE IF NOT EXISTS strangler_changes (seq " + serial +
+                ", table_name VARCHAR(63) NOT NULL, pk BIGINT NOT NULL, op CHAR(1) NOT NULL,"
+                " origin VARCHAR(8) NOT NULL, changed_at BIGINT NOT NULL)";
+    *sql << "CREATE INDEX IF NOT EXISTS strangler_changes_by_table ON strangler_changes"
+            " (table_name, seq)";
+    // A row here, inside the sync's own transaction, tags the changes that transaction causes
+    // as origin 'sync' (other transactions never see it), so nothing echoes back.
+    *sql << "CREATE TABLE IF NOT EXISTS strangler_applying (marker INTEGER)";
+    *sql << "CREATE TABLE IF NOT EXISTS strangler_sync_state (mapping VARCHAR(63) NOT NULL,"
+            " direction VARCHAR(8) NOT NULL, phase VARCHAR(8) NOT NULL, last_key BIGINT,"
+            " stream_from BIGINT NOT NULL, last_seq BIGINT NOT NULL, rows_copied BIGINT NOT NULL,"
+            " changes_applied BIGINT NOT NULL, updated_at BIGINT NOT NULL,"
+            " PRIMARY KEY (mapping, direction))";
+    *sql << "CREATE TABLE IF NOT EXISTS strangler_dead_letters (mapping VARCHAR(63) NOT NULL,"
+            " direction VARCHAR(8) NOT NULL, pk BIGINT NOT NULL, reason VARCHAR(1000) NOT NULL,"
+            " row_text VARCHAR(4000) NOT NULL, created_at BIGINT NOT NULL,"
+            " PRIMARY KEY (mapping, direction, pk))";
+    *sql << "CREATE TABLE IF NOT EXISTS strangler_sync_owner (mapping VARCHAR(63) PRIMARY KEY,"
+            " owner VARCHAR(16) NOT NULL, changed_at BIGINT NOT NULL)";
+    tx.commit();
+  }
+
+  /// Triggers that record every insert/update/delete of this side's mapped rows in
+  /// strangler_changes, in the same transaction as the change.
+  void installCapture(const std::string& mapping) {
+    const std::string filter_new = conditionOn("NEW");
+    const std::string filter_old = conditionOn("OLD");
+    const std::string prefix = "strangler_" + mapping + "_" + table;
+    if (backend() == DbBackend::kSqlite3) {
+      const std::string origin =
+          "CASE WHEN EXISTS (SELECT 1 FROM strangler_applying) THEN 'sync' ELSE 'app' END";
+      const std::string now = "CAST(strftime('%s', 'now') AS INTEGER)";
+      const auto record = [&](const std::string& row, const std::string& op) {
+        return "INSERT INTO strangler_changes (table_name, pk, op, origin, changed_at) VALUES ('" +
+               table + "', " + row + "." + key + ", '" + op + "', " + origin + ", " + now + ");";
+      };
+      common::Transaction tx(*sql, backend(), common::Transaction::Mode::kWrite);
+      *sql << "CREATE TRIGGER IF NOT EXISTS " + prefix + "_ins AFTER INSERT ON " + table +
+                  (filter_new.empty() ? "" : " WHEN " + filter_new) + " BEGIN " +
+                  record("NEW", "I") + " END";
+      *sql << "CREATE TRIGGER IF NOT EXISTS " + prefix + "_upd AFTER UPDATE ON " + table +
+                  (filter_new.empty() ? "" : " WHEN " + filter_new + " OR " + filter_old) +
+                  " BEGIN " + record("NEW", "U") +
+                  " INSERT INTO strangler_changes (table_name, pk, op, origin, changed_at)"
+                  " SELECT '" +
+                  table + "', OLD." + key + ", 'D', " + origin + ", " + now + " WHERE OLD." + key +
+                  " <> NEW." + key + "; END";
+      *sql << "CREATE TRIGGER IF NOT EXISTS " + prefix + "_del AFTER DELETE ON " + table +
+                  (filter_old.empty() ? "" : " WHEN " + filter_old) + " BEGIN " +
+                  record("OLD", "D") + " END";
+      tx.commit();
+      return;
+    }
+    // PostgreSQL: one function per mapping. The advisory lock serializes the transactions that
+    // write captured changes, so sequence order is commit order and a reader never skips a
+    // change that commits late.
+    const std::string origin =
+        "CASE WHEN EXISTS (SELECT 1 FROM strangler_applying) THEN 'sync' ELSE 'app' END";
+    const auto insert = [&](const std::string& row, const std::string& op) {
+      return "INSERT INTO strangler_changes (table_name, pk, op, origin, changed_at) VALUES ('" +
+             table + "', " + row + "." + key + ", '" + op + "', " + origin +
+             ", CAST(extract(epoch FROM now()) AS BIGINT));";
+    };
+    const std::string when_new = filter_new.empty() ? "TRUE" : filter_new;
+    const std::string when_old = filter_old.empty() ? "TRUE" : filter_old;
+    common::Transaction tx(*sql, backend(), common::Transaction::Mode::kWrite);
+    *sql << "CREATE OR REPLACE FUNCTION " + prefix +
+                "_capture() RETURNS trigger AS $body$ BEGIN"
+                " PERFORM pg_advisory_xact_lock(74280001);"
+                " IF TG_OP = 'DELETE' THEN IF " +
+                when_old + " THEN " + insert("OLD", "D") +
+                " END IF; RETURN OLD; END IF;"
+                " IF TG_OP = 'INSERT' THEN IF " +
+                when_new + " THEN " + insert("NEW", "I") +
+                " END IF; RETURN NEW; END IF;"
+                " IF " +
+                when_new + " OR " + when_old + " THEN " + insert("NEW", "U") + " IF OLD." + key +
+                " <> NEW." + key + " THEN " + insert("OLD", "D") +
+                " END IF;"
+                " END IF; RETURN NEW; END $body$ LANGUAGE plpgsql";
+    *sql << "CREATE OR REPLACE TRIGGER " + prefix +
+                "_capture AFTER INSERT OR UPDATE OR DELETE ON " + table +
+                " FOR EACH ROW EXECUTE FUNCTION " + prefix + "_capture()";
+    tx.commit();
+  }
+
+  std::string conditionOn(const std::string& row) const {
+    std::string condition;
+    for (const auto& [column, value] : constants)
+      condition +=
+          (condition.empty() ? "" : " AND ") + row + "." + column + " = " + sqlLiteral(value);
+    return condition.empty() ? "" : "(" + condition + ")";
+  }
+};
+
+/// Column type on a side, from the mapping's kind (used when the sync creates the service table
+/// and to bind values when writing).
+enum class ColumnType { kInteger, kReal, kText };
+
+ColumnType serviceType(FieldKind kind) {
+  switch (kind) {
+    case FieldKind::kInteger:
+      return ColumnType::kInteger;
+    case FieldKind::kReal:
+    case FieldKind::kMicroDegrees:
+      return ColumnType::kReal;
+    default:
+      return ColumnType::kText;
+  }
+}
+
+/// A prepared upsert on one side, executed once per row (prepare once, execute many).
+class Upserter {
+ public:
+  Upserter(Side& side, const std::vector<std::string>& columns)
+      : side_(side), slots_(columns.size()) {
+    std::string names, params, updates;
+    for (std::size_t i = 0; i < columns.size(); ++i) {
+      names += (i ? ", " : "") + columns[i];
+      params += (i ? ", :p" : ":p") + std::to_string(i);
+      if (columns[i] != side.key)
+        updates += (updates.empty() ? "" : ", ") + columns[i] + " = excluded." + columns[i];
+    }
+    sql_text_ = "INSERT INTO " + side.table + " (" + names + ") VALUES (" + params +
+                ") ON CONFLICT (" + side.key + ") DO UPDATE SET " + updates;
+    columns_ = columns;
+  }
+
+  void write(const Row& row) {
+    // Types follow the values: a text column gets text, a number a number; the statement is
+    // re-prepared only when the shape of the values changes (it rarely does).
+    std::string shape;
+    for (std::size_t i = 0; i < columns_.size(); ++i) {
+      const auto it = row.find(columns_[i]);
+      const Value v = it == row.end() ? Value() : it->second;
+      auto& slot = slots_[i];
+      slot.ind = soci::i_ok;
+      if (std::holds_alternative<std::monostate>(v)) {
+        slot.ind = soci::i_null;
+        shape += slot.type == 0 ? 't' : (slot.type == 1 ? 'i' : 'd');
+        continue;
+      }
+      if (const auto* n = std::get_if<int64_t>(&v)) {
+        slot.type = 1;
+        slot.i = *n;
+      } else if (const auto* d = std::get_if<double>(&v)) {
+        slot.type = 2;
+        slot.d = *d;
+      } else {
+        slot.type = 0;
+        slot.s = std::get<std::string>(v);
+      }
+      shape += slot.type == 0 ? 't' : (slot.type == 1 ? 'i' : 'd');
+    }
+    if (!statement_ || shape != shape_) prepare(shape);
+    statement_->execute(true);
+  }
+
+ private:
+  struct Slot {
+    int type = 0;  // 0 text, 1 integer, 2 real
+    std::string s;
+    Int i = 0;
+    double d = 0;
+    soci::indicator ind = soci::i_ok;
+  };
+
+  void prepare(const std::string& shape) {
+    shape_ = shape;
+    statement_ = std::make_unique<soci::statement>(*side_.sql);
+    for (auto& slot : slots_) {
+      if (slot.type == 1)
+        statement_->exchange(soci::use(slot.i, slot.ind));
+      else if (slot.type == 2)
+        statement_->exchange(soci::use(slot.d, slot.ind));
+      else
+        statement_->exchange(soci::use(slot.s, slot.ind));
+    }
+    statement_->alloc();
+    statement_->prepare(sql_text_);
+    statement_->define_and_bind();
+  }
+
+  Side& side_;
+  std::vector<Slot> slots_;
+  std::vector<std::string> columns_;
+  std::string sql_text_;
+  std::string shape_;
+  std::unique_ptr<soci::statement> statement_;
+};
+
+struct State {
+  std::string phase = "new";
+  std::optional<int64_t> last_key;
+  int64_t stream_from = 0;
+  int64_t last_seq = 0;
+  int64_t rows_copied = 0;
+  int64_t changes_applied = 0;
+};
+
+}  // namespace
+
+const char* toString(Direction direction) {
+  return direction == Direction::kForward ? "forward" : "reverse";
+}
+
+struct SyncEngine::Impl {
+  RowTranslator translator;
+  SyncOptions options;
+  Side monolith;
+  Side service;
+
+  Impl(RowTranslator t, SyncOptions o) : translator(std::move(t)), options(std::move(o)) {}
+
+  // ---- ownership and state ------------------------------------------------------------------
+
+  Direction direction() {
+    if (!service.tableExists("strangler_sync_owner")) return Direction::kForward;
+    std::string owner;
+    soci::indicator ind = soci::i_null;
+    *service.sql << "SELECT owner FROM strangler_sync_owner WHERE mapping = :m",
+        soci::use(translator.name()), soci::into(owner, ind);
+    return ind == soci::i_ok && owner == "service" ? Direction::kReverse : Direction::kForward;
+  }
+
+  Side& sourceOf(Direction d) { return d == Direction::kForward ? monolith : service; }
+  Side& targetOf(Direction d) { return d == Direction::kForward ? service : monolith; }
+
+  State readState(Side& target, Direction d) {
+    State state;
+    if (!target.tableExists("strangler_sync_state")) return state;
+    std::string phase;
+    Int last_key = 0, stream_from = 0, last_seq = 0, rows = 0, applied = 0;
+    soci::indicator phase_ind = soci::i_null, key_ind = soci::i_null;
+    const std::string dir = toString(d);
+    *target.sql << "SELECT phase, last_key, stream_from, last_seq, rows_copied, changes_applied"
+                   " FROM strangler_sync_state WHERE mapping = :m AND direction = :d",
+        soci::use(translator.name()), soci::use(dir), soci::into(phase, phase_ind),
+        soci::into(last_key, key_ind), soci::into(stream_from), soci::into(last_seq),
+        soci::into(rows), soci::into(applied);
+    if (phase_ind != soci::i_ok) return state;
+    state.phase = phase;
+    if (key_ind == soci::i_ok) state.last_key = last_key;
+    state.stream_from = stream_from;
+    state.last_seq = last_seq;
+    state.rows_copied = rows;
+    state.changes_applied = applied;
+    return state;
+  }
+
+  // Written inside the caller's transaction, together with the rows it accounts for.
+  void writeState(Side& target, Direction d, const State& s) {
+    const std::string dir = toString(d);
+    Int last_key = s.last_key.value_or(0);
+    soci::indicator key_ind = s.last_key ? soci::i_ok : soci::i_null;
+    Int stream_from = s.stream_from, last_seq = s.last_seq, rows = s.rows_copied,
+        applied = s.changes_applied, now = nowSeconds();
+    *target.sql
+        << "INSERT INTO strangler_sync_state (mapping, direction, phase, last_key,"
+           " stream_from, last_seq, rows_copied, changes_applied, updated_at) VALUES"
+           " (:m, :d, :p, :k, :f, :s, :r, :a, :u) ON CONFLICT (mapping, direction) DO"
+           " UPDATE SET phase = excluded.phase, last_key = excluded.last_key,"
+           " stream_from = excluded.stream_from, last_seq = excluded.last_seq,"
+           " rows_copied = excluded.rows_copied, changes_applied = excluded.changes_applied,"
+           " updated_at = excluded.updated_at",
+        soci::use(translator.name()), soci::use(dir), soci::use(s.phase),
+        soci::use(last_key, key_ind), soci::use(stream_from), soci::use(last_seq), soci::use(rows),
+        soci::use(applied), soci::use(now);
+  }
+
+  void deadLetter(Side& target, Direction d, int64_t key, const std::string& reason,
+                  const Row& row) {
+    const std::string dir = toString(d);
+    Int pk = key, now = nowSeconds();
+    const std::string text = canonical(row).substr(0, 3900);
+    *target.sql << "INSERT INTO strangler_dead_letters (mapping, direction, pk, reason, row_text,"
+                   " created_at) VALUES (:m, :d, :k, :r, :t, :c) ON CONFLICT (mapping, direction,"
+                   " pk) DO UPDATE SET reason = excluded.reason, row_text = excluded.row_text,"
+                   " created_at = excluded.created_at",
+        soci::use(translator.name()), soci::use(dir), soci::use(pk), soci::use(reason),
+        soci::use(text), soci::use(now);
+  }
+
+  void clearDeadLetter(Side& target, Direction d, int64_t key) {
+    const std::string dir = toString(d);
+    Int pk = key;
+    *target.sql << "DELETE FROM strangler_dead_letters WHERE mapping = :m AND direction = :d"
+                   " AND pk = :k",
+        soci::use(translator.name()), soci::use(dir), soci::use(pk);
+  }
+
+  Translated<Row> translate(Direction d, const Row& row) {
+    return d == Direction::kForward ? translator.toService(row) : translator.toLegacy(row);
+  }
+
+  // ---- schema -------------------------------------------------------------------------------
+
+  void createServiceTable() {
+    if (service.tableExists(service.table)) return;
+    const bool sqlite = service.backend() == DbBackend::kSqlite3;
+    std::string ddl = "CREATE TABLE IF NOT EXISTS " + service.table + " (";
+    bool first = true;
+    for (const auto& f : translator.fields()) {
+      ddl += first ? "" : ", ";
+      first = false;
+      if (f.service == service.key) {
+        ddl +=
+            f.service + (sqlite ? " INTEGER PRIMARY KEY AUTOINCREMENT" : " BIGSERIAL PRIMARY KEY");
+        continue;
+      }
+      const auto type = serviceType(f.kind);
+      ddl += f.service + (type == ColumnType::kInteger ? " BIGINT"
+                          : type == ColumnType::kReal  ? (sqlite ? " REAL" : " DOUBLE PRECISION")
+                                                       : " TEXT");
+      if (!f.nullable) ddl += " NOT NULL";
+    }
+    ddl += ")";
+    common::Transaction tx(*service.sql, service.backend(), common::Transaction::Mode::kWrite);
+    *service.sql << ddl;
+    tx.commit();
+  }
+
+  common::Result<void> install() {
+    monolith.ensureSyncTables();
+    service.ensureSyncTables();
+    createServiceTable();
+    monolith.installCapture(translator.name());
+    return {};
+  }
+
+  // ---- snapshot and stream ------------------------------------------------------------------
+
+  void snapshot(Direction d, State& state, RunReport& report) {
+    Side& source = sourceOf(d);
+    Side& target = targetOf(d);
+    if (state.phase == "new") {
+      // Capture is on before the snapshot starts: whatever commits after this point is in the
+      // change table with a higher sequence and is applied after the snapshot.
+      state.stream_from = source.scalar("SELECT MAX(seq) FROM strangler_changes");
+      state.last_seq = state.stream_from;
+      state.phase = "snapshot";
+      common::Transaction tx(*target.sql, target.backend(), common::Transaction::Mode::kWrite);
+      writeState(target, d, state);
+      tx.commit();
+    }
+    const std::string rest_where =
+        source.whereConstants() + (state.last_key
+                                       ? std::string(source.constants.empty() ? "" : " AND ") +
+                                             source.key + " > " + std::to_string(*state.last_key)
+                                       : "");
+    const int64_t total =
+        state.rows_copied + source.scalar("SELECT COUNT(*) FROM " + source.table +
+                                          (rest_where.empty() ? "" : " WHERE " + rest_where));
+    const auto started = std::chrono::steady_clock::now();
+    int64_t copied_now = 0;
+    Upserter upsert(target, target.writeColumns());
+    for (;;) {
+      auto rows = source.readRange(state.last_key, std::nullopt, options.chunk_rows);
+      if (rows.empty()) break;
+      if (state.last_key && rows.back().first <= *state.last_key) {
+        throw std::runtime_error("the " + source.name +
+                                 " table's keys did not increase: not an integer key?");
+      }
+      common::Transaction tx(*target.sql, target.backend(), common::Transaction::Mode::kWrite);
+      *target.sql << "INSERT INTO strangler_applying (marker) VALUES (1)";
+      for (const auto& [key, row] : rows) {
+        auto translated = translate(d, row);
+        if (!translated.ok()) {
+          deadLetter(target, d, key, translated.error().message(), row);
+          ++report.dead_letters;
+          continue;
+        }
+        upsert.write(*translated);
+      }
+      state.last_key = rows.back().first;
+      state.rows_copied += static_cast<int64_t>(rows.size());
+      writeState(target, d, state);
+      *target.sql << "DELETE FROM strangler_applying";
+      tx.commit();
+      copied_now += static_cast<int64_t>(rows.size());
+      report.snapshot_rows += static_cast<int64_t>(rows.size());
+      if (options.on_progress) {
+        const double seconds =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+        options.on_progress({state.rows_copied, total, seconds > 0 ? copied_now / seconds : 0});
+      }
+    }
+    common::Transaction tx(*target.sql, target.backend(), common::Transaction::Mode::kWrite);
+    state.phase = "stream";
+    writeState(target, d, state);
+    tx.commit();
+  }
+
+  // Applies one batch of captured changes; returns how many change rows it consumed.
+  int64_t applyBatch(Direction d, State& state, RunReport& report, Upserter& upsert) {
+    Side& source = sourceOf(d);
+    Side& target = targetOf(d);
+    std::vector<int64_t> keys;
+    std::set<int64_t> seen;
+    Int last_seq = state.last_seq;
+    int64_t consumed = 0;
+    {
+      Int seq = 0, pk = 0;
+      std::string origin;
+      const Int after = state.last_seq;
+      const Int limit = options.change_batch;
+      soci::statement st =
+          (source.sql->prepare << "SELECT seq, pk, origin FROM strangler_changes"
+                                  " WHERE table_name = :t AND seq > :s ORDER BY seq"
+                                  " LIMIT :l",
+           soci::use(source.table), soci::use(after), soci::use(limit), soci::into(seq),
+           soci::into(pk), soci::into(origin));
+      st.execute();
+      while (st.fetch()) {
+        ++consumed;
+        last_seq = seq;
+        // Written by the sync itself (the other direction's apply): never sent back.
+        if (origin == "sync") {
+          ++report.echoes_skipped;
+          continue;
+        }
+        if (seen.insert(pk).second) keys.push_back(pk);
+      }
+    }
+    if (consumed == 0) return 0;
+    // The current state of each changed key is applied (not the change's payload): applying the
+    // same batch twice gives the same result, so a rerun after a kill is harmless.
+    auto rows = source.readKeys(keys);
+    std::set<int64_t> present;
+    common::Transaction tx(*target.sql, target.backend(), common::Transaction::Mode::kWrite);
+    *target.sql << "INSERT INTO strangler_applying (marker) VALUES (1)";
+    for (const auto& [key, row] : rows) {
+      present.insert(key);
+      auto translated = translate(d, row);
+      if (!translated.ok()) {
+        deadLetter(target, d, key, translated.error().message(), row);
+        ++report.dead_letters;
+        continue;
+      }
+      upsert.write(*translated);
+      clearDeadLetter(target, d, key);
+    }
+    for (auto key : keys) {
+      if (present.count(key)) continue;
+      Int k = key;
+      std::string del = "DELETE FROM " + target.table + " WHERE " + target.key + " = :k";
+      if (!target.constants.empty()) del += " AND " + target.whereConstants();
+      *target.sql << del, soci::use(k);
+      clearDeadLetter(target, d, key);
+    }
+    state.last_seq = last_seq;
+    state.changes_applied += static_cast<int64_t>(keys.size());
+    report.changes_applied += static_cast<int64_t>(keys.size());
+    writeState(target, d, state);
+    *target.sql << "DELETE FROM strangler_applying";
+    tx.commit();
+    return consumed;
+  }
+
+  common::Result<RunReport> runOnce(const std::atomic<bool>* stop, int poll_ms) {
+    auto installed = install();
+    if (!installed.ok()) return installed.error();
+    const Direction d = direction();
+    RunReport report;
+    report.direction = d;
+    State state = readState(targetOf(d), d);
+    if (state.phase != "stream") snapshot(d, state, report);
+    Upserter upsert(targetOf(d), targetOf(d).writeColumns());
+    for (;;) {
+      while (applyBatch(d, state, report, upsert) > 0) {
+        if (stop != nullptr && stop->load()) return report;
+      }
+      if (stop == nullptr || stop->load()) return report;
+      std::this_thread::sleep_for(std::chrono::milliseconds(poll_ms));
+      if (direction() != d) return report;  // flipped by someone else: let the caller restart
+    }
+  }
+
+  // ---- verify -------------------------------------------------------------------------------
+
+  common::Result<VerifyReport> verify() {
+    const Direction d = direction();
+    Side& source = sourceOf(d);
+    Side& target = targetOf(d);
+    VerifyReport report;
+    report.direction = d;
+    struct Range {
+      int64_t count = 0;
+      uint64_t sum = 0;
+    };
+    std::map<int64_t, Range> source_ranges, target_ranges;
+    std::map<int64_t, std::string> bad_source;
+    for (std::optional<int64_t> after;;) {
+      auto rows = source.readRange(after, std::nullopt, 20000);
+      if (rows.empty() || (after && rows.back().first <= *after)) break;
+      after = rows.back().first;
+      for (const auto& [key, row] : rows) {
+        ++report.source_rows;
+        auto translated = translate(d, row);
+        auto& range = source_ranges[key / kRangeWidth];
+        ++range.count;
+        if (!translated.ok()) {
+          if (report.untranslatable.size() < 100)
+            report.untranslatable.push_back(std::to_string(key) + ": " +
+                                            translated.error().message());
+          bad_source[key] = translated.error().message();
+          continue;
+        }
+        range.sum += fnv1a(canonical(*translated));
+      }
+    }
+    for (std::optional<int64_t> after;;) {
+      auto rows = target.readRange(after, std::nullopt, 20000);
+      if (rows.empty() || (after && rows.back().first <= *after)) break;
+      after = rows.back().first;
+      for (const auto& [key, row] : rows) {
+        ++report.target_rows;
+        auto& range = target_ranges[key / kRangeWidth];
+        ++range.count;
+        range.sum += fnv1a(canonical(row));
+      }
+    }
+    std::set<int64_t> all_ranges;
+    for (const auto& [r, v] : source_ranges)
+      all_ranges.insert(r);
+    for (const auto& [r, v] : target_ranges)
+      all_ranges.insert(r);
+    report.ranges = static_cast<int64_t>(all_ranges.size());
+    for (auto r : all_ranges) {
+      const auto& a = source_ranges[r];
+      const auto& b = target_ranges[r];
+      if (a.count == b.count && a.sum == b.sum) continue;
+      ++report.differing_ranges;
+      // Name the keys: compare the range row by row.
+      std::map<int64_t, std::string> left, right;
+      for (const auto& [key, row] :
+           source.readRange(r * kRangeWidth - 1, (r + 1) * kRangeWidth - 1, 0)) {
+        auto translated = translate(d, row);
+        left[key] = translated.ok() ? canonical(*translated) : "untranslatable";
+      }
+      for (const auto& [key, row] :
+           target.readRange(r * kRangeWidth - 1, (r + 1) * kRangeWidth - 1, 0))
+        right[key] = canonical(row);
+      std::set<int64_t> keys;
+      for (const auto& [k, v] : left)
+        keys.insert(k);
+      for (const auto& [k, v] : right)
+        keys.insert(k);
+      for (auto k : keys) {
+        if (left.count(k) && right.count(k) && left[k] == right[k]) continue;
+        if (report.differing_keys.size() < 100) report.differing_keys.push_back(k);
+      }
+    }
+    if (target.tableExists("strangler_dead_letters")) {
+      report.dead_letters =
+          target.scalar("SELECT COUNT(*) FROM strangler_dead_letters WHERE mapping = '" +
+                        translator.name() + "'");
+    }
+    return report;
+  }
+
+  common::Result<StatusReport> status() {
+    const Direction d = direction();
+    Side& source = sourceOf(d);
+    Side& target = targetOf(d);
+    StatusReport report;
+    report.direction = d;
+    const State state = readState(target, d);
+    report.phase = state.phase;
+    report.snapshot_last_key = state.last_key;
+    report.rows_copied = state.rows_copied;
+    report.changes_applied = state.changes_applied;
+    report.last_seq = state.last_seq;
+    if (source.tableExists("strangler_changes")) {
+      const std::string pending = " FROM strangler_changes WHERE table_name = '" + source.table +
+                                  "' AND origin = 'app' AND seq > " +
+                                  std::to_string(state.last_seq);
+      report.pending_changes = source.scalar("SELECT COUNT(*)" + pending);
+      if (report.pending_changes > 0)
+        report.oldest_pending_age_s =
+            nowSeconds() - source.scalar("SELECT MIN(changed_at)" + pending);
+    }
+    if (target.tableExists("strangler_dead_letters")) {
+      report.dead_letters =
+          target.scalar("SELECT COUNT(*) FROM strangler_dead_letters WHERE mapping = '" +
+                        translator.name() + "' AND direction = '" + toString(d) + "'");
+    }
+    return report;
+  }
+
+  void bumpServiceIds() {
+    const int64_t floor = std::max(
+        kServiceIdFloor, service.scalar("SELECT MAX(" + service.key + ") FROM " + service.table));
+    common::Transaction tx(*service.sql, service.backend(), common::Transaction::Mode::kWrite);
+    if (service.backend() == DbBackend::kSqlite3) {
+      *service.sql << "DELETE FROM sqlite_sequence WHERE name = '" + service.table + "'";
+      *service.sql << "INSERT INTO sqlite_sequence (name, seq) VALUES ('" + service.table + "', " +
+                          std::to_string(floor) + ")";
+    } else {
+      *service.sql << "SELECT setval(pg_get_serial_sequence('" + service.table + "', '" +
+                          service.key + "'), " + std::to_string(floor) + ")";
+    }
+    tx.commit();
+  }
+
+  void setOwner(const std::string& owner) {
+    Int now = nowSeconds();
+    common::Transaction tx(*service.sql, service.backend(), common::Transaction::Mode::kWrite);
+    *service.sql
+        << "INSERT INTO strangler_sync_owner (mapping, owner, changed_at) VALUES (:m, :o, :c)"
+           " ON CONFLICT (mapping) DO UPDATE SET owner = excluded.owner,"
+           " changed_at = excluded.changed_at",
+        soci::use(translator.name()), soci::use(owner), soci::use(now);
+    tx.commit();
+  }
+
+  common::Result<Direction> flip(bool back) {
+    auto drained = runOnce(nullptr, 0);
+    if (!drained.ok()) return drained.error();
+    const Direction d = direction();
+    if (!back && d == Direction::kReverse)
+      return Error{"refused",
+                   "mapping '" + translator.name() + "' is already owned by the service"};
+    if (back && d == Direction::kForward)
+      return Error{"refused",
+                   "mapping '" + translator.name() + "' is already owned by the monolith"};
+    auto check = verify();
+    if (!check.ok()) return check.error();
+    if (!back && !check->identical()) {
+      return Error{"refused", "both sides differ (" + std::to_string(check->differing_ranges) +
+                                  " key ranges); run `sync verify` and fix them before flipping"};
+    }
+    if (!back) {
+      service.installCapture(translator.name());
+      State reverse = readState(monolith, Direction::kReverse);
+      reverse.phase = "stream";  // both sides are identical: no snapshot needed
+      reverse.last_seq = service.scalar("SELECT MAX(seq) FROM strangler_changes");
+      reverse.stream_from = reverse.last_seq;
+      common::Transaction tx(*monolith.sql, monolith.backend(), common::Transaction::Mode::kWrite);
+      writeState(monolith, Direction::kReverse, reverse);
+      tx.commit();
+      bumpServiceIds();
+      setOwner("service");
+      return Direction::kReverse;
+    }
+    // Back to the monolith: the forward checkpoint is where it was, so the monolith's own
+    // writes made meanwhile (captured with origin 'app') reach the service now, and the sync's
+    // own writes (origin 'sync') are skipped. The monolith is the owner again: where the two
+    // sides disagree, its rows win.
+    setOwner("monolith");
+    auto forward = runOnce(nullptr, 0);
+    if (!forward.ok()) return forward.error();
+    return Direction::kForward;
+  }
+};
+
+SyncEngine::SyncEngine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+SyncEngine::~SyncEngine() = default;
+
+common::Result<std::unique_ptr<SyncEngine>> SyncEngine::open(const std::string& monolith_db,
+                                                             const std::string& service_db,
+                                                             const std::string& mapping,
+                                                             SyncOptions options) {
+  using R = common::Result<std::unique_ptr<SyncEngine>>;
+  auto translator = RowTranslator::load(mapping);
+  if (!translator.ok()) return translator.error();
+  const auto* key_field = [&]() -> const FieldMapping* {
+    for (const auto& f : translator->fields())
+      if (f.legacy == translator->legacyKey()) return &f;
+    return nullptr;
+  }();
+  if (key_field == nullptr || key_field->kind != FieldKind::kInteger) {
+    return Error{"invalid_mapping", "the sync needs an integer key column"};
+  }
+  auto from = common::parseConnectionString(monolith_db);
+  if (!from.ok()) return Error{"usage", "--from: " + from.error().message};
+  auto to = common::parseConnectionString(service_db);
+  if (!to.ok()) return Error{"usage", "--to: " + to.error().message};
+  auto impl = std::make_unique<Impl>(translator.value(), std::move(options));
+  impl->monolith.name = "monolith";
+  impl->monolith.target = *from;
+  impl->monolith.table = translator->legacyTable();
+  impl->monolith.key = translator->legacyKey();
+  impl->monolith.constants = translator->legacyConstants();
+  impl->service.name = "service";
+  impl->service.target = *to;
+  impl->service.table = translator->serviceTable();
+  impl->service.key = translator->serviceKey();
+  for (const auto& f : translator->fields()) {
+    impl->monolith.columns.push_back(f.legacy);
+    impl->service.columns.push_back(f.service);
+    const bool integer_codes =
+        !f.enum_values.empty() && std::holds_alternative<int64_t>(f.enum_values.front().first);
+    impl->monolith.integer_columns.push_back(
+        f.kind == FieldKind::kInteger || f.kind == FieldKind::kMicroDegrees ||
+        f.kind == FieldKind::kCents || (f.kind == FieldKind::kEnum && integer_codes));
+    impl->service.integer_columns.push_back(f.kind == FieldKind::kInteger);
+  }
+  for (Side* side : {&impl->monolith, &impl->service}) {
+    try {
+      side->sql = std::make_unique<soci::session>();
+      common::openSession(*side->sql, side->target);
+    } catch (const std::exception& e) {
+      return Error{"unreachable", "cannot open the " + side->name + " database (" +
+                                      side->target.original + "): " + e.what()};
+    }
+  }
+  // Everything the sync reads must exist before it writes anything.
+  try {
+    if (!impl->monolith.tableExists(impl->monolith.table)) {
+      return Error{"missing_table",
+                   "the monolith database has no table '" + impl->monolith.table + "'"};
+    }
+    impl->monolith.fetch("SELECT " + impl->monolith.selectList() + " FROM " + impl->monolith.table +
+                         " WHERE 1 = 0");
+  } catch (const soci::soci_error& e) {
+    return Error{"missing_column", "the monolith table '" + impl->monolith.table +
+                                       "' lacks a mapped column: " + e.what()};
+  }
+  return R(std::unique_ptr<SyncEngine>(new SyncEngine(std::move(impl))));
+}
+
+namespace {
+
+template <typename Fn>
+auto guarded(Fn fn) -> decltype(fn()) {
+  try {
+    return fn();
+  } catch (const soci::soci_error& e) {
+    return Error{"database_error", e.what()};
+  }
+}
+
+}  // namespace
+
+common::Result<void> SyncEngine::install() {
+  return guarded([&] { return impl_->install(); });
+}
+common::Result<RunReport> SyncEngine::run() {
+  return guarded([&] { return impl_->runOnce(nullptr, 0); });
+}
+common::Result<RunReport> SyncEngine::watch(const std::atomic<bool>& stop, int poll_ms) {
+  return guarded([&] { return impl_->runOnce(&stop, poll_ms); });
+}
+common::Result<VerifyReport> SyncEngine::verify() {
+  return guarded([&] { return impl_->verify(); });
+}
+common::Result<StatusReport> SyncEngine::status() {
+  return guarded([&] { return impl_->status(); });
+}
+common::Result<Direction> SyncEngine::flip(bool back) {
+  return guarded([&] { return impl_->flip(back); });
+}
+
+}  // namespace strangler::acl::sync

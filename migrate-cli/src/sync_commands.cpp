@@ -1,0 +1,240 @@
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "strangler/acl/sync_engine.h"
+#include "strangler/cli/commands.h"
+
+namespace strangler::cli {
+namespace {
+
+using nlohmann::json;
+namespace sync = acl::sync;
+
+struct SyncArgs {
+  std::string from;
+  std::string to;
+  std::string mapping = "drivers";
+  int64_t chunk = 5000;
+  bool json_output = false;
+  bool back = false;
+};
+
+std::atomic<bool> g_stop{false};
+
+void onStopSignal(int) {
+  g_stop = true;
+}
+
+// Progress on a terminal: one line rewritten in place; elsewhere a line every few seconds.
+void printProgress(const sync::Progress& p) {
+  static auto last = std::chrono::steady_clock::time_point{};
+  const bool tty = isatty(STDERR_FILENO) != 0;
+  const auto now = std::chrono::steady_clock::now();
+  const bool done = p.rows_done >= p.rows_total;
+  if (!tty && !done && now - last < std::chrono::seconds(3)) return;
+  last = now;
+  const double eta = p.rows_per_second > 0 ? (p.rows_total - p.rows_done) / p.rows_per_second : 0;
+  std::cerr << (tty ? "\r" : "") << "snapshot: " << p.rows_done << "/" << p.rows_total << " rows, "
+            << static_cast<int64_t>(p.rows_per_second) << " rows/s, ETA "
+            << static_cast<int64_t>(eta) << " s" << (tty && !done ? "   " : "\n") << std::flush;
+}
+
+common::Result<std::unique_ptr<sync::SyncEngine>> openEngine(const SyncArgs& args) {
+  sync::SyncOptions options;
+  options.chunk_rows = args.chunk;
+  if (!args.json_output) options.on_progress = printProgress;
+  return sync::SyncEngine::open(args.from, args.to, args.mapping, options);
+}
+
+int fail(const common::Error& error) {
+  std::cerr << "strangler sync: " << error.message << "\n";
+  return error.code == "usage" ? 2 : 1;
+}
+
+json reportJson(const sync::RunReport& r) {
+  return json{{"direction", sync::toString(r.direction)},
+              {"snapshot_rows", r.snapshot_rows},
+              {"changes_applied", r.changes_applied},
+              {"echoes_skipped", r.echoes_skipped},
+              {"dead_letters", r.dead_letters}};
+}
+
+int printRun(const SyncArgs& args, const common::Result<sync::RunReport>& report) {
+  if (!report.ok()) return fail(report.error());
+  if (args.json_output) {
+    std::cout << reportJson(*report).dump() << "\n";
+  } else {
+    std::cout << "sync " << args.mapping << " (" << sync::toString(report->direction)
+              << "): snapshot rows " << report->snapshot_rows << ", changes applied "
+              << report->changes_applied << ", echoes skipped " << report->echoes_skipped
+              << ", dead letters " << report->dead_letters << "\n";
+  }
+  return 0;
+}
+
+void addCommon(CLI::App* cmd, SyncArgs& args) {
+  cmd->add_option("--from", args.from, "the monolith's database (SOCI connection string)")
+      ->required();
+  cmd->add_option("--to", args.to, "the service's database (SOCI connection string)")->required();
+  cmd->add_option("--mapping", args.mapping, "a built-in mapping name or a mapping file")
+      ->capture_default_str();
+  cmd->add_option("--chunk", args.chunk, "rows per snapshot chunk")
+      ->check(CLI::Range(int64_t{1}, int64_t{1000000}))
+      ->capture_default_str();
+  cmd->add_flag("--json", args.json_output, "print the result as JSON");
+}
+
+}  // namespace
+
+void registerSyncCommands(CLI::App& app, GlobalOptions&, Action& action) {
+  auto* sync_cmd = app.add_subcommand("sync", "copy and keep in sync the tables a service needs");
+  sync_cmd->require_subcommand(1);
+  auto args = std::make_shared<SyncArgs>();
+  const char* example =
+      "\nExample:\n  strangler sync run --from sqlite3://db=monolith.db --to "
+      "sqlite3://db=driver-service.db\n";
+
+  auto* install =
+      sync_cmd->add_subcommand("install", "create the sync tables and capture triggers");
+  addCommon(install, *args);
+  install->footer(example);
+  install->callback([&action, args] {
+    action = [args] {
+      auto engine = openEngine(*args);
+      if (!engine.ok()) return fail(engine.error());
+      auto done = (*engine)->install();
+      if (!done.ok()) return fail(done.error());
+      std::cout << "sync " << args->mapping << ": capture installed\n";
+      return 0;
+    };
+  });
+
+  auto* run = sync_cmd->add_subcommand("run", "snapshot if needed, apply pending changes, exit");
+  addCommon(run, *args);
+  run->footer(example);
+  run->callback([&action, args] {
+    action = [args] {
+      auto engine = openEngine(*args);
+      if (!engine.ok()) return fail(engine.error());
+      return printRun(*args, (*engine)->run());
+    };
+  });
+
+  auto* watch = sync_cmd->add_subcommand("watch", "like run, then keep applying until stopped");
+  addCommon(watch, *args);
+  watch->footer(example);
+  watch->callback([&action, args] {
+    action = [args] {
+      auto engine = openEngine(*args);
+      if (!engine.ok()) return fail(engine.error());
+      std::signal(SIGINT, onStopSignal);
+      std::signal(SIGTERM, onStopSignal);
+      std::cerr << "sync " << args->mapping << ": watching (Ctrl-C stops)\n";
+      // A flip made by another process ends one watch round; start the next in the new direction.
+      for (;;) {
+        auto report = (*engine)->watch(g_stop);
+        if (!report.ok()) return fail(report.error());
+        if (g_stop) return printRun(*args, report);
+      }
+    };
+  });
+
+  auto* verify = sync_cmd->add_subcommand("verify", "compare both sides; exit 1 when they differ");
+  addCommon(verify, *args);
+  verify->footer(example);
+  verify->callback([&action, args] {
+    action = [args] {
+      auto engine = openEngine(*args);
+      if (!engine.ok()) return fail(engine.error());
+      auto report = (*engine)->verify();
+      if (!report.ok()) return fail(report.error());
+      if (args->json_output) {
+        std::cout << json{{"direction", sync::toString(report->direction)},
+                          {"identical", report->identical()},
+                          {"source_rows", report->source_rows},
+                          {"target_rows", report->target_rows},
+                          {"ranges", report->ranges},
+                          {"differing_ranges", report->differing_ranges},
+                          {"differing_keys", report->differing_keys},
+                          {"untranslatable", report->untranslatable},
+                          {"dead_letters", report->dead_letters}}
+                         .dump()
+                  << "\n";
+      } else {
+        std::cout << "verify " << args->mapping << " (" << sync::toString(report->direction)
+                  << "): " << report->source_rows << " source rows, " << report->target_rows
+                  << " target rows, " << report->ranges << " key ranges, "
+                  << report->differing_ranges << " differ, " << report->dead_letters
+                  << " dead letters\n";
+        if (!report->differing_keys.empty()) {
+          std::cout << "differing keys:";
+          for (auto k : report->differing_keys)
+            std::cout << " " << k;
+          std::cout << "\n";
+        }
+        for (const auto& why : report->untranslatable)
+          std::cout << "untranslatable: " << why << "\n";
+        std::cout << (report->identical() ? "identical\n" : "DIFFERENT\n");
+      }
+      return report->identical() ? 0 : 1;
+    };
+  });
+
+  auto* status = sync_cmd->add_subcommand("status", "checkpoint, lag and counters");
+  addCommon(status, *args);
+  status->footer(example);
+  status->callback([&action, args] {
+    action = [args] {
+      auto engine = openEngine(*args);
+      if (!engine.ok()) return fail(engine.error());
+      auto s = (*engine)->status();
+      if (!s.ok()) return fail(s.error());
+      const json out{
+          {"mapping", args->mapping},
+          {"direction", sync::toString(s->direction)},
+          {"phase", s->phase},
+          {"snapshot_last_key", s->snapshot_last_key ? json(*s->snapshot_last_key) : json(nullptr)},
+          {"rows_copied", s->rows_copied},
+          {"changes_applied", s->changes_applied},
+          {"checkpoint_seq", s->last_seq},
+          {"pending_changes", s->pending_changes},
+          {"oldest_pending_age_s",
+           s->oldest_pending_age_s ? json(*s->oldest_pending_age_s) : json(nullptr)},
+          {"dead_letters", s->dead_letters}};
+      if (args->json_output) {
+        std::cout << out.dump() << "\n";
+      } else {
+        for (const auto& [key, value] : out.items())
+          std::cout << key << ": " << value.dump() << "\n";
+      }
+      return 0;
+    };
+  });
+
+  auto* flip = sync_cmd->add_subcommand(
+      "flip", "move the mapping's writes to the service (or back with --back)");
+  addCommon(flip, *args);
+  flip->add_flag("--back", args->back, "give ownership back to the monolith");
+  flip->footer(example);
+  flip->callback([&action, args] {
+    action = [args] {
+      auto engine = openEngine(*args);
+      if (!engine.ok()) return fail(engine.error());
+      auto direction = (*engine)->flip(args->back);
+      if (!direction.ok()) return fail(direction.error());
+      std::cout << "sync " << args->mapping << ": now "
+                << (*direction == sync::Direction::kReverse
+                        ? "service → monolith (service owns writes)"
+                        : "monolith → service (monolith owns writes)")
+                << "\n";
+      return 0;
+    };
+  });
+}
+
+}  // namespace strangler::cli

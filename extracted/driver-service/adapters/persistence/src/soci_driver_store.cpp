@@ -138,7 +138,7 @@ void ensureSchema(common::SessionPool& pool) {
     // The sync job may have created the table from the ACL mapping, without the grid: add it.
     int has_grid = 0;
     if (sqlite) {
-      sql << "SELECT COUNT(*) FROM pragma_table_info('drivers') WHERE name = 'cell_lat'",
+      sql << "SELECT COUNT(*) FROM pragma_table_xinfo('drivers') WHERE name = 'cell_lat'",
           soci::into(has_grid);
     } else {
       sql << "SELECT COUNT(*) FROM information_schema.columns WHERE table_name = 'drivers'"

@@ -3,7 +3,8 @@
 # keepalive, 1 worker) and through strangler-proxy (1 worker), interleaved round by round.
 #   bench/proxy_bench.sh [BUILD_DIR]        (default: ./build)
 # Environment: ROUNDS (default 5), DURATION (wrk -d, default 5s), WORKERS (strangler-proxy
-# loops, default 1). Needs nginx, wrk and python3. Prints medians of the rounds: req/s and
+# loops, default 1), PROBE_REQUESTS (sequential probe, default 20000), RAW_DIR (keep every raw
+# output there). Needs nginx, wrk and python3. Prints medians of the rounds: req/s and
 # p50/p99 at -c1 and -c64, the ratio to nginx, and RSS at 256 connections.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -22,6 +23,7 @@ pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  if [ -n "${RAW_DIR:-}" ]; then mkdir -p "$RAW_DIR" && cp "$work"/*.txt "$RAW_DIR"/ 2>/dev/null || true; fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -84,6 +86,7 @@ pids+=($strangler_pid)
 wait_port "$backend_port"; wait_port "$nginx_port"; wait_port "$strangler_port"
 
 path=/api/drivers/7
+declare -A ports=([direct]=$backend_port [nginx]=$nginx_port [strangler]=$strangler_port)
 declare -A urls=([direct]="http://127.0.0.1:$backend_port$path" [nginx]="http://127.0.0.1:$nginx_port$path"
                  [strangler]="http://127.0.0.1:$strangler_port$path")
 for target in direct nginx strangler; do wrk -t1 -c4 -d1s "${urls[$target]}" >/dev/null; done  # warm up
@@ -93,6 +96,8 @@ for round in $(seq "$rounds"); do
   for target in direct nginx strangler; do
     wrk -t1 -c1 -d"$duration" --latency "${urls[$target]}" >"$work/$target-c1-$round.txt"
     wrk -t2 -c64 -d"$duration" --latency "${urls[$target]}" >"$work/$target-c64-$round.txt"
+    python3 "$root/bench/latency_probe.py" "${ports[$target]}" "$path" "${PROBE_REQUESTS:-20000}" \
+      >"$work/$target-probe-$round.txt"
   done
   echo "proxy_bench: round $round done" >&2
 done
@@ -136,6 +141,20 @@ print(f"{'target':<10} {'-c1 req/s':>10} {'p50 µs':>8} {'p99 µs':>8} {'-c64 re
 for t in ("direct", "nginx", "strangler"):
     a, b = res[t, "c1"], res[t, "c64"]
     print(f"{t:<10} {a[0]:>10.0f} {a[1]:>8.0f} {a[2]:>8.0f} {b[0]:>11.0f} {b[1]:>8.0f} {b[2]:>8.0f} {a[3]+b[3]:>8}")
+import json
+probe = {}
+for t in ("direct", "nginx", "strangler"):
+    runs = [json.load(open(f"{work}/{t}-probe-{r}.txt")) for r in range(1, rounds + 1)]
+    probe[t] = {k: statistics.median(x[k] for x in runs) for k in ("p50", "p99", "p999", "max")}
+print()
+print("sequential probe, one keep-alive connection (monotonic clock, client overhead included):")
+print(f"{'target':<10} {'p50 µs':>8} {'p99 µs':>8} {'p99.9 µs':>9} {'max µs':>8}")
+for t in ("direct", "nginx", "strangler"):
+    p = probe[t]
+    print(f"{t:<10} {p['p50']:>8.0f} {p['p99']:>8.0f} {p['p999']:>9.0f} {p['max']:>8.0f}")
+print(f"added by the proxy (probe): nginx p50 +{probe['nginx']['p50']-probe['direct']['p50']:.0f} µs "
+      f"p99 +{probe['nginx']['p99']-probe['direct']['p99']:.0f} µs; strangler p50 "
+      f"+{probe['strangler']['p50']-probe['direct']['p50']:.0f} µs p99 +{probe['strangler']['p99']-probe['direct']['p99']:.0f} µs")
 d, n, s = res["direct", "c1"], res["nginx", "c1"], res["strangler", "c1"]
 print()
 print(f"added latency at -c1 (p50 over direct): nginx +{n[1]-d[1]:.0f} µs, strangler +{s[1]-d[1]:.0f} µs")

@@ -1,0 +1,178 @@
+// The sync engine in process, against real databases in every engine combination.
+#include "strangler/acl/sync_engine.h"
+
+#include <gtest/gtest.h>
+
+#include "sync_fixture.h"
+
+namespace strangler::acl::sync {
+namespace {
+
+using testing::TestDatabase;
+
+class SyncEngineTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    const auto [from, to] = testing::enginePair(GetParam());
+    if (from == "postgresql" || to == "postgresql") STRANGLER_NEED_POSTGRES();
+    monolith_ = std::make_unique<TestDatabase>(from, dir_, "monolith");
+    service_ = std::make_unique<TestDatabase>(to, dir_, "service");
+    monolith_->seedMonolith(300);
+    SyncOptions options;
+    options.chunk_rows = 64;  // many chunks even for a small table
+    auto engine = SyncEngine::open(monolith_->conn(), service_->conn(), "drivers", options);
+    ASSERT_TRUE(engine.ok()) << engine.error().message;
+    engine_ = std::move(engine.value());
+  }
+
+  VerifyReport verified() {
+    auto report = engine_->verify();
+    EXPECT_TRUE(report.ok()) << report.error().message;
+    return report.ok() ? report.value() : VerifyReport{};
+  }
+
+  RunReport ran() {
+    auto report = engine_->run();
+    EXPECT_TRUE(report.ok()) << report.error().message;
+    return report.ok() ? report.value() : RunReport{};
+  }
+
+  strangler::testing::TempDir dir_;
+  std::unique_ptr<TestDatabase> monolith_;
+  std::unique_ptr<TestDatabase> service_;
+  std::unique_ptr<SyncEngine> engine_;
+};
+
+TEST_P(SyncEngineTest, SnapshotThenCapturedChangesEndIdentical) {
+  auto first = ran();
+  EXPECT_EQ(first.snapshot_rows, 300);
+  EXPECT_EQ(service_->scalar("SELECT COUNT(*) FROM drivers"), 300);
+  EXPECT_TRUE(verified().identical());
+
+  // The legacy app keeps writing: updates, a new driver, a deleted one, a passenger (ignored).
+  monolith_->exec(
+      "UPDATE users SET lat_e6 = lat_e6 + 1000, updated_at = updated_at + 1"
+      " WHERE user_type = 2 AND id % 7 = 0");
+  monolith_->exec(
+      "INSERT INTO users (id, user_type, full_name, phone, car_plate, car_model,"
+      " drv_status, created_at, updated_at) VALUES (5000, 2, 'Late Joiner', '+82-10-1',"
+      " 'P1', 'K5', 0, 1, 1)");
+  monolith_->exec(
+      "INSERT INTO users (id, user_type, full_name, phone, car_plate, car_model,"
+      " drv_status, created_at, updated_at) VALUES (5001, 2, 'Short Stay', '+82-10-2',"
+      " 'P2', 'K5', 0, 1, 1)");
+  monolith_->exec("DELETE FROM users WHERE id = 5001");
+  monolith_->exec(
+      "INSERT INTO users (id, user_type, full_name, phone, created_at, updated_at)"
+      " VALUES (5002, 1, 'Rider', '+82-10-3', 1, 1)");
+  auto status = engine_->status();
+  ASSERT_TRUE(status.ok());
+  EXPECT_GT(status->pending_changes, 40);
+  EXPECT_TRUE(status->oldest_pending_age_s.has_value());
+  EXPECT_FALSE(verified().identical());
+
+  auto second = ran();
+  EXPECT_EQ(second.snapshot_rows, 0);
+  EXPECT_GT(second.changes_applied, 40);
+  const auto report = verified();
+  EXPECT_TRUE(report.identical()) << report.differing_ranges;
+  EXPECT_EQ(report.source_rows, 301);
+  EXPECT_EQ(service_->scalar("SELECT COUNT(*) FROM drivers WHERE id IN (5000, 5001, 5002)"), 1);
+  EXPECT_EQ(engine_->status()->pending_changes, 0);
+  // Running again changes nothing.
+  EXPECT_EQ(ran().changes_applied, 0);
+}
+
+TEST_P(SyncEngineTest, UntranslatableRowIsQuarantinedThenHealed) {
+  monolith_->exec("UPDATE users SET drv_status = 9 WHERE id = 350");
+  auto report = ran();
+  EXPECT_EQ(report.dead_letters, 1);
+  EXPECT_EQ(service_->scalar("SELECT COUNT(*) FROM drivers"), 299);
+  EXPECT_EQ(service_->scalar("SELECT COUNT(*) FROM strangler_dead_letters WHERE pk = 350"), 1);
+  auto check = verified();
+  EXPECT_FALSE(check.identical());
+  ASSERT_EQ(check.untranslatable.size(), 1u);
+  EXPECT_NE(check.untranslatable[0].find("users.drv_status = 9"), std::string::npos);
+  EXPECT_EQ(check.differing_keys, std::vector<int64_t>{350});
+  EXPECT_EQ(engine_->status()->dead_letters, 1);
+
+  monolith_->exec("UPDATE users SET drv_status = 1 WHERE id = 350");
+  ran();
+  EXPECT_TRUE(verified().identical());
+  EXPECT_EQ(service_->scalar("SELECT COUNT(*) FROM strangler_dead_letters"), 0);
+}
+
+TEST_P(SyncEngineTest, FlipSendsServiceWritesBackWithoutEcho) {
+  ran();
+  auto flipped = engine_->flip(false);
+  ASSERT_TRUE(flipped.ok()) << flipped.error().message;
+  EXPECT_EQ(*flipped, Direction::kReverse);
+  EXPECT_FALSE(engine_->flip(false).ok());  // already owned by the service
+
+  // The service now owns driver writes: a move, and a driver registered there.
+  service_->exec("UPDATE drivers SET lat = 37.5, lng = 127.1, updated_at = 2 WHERE id = 320");
+  service_->exec(
+      "INSERT INTO drivers (name, phone, vehicle_plate, vehicle_model, status,"
+      " created_at, updated_at) VALUES ('New There', '+82-10-4', 'P9', 'Niro',"
+      " 'available', 3, 3)");
+  auto back = ran();
+  EXPECT_EQ(back.direction, Direction::kReverse);
+  EXPECT_EQ(back.changes_applied, 2);
+  // The monolith's dispatch reads the location written through the service.
+  EXPECT_EQ(monolith_->scalar("SELECT lat_e6 FROM users WHERE id = 320"), 37500000);
+  EXPECT_EQ(monolith_->scalar("SELECT COUNT(*) FROM users WHERE user_type = 2 AND id >= "
+                              "1000000000000"),
+            1);
+  EXPECT_TRUE(verified().identical());
+  // The sync's own writes to the monolith were captured as origin 'sync'...
+  EXPECT_GE(monolith_->scalar("SELECT COUNT(*) FROM strangler_changes WHERE origin = 'sync'"), 2);
+
+  // ...so going back to the monolith does not echo them to the service.
+  auto home = engine_->flip(true);
+  ASSERT_TRUE(home.ok()) << home.error().message;
+  EXPECT_EQ(*home, Direction::kForward);
+  auto forward = ran();
+  EXPECT_EQ(forward.changes_applied, 0);
+  EXPECT_TRUE(verified().identical());
+}
+
+TEST_P(SyncEngineTest, FlipIsRefusedWhileSidesDiffer) {
+  ran();
+  monolith_->exec("UPDATE users SET drv_status = 9 WHERE id = 310");  // becomes a dead letter
+  auto flipped = engine_->flip(false);
+  ASSERT_FALSE(flipped.ok());
+  EXPECT_EQ(flipped.error().code, "refused");
+  EXPECT_NE(flipped.error().message.find("differ"), std::string::npos);
+}
+
+INSTANTIATE_TEST_SUITE_P(Engines, SyncEngineTest,
+                         ::testing::Values("sqlite3/sqlite3", "postgresql/postgresql",
+                                           "sqlite3/postgresql", "postgresql/sqlite3"),
+                         [](const auto& param_info) {
+                           auto name = param_info.param;
+                           name.replace(name.find('/'), 1, "_to_");
+                           return name;
+                         });
+
+TEST(SyncEngineOpenTest, RefusesBeforeAnyWrite) {
+  strangler::testing::TempDir dir;
+  const std::string empty_monolith = "sqlite3://db=" + dir.file("empty.db");
+  const std::string service = "sqlite3://db=" + dir.file("service.db");
+  auto missing = SyncEngine::open(empty_monolith, service, "drivers");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.error().code, "missing_table");
+  EXPECT_NE(missing.error().message.find("users"), std::string::npos);
+  {
+    TestDatabase svc("sqlite3", dir, "service");
+    EXPECT_EQ(svc.scalar("SELECT COUNT(*) FROM sqlite_master"), 0);  // nothing was written
+  }
+  auto bad = SyncEngine::open("mysql://x", service, "drivers");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().code, "usage");
+  auto unknown_mapping = SyncEngine::open(empty_monolith, service, "no-such-mapping");
+  ASSERT_FALSE(unknown_mapping.ok());
+  EXPECT_EQ(unknown_mapping.error().code, "invalid_mapping");
+}
+
+}  // namespace
+}  // namespace strangler::acl::sync

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <set>
+#include <thread>
 
 #include "proxy_harness.h"
 
@@ -269,6 +270,63 @@ TEST_F(ProxyRoutingTest, NoPathSpellingReachesTheWrongRoute) {
     ASSERT_EQ(upstream.count(), 1u) << c.target;
     EXPECT_EQ(upstream.requests()[0].uri, c.uri) << c.target;
   }
+}
+
+TEST_F(ProxyRoutingTest, SlowAndVanishingClientsDoNotDisturbOthers) {
+  ProxyProcess proxy(config());
+  ASSERT_TRUE(proxy.running());
+  service_.padding = 4 * 1024 * 1024;  // far more than the proxy buffers per connection
+  const std::string request = "GET /api/moved/1 HTTP/1.1\r\nHost: t\r\n\r\n";
+  auto open = [&] {
+    Poco::Net::StreamSocket socket;
+    socket.connect(Poco::Net::SocketAddress("127.0.0.1", proxy.port()), Poco::Timespan(5, 0));
+    socket.setReceiveTimeout(Poco::Timespan(10, 0));
+    socket.sendBytes(request.data(), static_cast<int>(request.size()));
+    return socket;
+  };
+  // Clients that go away in the middle of a large response.
+  std::thread vanishing([&] {
+    for (int i = 0; i < 20; ++i) {
+      auto socket = open();
+      char buffer[1000];
+      socket.receiveBytes(buffer, sizeof buffer);
+      socket.close();
+    }
+  });
+  // A slow reader: the proxy must stop reading the upstream, then resume, losing nothing.
+  size_t slow_total = 0;
+  size_t expected = 0;
+  std::thread slow([&] {
+    auto socket = open();
+    std::string head;
+    char buffer[65536];
+    for (;;) {
+      const int n = socket.receiveBytes(buffer, sizeof buffer);
+      if (n <= 0) break;
+      if (expected == 0) {
+        head.append(buffer, static_cast<size_t>(n));
+        const size_t end = head.find("\r\n\r\n");
+        if (end == std::string::npos) continue;
+        const size_t at = head.find("Content-Length: ");
+        if (at == std::string::npos) break;
+        expected = std::stoul(head.substr(at + 16));
+        slow_total = head.size() - end - 4;
+      } else {
+        slow_total += static_cast<size_t>(n);
+      }
+      if (slow_total >= expected) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  });
+  for (int i = 0; i < 10; ++i) {
+    const auto response = proxy.get("/api/moved/" + std::to_string(i));
+    EXPECT_EQ(response.status, 200);
+  }
+  vanishing.join();
+  slow.join();
+  EXPECT_GT(expected, 4u * 1024 * 1024);
+  EXPECT_EQ(slow_total, expected);
+  EXPECT_EQ(proxy.admin("GET", "/healthz").status, 200);
 }
 
 TEST_F(ProxyRoutingTest, KeepsClientConnectionsAlive) {

@@ -37,6 +37,7 @@ class RecordingHandler : public Poco::Net::HTTPRequestHandler {
 
   void handleRequest(Poco::Net::HTTPServerRequest& request,
                      Poco::Net::HTTPServerResponse& response) override {
+    const FakeUpstream::ActiveHandler active(upstream_);
     ReceivedRequest received;
     received.method = request.getMethod();
     received.uri = request.getURI();
@@ -127,6 +128,11 @@ void FakeUpstream::stop() {
   // accepts, which looks like a hung server rather than a dead one.
   socket_->close();
   server_->stopAll(true);
+  // stopAll does not wait for handlers still running (a delayed answer): they use this object.
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (active_.load() > 0 && std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
   server_.reset();
   socket_.reset();
 }

@@ -62,6 +62,18 @@ class FakeUpstream {
   /// Called by the handler.
   void record(ReceivedRequest request);
 
+  /// Counts a handler running (stop() waits for them).
+  class ActiveHandler {
+   public:
+    explicit ActiveHandler(FakeUpstream& upstream) : upstream_(upstream) { ++upstream_.active_; }
+    ~ActiveHandler() { --upstream_.active_; }
+    ActiveHandler(const ActiveHandler&) = delete;
+    ActiveHandler& operator=(const ActiveHandler&) = delete;
+
+   private:
+    FakeUpstream& upstream_;
+  };
+
  private:
   std::string name_;
   uint16_t port_ = 0;
@@ -69,6 +81,7 @@ class FakeUpstream {
   std::unique_ptr<Poco::Net::HTTPServer> server_;
   mutable std::mutex mutex_;
   std::vector<ReceivedRequest> requests_;
+  std::atomic<int> active_{0};
 };
 
 /// The real strangler-proxy binary, started on port 0 with a config written to a temp dir.

@@ -273,73 +273,135 @@ const FieldMapping* RowTranslator::fieldByService(const std::string& service_col
   return nullptr;
 }
 
+// One legacy value → the service value, in place; an error names `table.column`.
+std::optional<TranslationError> RowTranslator::toServiceValue(const FieldMapping& f,
+                                                              Value& v) const {
+  const auto error = [&](const std::string& reason) {
+    return TranslationError{legacy_table_ + "." + f.legacy, describe(v), reason};
+  };
+  if (std::holds_alternative<std::monostate>(v)) {
+    if (f.default_legacy) {
+      v = *f.default_legacy;
+    } else if (f.nullable) {
+      return std::nullopt;
+    } else {
+      return TranslationError{legacy_table_ + "." + f.legacy, "NULL",
+                              "is required (the mapping allows no NULL here)"};
+    }
+  }
+  switch (f.kind) {
+    case FieldKind::kInteger: {
+      const auto i = asInteger(v);
+      if (!i) return error("is not an integer");
+      v = *i;
+      return std::nullopt;
+    }
+    case FieldKind::kText:
+      if (!std::holds_alternative<std::string>(v)) return error("is not text");
+      return std::nullopt;
+    case FieldKind::kReal: {
+      const auto d = asReal(v);
+      if (!d) return error("is not a number");
+      v = *d;
+      return std::nullopt;
+    }
+    case FieldKind::kMicroDegrees: {
+      const auto i = asInteger(v);
+      if (!i || *i < -180000000 || *i > 180000000)
+        return error("is not integer micro-degrees within -180e6..180e6");
+      v = static_cast<double>(*i) / 1e6;
+      return std::nullopt;
+    }
+    case FieldKind::kCents: {
+      const auto i = asInteger(v);
+      if (!i) return error("is not an integer amount of cents");
+      v = centsToDecimal(*i);
+      return std::nullopt;
+    }
+    case FieldKind::kEnum: {
+      const auto as_int = asInteger(v);
+      for (const auto& [code, label] : f.enum_values) {
+        if (code == v || (as_int && std::holds_alternative<int64_t>(code) &&
+                          std::get<int64_t>(code) == *as_int)) {
+          v = label;
+          return std::nullopt;
+        }
+      }
+      std::string known;
+      for (const auto& [code, label] : f.enum_values)
+        known += (known.empty() ? "" : ", ") + describe(code);
+      return error("is not one of " + known);
+    }
+  }
+  return std::nullopt;
+}
+
+// One service value → the legacy value, in place.
+std::optional<TranslationError> RowTranslator::toLegacyValue(const FieldMapping& f,
+                                                             Value& v) const {
+  const auto error = [&](const std::string& reason) {
+    return TranslationError{service_table_ + "." + f.service, describe(v), reason};
+  };
+  if (std::holds_alternative<std::monostate>(v)) {
+    if (f.nullable) return std::nullopt;
+    return TranslationError{service_table_ + "." + f.service, "NULL",
+                            "is required (the mapping allows no NULL here)"};
+  }
+  switch (f.kind) {
+    case FieldKind::kInteger: {
+      const auto i = asInteger(v);
+      if (!i) return error("is not an integer");
+      v = *i;
+      return std::nullopt;
+    }
+    case FieldKind::kText:
+      if (!std::holds_alternative<std::string>(v)) return error("is not text");
+      return std::nullopt;
+    case FieldKind::kReal: {
+      const auto d = asReal(v);
+      if (!d) return error("is not a number");
+      v = *d;
+      return std::nullopt;
+    }
+    case FieldKind::kMicroDegrees: {
+      const auto d = asReal(v);
+      if (!d || !std::isfinite(*d) || *d < -180.0 || *d > 180.0)
+        return error("is not degrees within -180..180");
+      // Rounded to the micro-degree: the legacy schema's resolution (about 11 cm).
+      v = static_cast<int64_t>(std::llround(*d * 1e6));
+      return std::nullopt;
+    }
+    case FieldKind::kCents: {
+      const auto* text = std::get_if<std::string>(&v);
+      const auto cents = text ? decimalToCents(*text) : std::nullopt;
+      if (!cents) return error("is not a decimal amount like \"12.34\"");
+      v = *cents;
+      return std::nullopt;
+    }
+    case FieldKind::kEnum: {
+      const auto* text = std::get_if<std::string>(&v);
+      for (const auto& [legacy_code, label] : f.enum_values) {
+        if (text && label == *text) {
+          v = legacy_code;
+          return std::nullopt;
+        }
+      }
+      std::string known;
+      for (const auto& [legacy_code, label] : f.enum_values)
+        known += (known.empty() ? "" : ", ") + label;
+      return error("is not one of " + known);
+    }
+  }
+  return std::nullopt;
+}
+
 Translated<Row> RowTranslator::toService(const Row& legacy) const {
   Row out;
   for (const auto& f : fields_) {
-    const std::string where = legacy_table_ + "." + f.legacy;
     const auto it = legacy.find(f.legacy);
     Value v = it == legacy.end() ? Value() : it->second;
-    if (std::holds_alternative<std::monostate>(v)) {
-      if (f.default_legacy) {
-        v = *f.default_legacy;
-      } else if (f.nullable) {
-        out[f.service] = Value();
-        continue;
-      } else {
-        return TranslationError{where, "NULL", "is required (the mapping allows no NULL here)"};
-      }
-    }
-    switch (f.kind) {
-      case FieldKind::kInteger: {
-        const auto i = asInteger(v);
-        if (!i) return TranslationError{where, describe(v), "is not an integer"};
-        out[f.service] = *i;
-        break;
-      }
-      case FieldKind::kText:
-        if (!std::holds_alternative<std::string>(v))
-          return TranslationError{where, describe(v), "is not text"};
-        out[f.service] = v;
-        break;
-      case FieldKind::kReal: {
-        const auto d = asReal(v);
-        if (!d) return TranslationError{where, describe(v), "is not a number"};
-        out[f.service] = *d;
-        break;
-      }
-      case FieldKind::kMicroDegrees: {
-        const auto i = asInteger(v);
-        if (!i || *i < -180000000 || *i > 180000000)
-          return TranslationError{where, describe(v),
-                                  "is not integer micro-degrees within -180e6..180e6"};
-        out[f.service] = static_cast<double>(*i) / 1e6;
-        break;
-      }
-      case FieldKind::kCents: {
-        const auto i = asInteger(v);
-        if (!i) return TranslationError{where, describe(v), "is not an integer amount of cents"};
-        out[f.service] = centsToDecimal(*i);
-        break;
-      }
-      case FieldKind::kEnum: {
-        const std::string* name = nullptr;
-        for (const auto& [code, label] : f.enum_values) {
-          if (code == v || (asInteger(v) && std::holds_alternative<int64_t>(code) &&
-                            std::get<int64_t>(code) == *asInteger(v))) {
-            name = &label;
-            break;
-          }
-        }
-        if (name == nullptr) {
-          std::string known;
-          for (const auto& [code, label] : f.enum_values)
-            known += (known.empty() ? "" : ", ") + describe(code);
-          return TranslationError{where, describe(v), "is not one of " + known};
-        }
-        out[f.service] = *name;
-        break;
-      }
-    }
+    if (auto error = toServiceValue(f, v)) return *error;
+    out[f.service] = std::move(v);
   }
   return out;
 }
@@ -347,71 +409,27 @@ Translated<Row> RowTranslator::toService(const Row& legacy) const {
 Translated<Row> RowTranslator::toLegacy(const Row& service) const {
   Row out = legacy_constants_;
   for (const auto& f : fields_) {
-    const std::string where = service_table_ + "." + f.service;
     const auto it = service.find(f.service);
-    const Value v = it == service.end() ? Value() : it->second;
-    if (std::holds_alternative<std::monostate>(v)) {
-      if (f.nullable) {
-        out[f.legacy] = Value();
-        continue;
-      }
-      return TranslationError{where, "NULL", "is required (the mapping allows no NULL here)"};
-    }
-    switch (f.kind) {
-      case FieldKind::kInteger: {
-        const auto i = asInteger(v);
-        if (!i) return TranslationError{where, describe(v), "is not an integer"};
-        out[f.legacy] = *i;
-        break;
-      }
-      case FieldKind::kText:
-        if (!std::holds_alternative<std::string>(v))
-          return TranslationError{where, describe(v), "is not text"};
-        out[f.legacy] = v;
-        break;
-      case FieldKind::kReal: {
-        const auto d = asReal(v);
-        if (!d) return TranslationError{where, describe(v), "is not a number"};
-        out[f.legacy] = *d;
-        break;
-      }
-      case FieldKind::kMicroDegrees: {
-        const auto d = asReal(v);
-        if (!d || !std::isfinite(*d) || *d < -180.0 || *d > 180.0)
-          return TranslationError{where, describe(v), "is not degrees within -180..180"};
-        // Rounded to the micro-degree: the legacy schema's resolution (about 11 cm).
-        out[f.legacy] = static_cast<int64_t>(std::llround(*d * 1e6));
-        break;
-      }
-      case FieldKind::kCents: {
-        const auto* text = std::get_if<std::string>(&v);
-        const auto cents = text ? decimalToCents(*text) : std::nullopt;
-        if (!cents)
-          return TranslationError{where, describe(v), "is not a decimal amount like \"12.34\""};
-        out[f.legacy] = *cents;
-        break;
-      }
-      case FieldKind::kEnum: {
-        const auto* text = std::get_if<std::string>(&v);
-        const Value* code = nullptr;
-        for (const auto& [legacy_code, label] : f.enum_values) {
-          if (text && label == *text) {
-            code = &legacy_code;
-            break;
-          }
-        }
-        if (code == nullptr) {
-          std::string known;
-          for (const auto& [legacy_code, label] : f.enum_values)
-            known += (known.empty() ? "" : ", ") + label;
-          return TranslationError{where, describe(v), "is not one of " + known};
-        }
-        out[f.legacy] = *code;
-        break;
-      }
-    }
+    Value v = it == service.end() ? Value() : it->second;
+    if (auto error = toLegacyValue(f, v)) return *error;
+    out[f.legacy] = std::move(v);
   }
   return out;
+}
+
+std::vector<std::optional<TranslationError>> RowTranslator::translateColumns(
+    Columns& columns, bool to_service) const {
+  const std::size_t rows = columns.empty() ? 0 : columns.front().size();
+  std::vector<std::optional<TranslationError>> errors(rows);
+  for (std::size_t c = 0; c < fields_.size() && c < columns.size(); ++c) {
+    auto& column = columns[c];
+    for (std::size_t r = 0; r < rows; ++r) {
+      if (errors[r]) continue;  // the row already failed: report its first problem only
+      errors[r] =
+          to_service ? toServiceValue(fields_[c], column[r]) : toLegacyValue(fields_[c], column[r]);
+    }
+  }
+  return errors;
 }
 
 }  // namespace strangler::acl

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <ctime>
+#include <limits>
 #include <map>
 #include <set>
 #include <sstream>
@@ -304,84 +305,209 @@ ColumnType serviceType(FieldKind kind) {
   }
 }
 
-/// A prepared upsert on one side, executed once per row (prepare once, execute many).
-class Upserter {
+/// The C++ type a column is exchanged as.
+enum class Cls { kInt, kReal, kText };
+
+Cls legacyCls(const FieldMapping& f) {
+  switch (f.kind) {
+    case FieldKind::kInteger:
+    case FieldKind::kMicroDegrees:
+    case FieldKind::kCents:
+      return Cls::kInt;
+    case FieldKind::kReal:
+      return Cls::kReal;
+    case FieldKind::kEnum:
+      return !f.enum_values.empty() && std::holds_alternative<int64_t>(f.enum_values.front().first)
+                 ? Cls::kInt
+                 : Cls::kText;
+    case FieldKind::kText:
+      return Cls::kText;
+  }
+  return Cls::kText;
+}
+
+Cls serviceCls(const FieldMapping& f) {
+  if (f.kind == FieldKind::kInteger) return Cls::kInt;
+  if (f.kind == FieldKind::kReal || f.kind == FieldKind::kMicroDegrees) return Cls::kReal;
+  return Cls::kText;
+}
+
+Cls clsOf(const Value& v) {
+  if (std::holds_alternative<int64_t>(v)) return Cls::kInt;
+  if (std::holds_alternative<double>(v)) return Cls::kReal;
+  return Cls::kText;
+}
+
+/// Column vectors for SOCI's bulk exchange (one vector per column, plus NULL indicators).
+struct TypedColumns {
+  std::vector<Cls> cls;
+  std::vector<std::vector<Int>> ints;
+  std::vector<std::vector<double>> reals;
+  std::vector<std::vector<std::string>> texts;
+  std::vector<std::vector<soci::indicator>> nulls;
+
+  explicit TypedColumns(std::vector<Cls> classes)
+      : cls(std::move(classes)),
+        ints(cls.size()),
+        reals(cls.size()),
+        texts(cls.size()),
+        nulls(cls.size()) {}
+
+  void resize(std::size_t rows) {
+    for (std::size_t c = 0; c < cls.size(); ++c) {
+      nulls[c].assign(rows, soci::i_ok);
+      if (cls[c] == Cls::kInt)
+        ints[c].resize(rows);
+      else if (cls[c] == Cls::kReal)
+        reals[c].resize(rows);
+      else
+        texts[c].resize(rows);
+    }
+  }
+  std::size_t rows() const { return cls.empty() ? 0 : nulls.front().size(); }
+  void bindInto(soci::details::prepare_temp_type& prep) {
+    for (std::size_t c = 0; c < cls.size(); ++c) {
+      if (cls[c] == Cls::kInt)
+        prep, soci::into(ints[c], nulls[c]);
+      else if (cls[c] == Cls::kReal)
+        prep, soci::into(reals[c], nulls[c]);
+      else
+        prep, soci::into(texts[c], nulls[c]);
+    }
+  }
+  void bindUse(soci::statement& st) {
+    for (std::size_t c = 0; c < cls.size(); ++c) {
+      if (cls[c] == Cls::kInt)
+        st.exchange(soci::use(ints[c], nulls[c]));
+      else if (cls[c] == Cls::kReal)
+        st.exchange(soci::use(reals[c], nulls[c]));
+      else
+        st.exchange(soci::use(texts[c], nulls[c]));
+    }
+  }
+  Value get(std::size_t c, std::size_t r) const {
+    if (nulls[c][r] == soci::i_null) return Value();
+    if (cls[c] == Cls::kInt) return static_cast<int64_t>(ints[c][r]);
+    if (cls[c] == Cls::kReal) return reals[c][r];
+    return texts[c][r];
+  }
+  /// Like get(), but moves text out (the chunk is read once).
+  Value take(std::size_t c, std::size_t r) {
+    if (cls[c] == Cls::kText && nulls[c][r] != soci::i_null) return std::move(texts[c][r]);
+    return get(c, r);
+  }
+  // Stores `v` converted to the column's class (the translator already checked the kind).
+  void set(std::size_t c, std::size_t r, Value&& v) {
+    if (cls[c] == Cls::kText && std::holds_alternative<std::string>(v)) {
+      nulls[c][r] = soci::i_ok;
+      texts[c][r] = std::move(std::get<std::string>(v));
+      return;
+    }
+    set(c, r, static_cast<const Value&>(v));
+  }
+  void set(std::size_t c, std::size_t r, const Value& v) {
+    if (std::holds_alternative<std::monostate>(v)) {
+      nulls[c][r] = soci::i_null;
+      return;
+    }
+    nulls[c][r] = soci::i_ok;
+    if (cls[c] == Cls::kInt) {
+      ints[c][r] = std::holds_alternative<int64_t>(v)  ? std::get<int64_t>(v)
+                   : std::holds_alternative<double>(v) ? static_cast<Int>(std::get<double>(v))
+                                                       : std::stoll(std::get<std::string>(v));
+    } else if (cls[c] == Cls::kReal) {
+      reals[c][r] = std::holds_alternative<double>(v)    ? std::get<double>(v)
+                    : std::holds_alternative<int64_t>(v) ? static_cast<double>(std::get<int64_t>(v))
+                                                         : std::stod(std::get<std::string>(v));
+    } else {
+      texts[c][r] = std::holds_alternative<std::string>(v) ? std::get<std::string>(v) : describe(v);
+    }
+  }
+};
+
+/// Reads a side's rows in key order, one chunk per call, into typed vectors (prepared once).
+class ChunkReader {
  public:
-  Upserter(Side& side, const std::vector<std::string>& columns)
-      : side_(side), slots_(columns.size()) {
+  ChunkReader(Side& side, std::vector<Cls> classes, std::size_t key_column, int64_t chunk)
+      : side_(side),
+        columns_(std::move(classes)),
+        key_column_(key_column),
+        chunk_(static_cast<std::size_t>(chunk)) {
+    // Walk the primary key. On SQLite a constant's column is written "+column" so the planner
+    // cannot pick an index on it (which would scan and sort the whole table for every chunk).
+    std::string where;
+    for (const auto& [column, value] : side.constants) {
+      where += (where.empty() ? "" : " AND ") +
+               std::string(side.backend() == DbBackend::kSqlite3 ? "+" : "") + column + " = " +
+               sqlLiteral(value);
+    }
+    where += (where.empty() ? "" : " AND ") + side.key + " > :after";
+    std::string list;
+    for (const auto& c : side.columns)
+      list += (list.empty() ? "" : ", ") + c;
+    query_ = "SELECT " + list + " FROM " + side.table + " WHERE " + where + " ORDER BY " +
+             side.key + " LIMIT " + std::to_string(chunk);
+  }
+
+  /// The next chunk after `after` (empty at the end). A statement per chunk: re-executing one
+  /// with bulk vectors is not reliable on every SOCI backend, and preparing is cheap next to
+  /// a chunk of rows.
+  TypedColumns& next(int64_t after) {
+    after_ = after;
+    columns_.resize(chunk_);
+    soci::details::prepare_temp_type prep = (side_.sql->prepare << query_);
+    columns_.bindInto(prep);
+    prep, soci::use(after_);
+    soci::statement st(prep);
+    if (!st.execute(true)) columns_.resize(0);
+    return columns_;
+  }
+  int64_t keyAt(std::size_t row) const { return columns_.ints[key_column_][row]; }
+
+ private:
+  Side& side_;
+  TypedColumns columns_;
+  std::size_t key_column_;
+  std::size_t chunk_;
+  std::string query_;
+  Int after_ = 0;
+};
+
+/// Upserts rows into a side with one prepared bulk statement (ON CONFLICT on the key).
+class BulkWriter {
+ public:
+  BulkWriter(Side& side, std::vector<std::string> columns, std::vector<Cls> classes)
+      : side_(side), names_(std::move(columns)), columns_(std::move(classes)) {
     std::string names, params, updates;
-    for (std::size_t i = 0; i < columns.size(); ++i) {
-      names += (i ? ", " : "") + columns[i];
+    for (std::size_t i = 0; i < names_.size(); ++i) {
+      names += (i ? ", " : "") + names_[i];
       params += (i ? ", :p" : ":p") + std::to_string(i);
-      if (columns[i] != side.key)
-        updates += (updates.empty() ? "" : ", ") + columns[i] + " = excluded." + columns[i];
+      if (names_[i] != side.key)
+        updates += (updates.empty() ? "" : ", ") + names_[i] + " = excluded." + names_[i];
     }
     sql_text_ = "INSERT INTO " + side.table + " (" + names + ") VALUES (" + params +
                 ") ON CONFLICT (" + side.key + ") DO UPDATE SET " + updates;
-    columns_ = columns;
   }
 
-  void write(const Row& row) {
-    // Types follow the values: a text column gets text, a number a number; the statement is
-    // re-prepared only when the shape of the values changes (it rarely does).
-    std::string shape;
-    for (std::size_t i = 0; i < columns_.size(); ++i) {
-      const auto it = row.find(columns_[i]);
-      const Value v = it == row.end() ? Value() : it->second;
-      auto& slot = slots_[i];
-      slot.ind = soci::i_ok;
-      if (std::holds_alternative<std::monostate>(v)) {
-        slot.ind = soci::i_null;
-        shape += slot.type == 0 ? 't' : (slot.type == 1 ? 'i' : 'd');
-        continue;
-      }
-      if (const auto* n = std::get_if<int64_t>(&v)) {
-        slot.type = 1;
-        slot.i = *n;
-      } else if (const auto* d = std::get_if<double>(&v)) {
-        slot.type = 2;
-        slot.d = *d;
-      } else {
-        slot.type = 0;
-        slot.s = std::get<std::string>(v);
-      }
-      shape += slot.type == 0 ? 't' : (slot.type == 1 ? 'i' : 'd');
-    }
-    if (!statement_ || shape != shape_) prepare(shape);
-    statement_->execute(true);
+  TypedColumns& columns() { return columns_; }
+  const std::vector<std::string>& names() const { return names_; }
+
+  /// Writes the rows currently in columns() (call columns().resize(n) and set() first).
+  void flush() {
+    if (columns_.rows() == 0) return;
+    soci::statement st(*side_.sql);
+    columns_.bindUse(st);
+    st.alloc();
+    st.prepare(sql_text_);
+    st.define_and_bind();
+    st.execute(true);
   }
 
  private:
-  struct Slot {
-    int type = 0;  // 0 text, 1 integer, 2 real
-    std::string s;
-    Int i = 0;
-    double d = 0;
-    soci::indicator ind = soci::i_ok;
-  };
-
-  void prepare(const std::string& shape) {
-    shape_ = shape;
-    statement_ = std::make_unique<soci::statement>(*side_.sql);
-    for (auto& slot : slots_) {
-      if (slot.type == 1)
-        statement_->exchange(soci::use(slot.i, slot.ind));
-      else if (slot.type == 2)
-        statement_->exchange(soci::use(slot.d, slot.ind));
-      else
-        statement_->exchange(soci::use(slot.s, slot.ind));
-    }
-    statement_->alloc();
-    statement_->prepare(sql_text_);
-    statement_->define_and_bind();
-  }
-
   Side& side_;
-  std::vector<Slot> slots_;
-  std::vector<std::string> columns_;
+  std::vector<std::string> names_;
+  TypedColumns columns_;
   std::string sql_text_;
-  std::string shape_;
-  std::unique_ptr<soci::statement> statement_;
 };
 
 struct State {
@@ -484,6 +610,26 @@ struct SyncEngine::Impl {
         soci::use(translator.name()), soci::use(dir), soci::use(pk);
   }
 
+  std::vector<Cls> classesOf(const Side& side) const {
+    std::vector<Cls> classes;
+    for (const auto& f : translator.fields())
+      classes.push_back(&side == &monolith ? legacyCls(f) : serviceCls(f));
+    return classes;
+  }
+
+  std::size_t keyIndex(const Side& side) const {
+    for (std::size_t i = 0; i < side.columns.size(); ++i)
+      if (side.columns[i] == side.key) return i;
+    return 0;
+  }
+
+  std::unique_ptr<BulkWriter> writerFor(Side& target) {
+    auto classes = classesOf(target);
+    for (const auto& [column, value] : target.constants)
+      classes.push_back(clsOf(value));
+    return std::make_unique<BulkWriter>(target, target.writeColumns(), std::move(classes));
+  }
+
   Translated<Row> translate(Direction d, const Row& row) {
     return d == Direction::kForward ? translator.toService(row) : translator.toLegacy(row);
   }
@@ -548,32 +694,61 @@ struct SyncEngine::Impl {
                                           (rest_where.empty() ? "" : " WHERE " + rest_where));
     const auto started = std::chrono::steady_clock::now();
     int64_t copied_now = 0;
-    Upserter upsert(target, target.writeColumns());
+    ChunkReader reader(source, classesOf(source), keyIndex(source), options.chunk_rows);
+    auto writer = writerFor(target);
+    const auto& fields = translator.fields();
+    const std::size_t constants_at = fields.size();
     for (;;) {
-      auto rows = source.readRange(state.last_key, std::nullopt, options.chunk_rows);
-      if (rows.empty()) break;
-      if (state.last_key && rows.back().first <= *state.last_key) {
-        throw std::runtime_error("the " + source.name +
-                                 " table's keys did not increase: not an integer key?");
+      auto& chunk = reader.next(state.last_key.value_or(std::numeric_limits<int64_t>::min()));
+      const std::size_t n = chunk.rows();
+      if (n == 0) break;
+      const int64_t chunk_last = reader.keyAt(n - 1);
+      if (state.last_key && chunk_last <= *state.last_key) {
+        throw std::runtime_error("the " + source.name + " table's keys did not increase");
+      }
+      RowTranslator::Columns columns(fields.size(), std::vector<Value>(n));
+      for (std::size_t c = 0; c < fields.size(); ++c)
+        for (std::size_t r = 0; r < n; ++r)
+          columns[c][r] = chunk.take(c, r);
+      const auto errors = translator.translateColumns(columns, d == Direction::kForward);
+      std::size_t ok = 0;
+      for (const auto& e : errors)
+        ok += e ? 0 : 1;
+      auto& out = writer->columns();
+      out.resize(ok);
+      std::size_t k = 0;
+      for (std::size_t r = 0; r < n; ++r) {
+        if (errors[r]) continue;
+        for (std::size_t c = 0; c < fields.size(); ++c)
+          out.set(c, k, std::move(columns[c][r]));
+        std::size_t j = constants_at;
+        for (const auto& [column, value] : target.constants)
+          out.set(j++, k, value);
+        ++k;
       }
       common::Transaction tx(*target.sql, target.backend(), common::Transaction::Mode::kWrite);
       *target.sql << "INSERT INTO strangler_applying (marker) VALUES (1)";
-      for (const auto& [key, row] : rows) {
-        auto translated = translate(d, row);
-        if (!translated.ok()) {
-          deadLetter(target, d, key, translated.error().message(), row);
-          ++report.dead_letters;
-          continue;
-        }
-        upsert.write(*translated);
+      // Rows the translator rejected are quarantined with their source values (read again:
+      // the chunk's values were translated in place).
+      std::vector<int64_t> rejected;
+      for (std::size_t r = 0; r < n; ++r)
+        if (errors[r]) rejected.push_back(reader.keyAt(r));
+      std::map<int64_t, Row> originals;
+      for (auto& [key, row] : source.readKeys(rejected))
+        originals[key] = std::move(row);
+      for (std::size_t r = 0; r < n; ++r) {
+        if (!errors[r]) continue;
+        deadLetter(target, d, reader.keyAt(r), errors[r]->message(), originals[reader.keyAt(r)]);
+        ++report.dead_letters;
       }
-      state.last_key = rows.back().first;
-      state.rows_copied += static_cast<int64_t>(rows.size());
+      writer->flush();
+      state.last_key = chunk_last;
+      state.rows_copied += static_cast<int64_t>(n);
       writeState(target, d, state);
       *target.sql << "DELETE FROM strangler_applying";
       tx.commit();
-      copied_now += static_cast<int64_t>(rows.size());
-      report.snapshot_rows += static_cast<int64_t>(rows.size());
+      copied_now += static_cast<int64_t>(n);
+      report.snapshot_rows += static_cast<int64_t>(n);
       if (options.on_progress) {
         const double seconds =
             std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
@@ -587,7 +762,7 @@ struct SyncEngine::Impl {
   }
 
   // Applies one batch of captured changes; returns how many change rows it consumed.
-  int64_t applyBatch(Direction d, State& state, RunReport& report, Upserter& upsert) {
+  int64_t applyBatch(Direction d, State& state, RunReport& report, BulkWriter& writer) {
     Side& source = sourceOf(d);
     Side& target = targetOf(d);
     std::vector<int64_t> keys;
@@ -622,6 +797,7 @@ struct SyncEngine::Impl {
     // same batch twice gives the same result, so a rerun after a kill is harmless.
     auto rows = source.readKeys(keys);
     std::set<int64_t> present;
+    std::vector<Row> translated_rows;
     common::Transaction tx(*target.sql, target.backend(), common::Transaction::Mode::kWrite);
     *target.sql << "INSERT INTO strangler_applying (marker) VALUES (1)";
     for (const auto& [key, row] : rows) {
@@ -632,9 +808,15 @@ struct SyncEngine::Impl {
         ++report.dead_letters;
         continue;
       }
-      upsert.write(*translated);
+      translated_rows.push_back(std::move(translated.value()));
       clearDeadLetter(target, d, key);
     }
+    auto& out = writer.columns();
+    out.resize(translated_rows.size());
+    for (std::size_t r = 0; r < translated_rows.size(); ++r)
+      for (std::size_t c = 0; c < writer.names().size(); ++c)
+        out.set(c, r, translated_rows[r].at(writer.names()[c]));
+    writer.flush();
     for (auto key : keys) {
       if (present.count(key)) continue;
       Int k = key;
@@ -660,9 +842,9 @@ struct SyncEngine::Impl {
     report.direction = d;
     State state = readState(targetOf(d), d);
     if (state.phase != "stream") snapshot(d, state, report);
-    Upserter upsert(targetOf(d), targetOf(d).writeColumns());
+    auto writer = writerFor(targetOf(d));
     for (;;) {
-      while (applyBatch(d, state, report, upsert) > 0) {
+      while (applyBatch(d, state, report, *writer) > 0) {
         if (stop != nullptr && stop->load()) return report;
       }
       if (stop == nullptr || stop->load()) return report;

@@ -253,6 +253,7 @@ class ClientConnection : public Pollable {
   // The request being read or proxied.
   bool message_started_ = false;
   bool message_done_ = false;
+  bool reading_body_ = false;
   bool header_value_last_ = false;
   size_t header_bytes_ = 0;
   int error_status_ = 0;
@@ -367,7 +368,7 @@ void UpstreamConnection::flush() {
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
-    fail("reset");
+    fail("send");  // the request was not (fully) written
     return;
   }
   if (!out_.empty()) {
@@ -564,6 +565,7 @@ int ClientConnection::onMessageBegin(http_parser* parser) {
   auto* self = static_cast<ClientConnection*>(parser->data);
   self->message_started_ = true;
   self->message_done_ = false;
+  self->reading_body_ = false;
   self->header_value_last_ = false;
   self->header_bytes_ = 0;
   self->error_status_ = 0;
@@ -636,6 +638,7 @@ int ClientConnection::onHeadersComplete(http_parser* parser) {
     return -1;  // not 1: that would mean "no body", not "error"
   }
   // Body reads get the idle timeout between reads rather than the head's deadline.
+  self->reading_body_ = true;
   self->deadline_ = self->worker_.now() + std::chrono::milliseconds(limits.idle_timeout_ms);
   if (self->had_body_framing_ && (parser->content_length > 0 || (parser->flags & F_CHUNKED))) {
     if (auto expect = findHeader(self->headers_, "expect");
@@ -687,6 +690,8 @@ void ClientConnection::readAll() {
     const ssize_t n = ::recv(fd, buffer, sizeof buffer, 0);
     if (n > 0) {
       in_.append(buffer, static_cast<size_t>(n));
+      // A body may take long to upload; what must not happen is a long silence.
+      if (reading_body_) deadline_ = worker_.now() + std::chrono::milliseconds(idleTimeoutMs());
       if (static_cast<size_t>(n) < sizeof buffer && !hangup) return;  // drained (edge-triggered)
       continue;
     }
@@ -1101,9 +1106,11 @@ void ClientConnection::onUpstreamFailure(UpstreamConnection* from, const char* k
     dispatch(upstream_name_, upstream_path_, false);
     return;
   }
-  const bool stale =
-      from != nullptr && from->bytes_received == 0 && (what == "closed" || what == "reset");
-  if (stale && !retried_stale_ && isIdempotent(method_)) {
+  const bool stale = from != nullptr && from->bytes_received == 0 &&
+                     (what == "closed" || what == "reset" || what == "send");
+  // A failed write means the upstream never got the whole request, so even a non-idempotent
+  // one can be sent again.
+  if (stale && !retried_stale_ && (isIdempotent(method_) || what == "send")) {
     retried_stale_ = true;
     tried_.clear();
     dispatch(upstream_name_, upstream_path_, false);
@@ -1180,6 +1187,7 @@ void ClientConnection::finishExchange(int status) {
     shared.access_log->write(line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
   }
   runtime_.reset();
+  reading_body_ = false;
   upstream_name_.clear();
   upstream_path_.clear();
   request_bytes_.clear();

@@ -218,6 +218,22 @@ TEST_F(ProxyResilienceTest, ReloadAppliesAValidConfigAndKeepsTheOldOneOnErrors) 
   EXPECT_EQ(proxy.get("/api/drivers/1").json()["upstream"], "service");
 }
 
+TEST_F(ProxyResilienceTest, RequestsInFlightFinishOnTheConfigTheyStartedWith) {
+  ProxyProcess proxy(config(), kTokenEnv);
+  ASSERT_TRUE(proxy.running());
+  service_.delay_ms = 800;
+  std::string slow_upstream;
+  std::thread slow([&] { slow_upstream = proxy.get("/api/drivers/slow").json()["upstream"]; });
+  std::this_thread::sleep_for(milliseconds(250));  // the slow request is at the service now
+  auto next = config();
+  next["routes"][0]["stage"] = "monolith";
+  proxy.writeConfig(next);
+  ASSERT_EQ(proxy.admin("POST", "/reload", kAuth).status, 200);
+  EXPECT_EQ(proxy.get("/api/drivers/fast").json()["upstream"], "monolith");
+  slow.join();
+  EXPECT_EQ(slow_upstream, "service");
+}
+
 TEST_F(ProxyResilienceTest, ReloadUnderLoadDropsNoRequest) {
   ProxyProcess proxy(config(), kTokenEnv);
   ASSERT_TRUE(proxy.running());

@@ -1,6 +1,7 @@
 #include "strangler/acl/sync_engine.h"
 
 #include <soci/soci.h>
+#include <soci/sqlite3/soci-sqlite3.h>
 
 #include <chrono>
 #include <ctime>
@@ -15,6 +16,9 @@
 
 namespace strangler::acl::sync {
 namespace {
+
+// SOCI's SQLite header declares the sqlite3 API in this namespace.
+using namespace sqlite_api;  // NOLINT(google-build-using-namespace)
 
 using common::DbBackend;
 using common::Error;
@@ -473,20 +477,25 @@ class ChunkReader {
   Int after_ = 0;
 };
 
+/// INSERT … ON CONFLICT (key) DO UPDATE: writing a row twice leaves one row, the latest.
+std::string upsertSql(const Side& side, const std::vector<std::string>& columns) {
+  std::string names, params, updates;
+  for (std::size_t i = 0; i < columns.size(); ++i) {
+    names += (i ? ", " : "") + columns[i];
+    params += (i ? ", :p" : ":p") + std::to_string(i);
+    if (columns[i] != side.key)
+      updates += (updates.empty() ? "" : ", ") + columns[i] + " = excluded." + columns[i];
+  }
+  return "INSERT INTO " + side.table + " (" + names + ") VALUES (" + params + ") ON CONFLICT (" +
+         side.key + ") DO UPDATE SET " + updates;
+}
+
 /// Upserts rows into a side with one prepared bulk statement (ON CONFLICT on the key).
 class BulkWriter {
  public:
   BulkWriter(Side& side, std::vector<std::string> columns, std::vector<Cls> classes)
       : side_(side), names_(std::move(columns)), columns_(std::move(classes)) {
-    std::string names, params, updates;
-    for (std::size_t i = 0; i < names_.size(); ++i) {
-      names += (i ? ", " : "") + names_[i];
-      params += (i ? ", :p" : ":p") + std::to_string(i);
-      if (names_[i] != side.key)
-        updates += (updates.empty() ? "" : ", ") + names_[i] + " = excluded." + names_[i];
-    }
-    sql_text_ = "INSERT INTO " + side.table + " (" + names + ") VALUES (" + params +
-                ") ON CONFLICT (" + side.key + ") DO UPDATE SET " + updates;
+    sql_text_ = upsertSql(side, names_);
   }
 
   TypedColumns& columns() { return columns_; }
@@ -508,6 +517,183 @@ class BulkWriter {
   std::vector<std::string> names_;
   TypedColumns columns_;
   std::string sql_text_;
+};
+
+/// A chunk of rows: values by column (mapping fields order) and the rows' keys.
+struct Chunk {
+  RowTranslator::Columns columns;
+  std::vector<int64_t> keys;
+  std::size_t rows() const { return keys.size(); }
+};
+
+/// Reads a side's mapped rows in key order, a chunk at a time.
+class ChunkSource {
+ public:
+  virtual ~ChunkSource() = default;
+  /// The rows after key `after` (none at the end).
+  virtual void next(int64_t after, Chunk& chunk) = 0;
+};
+
+/// Upserts rows into a side; `columns` are in writeColumns() order and of equal length.
+class RowSink {
+ public:
+  virtual ~RowSink() = default;
+  virtual void write(RowTranslator::Columns& columns) = 0;
+};
+
+class SociChunkSource : public ChunkSource {
+ public:
+  SociChunkSource(Side& side, std::vector<Cls> classes, std::size_t key_column, int64_t chunk)
+      : reader_(side, std::move(classes), key_column, chunk) {}
+  void next(int64_t after, Chunk& chunk) override {
+    auto& typed = reader_.next(after);
+    const std::size_t n = typed.rows();
+    chunk.columns.assign(typed.cls.size(), std::vector<Value>(n));
+    chunk.keys.resize(n);
+    for (std::size_t c = 0; c < typed.cls.size(); ++c)
+      for (std::size_t r = 0; r < n; ++r)
+        chunk.columns[c][r] = typed.take(c, r);
+    for (std::size_t r = 0; r < n; ++r)
+      chunk.keys[r] = reader_.keyAt(r);
+  }
+
+ private:
+  ChunkReader reader_;
+};
+
+class SociRowSink : public RowSink {
+ public:
+  SociRowSink(Side& side, std::vector<std::string> columns, std::vector<Cls> classes)
+      : writer_(side, std::move(columns), std::move(classes)) {}
+  void write(RowTranslator::Columns& columns) override {
+    const std::size_t n = columns.empty() ? 0 : columns.front().size();
+    auto& out = writer_.columns();
+    out.resize(n);
+    for (std::size_t c = 0; c < columns.size(); ++c)
+      for (std::size_t r = 0; r < n; ++r)
+        out.set(c, r, std::move(columns[c][r]));
+    writer_.flush();
+  }
+
+ private:
+  BulkWriter writer_;
+};
+
+/// SQLite through its own API: SOCI's SQLite backend exchanges every value as text, which
+/// costs more than the copy itself; this path reads and binds native types (and keeps the
+/// stored type, so a text value in an integer column still reaches the translator as text).
+class SqliteStatement {
+ public:
+  SqliteStatement(sqlite3* db, const std::string& sql) : db_(db) {
+    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt_, nullptr) != SQLITE_OK) {
+      throw soci::soci_error(std::string("sqlite3 prepare: ") + sqlite3_errmsg(db) + " in " + sql);
+    }
+  }
+  ~SqliteStatement() { sqlite3_finalize(stmt_); }
+  SqliteStatement(const SqliteStatement&) = delete;
+  SqliteStatement& operator=(const SqliteStatement&) = delete;
+  sqlite3_stmt* get() { return stmt_; }
+  void check(int rc) {
+    if (rc != SQLITE_OK && rc != SQLITE_ROW && rc != SQLITE_DONE)
+      throw soci::soci_error(std::string("sqlite3: ") + sqlite3_errmsg(db_));
+  }
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* stmt_ = nullptr;
+};
+
+sqlite3* nativeHandle(soci::session& sql) {
+  return static_cast<soci::sqlite3_session_backend*>(sql.get_backend())->conn_;
+}
+
+class SqliteChunkSource : public ChunkSource {
+ public:
+  SqliteChunkSource(Side& side, std::size_t key_column, int64_t chunk)
+      : columns_(side.columns.size()),
+        key_column_(key_column),
+        statement_(nativeHandle(*side.sql), chunkQuery(side, chunk)) {}
+
+  void next(int64_t after, Chunk& chunk) override {
+    sqlite3_stmt* st = statement_.get();
+    sqlite3_reset(st);
+    sqlite3_bind_int64(st, 1, after);
+    chunk.columns.assign(columns_, {});
+    chunk.keys.clear();
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+      for (std::size_t c = 0; c < columns_; ++c) {
+        const int i = static_cast<int>(c);
+        switch (sqlite3_column_type(st, i)) {
+          case SQLITE_INTEGER:
+            chunk.columns[c].emplace_back(static_cast<int64_t>(sqlite3_column_int64(st, i)));
+            break;
+          case SQLITE_FLOAT:
+            chunk.columns[c].emplace_back(sqlite3_column_double(st, i));
+            break;
+          case SQLITE_NULL:
+            chunk.columns[c].emplace_back();
+            break;
+          default:
+            chunk.columns[c].emplace_back(
+                std::string(reinterpret_cast<const char*>(sqlite3_column_text(st, i)),
+                            static_cast<std::size_t>(sqlite3_column_bytes(st, i))));
+        }
+      }
+      chunk.keys.push_back(sqlite3_column_int64(st, static_cast<int>(key_column_)));
+    }
+    statement_.check(rc);
+  }
+
+  static std::string chunkQuery(const Side& side, int64_t chunk) {
+    std::string where;
+    for (const auto& [column, value] : side.constants)
+      where += (where.empty() ? "+" : " AND +") + column + " = " + sqlLiteral(value);
+    where += (where.empty() ? "" : " AND ") + side.key + " > ?";
+    std::string list;
+    for (const auto& c : side.columns)
+      list += (list.empty() ? "" : ", ") + c;
+    return "SELECT " + list + " FROM " + side.table + " WHERE " + where + " ORDER BY " + side.key +
+           " LIMIT " + std::to_string(chunk);
+  }
+
+ private:
+  std::size_t columns_;
+  std::size_t key_column_;
+  SqliteStatement statement_;
+};
+
+class SqliteRowSink : public RowSink {
+ public:
+  SqliteRowSink(Side& side, const std::vector<std::string>& columns)
+      : statement_(nativeHandle(*side.sql), upsertSql(side, columns)) {}
+
+  void write(RowTranslator::Columns& columns) override {
+    const std::size_t n = columns.empty() ? 0 : columns.front().size();
+    sqlite3_stmt* st = statement_.get();
+    for (std::size_t r = 0; r < n; ++r) {
+      sqlite3_reset(st);
+      for (std::size_t c = 0; c < columns.size(); ++c) {
+        const int i = static_cast<int>(c) + 1;
+        const Value& v = columns[c][r];
+        if (const auto* n64 = std::get_if<int64_t>(&v)) {
+          sqlite3_bind_int64(st, i, *n64);
+        } else if (const auto* d = std::get_if<double>(&v)) {
+          sqlite3_bind_double(st, i, *d);
+        } else if (const auto* text = std::get_if<std::string>(&v)) {
+          // The value outlives the step, so SQLite need not copy it.
+          sqlite3_bind_text(st, i, text->data(), static_cast<int>(text->size()), SQLITE_STATIC);
+        } else {
+          sqlite3_bind_null(st, i);
+        }
+      }
+      statement_.check(sqlite3_step(st));
+    }
+    sqlite3_reset(st);
+  }
+
+ private:
+  SqliteStatement statement_;
 };
 
 struct State {
@@ -623,11 +809,20 @@ struct SyncEngine::Impl {
     return 0;
   }
 
-  std::unique_ptr<BulkWriter> writerFor(Side& target) {
+  std::unique_ptr<RowSink> sinkFor(Side& target) {
+    if (target.backend() == DbBackend::kSqlite3)
+      return std::make_unique<SqliteRowSink>(target, target.writeColumns());
     auto classes = classesOf(target);
     for (const auto& [column, value] : target.constants)
       classes.push_back(clsOf(value));
-    return std::make_unique<BulkWriter>(target, target.writeColumns(), std::move(classes));
+    return std::make_unique<SociRowSink>(target, target.writeColumns(), std::move(classes));
+  }
+
+  std::unique_ptr<ChunkSource> sourceFor(Side& source) {
+    if (source.backend() == DbBackend::kSqlite3)
+      return std::make_unique<SqliteChunkSource>(source, keyIndex(source), options.chunk_rows);
+    return std::make_unique<SociChunkSource>(source, classesOf(source), keyIndex(source),
+                                             options.chunk_rows);
   }
 
   Translated<Row> translate(Direction d, const Row& row) {
@@ -694,37 +889,30 @@ struct SyncEngine::Impl {
                                           (rest_where.empty() ? "" : " WHERE " + rest_where));
     const auto started = std::chrono::steady_clock::now();
     int64_t copied_now = 0;
-    ChunkReader reader(source, classesOf(source), keyIndex(source), options.chunk_rows);
-    auto writer = writerFor(target);
+    auto reader = sourceFor(source);
+    auto sink = sinkFor(target);
     const auto& fields = translator.fields();
-    const std::size_t constants_at = fields.size();
+    Chunk chunk;
     for (;;) {
-      auto& chunk = reader.next(state.last_key.value_or(std::numeric_limits<int64_t>::min()));
+      reader->next(state.last_key.value_or(std::numeric_limits<int64_t>::min()), chunk);
       const std::size_t n = chunk.rows();
       if (n == 0) break;
-      const int64_t chunk_last = reader.keyAt(n - 1);
+      const int64_t chunk_last = chunk.keys.back();
       if (state.last_key && chunk_last <= *state.last_key) {
         throw std::runtime_error("the " + source.name + " table's keys did not increase");
       }
-      RowTranslator::Columns columns(fields.size(), std::vector<Value>(n));
-      for (std::size_t c = 0; c < fields.size(); ++c)
-        for (std::size_t r = 0; r < n; ++r)
-          columns[c][r] = chunk.take(c, r);
+      auto& columns = chunk.columns;
       const auto errors = translator.translateColumns(columns, d == Direction::kForward);
-      std::size_t ok = 0;
-      for (const auto& e : errors)
-        ok += e ? 0 : 1;
-      auto& out = writer->columns();
-      out.resize(ok);
-      std::size_t k = 0;
+      RowTranslator::Columns out(fields.size() + target.constants.size());
+      for (auto& column : out)
+        column.reserve(n);
       for (std::size_t r = 0; r < n; ++r) {
         if (errors[r]) continue;
         for (std::size_t c = 0; c < fields.size(); ++c)
-          out.set(c, k, std::move(columns[c][r]));
-        std::size_t j = constants_at;
+          out[c].push_back(std::move(columns[c][r]));
+        std::size_t j = fields.size();
         for (const auto& [column, value] : target.constants)
-          out.set(j++, k, value);
-        ++k;
+          out[j++].push_back(value);
       }
       common::Transaction tx(*target.sql, target.backend(), common::Transaction::Mode::kWrite);
       *target.sql << "INSERT INTO strangler_applying (marker) VALUES (1)";
@@ -732,16 +920,16 @@ struct SyncEngine::Impl {
       // the chunk's values were translated in place).
       std::vector<int64_t> rejected;
       for (std::size_t r = 0; r < n; ++r)
-        if (errors[r]) rejected.push_back(reader.keyAt(r));
+        if (errors[r]) rejected.push_back(chunk.keys[r]);
       std::map<int64_t, Row> originals;
       for (auto& [key, row] : source.readKeys(rejected))
         originals[key] = std::move(row);
       for (std::size_t r = 0; r < n; ++r) {
         if (!errors[r]) continue;
-        deadLetter(target, d, reader.keyAt(r), errors[r]->message(), originals[reader.keyAt(r)]);
+        deadLetter(target, d, chunk.keys[r], errors[r]->message(), originals[chunk.keys[r]]);
         ++report.dead_letters;
       }
-      writer->flush();
+      sink->write(out);
       state.last_key = chunk_last;
       state.rows_copied += static_cast<int64_t>(n);
       writeState(target, d, state);
@@ -762,7 +950,7 @@ struct SyncEngine::Impl {
   }
 
   // Applies one batch of captured changes; returns how many change rows it consumed.
-  int64_t applyBatch(Direction d, State& state, RunReport& report, BulkWriter& writer) {
+  int64_t applyBatch(Direction d, State& state, RunReport& report, RowSink& sink) {
     Side& source = sourceOf(d);
     Side& target = targetOf(d);
     std::vector<int64_t> keys;
@@ -811,12 +999,12 @@ struct SyncEngine::Impl {
       translated_rows.push_back(std::move(translated.value()));
       clearDeadLetter(target, d, key);
     }
-    auto& out = writer.columns();
-    out.resize(translated_rows.size());
-    for (std::size_t r = 0; r < translated_rows.size(); ++r)
-      for (std::size_t c = 0; c < writer.names().size(); ++c)
-        out.set(c, r, translated_rows[r].at(writer.names()[c]));
-    writer.flush();
+    const auto names = target.writeColumns();
+    RowTranslator::Columns out(names.size());
+    for (auto& row : translated_rows)
+      for (std::size_t c = 0; c < names.size(); ++c)
+        out[c].push_back(std::move(row.at(names[c])));
+    sink.write(out);
     for (auto key : keys) {
       if (present.count(key)) continue;
       Int k = key;
@@ -842,9 +1030,9 @@ struct SyncEngine::Impl {
     report.direction = d;
     State state = readState(targetOf(d), d);
     if (state.phase != "stream") snapshot(d, state, report);
-    auto writer = writerFor(targetOf(d));
+    auto sink = sinkFor(targetOf(d));
     for (;;) {
-      while (applyBatch(d, state, report, *writer) > 0) {
+      while (applyBatch(d, state, report, *sink) > 0) {
         if (stop != nullptr && stop->load()) return report;
       }
       if (stop == nullptr || stop->load()) return report;

@@ -26,6 +26,9 @@ int main(int argc, char** argv) {
   cli.add_option("--workers", workers,
                  "event loop threads (default: the config's, else one per core)")
       ->check(CLI::Range(1, 256));
+  bool check_only = false;
+  cli.add_flag("--check-config", check_only,
+               "validate the config, print every error, and exit (0: valid)");
   cli.add_option("--grace-ms", grace_ms, "how long a stop waits for requests in flight")
       ->check(CLI::Range(0, 600000));
   try {
@@ -33,6 +36,17 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& error) {
     const int code = cli.exit(error);
     return code == 0 ? 0 : 2;
+  }
+
+  if (check_only) {
+    auto config = strangler::proxy::ProxyConfig::load(config_path);
+    if (!config) {
+      std::cerr << config.error().message << "\n";
+      return 1;
+    }
+    std::printf("%s: valid (%zu routes, %zu upstreams)\n", config_path.c_str(),
+                config->routes.size(), config->upstreams.size());
+    return 0;
   }
 
   ProxyOptions options;

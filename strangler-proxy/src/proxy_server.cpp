@@ -1,5 +1,6 @@
 #include "strangler/proxy/proxy_server.h"
 
+#include <http_parser.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -67,6 +68,10 @@ common::Result<std::unique_ptr<ProxyServer>> ProxyServer::start(
   std::memcpy(&address, found->ai_addr, found->ai_addrlen);
   const socklen_t length = found->ai_addrlen;
   freeaddrinfo(found);
+
+  // The parser's own cap (80 KiB by default) must not undercut limits.max_header_bytes, which
+  // the connections enforce themselves and which may be raised up to 1 MiB.
+  http_parser_set_max_header_size(2 * 1024 * 1024);
 
   std::unique_ptr<ProxyServer> server(new ProxyServer());
   server->shared_ = shared;

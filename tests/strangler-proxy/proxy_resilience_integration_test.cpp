@@ -296,6 +296,25 @@ TEST_F(ProxyResilienceTest, AdminRefusesANonLoopbackAddressWithoutAToken) {
   EXPECT_EQ(result.exit_code, 1);
 }
 
+TEST_F(ProxyResilienceTest, CheckConfigReportsEveryErrorAndExits) {
+  strangler::testing::TempDir dir;
+  const std::string path = dir.file("strangler.json");
+  std::ofstream(path) << config().dump();
+  auto result = strangler::testing::runCommand(
+      STRANGLER_PROXY_BINARY, {"--config", path, "--check-config"}, std::chrono::seconds(10));
+  EXPECT_EQ(result.exit_code, 0);
+  EXPECT_NE(result.output.find("valid (2 routes, 2 upstreams)"), std::string::npos)
+      << result.output;
+  auto broken = config();
+  broken["routes"][0]["percent"] = 150;
+  broken["routes"][0]["stage"] = "canary";
+  broken["surprise"] = true;
+  std::ofstream(path) << broken.dump();
+  result = strangler::testing::runCommand(
+      STRANGLER_PROXY_BINARY, {"--config", path, "--check-config"}, std::chrono::seconds(10));
+  EXPECT_EQ(result.exit_code, 1);
+}
+
 TEST_F(ProxyResilienceTest, AdminReportsRoutesAndMetrics) {
   ProxyProcess proxy(config());
   ASSERT_TRUE(proxy.running());

@@ -876,7 +876,10 @@ void ClientConnection::startProxy() {
     const auto* target_upstream = runtime_->upstream(chosen);
     if (target_upstream != nullptr && target_upstream->breaker &&
         !target_upstream->breaker->allow(worker_.now())) {
-      if (decision_.fallback_upstream.empty()) {
+      // In a canary both sides serve the route, and nothing was sent yet: any request may go
+      // to the monolith. Once extracted, only requests allowed to fall back may.
+      const bool canary = decision_.route->stage == Stage::kCanary;
+      if (decision_.fallback_upstream.empty() && !canary) {
         upstream_name_ = chosen;
         respondError(503, "circuit_open",
                      "upstream '" + chosen + "' is failing; its circuit is open");
@@ -885,8 +888,8 @@ void ClientConnection::startProxy() {
       fell_back_ = true;
       worker_.shared().metrics.recordFallback(worker_.index(), decision_.route->name,
                                               "circuit_open");
-      chosen = decision_.fallback_upstream;
-      path = decision_.fallback_path;
+      chosen = runtime_->config->default_upstream;
+      path = normalized->path;
     }
   }
   dispatch(chosen, path, true);

@@ -121,6 +121,26 @@ TEST_F(ProxyResilienceTest, FiveHundredsFallBackAndOpenTheCircuit) {
 }
 
 // The target is a real process, killed with SIGKILL while traffic flows, then restarted.
+TEST_F(ProxyResilienceTest, OpenCircuitSendsCanaryTrafficToTheMonolith) {
+  json cfg = config(3, 60000);
+  cfg["routes"].push_back({{"name", "trial"},
+                           {"match", {{"path", "/api/trial/**"}}},
+                           {"target", "service"},
+                           {"stage", "canary"},
+                           {"percent", 99}});
+  ProxyProcess proxy(cfg);
+  ASSERT_TRUE(proxy.running());
+  service_.status = 500;
+  std::vector<int> statuses;
+  for (int i = 0; i < 20; ++i)
+    statuses.push_back(proxy.request("POST", "/api/trial/" + std::to_string(i), "{}").status);
+  // Without fallback the target's 500s reach the client until the circuit opens; then every
+  // request, POST included, is served by the monolith.
+  for (int i = 10; i < 20; ++i)
+    EXPECT_EQ(statuses[static_cast<size_t>(i)], 200) << i;
+  EXPECT_EQ(service_.count(), 3u);
+}
+
 TEST_F(ProxyResilienceTest, BackendKilledMidTestFallbackServesThenRecovers) {
   auto startBackend = [](uint16_t port) {
     auto backend = strangler::testing::ChildProcess::start(

@@ -1,0 +1,720 @@
+#include "client_connection.h"
+
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+
+#include <nlohmann/json.hpp>
+
+#include "http_util.h"
+#include "strangler/proxy/path_normalizer.h"
+
+namespace strangler::proxy {
+namespace {
+
+constexpr size_t kMaxPendingOutput = 1024 * 1024;  // stop reading the upstream beyond this
+constexpr size_t kMaxPipelinedInput = 256 * 1024;  // stop reading the client beyond this
+constexpr const char* kVia = "1.1 strangler";
+
+}  // namespace
+
+const http_parser_settings& ClientConnection::settings() {
+  static const http_parser_settings kSettings = [] {
+    http_parser_settings s{};
+    s.on_message_begin = &ClientConnection::onMessageBegin;
+    s.on_url = &ClientConnection::onUrl;
+    s.on_header_field = &ClientConnection::onHeaderField;
+    s.on_header_value = &ClientConnection::onHeaderValue;
+    s.on_headers_complete = &ClientConnection::onHeadersComplete;
+    s.on_body = &ClientConnection::onBody;
+    s.on_message_complete = &ClientConnection::onMessageComplete;
+    return s;
+  }();
+  return kSettings;
+}
+
+int ClientConnection::idleTimeoutMs() const {
+  auto runtime = const_cast<Worker&>(worker_).runtime();
+  return runtime->config->limits.idle_timeout_ms;
+}
+
+int ClientConnection::onMessageBegin(http_parser* parser) {
+  auto* self = static_cast<ClientConnection*>(parser->data);
+  self->message_started_ = true;
+  self->message_done_ = false;
+  self->reading_body_ = false;
+  self->header_value_last_ = false;
+  self->header_bytes_ = 0;
+  self->error_status_ = 0;
+  self->method_.clear();
+  self->url_.clear();
+  self->headers_.clear();
+  self->body_.clear();
+  self->had_body_framing_ = false;
+  self->started_ = self->worker_.now();
+  self->runtime_ = self->worker_.runtime();
+  self->deadline_ =
+      self->started_ + std::chrono::milliseconds(self->runtime_->config->limits.header_timeout_ms);
+  return 0;
+}
+
+int ClientConnection::onUrl(http_parser* parser, const char* at, size_t length) {
+  auto* self = static_cast<ClientConnection*>(parser->data);
+  self->url_.append(at, length);
+  self->header_bytes_ += length;
+  if (self->header_bytes_ > static_cast<size_t>(self->runtime_->config->limits.max_header_bytes)) {
+    self->error_status_ = 431;
+    return 1;
+  }
+  return 0;
+}
+
+int ClientConnection::onHeaderField(http_parser* parser, const char* at, size_t length) {
+  auto* self = static_cast<ClientConnection*>(parser->data);
+  if (self->headers_.empty() || self->header_value_last_) self->headers_.emplace_back();
+  self->header_value_last_ = false;
+  self->headers_.back().first.append(at, length);
+  self->header_bytes_ += length + 4;
+  if (self->header_bytes_ > static_cast<size_t>(self->runtime_->config->limits.max_header_bytes)) {
+    self->error_status_ = 431;
+    return 1;
+  }
+  return 0;
+}
+
+int ClientConnection::onHeaderValue(http_parser* parser, const char* at, size_t length) {
+  auto* self = static_cast<ClientConnection*>(parser->data);
+  if (self->headers_.empty()) return 1;
+  self->header_value_last_ = true;
+  self->headers_.back().second.append(at, length);
+  self->header_bytes_ += length;
+  if (self->header_bytes_ > static_cast<size_t>(self->runtime_->config->limits.max_header_bytes)) {
+    self->error_status_ = 431;
+    return 1;
+  }
+  return 0;
+}
+
+int ClientConnection::onHeadersComplete(http_parser* parser) {
+  auto* self = static_cast<ClientConnection*>(parser->data);
+  // The parser may be built lenient about field names; a name that is not an RFC 9110 token
+  // ("Transfer-Encoding :", "Bad Header") could be read differently upstream, so refuse it.
+  for (const auto& [name, value] : self->headers_) {
+    if (!isToken(name)) {
+      self->error_status_ = 400;
+      return -1;  // not 1: that would mean "no body", not "error"
+    }
+  }
+  self->method_ = http_method_str(static_cast<http_method>(parser->method));
+  self->http_minor_ = parser->http_major == 1 ? parser->http_minor : 0;
+  self->had_body_framing_ = (parser->flags & (F_CHUNKED | F_CONTENTLENGTH)) != 0;
+  const auto& limits = self->runtime_->config->limits;
+  if ((parser->flags & F_CONTENTLENGTH) &&
+      parser->content_length > static_cast<uint64_t>(limits.max_body_bytes)) {
+    self->error_status_ = 413;
+    return -1;  // not 1: that would mean "no body", not "error"
+  }
+  // Body reads get the idle timeout between reads rather than the head's deadline.
+  self->reading_body_ = true;
+  self->deadline_ = self->worker_.now() + std::chrono::milliseconds(limits.idle_timeout_ms);
+  if (self->had_body_framing_ && (parser->content_length > 0 || (parser->flags & F_CHUNKED))) {
+    if (auto expect = findHeader(self->headers_, "expect");
+        expect && iequals(*expect, "100-continue")) {
+      self->queue("HTTP/1.1 100 Continue\r\n\r\n");
+    }
+  }
+  return 0;
+}
+
+int ClientConnection::onBody(http_parser* parser, const char* at, size_t length) {
+  auto* self = static_cast<ClientConnection*>(parser->data);
+  if (self->body_.size() + length >
+      static_cast<size_t>(self->runtime_->config->limits.max_body_bytes)) {
+    self->error_status_ = 413;
+    return 1;
+  }
+  self->body_.append(at, length);
+  return 0;
+}
+
+int ClientConnection::onMessageComplete(http_parser* parser) {
+  auto* self = static_cast<ClientConnection*>(parser->data);
+  self->message_done_ = true;
+  self->keep_alive_ = http_should_keep_alive(parser) != 0;
+  http_parser_pause(parser, 1);
+  return 0;
+}
+
+void ClientConnection::onEvents(uint32_t events) {
+  if (closed) return;
+  if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) hangup = true;
+  if (events & EPOLLOUT) flush();
+  if (closed) return;
+  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP)) {
+    readAll();
+    if (closed) return;
+    processInput();
+  }
+}
+
+void ClientConnection::readAll() {
+  char buffer[kReadChunk];
+  while (!closed && !peer_closed_) {
+    if (state_ != State::kReading && in_.size() - in_pos_ > kMaxPipelinedInput) {
+      read_paused_ = true;  // resumed once the request in flight is done
+      return;
+    }
+    const ssize_t n = ::recv(fd, buffer, sizeof buffer, 0);
+    if (n > 0) {
+      in_.append(buffer, static_cast<size_t>(n));
+      // A body may take long to upload; what must not happen is a long silence.
+      if (reading_body_) deadline_ = worker_.now() + std::chrono::milliseconds(idleTimeoutMs());
+      if (static_cast<size_t>(n) < sizeof buffer && !hangup) return;  // drained (edge-triggered)
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    if (n < 0) {
+      worker_.closeClient(this);
+      return;
+    }
+    peer_closed_ = true;  // may be a half-close after the request: still answer it
+  }
+}
+
+void ClientConnection::processInput() {
+  if (in_process_input_) return;  // the outer call's loop picks up the next request
+  in_process_input_ = true;
+  processLoop();
+  in_process_input_ = false;
+}
+
+void ClientConnection::processLoop() {
+  while (!closed && state_ == State::kReading) {
+    if (in_pos_ < in_.size()) {
+      const size_t parsed =
+          http_parser_execute(&parser_, &settings(), in_.data() + in_pos_, in_.size() - in_pos_);
+      in_pos_ += parsed;
+      const auto error = HTTP_PARSER_ERRNO(&parser_);
+      if (error == HPE_PAUSED) {
+        http_parser_pause(&parser_, 0);
+      } else if (error != HPE_OK) {
+        if (error_status_ == 400) {
+          respondError(400, "bad_request", "malformed request: invalid header field name");
+        } else if (error_status_ == 413) {
+          respondError(413, "body_too_large", "request body exceeds limits.max_body_bytes");
+        } else if (error_status_ == 431 || error == HPE_HEADER_OVERFLOW) {
+          respondError(431, "headers_too_large", "request header fields are too large");
+        } else {
+          respondError(400, "bad_request",
+                       std::string("malformed request: ") + http_errno_description(error));
+        }
+        return;
+      }
+    }
+    if (in_pos_ == in_.size()) {
+      in_.clear();
+      in_pos_ = 0;
+    }
+    if (message_done_) {
+      startProxy();
+      continue;
+    }
+    if (peer_closed_) {
+      if (message_started_) {
+        respondError(400, "bad_request", "connection closed in the middle of a request");
+      } else {
+        worker_.closeClient(this);
+      }
+      return;
+    }
+    if (out_pos_ < out_.size()) flush();  // an interim "100 Continue" the client waits for
+    return;
+  }
+}
+
+bool ClientConnection::checkDeadline(Worker::Clock::time_point now) {
+  if (closed || state_ != State::kReading || now < deadline_) return false;
+  if (message_started_ && !message_done_) {
+    respondError(408, "request_timeout", "the request did not arrive in time");
+  } else {
+    worker_.closeClient(this);
+  }
+  return true;
+}
+
+void ClientConnection::onStop() {
+  if (closed) return;
+  if (state_ == State::kReading && !message_started_) worker_.closeClient(this);
+}
+
+// ClientConnection: proxying
+
+void ClientConnection::startProxy() {
+  state_ = State::kProxying;
+  message_started_ = false;
+  message_done_ = false;
+  worker_.shared().active_requests.fetch_add(1, std::memory_order_relaxed);
+  fell_back_ = false;
+  retried_stale_ = false;
+  response_started_ = false;
+  chunked_out_ = false;
+  close_after_ = !keep_alive_ || worker_.stopping();
+  status_ = 0;
+  response_bytes_ = 0;
+  tried_.clear();
+  decision_ = Decision{};
+
+  if (parser_.upgrade) {
+    // Upgrades (WebSocket, CONNECT) are not proxied; the parser stopped at this message.
+    close_after_ = true;
+    if (method_ == "CONNECT") {
+      respondError(405, "method_not_allowed", "CONNECT is not supported");
+      return;
+    }
+  }
+  size_t hosts = 0;
+  std::string host;
+  for (const auto& [name, value] : headers_) {
+    if (iequals(name, "host")) {
+      ++hosts;
+      host = value;
+    }
+  }
+  if (hosts > 1 || (hosts == 0 && http_minor_ >= 1)) {
+    respondError(400, "bad_request", "a request needs exactly one Host header");
+    return;
+  }
+  std::string_view target(url_);
+  if (startsWithIgnoreCase(target, "http://") || startsWithIgnoreCase(target, "https://")) {
+    // absolute-form: route on its path (the Host header still names the authority)
+    const size_t authority = target.find("//") + 2;
+    const size_t slash = target.find('/', authority);
+    target = slash == std::string_view::npos ? std::string_view("/") : target.substr(slash);
+  }
+  auto normalized = normalizeTarget(target);
+  if (!normalized) {
+    respondError(400, "bad_path", normalized.error().message);
+    return;
+  }
+  query_ = normalized->query;
+  has_query_ = normalized->has_query;
+  decision_ =
+      runtime_->router->decide(RequestView{method_, normalized->path, &headers_}, worker_.random());
+
+  // Headers for the upstream: end-to-end ones as received, then the proxy's own.
+  std::string forwarded_for;
+  std::string via;
+  forwarded_headers_.clear();
+  for (const auto& [name, value] : headers_) {
+    if (iequals(name, "x-forwarded-for")) {
+      forwarded_for += (forwarded_for.empty() ? "" : ", ") + value;
+      continue;
+    }
+    if (iequals(name, "via")) {
+      via += (via.empty() ? "" : ", ") + value;
+      continue;
+    }
+    if (isHopByHop(name) || startsWithIgnoreCase(name, "x-strangler-") || iequals(name, "host") ||
+        iequals(name, "x-forwarded-proto") || iequals(name, "x-forwarded-host") ||
+        namedByConnection(headers_, name)) {
+      continue;
+    }
+    addHeader(name, value);
+  }
+  forwarded_for += (forwarded_for.empty() ? "" : ", ") + peer_;
+  via += (via.empty() ? "" : ", ") + std::string(kVia);
+  addHeader("X-Forwarded-For", forwarded_for);
+  addHeader("X-Forwarded-Proto", "http");
+  if (!host.empty()) addHeader("X-Forwarded-Host", host);
+  addHeader("Via", via);
+  if (!host.empty()) addHeader("Host", host);
+  if (!body_.empty() || had_body_framing_ || method_ == "POST" || method_ == "PUT" ||
+      method_ == "PATCH") {
+    addHeader("Content-Length", std::to_string(body_.size()));
+  }
+
+  if (decision_.shadow && decision_.route != nullptr) {
+    ShadowRequest copy;
+    copy.route = decision_.route->name;
+    copy.target = decision_.route->target;
+    copy.method = method_;
+    copy.path = decision_.path;
+    copy.query = query_;
+    copy.headers = headers_;
+    copy.body = body_;
+    worker_.shared().shadow->offer(std::move(copy));
+  }
+
+  std::string chosen = decision_.upstream;
+  std::string path = decision_.path;
+  if (decision_.to_target) {
+    const auto* target_upstream = runtime_->upstream(chosen);
+    if (target_upstream != nullptr && target_upstream->breaker &&
+        !target_upstream->breaker->allow(worker_.now())) {
+      // In a canary both sides serve the route, and nothing was sent yet: any request may go
+      // to the monolith. Once extracted, only requests allowed to fall back may.
+      const bool canary = decision_.route->stage == Stage::kCanary;
+      if (decision_.fallback_upstream.empty() && !canary) {
+        upstream_name_ = chosen;
+        respondError(503, "circuit_open",
+                     "upstream '" + chosen + "' is failing; its circuit is open");
+        return;
+      }
+      fell_back_ = true;
+      worker_.shared().metrics.recordFallback(worker_.index(), decision_.route->name,
+                                              "circuit_open");
+      chosen = runtime_->config->default_upstream;
+      path = normalized->path;
+    }
+  }
+  dispatch(chosen, path, true);
+}
+
+void ClientConnection::addHeader(std::string_view name, std::string_view value) {
+  forwarded_headers_.append(name);
+  forwarded_headers_ += ": ";
+  forwarded_headers_.append(value);
+  forwarded_headers_ += "\r\n";
+}
+
+std::string ClientConnection::buildRequest(const std::string& path) const {
+  std::string request;
+  request.reserve(method_.size() + path.size() + query_.size() + forwarded_headers_.size() +
+                  body_.size() + 32);
+  request += method_;
+  request += ' ';
+  request += path;
+  if (has_query_) {
+    request += '?';
+    request += query_;
+  }
+  request += " HTTP/1.1\r\n";
+  request += forwarded_headers_;
+  request += "\r\n";
+  request += body_;
+  return request;
+}
+
+bool ClientConnection::sentToTarget() const {
+  return decision_.to_target && !fell_back_ && upstream_name_ == decision_.upstream;
+}
+
+void ClientConnection::dispatch(const std::string& upstream_name, const std::string& path,
+                                bool reset_tries) {
+  const RuntimeUpstream* target = runtime_->upstream(upstream_name);
+  if (target == nullptr || target->endpoints.empty()) {
+    respondError(502, "no_upstream", "upstream '" + upstream_name + "' is not defined");
+    return;
+  }
+  if (reset_tries) tried_.clear();
+  if (upstream_name != upstream_name_ || path != upstream_path_ || request_bytes_.empty()) {
+    upstream_name_ = upstream_name;
+    upstream_path_ = path;
+    request_bytes_ = buildRequest(path);
+  }
+  // Round robin, skipping ejected endpoints and ones this request already failed on.
+  const auto now_ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(worker_.now().time_since_epoch())
+          .count();
+  const size_t count = target->endpoints.size();
+  const uint64_t start = target->round_robin->fetch_add(1, std::memory_order_relaxed);
+  std::shared_ptr<EndpointState> chosen;
+  std::shared_ptr<EndpointState> ejected_choice;
+  for (size_t i = 0; i < count; ++i) {
+    const auto& endpoint = target->endpoints[(start + i) % count];
+    if (std::find(tried_.begin(), tried_.end(), endpoint.get()) != tried_.end()) continue;
+    if (endpoint->ejected_until_ns.load(std::memory_order_relaxed) > now_ns) {
+      if (!ejected_choice) ejected_choice = endpoint;
+      continue;
+    }
+    chosen = endpoint;
+    break;
+  }
+  if (!chosen) chosen = ejected_choice;  // all ejected: try one anyway rather than fail blind
+  if (!chosen) {
+    onUpstreamFailure(nullptr, "connect");
+    return;
+  }
+  tried_.push_back(chosen.get());
+  bool reused = false;
+  UpstreamConnection* connection =
+      worker_.acquire(chosen, target->config->max_idle_connections, reused);
+  if (connection == nullptr) {
+    onUpstreamFailure(nullptr, "connect");
+    return;
+  }
+  upstream = connection;
+  connection->begin(this, request_bytes_, std::chrono::milliseconds(target->config->timeout_ms),
+                    std::chrono::milliseconds(target->config->connect_timeout_ms),
+                    method_ == "HEAD");
+}
+
+ClientConnection::HeadVerdict ClientConnection::onResponseHead(UpstreamConnection& from) {
+  const RuntimeUpstream* current = runtime_->upstream(upstream_name_);
+  const bool to_target = sentToTarget();
+  if (to_target && current != nullptr && current->breaker) {
+    if (from.status >= 500) {
+      current->breaker->onFailure(worker_.now());
+    } else {
+      current->breaker->onSuccess();
+    }
+  }
+  if (from.status >= 500)
+    worker_.shared().metrics.recordUpstreamError(worker_.index(), upstream_name_, "5xx");
+  if (to_target && from.status >= 500 && !decision_.fallback_upstream.empty())
+    return HeadVerdict::kAbandon;
+
+  status_ = from.status;
+  response_started_ = true;
+  const bool no_body = method_ == "HEAD" || from.status == 204 || from.status == 304;
+  const bool delimited_by_close = !from.chunked && !from.has_content_length && !no_body;
+  chunked_out_ = false;
+  if ((from.chunked || delimited_by_close) && !no_body) {
+    if (http_minor_ >= 1) {
+      chunked_out_ = true;
+    } else {
+      close_after_ = true;  // an HTTP/1.0 client reads to the close
+    }
+  }
+  if (worker_.stopping()) close_after_ = true;
+
+  std::string head;
+  head.reserve(512);
+  head += "HTTP/1.1 ";
+  head += std::to_string(from.status);
+  head += ' ';
+  head += from.reason.empty() ? reasonPhrase(from.status) : from.reason;
+  head += "\r\n";
+  for (const auto& [name, value] : from.headers) {
+    if (iequals(name, "content-length")) {
+      if (from.chunked || chunked_out_) continue;
+    } else if (isHopByHop(name) || namedByConnection(from.headers, name)) {
+      continue;
+    }
+    if (iequals(name, "x-strangler-route") || iequals(name, "x-strangler-upstream")) continue;
+    head += name;
+    head += ": ";
+    head += value;
+    head += "\r\n";
+  }
+  if (chunked_out_) head += "Transfer-Encoding: chunked\r\n";
+  if (runtime_->config->debug_headers) {
+    head += "X-Strangler-Route: ";
+    head += decision_.route != nullptr ? decision_.route->name : "-";
+    head += "\r\nX-Strangler-Upstream: ";
+    head += upstream_name_;
+    head += "\r\n";
+  }
+  if (close_after_) {
+    head += "Connection: close\r\n";
+  } else if (http_minor_ == 0) {
+    head += "Connection: keep-alive\r\n";
+  }
+  head += "\r\n";
+  queue(head);  // sent with the first body bytes, after this read is parsed (relayed())
+  return no_body ? HeadVerdict::kRelayNoBody : HeadVerdict::kRelay;
+}
+
+void ClientConnection::onResponseBody(const char* data, size_t length) {
+  if (closed || length == 0) return;
+  response_bytes_ += length;
+  if (chunked_out_) {
+    char size_line[24];
+    const int n = std::snprintf(size_line, sizeof size_line, "%zx\r\n", length);
+    queue(std::string_view(size_line, static_cast<size_t>(n)));
+    queue(std::string_view(data, length));
+    queue("\r\n");
+  } else {
+    queue(std::string_view(data, length));
+  }
+}
+
+void ClientConnection::relayed() {
+  if (closed || out_pos_ >= out_.size()) return;
+  flush();
+  if (!closed && upstream != nullptr && out_.size() - out_pos_ > kMaxPendingOutput) {
+    upstream->pauseReading();
+  }
+}
+
+void ClientConnection::onResponseComplete(UpstreamConnection&) {
+  upstream = nullptr;
+  if (closed) return;
+  if (chunked_out_) queue("0\r\n\r\n");
+  finishExchange(status_);
+}
+
+void ClientConnection::onAbandoned(UpstreamConnection&) {
+  upstream = nullptr;
+  if (closed) return;
+  fell_back_ = true;
+  worker_.shared().metrics.recordFallback(
+      worker_.index(), decision_.route != nullptr ? decision_.route->name : "-", "5xx");
+  dispatch(decision_.fallback_upstream, decision_.fallback_path, true);
+}
+
+void ClientConnection::onUpstreamFailure(UpstreamConnection* from, const char* kind) {
+  upstream = nullptr;
+  if (closed) return;
+  const std::string_view what(kind);
+  worker_.shared().metrics.recordUpstreamError(worker_.index(), upstream_name_, what);
+  if (response_started_) {
+    // Part of the response is already with the client: the only honest signal left is to
+    // cut the connection.
+    status_ = 502;
+    close_after_ = true;
+    worker_.closeClient(this);
+    return;
+  }
+  const bool connect_failed = what == "connect" || what == "connect_timeout";
+  if (connect_failed && from != nullptr) {
+    const RuntimeUpstream* current = runtime_->upstream(upstream_name_);
+    const int eject_ms = current != nullptr ? current->config->eject_ms : 0;
+    if (eject_ms > 0) {
+      const auto until = worker_.now() + std::chrono::milliseconds(eject_ms);
+      from->endpoint->ejected_until_ns.store(
+          std::chrono::duration_cast<std::chrono::nanoseconds>(until.time_since_epoch()).count(),
+          std::memory_order_relaxed);
+    }
+  }
+  // Nothing was sent, or a kept-alive connection was closed under us before answering:
+  // another endpoint (or a fresh connection) can take the request safely.
+  const RuntimeUpstream* current = runtime_->upstream(upstream_name_);
+  if (connect_failed && current != nullptr && tried_.size() < current->endpoints.size()) {
+    dispatch(upstream_name_, upstream_path_, false);
+    return;
+  }
+  const bool stale = from != nullptr && from->bytes_received == 0 &&
+                     (what == "closed" || what == "reset" || what == "send");
+  // A failed write means the upstream never got the whole request, so even a non-idempotent
+  // one can be sent again.
+  if (stale && !retried_stale_ && (isIdempotent(method_) || what == "send")) {
+    retried_stale_ = true;
+    tried_.clear();
+    dispatch(upstream_name_, upstream_path_, false);
+    return;
+  }
+  if (sentToTarget() && current != nullptr && current->breaker)
+    current->breaker->onFailure(worker_.now());
+  if (sentToTarget() && !decision_.fallback_upstream.empty()) {
+    fell_back_ = true;
+    worker_.shared().metrics.recordFallback(worker_.index(), decision_.route->name, kind);
+    dispatch(decision_.fallback_upstream, decision_.fallback_path, true);
+    return;
+  }
+  const bool timed_out = what == "timeout" || what == "connect_timeout";
+  respondError(timed_out ? 504 : 502, timed_out ? "upstream_timeout" : "upstream_unavailable",
+               "upstream '" + upstream_name_ + "' " +
+                   (timed_out ? std::string("did not answer in time")
+                              : "failed (" + std::string(kind) + ")"));
+}
+
+void ClientConnection::respondError(int status, const std::string& code,
+                                    const std::string& message) {
+  const bool in_exchange = state_ == State::kProxying;
+  if (!in_exchange) {
+    // A request that could not be read: the stream cannot be trusted past this point.
+    close_after_ = true;
+    worker_.shared().active_requests.fetch_add(1, std::memory_order_relaxed);
+    state_ = State::kProxying;
+  }
+  if (status == 400 || status == 408 || status == 413 || status == 431) close_after_ = true;
+  if (worker_.stopping()) close_after_ = true;
+  const std::string body = jsonError(code, message);
+  std::string head = "HTTP/1.1 " + std::to_string(status) + " " + reasonPhrase(status) + "\r\n";
+  head +=
+      "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
+  if (runtime_ && runtime_->config->debug_headers && in_exchange) {
+    head += "X-Strangler-Route: ";
+    head += decision_.route != nullptr ? decision_.route->name : "-";
+    head += "\r\nX-Strangler-Upstream: ";
+    head += upstream_name_.empty() ? "-" : upstream_name_;
+    head += "\r\n";
+  }
+  if (close_after_) head += "Connection: close\r\n";
+  head += "\r\n";
+  queue(head);
+  if (method_ != "HEAD" || !in_exchange) queue(body);
+  status_ = status;
+  response_started_ = true;
+  finishExchange(status);
+}
+
+void ClientConnection::finishExchange(int status) {
+  auto& shared = worker_.shared();
+  shared.active_requests.fetch_sub(1, std::memory_order_relaxed);
+  const double seconds = std::chrono::duration<double>(worker_.now() - started_).count();
+  const std::string route = decision_.route != nullptr ? decision_.route->name : "";
+  const std::string& upstream_name = upstream_name_.empty() ? std::string("-") : upstream_name_;
+  if (runtime_)
+    shared.metrics.recordRequest(worker_.index(), route, upstream_name, status, seconds);
+  if (shared.access_log) {
+    nlohmann::json line = {
+        {"time_ms", std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::system_clock::now().time_since_epoch())
+                        .count()},
+        {"client", peer_},
+        {"method", method_},
+        {"target", url_},
+        {"status", status},
+        {"route", route.empty() ? nlohmann::json(nullptr) : nlohmann::json(route)},
+        {"upstream", upstream_name},
+        {"fallback", fell_back_},
+        {"bytes", response_bytes_},
+        {"duration_ms", seconds * 1000.0}};
+    shared.access_log->write(line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  }
+  runtime_.reset();
+  reading_body_ = false;
+  upstream_name_.clear();
+  upstream_path_.clear();
+  request_bytes_.clear();
+  body_.clear();
+  if (close_after_ || worker_.stopping() || (peer_closed_ && in_pos_ >= in_.size())) {
+    state_ = State::kClosing;
+    flush();
+    return;
+  }
+  state_ = State::kReading;
+  deadline_ = worker_.now() + std::chrono::milliseconds(idleTimeoutMs());
+  flush();
+  if (closed) return;
+  if (read_paused_) {
+    read_paused_ = false;
+    readAll();
+  }
+  // Pipelined requests already buffered are handled by the caller's loop (processInput) or here.
+  if (!closed && in_pos_ < in_.size()) processInput();
+}
+
+void ClientConnection::queue(std::string_view bytes) {
+  out_.append(bytes);
+}
+
+void ClientConnection::flush() {
+  while (out_pos_ < out_.size()) {
+    const ssize_t n = ::send(fd, out_.data() + out_pos_, out_.size() - out_pos_, MSG_NOSIGNAL);
+    if (n > 0) {
+      out_pos_ += static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    worker_.closeClient(this);
+    return;
+  }
+  out_.clear();
+  out_pos_ = 0;
+  if (state_ == State::kClosing) {
+    ::shutdown(fd, SHUT_WR);
+    worker_.closeClient(this);
+    return;
+  }
+  if (upstream != nullptr) upstream->resumeReading();
+}
+
+}  // namespace strangler::proxy

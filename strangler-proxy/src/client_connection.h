@@ -1,0 +1,122 @@
+#pragma once
+
+#include <http_parser.h>
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "upstream_connection.h"
+#include "worker.h"
+
+namespace strangler::proxy {
+
+/// A client connection: parses requests (one at a time; pipelined ones wait), routes them and
+/// relays the upstream's response.
+class ClientConnection : public Pollable {
+ public:
+  enum class State { kReading, kProxying, kClosing };
+  /// What the connection does with an upstream's response head.
+  enum class HeadVerdict { kRelay, kRelayNoBody, kAbandon };
+
+  ClientConnection(Worker& worker, int client_fd, std::string peer)
+      : worker_(worker), peer_(std::move(peer)) {
+    fd = client_fd;
+    http_parser_init(&parser_, HTTP_REQUEST);
+    parser_.data = this;
+    deadline_ = worker_.now() + std::chrono::milliseconds(idleTimeoutMs());
+  }
+
+  void onEvents(uint32_t events) override;
+  bool checkDeadline(Worker::Clock::time_point now);
+  /// The loop is stopping: closes the connection now unless a request is in flight.
+  void onStop();
+
+  // Called by the upstream connection.
+  HeadVerdict onResponseHead(UpstreamConnection& upstream);
+  void onResponseBody(const char* data, size_t length);
+  /// Sends what the last parsed upstream read produced (one send per read, not per piece).
+  void relayed();
+  void onResponseComplete(UpstreamConnection& upstream);
+  void onUpstreamFailure(UpstreamConnection* upstream, const char* kind);
+  void onAbandoned(UpstreamConnection& upstream);
+
+  /// True while a request is being proxied or answered.
+  bool inExchange() const { return state_ == State::kProxying; }
+
+  UpstreamConnection* upstream = nullptr;
+
+ private:
+  static int onMessageBegin(http_parser* parser);
+  static int onUrl(http_parser* parser, const char* at, size_t length);
+  static int onHeaderField(http_parser* parser, const char* at, size_t length);
+  static int onHeaderValue(http_parser* parser, const char* at, size_t length);
+  static int onHeadersComplete(http_parser* parser);
+  static int onBody(http_parser* parser, const char* at, size_t length);
+  static int onMessageComplete(http_parser* parser);
+  static const http_parser_settings& settings();
+
+  int idleTimeoutMs() const;
+  void readAll();
+  void processInput();
+  void processLoop();
+  void startProxy();
+  void dispatch(const std::string& upstream_name, const std::string& path, bool reset_tries);
+  std::string buildRequest(const std::string& path) const;
+  void respondError(int status, const std::string& code, const std::string& message);
+  void finishExchange(int status);
+  void flush();
+  void queue(std::string_view bytes);
+  void addHeader(std::string_view name, std::string_view value);
+  bool sentToTarget() const;
+
+  Worker& worker_;
+  std::string peer_;
+  http_parser parser_{};
+  std::string in_;
+  size_t in_pos_ = 0;
+  bool read_paused_ = false;
+  bool peer_closed_ = false;
+  bool in_process_input_ = false;
+  std::string out_;
+  size_t out_pos_ = 0;
+  State state_ = State::kReading;
+  Worker::Clock::time_point deadline_;
+
+  // The request being read or proxied.
+  bool message_started_ = false;
+  bool message_done_ = false;
+  bool reading_body_ = false;
+  bool header_value_last_ = false;
+  size_t header_bytes_ = 0;
+  int error_status_ = 0;
+  std::string method_;
+  std::string url_;
+  HeaderList headers_;
+  std::string body_;
+  bool had_body_framing_ = false;
+  bool keep_alive_ = true;
+  int http_minor_ = 1;
+  std::shared_ptr<const Runtime> runtime_;
+  Decision decision_;
+  std::string query_;
+  bool has_query_ = false;
+  std::string forwarded_headers_;
+  Worker::Clock::time_point started_;
+
+  // The exchange with the upstream.
+  std::string upstream_name_;
+  std::string upstream_path_;
+  std::string request_bytes_;
+  std::vector<EndpointState*> tried_;
+  bool retried_stale_ = false;
+  bool fell_back_ = false;
+  bool response_started_ = false;
+  bool chunked_out_ = false;
+  bool close_after_ = false;
+  int status_ = 0;
+  uint64_t response_bytes_ = 0;
+};
+
+}  // namespace strangler::proxy

@@ -1,0 +1,70 @@
+#include "http_util.h"
+
+#include <strings.h>
+
+#include <nlohmann/json.hpp>
+
+namespace strangler::proxy {
+
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && strncasecmp(a.data(), b.data(), a.size()) == 0;
+}
+
+bool startsWithIgnoreCase(std::string_view text, std::string_view prefix) {
+  return text.size() >= prefix.size() &&
+         strncasecmp(text.data(), prefix.data(), prefix.size()) == 0;
+}
+
+bool isToken(std::string_view text) {
+  if (text.empty()) return false;
+  for (const unsigned char c : text) {
+    const bool ok =
+        (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+        std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) != std::string_view::npos;
+    if (!ok) return false;
+  }
+  return true;
+}
+
+// Headers that describe one connection, not the message (RFC 9110 7.6.1), plus framing
+// headers the proxy sets itself.
+bool isHopByHop(std::string_view name) {
+  static constexpr std::string_view kNames[] = {
+      "connection",        "keep-alive", "proxy-connection", "te",     "trailer",
+      "transfer-encoding", "upgrade",    "content-length",   "expect", "http2-settings"};
+  for (const auto hop : kNames) {
+    if (iequals(name, hop)) return true;
+  }
+  return false;
+}
+
+// True when `name` is listed in one of the Connection headers (those are hop-by-hop too).
+bool namedByConnection(const HeaderList& headers, std::string_view name) {
+  for (const auto& [field, value] : headers) {
+    if (!iequals(field, "connection")) continue;
+    std::string_view rest(value);
+    while (!rest.empty()) {
+      const size_t comma = rest.find(',');
+      std::string_view token = rest.substr(0, comma);
+      while (!token.empty() && (token.front() == ' ' || token.front() == '\t'))
+        token.remove_prefix(1);
+      while (!token.empty() && (token.back() == ' ' || token.back() == '\t'))
+        token.remove_suffix(1);
+      if (iequals(token, name)) return true;
+      if (comma == std::string_view::npos) break;
+      rest.remove_prefix(comma + 1);
+    }
+  }
+  return false;
+}
+
+std::string jsonError(const std::string& code, const std::string& message) {
+  return nlohmann::json{{"error", code}, {"message", message}}.dump();
+}
+
+const char* reasonPhrase(int status) {
+  const char* text = http_status_str(static_cast<http_status>(status));
+  return text == nullptr ? "Unknown" : text;
+}
+
+}  // namespace strangler::proxy

@@ -1,0 +1,34 @@
+#pragma once
+
+// Small HTTP helpers shared by the data path's connections (private to strangler_proxy).
+
+#include <http_parser.h>
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+#include "strangler/proxy/router.h"
+
+namespace strangler::proxy {
+
+/// Bytes read from a socket at a time.
+inline constexpr size_t kReadChunk = 16 * 1024;
+
+/// Case-insensitive equality (header names).
+bool iequals(std::string_view a, std::string_view b);
+/// Case-insensitive prefix test.
+bool startsWithIgnoreCase(std::string_view text, std::string_view prefix);
+/// True for an RFC 9110 token (a valid header field name).
+bool isToken(std::string_view text);
+/// True for headers that describe one connection, not the message (plus framing headers the
+/// proxy sets itself).
+bool isHopByHop(std::string_view name);
+/// True when `name` is listed in one of the Connection headers (hop-by-hop as well).
+bool namedByConnection(const HeaderList& headers, std::string_view name);
+/// The JSON body of an error answer: {"error": code, "message": message}.
+std::string jsonError(const std::string& code, const std::string& message);
+/// The standard reason phrase of a status code.
+const char* reasonPhrase(int status);
+
+}  // namespace strangler::proxy

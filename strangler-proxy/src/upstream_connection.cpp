@@ -1,0 +1,269 @@
+#include "upstream_connection.h"
+
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+
+#include "client_connection.h"
+#include "http_util.h"
+
+namespace strangler::proxy {
+namespace {
+
+constexpr size_t kMaxResponseHeaderBytes = 64 * 1024;
+constexpr auto kUpstreamIdleTimeout = std::chrono::seconds(4);
+
+}  // namespace
+
+const http_parser_settings& UpstreamConnection::settings() {
+  static const http_parser_settings kSettings = [] {
+    http_parser_settings s{};
+    s.on_message_begin = &UpstreamConnection::onMessageBegin;
+    s.on_status = &UpstreamConnection::onStatus;
+    s.on_header_field = &UpstreamConnection::onHeaderField;
+    s.on_header_value = &UpstreamConnection::onHeaderValue;
+    s.on_headers_complete = &UpstreamConnection::onHeadersComplete;
+    s.on_body = &UpstreamConnection::onBody;
+    s.on_message_complete = &UpstreamConnection::onMessageComplete;
+    return s;
+  }();
+  return kSettings;
+}
+
+void UpstreamConnection::begin(ClientConnection* owner, const std::string& request,
+                               std::chrono::milliseconds exchange_timeout,
+                               std::chrono::milliseconds connect_timeout, bool head_request) {
+  client = owner;
+  http_parser_init(&parser_, HTTP_RESPONSE);
+  parser_.data = this;
+  out_ = request;
+  out_pos_ = 0;
+  read_paused_ = false;
+  head_request_ = head_request;
+  interim_ = false;
+  done_ = false;
+  abandoned_ = false;
+  head_done = false;
+  bytes_received = 0;
+  header_bytes_ = 0;
+  status = 0;
+  reason.clear();
+  headers.clear();
+  timeout = exchange_timeout;
+  if (state == State::kConnecting) {
+    deadline = worker_.now() + connect_timeout;
+    return;  // flushed once connected
+  }
+  state = State::kBusy;
+  deadline = worker_.now() + timeout;
+  flush();
+}
+
+void UpstreamConnection::onEvents(uint32_t events) {
+  if (closed) return;
+  if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) hangup = true;
+  if (state == State::kConnecting) {
+    if ((events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) == 0) return;
+    int error = 0;
+    socklen_t length = sizeof error;
+    getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length);
+    if (error != 0) {
+      fail("connect");
+      return;
+    }
+    state = State::kBusy;
+    deadline = worker_.now() + timeout;
+    flush();
+    if (closed) return;
+  }
+  if (state == State::kIdle) {
+    // An idle pooled connection that becomes readable was closed (or misbehaves): drop it.
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP)) worker_.closeUpstream(this);
+    return;
+  }
+  if (events & EPOLLOUT) flush();
+  if (closed) return;
+  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP)) readAll();
+}
+
+void UpstreamConnection::flush() {
+  while (out_pos_ < out_.size()) {
+    const ssize_t n = ::send(fd, out_.data() + out_pos_, out_.size() - out_pos_, MSG_NOSIGNAL);
+    if (n > 0) {
+      out_pos_ += static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    fail("send");  // the request was not (fully) written
+    return;
+  }
+  if (!out_.empty()) {
+    out_.clear();
+    out_pos_ = 0;
+  }
+}
+
+void UpstreamConnection::resumeReading() {
+  if (!read_paused_ || closed) return;
+  read_paused_ = false;
+  readAll();  // edge-triggered: data may be waiting without a new event
+}
+
+void UpstreamConnection::readAll() {
+  char buffer[kReadChunk];
+  while (!closed && !read_paused_ && state == State::kBusy) {
+    const ssize_t n = ::recv(fd, buffer, sizeof buffer, 0);
+    if (n > 0) {
+      bytes_received += static_cast<size_t>(n);
+      feed(buffer, static_cast<size_t>(n));
+      // A short read drained the socket; with edge triggering, more data brings a new event
+      // (unless the peer's FIN is already known: then read on to see the end).
+      if (static_cast<size_t>(n) < sizeof buffer && !hangup) return;
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    if (n == 0 && head_done) {
+      // End of a close-delimited body (or a premature close, which the parser reports).
+      feed(nullptr, 0);
+      if (!closed && state == State::kBusy) fail("reset");
+      return;
+    }
+    fail(n == 0 ? "closed" : "reset");
+    return;
+  }
+}
+
+void UpstreamConnection::feed(const char* data, size_t length) {
+  deadline = worker_.now() + timeout;
+  const size_t parsed = http_parser_execute(&parser_, &settings(), data, length);
+  const auto error = HTTP_PARSER_ERRNO(&parser_);
+  if (closed) return;  // the client went away while the response was being relayed
+  if (!done_ && !abandoned_ && client != nullptr) {
+    client->relayed();
+    if (closed) return;
+  }
+  if (abandoned_) {
+    ClientConnection* owner = client;
+    client = nullptr;
+    worker_.closeUpstream(this);
+    if (owner != nullptr) owner->onAbandoned(*this);
+    return;
+  }
+  if (done_) {
+    ClientConnection* owner = client;
+    client = nullptr;
+    // Bytes after the response, or a response that ends the connection: do not reuse.
+    const bool reusable = error == HPE_PAUSED && parsed == length &&
+                          http_should_keep_alive(&parser_) && !worker_.stopping();
+    if (reusable) {
+      http_parser_pause(&parser_, 0);
+      worker_.release(this);
+    } else {
+      worker_.closeUpstream(this);
+    }
+    if (owner != nullptr) owner->onResponseComplete(*this);
+    return;
+  }
+  if (error != HPE_OK && error != HPE_PAUSED) {
+    fail("protocol");
+    return;
+  }
+  if (error == HPE_PAUSED) http_parser_pause(&parser_, 0);
+}
+
+void UpstreamConnection::fail(const char* kind) {
+  if (closed) return;
+  ClientConnection* owner = client;
+  client = nullptr;
+  worker_.closeUpstream(this);
+  if (owner != nullptr) owner->onUpstreamFailure(this, kind);
+}
+
+bool UpstreamConnection::checkDeadline(Worker::Clock::time_point now) {
+  if (closed) return false;
+  if (state == State::kIdle) {
+    if (now - idle_since > kUpstreamIdleTimeout) worker_.closeUpstream(this);
+    return false;
+  }
+  if (now < deadline) return false;
+  fail(state == State::kConnecting ? "connect_timeout" : "timeout");
+  return true;
+}
+
+int UpstreamConnection::onMessageBegin(http_parser* parser) {
+  auto* self = static_cast<UpstreamConnection*>(parser->data);
+  self->headers.clear();
+  self->reason.clear();
+  self->header_value_last_ = false;
+  self->header_bytes_ = 0;
+  return 0;
+}
+
+int UpstreamConnection::onStatus(http_parser* parser, const char* at, size_t length) {
+  static_cast<UpstreamConnection*>(parser->data)->reason.append(at, length);
+  return 0;
+}
+
+int UpstreamConnection::onHeaderField(http_parser* parser, const char* at, size_t length) {
+  auto* self = static_cast<UpstreamConnection*>(parser->data);
+  if (self->headers.empty() || self->header_value_last_) self->headers.emplace_back();
+  self->header_value_last_ = false;
+  self->headers.back().first.append(at, length);
+  self->header_bytes_ += length;
+  return self->header_bytes_ > kMaxResponseHeaderBytes ? 1 : 0;
+}
+
+int UpstreamConnection::onHeaderValue(http_parser* parser, const char* at, size_t length) {
+  auto* self = static_cast<UpstreamConnection*>(parser->data);
+  if (self->headers.empty()) return 1;
+  self->header_value_last_ = true;
+  self->headers.back().second.append(at, length);
+  self->header_bytes_ += length;
+  return self->header_bytes_ > kMaxResponseHeaderBytes ? 1 : 0;
+}
+
+int UpstreamConnection::onHeadersComplete(http_parser* parser) {
+  auto* self = static_cast<UpstreamConnection*>(parser->data);
+  self->status = static_cast<int>(parser->status_code);
+  if (self->status < 200) {
+    self->interim_ = true;  // 1xx: dropped, the final response follows
+    return 0;
+  }
+  self->head_done = true;
+  self->chunked = (parser->flags & F_CHUNKED) != 0;
+  self->has_content_length = (parser->flags & F_CONTENTLENGTH) != 0;
+  if (self->client == nullptr) return 0;
+  switch (self->client->onResponseHead(*self)) {
+    case ClientConnection::HeadVerdict::kRelay:
+      return self->head_request_ ? 1 : 0;
+    case ClientConnection::HeadVerdict::kRelayNoBody:
+      return 1;
+    case ClientConnection::HeadVerdict::kAbandon:
+      self->abandoned_ = true;
+      http_parser_pause(parser, 1);
+      return 0;
+  }
+  return 0;
+}
+
+int UpstreamConnection::onBody(http_parser* parser, const char* at, size_t length) {
+  auto* self = static_cast<UpstreamConnection*>(parser->data);
+  if (self->client != nullptr) self->client->onResponseBody(at, length);
+  return 0;
+}
+
+int UpstreamConnection::onMessageComplete(http_parser* parser) {
+  auto* self = static_cast<UpstreamConnection*>(parser->data);
+  if (self->interim_) {
+    self->interim_ = false;
+    return 0;
+  }
+  self->done_ = true;
+  http_parser_pause(parser, 1);
+  return 0;
+}
+
+}  // namespace strangler::proxy

@@ -1,0 +1,79 @@
+#pragma once
+
+#include <http_parser.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "worker.h"
+
+namespace strangler::proxy {
+
+class ClientConnection;
+
+/// A connection to an upstream endpoint, busy with one exchange or idle in its pool.
+class UpstreamConnection : public Pollable {
+ public:
+  enum class State { kConnecting, kBusy, kIdle };
+
+  UpstreamConnection(Worker& worker, std::shared_ptr<EndpointState> to)
+      : worker_(worker), endpoint(std::move(to)) {}
+
+  void onEvents(uint32_t events) override;
+  /// Starts an exchange: sends `request` and reports the response to `client`.
+  void begin(ClientConnection* client, const std::string& request,
+             std::chrono::milliseconds timeout, std::chrono::milliseconds connect_timeout,
+             bool head_request);
+  /// Stops reading (client's buffer is full) / resumes.
+  void pauseReading() { read_paused_ = true; }
+  void resumeReading();
+  /// Fails the exchange when its deadline has passed; returns true when it did.
+  bool checkDeadline(Worker::Clock::time_point now);
+
+  Worker& worker_;
+  std::shared_ptr<EndpointState> endpoint;
+  State state = State::kConnecting;
+  ClientConnection* client = nullptr;
+  Worker::Clock::time_point idle_since;
+  Worker::Clock::time_point deadline;
+  std::chrono::milliseconds timeout{0};
+  size_t bytes_received = 0;
+  bool head_done = false;
+  int max_idle = 64;
+
+ private:
+  static int onMessageBegin(http_parser* parser);
+  static int onStatus(http_parser* parser, const char* at, size_t length);
+  static int onHeaderField(http_parser* parser, const char* at, size_t length);
+  static int onHeaderValue(http_parser* parser, const char* at, size_t length);
+  static int onHeadersComplete(http_parser* parser);
+  static int onBody(http_parser* parser, const char* at, size_t length);
+  static int onMessageComplete(http_parser* parser);
+  static const http_parser_settings& settings();
+
+  void flush();
+  void readAll();
+  void feed(const char* data, size_t length);
+  void fail(const char* kind);
+
+  http_parser parser_{};
+  std::string out_;
+  size_t out_pos_ = 0;
+  bool read_paused_ = false;
+  bool head_request_ = false;
+  bool interim_ = false;
+  bool done_ = false;
+  bool abandoned_ = false;
+  bool header_value_last_ = false;
+  size_t header_bytes_ = 0;
+
+ public:
+  int status = 0;
+  std::string reason;
+  HeaderList headers;
+  bool chunked = false;
+  bool has_content_length = false;
+};
+
+}  // namespace strangler::proxy

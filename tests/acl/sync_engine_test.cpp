@@ -44,10 +44,21 @@ class SyncEngineTest : public ::testing::TestWithParam<std::string> {
 };
 
 TEST_P(SyncEngineTest, SnapshotThenCapturedChangesEndIdentical) {
+  // Text that bulk paths must quote right: quotes, backslashes, braces, commas, "NULL", UTF-8.
+  monolith_->exec(
+      R"sql(UPDATE users SET full_name = 'O''Brien "Q" \ {a,b} NULL 김', car_plate = '' WHERE id = 305)sql");
   auto first = ran();
   EXPECT_EQ(first.snapshot_rows, 300);
   EXPECT_EQ(service_->scalar("SELECT COUNT(*) FROM drivers"), 300);
   EXPECT_TRUE(verified().identical());
+  {
+    auto sql = service_->session();
+    std::string name, plate;
+    *sql << "SELECT name, vehicle_plate FROM drivers WHERE id = 305", soci::into(name),
+        soci::into(plate);
+    EXPECT_EQ(name, R"(O'Brien "Q" \ {a,b} NULL 김)");
+    EXPECT_EQ(plate, "");
+  }
 
   // The legacy app keeps writing: updates, a new driver, a deleted one, a passenger (ignored).
   monolith_->exec(

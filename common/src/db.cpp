@@ -63,6 +63,8 @@ void openSession(soci::session& session, const DbTarget& target) {
     return;
   }
   session.open(*soci::factory_postgresql(), target.params);
+  // "relation … already exists, skipping" and the like are not worth a line on stderr.
+  session << "SET client_min_messages = warning";
 }
 
 SessionPool::SessionPool(const DbTarget& target, std::size_t size)

@@ -26,8 +26,8 @@ class SyncKillTest : public ::testing::TestWithParam<std::string> {
     service_ = std::make_unique<TestDatabase>(GetParam(), dir_, "service");
     monolith_->seedMonolith(3000);
   }
-  std::vector<std::string> args(const std::string& verb) const {
-    return {"sync", verb, "--from", monolith_->conn(), "--to", service_->conn(), "--chunk", "25"};
+  std::vector<std::string> args(const std::string& verb, const std::string& chunk = "25") const {
+    return {"sync", verb, "--from", monolith_->conn(), "--to", service_->conn(), "--chunk", chunk};
   }
   // Legacy writes the sync must not lose: moves and status changes of random drivers.
   void legacyWrites(std::mt19937& rng, int count) {
@@ -52,8 +52,9 @@ TEST_P(SyncKillTest, KilledAnywhereItResumesToIdenticalData) {
   int killed_mid_snapshot = 0;
   // During the snapshot, with writes landing between the kills.
   for (int round = 0; round < 10; ++round) {
-    auto job = ChildProcess::start(STRANGLER_CLI_BIN, args("run"));
-    std::this_thread::sleep_for(std::chrono::milliseconds(5 + rng() % 120));
+    // Small chunks: many commit points, so the kills land all over the snapshot.
+    auto job = ChildProcess::start(STRANGLER_CLI_BIN, args("run", "3"));
+    std::this_thread::sleep_for(std::chrono::milliseconds(30 + rng() % 250));
     if (!job->wait(std::chrono::milliseconds(0))) {
       job->signal(SIGKILL);
       ++killed;

@@ -46,13 +46,13 @@ class RecordingHandler : public Poco::Net::HTTPRequestHandler {
     std::ostringstream body;
     Poco::StreamCopier::copyStream(request.stream(), body);
     received.body = body.str();
-    const int delay = upstream_.delay_ms.load();
-    if (delay > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay));
     nlohmann::json answer = {{"upstream", upstream_.name()},
                              {"method", received.method},
                              {"uri", received.uri},
                              {"body", received.body}};
-    upstream_.record(std::move(received));
+    upstream_.record(std::move(received));  // recorded on arrival, before any delay
+    const int delay = upstream_.delay_ms.load();
+    if (delay > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay));
     std::string text = answer.dump();
     if (const size_t padding = upstream_.padding.load(); padding > 0) {
       text.pop_back();

@@ -19,6 +19,17 @@ const strangler::testing::ChildProcess::Env kTokenEnv = {
     {"STRANGLER_TEST_ADMIN_TOKEN", "test-token"}};
 const std::map<std::string, std::string> kAuth = {{"Authorization", "Bearer test-token"}};
 
+// Polls `condition` for up to five seconds.
+template <typename Condition>
+bool waitFor(Condition condition) {
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (!condition()) {
+    if (std::chrono::steady_clock::now() > give_up) return false;
+    std::this_thread::sleep_for(milliseconds(5));
+  }
+  return true;
+}
+
 class ProxyResilienceTest : public ::testing::Test {
  protected:
   FakeUpstream monolith_{"monolith"};
@@ -83,12 +94,12 @@ TEST_F(ProxyResilienceTest, UpstreamDownWithoutFallbackIs502) {
 TEST_F(ProxyResilienceTest, SlowUpstreamIs504OrFallsBack) {
   ProxyProcess proxy(config(1000, 600, 300));
   ASSERT_TRUE(proxy.running());
-  service_.delay_ms = 1500;
+  service_.delay_ms = 3000;
   const auto start = std::chrono::steady_clock::now();
   auto response = proxy.get("/api/strict/1");
   EXPECT_EQ(response.status, 504);
   EXPECT_EQ(response.json()["error"], "upstream_timeout");
-  EXPECT_LT(std::chrono::steady_clock::now() - start, milliseconds(1400));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, milliseconds(2500));
   response = proxy.get("/api/drivers/1");
   EXPECT_EQ(response.status, 200);
   EXPECT_EQ(response.json()["upstream"], "monolith");
@@ -244,7 +255,7 @@ TEST_F(ProxyResilienceTest, RequestsInFlightFinishOnTheConfigTheyStartedWith) {
   service_.delay_ms = 800;
   std::string slow_upstream;
   std::thread slow([&] { slow_upstream = proxy.get("/api/drivers/slow").json()["upstream"]; });
-  std::this_thread::sleep_for(milliseconds(250));  // the slow request is at the service now
+  ASSERT_TRUE(waitFor([&] { return service_.count() > 0; }));  // the slow request is at the service
   auto next = config();
   next["routes"][0]["stage"] = "monolith";
   proxy.writeConfig(next);
@@ -378,7 +389,7 @@ TEST_F(ProxyResilienceTest, GracefulStopFinishesRequestsInFlight) {
       status = -1;
     }
   });
-  std::this_thread::sleep_for(milliseconds(250));
+  ASSERT_TRUE(waitFor([&] { return service_.count() > 0; }));  // in flight
   proxy.process().signal(SIGTERM);
   const auto code = proxy.process().wait(std::chrono::seconds(5));
   client.join();

@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   app.add_option("--admin", global.admin, "the running proxy's admin URL, to reload after edits");
   app.fallthrough();
   strangler::cli::Action action;
+  strangler::cli::registerRouteCommands(app, global, action);
   strangler::cli::registerSyncCommands(app, global, action);
   try {
     app.parse(argc, argv);

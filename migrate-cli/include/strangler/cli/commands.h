@@ -16,6 +16,9 @@ struct GlobalOptions {
 /// What a verb does once its options are parsed; returns the exit code (0 done, 1 refused).
 using Action = std::function<int()>;
 
+/// Registers `strangler routes ...`, `strangler status` and `strangler config ...`.
+void registerRouteCommands(CLI::App& app, GlobalOptions& global, Action& action);
+
 /// Registers `strangler sync ...` (data sync between the monolith's and a service's database).
 void registerSyncCommands(CLI::App& app, GlobalOptions& global, Action& action);
 

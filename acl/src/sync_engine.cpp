@@ -419,14 +419,38 @@ class ChunkReader {
   /// a chunk of rows.
   TypedColumns& next(int64_t after) {
     after_ = after;
-    columns_.resize(chunk_);
-    soci::details::prepare_temp_type prep = (side_.sql->prepare << query_);
+    return run(query_, chunk_, true);
+  }
+
+  /// The rows with these keys (those that exist), in no particular order.
+  TypedColumns& byKeys(const std::vector<int64_t>& keys) {
+    std::string list;
+    for (auto k : keys)
+      list += (list.empty() ? "" : ", ") + std::to_string(k);
+    std::string where = side_.key + " IN (" + list + ")";
+    if (!side_.constants.empty()) where += " AND " + side_.whereConstants();
+    return run("SELECT " + columnList() + " FROM " + side_.table + " WHERE " + where, keys.size(),
+               false);
+  }
+
+ private:
+  std::string columnList() const {
+    std::string list;
+    for (const auto& c : side_.columns)
+      list += (list.empty() ? "" : ", ") + c;
+    return list;
+  }
+  TypedColumns& run(const std::string& query, std::size_t capacity, bool bind_after) {
+    columns_.resize(std::max<std::size_t>(capacity, 1));
+    soci::details::prepare_temp_type prep = (side_.sql->prepare << query);
     columns_.bindInto(prep);
-    prep, soci::use(after_);
+    if (bind_after) prep, soci::use(after_);
     soci::statement st(prep);
     if (!st.execute(true)) columns_.resize(0);
     return columns_;
   }
+
+ public:
   int64_t keyAt(std::size_t row) const { return columns_.ints[key_column_][row]; }
 
  private:
@@ -464,6 +488,8 @@ class ChunkSource {
   virtual ~ChunkSource() = default;
   /// The rows after key `after` (none at the end).
   virtual void next(int64_t after, Chunk& chunk) = 0;
+  /// The rows with these keys that exist (the others were deleted).
+  virtual void byKeys(const std::vector<int64_t>& keys, Chunk& chunk) = 0;
 };
 
 /// Upserts rows into a side; `columns` are in writeColumns() order and of equal length.
@@ -477,8 +503,18 @@ class SociChunkSource : public ChunkSource {
  public:
   SociChunkSource(Side& side, std::vector<Cls> classes, std::size_t key_column, int64_t chunk)
       : reader_(side, std::move(classes), key_column, chunk) {}
-  void next(int64_t after, Chunk& chunk) override {
-    auto& typed = reader_.next(after);
+  void next(int64_t after, Chunk& chunk) override { copy(reader_.next(after), chunk); }
+  void byKeys(const std::vector<int64_t>& keys, Chunk& chunk) override {
+    if (keys.empty()) {
+      chunk.columns.clear();
+      chunk.keys.clear();
+      return;
+    }
+    copy(reader_.byKeys(keys), chunk);
+  }
+
+ private:
+  void copy(TypedColumns& typed, Chunk& chunk) {
     const std::size_t n = typed.rows();
     chunk.columns.assign(typed.cls.size(), std::vector<Value>(n));
     chunk.keys.resize(n);
@@ -489,7 +525,6 @@ class SociChunkSource : public ChunkSource {
       chunk.keys[r] = reader_.keyAt(r);
   }
 
- private:
   ChunkReader reader_;
 };
 
@@ -524,7 +559,8 @@ sqlite3* nativeHandle(soci::session& sql) {
 class SqliteChunkSource : public ChunkSource {
  public:
   SqliteChunkSource(Side& side, std::size_t key_column, int64_t chunk)
-      : columns_(side.columns.size()),
+      : side_(side),
+        columns_(side.columns.size()),
         key_column_(key_column),
         statement_(nativeHandle(*side.sql), chunkQuery(side, chunk)) {}
 
@@ -532,6 +568,30 @@ class SqliteChunkSource : public ChunkSource {
     sqlite3_stmt* st = statement_.get();
     sqlite3_reset(st);
     sqlite3_bind_int64(st, 1, after);
+    readRows(statement_, chunk);
+  }
+
+  void byKeys(const std::vector<int64_t>& keys, Chunk& chunk) override {
+    chunk.columns.assign(columns_, {});
+    chunk.keys.clear();
+    if (keys.empty()) return;
+    std::string list;
+    for (auto k : keys)
+      list += (list.empty() ? "" : ", ") + std::to_string(k);
+    std::string where = side_.key + " IN (" + list + ")";
+    for (const auto& [column, value] : side_.constants)
+      where += " AND " + column + " = " + sqlLiteral(value);
+    std::string columns;
+    for (const auto& c : side_.columns)
+      columns += (columns.empty() ? "" : ", ") + c;
+    SqliteStatement statement(nativeHandle(*side_.sql),
+                              "SELECT " + columns + " FROM " + side_.table + " WHERE " + where);
+    readRows(statement, chunk);
+  }
+
+ private:
+  void readRows(SqliteStatement& statement, Chunk& chunk) {
+    sqlite3_stmt* st = statement.get();
     chunk.columns.assign(columns_, {});
     chunk.keys.clear();
     int rc;
@@ -556,9 +616,10 @@ class SqliteChunkSource : public ChunkSource {
       }
       chunk.keys.push_back(sqlite3_column_int64(st, static_cast<int>(key_column_)));
     }
-    statement_.check(rc);
+    statement.check(rc);
   }
 
+ public:
   static std::string chunkQuery(const Side& side, int64_t chunk) {
     std::string where;
     for (const auto& [column, value] : side.constants)
@@ -572,6 +633,7 @@ class SqliteChunkSource : public ChunkSource {
   }
 
  private:
+  Side& side_;
   std::size_t columns_;
   std::size_t key_column_;
   SqliteStatement statement_;
@@ -705,6 +767,7 @@ struct SyncEngine::Impl {
   SyncOptions options;
   Side monolith;
   Side service;
+  std::unique_ptr<ChunkSource> source_reader_for_apply_;  // reads changed keys' current rows
 
   Impl(RowTranslator t, SyncOptions o) : translator(std::move(t)), options(std::move(o)) {}
 
@@ -972,35 +1035,50 @@ struct SyncEngine::Impl {
     if (consumed == 0) return 0;
     // The current state of each changed key is applied (not the change's payload): applying the
     // same batch twice gives the same result, so a rerun after a kill is harmless.
-    auto rows = source.readKeys(keys);
-    std::set<int64_t> present;
-    std::vector<Row> translated_rows;
-    common::Transaction tx(*target.sql, target.backend(), common::Transaction::Mode::kWrite);
-    *target.sql << "INSERT INTO strangler_applying (marker) VALUES (1)";
-    for (const auto& [key, row] : rows) {
-      present.insert(key);
-      auto translated = translate(d, row);
-      if (!translated.ok()) {
-        deadLetter(target, d, key, translated.error().message(), row);
-        ++report.dead_letters;
+    Chunk chunk;
+    source_reader_for_apply_->byKeys(keys, chunk);
+    const std::set<int64_t> present(chunk.keys.begin(), chunk.keys.end());
+    const auto& fields = translator.fields();
+    const auto errors = translator.translateColumns(chunk.columns, d == Direction::kForward);
+    RowTranslator::Columns out(fields.size() + target.constants.size());
+    std::vector<int64_t> rejected;
+    for (std::size_t r = 0; r < chunk.rows(); ++r) {
+      if (errors[r]) {
+        rejected.push_back(chunk.keys[r]);
         continue;
       }
-      translated_rows.push_back(std::move(translated.value()));
-      clearDeadLetter(target, d, key);
+      for (std::size_t c = 0; c < fields.size(); ++c)
+        out[c].push_back(std::move(chunk.columns[c][r]));
+      std::size_t j = fields.size();
+      for (const auto& [column, value] : target.constants)
+        out[j++].push_back(value);
     }
-    const auto names = target.writeColumns();
-    RowTranslator::Columns out(names.size());
-    for (auto& row : translated_rows)
-      for (std::size_t c = 0; c < names.size(); ++c)
-        out[c].push_back(std::move(row.at(names[c])));
+    common::Transaction tx(*target.sql, target.backend(), common::Transaction::Mode::kWrite);
+    *target.sql << "INSERT INTO strangler_applying (marker) VALUES (1)";
+    if (!rejected.empty()) {
+      // Quarantined with their source values (read again: translation was in place).
+      std::map<int64_t, Row> originals;
+      for (auto& [key, row] : source.readKeys(rejected))
+        originals[key] = std::move(row);
+      for (std::size_t r = 0; r < chunk.rows(); ++r) {
+        if (!errors[r]) continue;
+        deadLetter(target, d, chunk.keys[r], errors[r]->message(), originals[chunk.keys[r]]);
+        ++report.dead_letters;
+      }
+    }
     sink.write(out);
+    // A key that now translates, or is gone, is no longer a dead letter.
+    const bool any_dead =
+        target.scalar("SELECT COUNT(*) FROM strangler_dead_letters WHERE mapping = '" +
+                      translator.name() + "' AND direction = '" + toString(d) + "'") > 0;
+    const std::set<int64_t> still_rejected(rejected.begin(), rejected.end());
     for (auto key : keys) {
+      if (any_dead && !still_rejected.count(key)) clearDeadLetter(target, d, key);
       if (present.count(key)) continue;
       Int k = key;
       std::string del = "DELETE FROM " + target.table + " WHERE " + target.key + " = :k";
       if (!target.constants.empty()) del += " AND " + target.whereConstants();
       *target.sql << del, soci::use(k);
-      clearDeadLetter(target, d, key);
     }
     state.last_seq = last_seq;
     state.changes_applied += static_cast<int64_t>(keys.size());
@@ -1020,6 +1098,7 @@ struct SyncEngine::Impl {
     State state = readState(targetOf(d), d);
     if (state.phase != "stream") snapshot(d, state, report);
     auto sink = sinkFor(targetOf(d));
+    source_reader_for_apply_ = sourceFor(sourceOf(d));
     for (;;) {
       while (applyBatch(d, state, report, *sink) > 0) {
         if (stop != nullptr && stop->load()) return report;

@@ -121,6 +121,8 @@ LagFigures measureLag(sync::SyncEngine& engine, const std::string& monolith,
   });
   std::vector<long long> lags;
   auto probe = open(service);
+  // The probe reads the newest write often; an index keeps it from scanning the table each time.
+  *probe << "CREATE INDEX IF NOT EXISTS bench_drivers_lu ON drivers (location_updated_at)";
   const auto start = Clock::now();
   while (secondsSince(start) < seconds) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));

@@ -1247,7 +1247,7 @@ struct SyncEngine::Impl {
     tx.commit();
   }
 
-  common::Result<Direction> flip(bool back) {
+  common::Result<Direction> flip(bool back, bool force) {
     auto drained = runOnce(nullptr, 0);
     if (!drained.ok()) return drained.error();
     const Direction d = direction();
@@ -1259,14 +1259,18 @@ struct SyncEngine::Impl {
                    "mapping '" + translator.name() + "' is already owned by the monolith"};
     auto check = verify();
     if (!check.ok()) return check.error();
-    if (!back && !check->identical()) {
+    if (!back && !check->identical() && !force) {
       return Error{"refused", "both sides differ (" + std::to_string(check->differing_ranges) +
-                                  " key ranges); run `sync verify` and fix them before flipping"};
+                                  " key ranges); run `sync verify`, or flip with --force to let"
+                                  " the service's rows win"};
     }
     if (!back) {
       service.installCapture(translator.name());
       State reverse = readState(monolith, Direction::kReverse);
-      reverse.phase = "stream";  // both sides are identical: no snapshot needed
+      // Identical sides need no snapshot; forced over differences, the service's rows are all
+      // copied back first (a reverse snapshot).
+      reverse.phase = check->identical() ? "stream" : "new";
+      reverse.last_key.reset();
       reverse.last_seq = service.scalar("SELECT MAX(seq) FROM strangler_changes");
       reverse.stream_from = reverse.last_seq;
       common::Transaction tx(*monolith.sql, monolith.backend(), common::Transaction::Mode::kWrite);
@@ -1274,6 +1278,10 @@ struct SyncEngine::Impl {
       tx.commit();
       bumpServiceIds();
       setOwner("service");
+      if (reverse.phase == "new") {
+        auto copied = runOnce(nullptr, 0);
+        if (!copied.ok()) return copied.error();
+      }
       return Direction::kReverse;
     }
     // Back to the monolith: the forward checkpoint is where it was, so the monolith's own
@@ -1388,8 +1396,8 @@ common::Result<VerifyReport> SyncEngine::verify() {
 common::Result<StatusReport> SyncEngine::status() {
   return guarded([&] { return impl_->status(); });
 }
-common::Result<Direction> SyncEngine::flip(bool back) {
-  return guarded([&] { return impl_->flip(back); });
+common::Result<Direction> SyncEngine::flip(bool back, bool force) {
+  return guarded([&] { return impl_->flip(back, force); });
 }
 
 }  // namespace strangler::acl::sync

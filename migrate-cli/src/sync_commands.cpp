@@ -22,6 +22,7 @@ struct SyncArgs {
   int64_t chunk = 5000;
   bool json_output = false;
   bool back = false;
+  bool force = false;
 };
 
 std::atomic<bool> g_stop{false};
@@ -220,12 +221,14 @@ void registerSyncCommands(CLI::App& app, GlobalOptions&, Action& action) {
       "flip", "move the mapping's writes to the service (or back with --back)");
   addCommon(flip, *args);
   flip->add_flag("--back", args->back, "give ownership back to the monolith");
+  flip->add_flag("--force", args->force,
+                 "flip even though the sides differ: the service's rows win");
   flip->footer(example);
   flip->callback([&action, args] {
     action = [args] {
       auto engine = openEngine(*args);
       if (!engine.ok()) return fail(engine.error());
-      auto direction = (*engine)->flip(args->back);
+      auto direction = (*engine)->flip(args->back, args->force);
       if (!direction.ok()) return fail(direction.error());
       std::cout << "sync " << args->mapping << ": now "
                 << (*direction == sync::Direction::kReverse

@@ -156,6 +156,17 @@ TEST_P(SyncEngineTest, FlipIsRefusedWhileSidesDiffer) {
   EXPECT_NE(flipped.error().message.find("differ"), std::string::npos);
 }
 
+TEST_P(SyncEngineTest, ForcedFlipLetsTheServiceRowsWin) {
+  ran();
+  // The route was extracted before the flip: the service took a write of its own.
+  service_->exec("UPDATE drivers SET lat = 1.5, updated_at = 9 WHERE id = 330");
+  EXPECT_FALSE(engine_->flip(false).ok());
+  auto forced = engine_->flip(false, true);
+  ASSERT_TRUE(forced.ok()) << forced.error().message;
+  EXPECT_EQ(monolith_->scalar("SELECT lat_e6 FROM users WHERE id = 330"), 1500000);
+  EXPECT_TRUE(verified().identical());
+}
+
 INSTANTIATE_TEST_SUITE_P(Engines, SyncEngineTest,
                          ::testing::Values("sqlite3/sqlite3", "postgresql/postgresql",
                                            "sqlite3/postgresql", "postgresql/sqlite3"),

@@ -88,8 +88,9 @@ class SyncEngine {
   /// Checkpoint, lag and counters.
   common::Result<StatusReport> status();
   /// Moves ownership to the service (reverse direction) or, with `back`, to the monolith.
-  /// Drains pending changes first and refuses when the two sides differ.
-  common::Result<Direction> flip(bool back);
+  /// Drains pending changes first and refuses when the two sides differ, unless `force`: then
+  /// the service's rows win, all of them copied back to the monolith by the next run.
+  common::Result<Direction> flip(bool back, bool force = false);
 
   struct Impl;
 

@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   strangler::cli::Action action;
   strangler::cli::registerRouteCommands(app, global, action);
   strangler::cli::registerSyncCommands(app, global, action);
+  strangler::cli::registerDemoCommand(app, global, action);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

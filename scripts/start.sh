@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# Quick start: installs what is missing, builds, and starts the RideShare monolith on an
-# embedded SQLite database with seeded demo data. Ctrl-C stops it.
+# Quick start: installs what is missing, builds, and runs the side-by-side demo: the RideShare
+# monolith, driver-service, the sync job and strangler-proxy, each a real process on loopback
+# with its own SQLite file under ./run/demo, while the drivers route moves through every stage.
+# It stays up afterwards with the dashboard's URL printed; Ctrl-C stops everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 scripts/build.sh
 build_dir=${STRANGLER_BUILD_DIR:-build}
-workdir=${STRANGLER_WORKDIR:-run}
+workdir=${STRANGLER_WORKDIR:-run/demo}
+rm -rf "$workdir"
 mkdir -p "$workdir"
-listen=${STRANGLER_LISTEN:-127.0.0.1:8081}
-echo "Starting the RideShare monolith (SQLite: $workdir/monolith.db)."
-echo "Try:  curl -s http://$listen/api/drivers/nearby?lat=37.5665\&lng=126.978\&radius_km=3"
-exec "$build_dir/monolith/monolith" --listen "$listen" --db "sqlite3://db=$workdir/monolith.db" --seed 1000
+exec "$build_dir/migrate-cli/strangler" demo --workdir "$workdir" --keep-running "$@"

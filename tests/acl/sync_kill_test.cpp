@@ -87,7 +87,7 @@ TEST_P(SyncKillTest, KilledAnywhereItResumesToIdenticalData) {
   }
   writing = false;
   writer.join();
-  EXPECT_GE(killed, 12);
+  EXPECT_GE(killed, 10);  // every watch round at least; snapshot rounds may finish first
   EXPECT_GE(killed_mid_snapshot, 1);  // the kills did land inside the snapshot
 
   auto final_run =

@@ -19,6 +19,9 @@ using Action = std::function<int()>;
 /// Registers `strangler routes ...`, `strangler status` and `strangler config ...`.
 void registerRouteCommands(CLI::App& app, GlobalOptions& global, Action& action);
 
+/// Registers `strangler demo` (the side-by-side demo deployment).
+void registerDemoCommand(CLI::App& app, GlobalOptions& global, Action& action);
+
 /// Registers `strangler sync ...` (data sync between the monolith's and a service's database).
 void registerSyncCommands(CLI::App& app, GlobalOptions& global, Action& action);
 

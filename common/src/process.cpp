@@ -1,4 +1,4 @@
-#include "strangler/testing/process.h"
+#include "strangler/common/process.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -13,7 +13,7 @@
 
 extern char** environ;
 
-namespace strangler::testing {
+namespace strangler::common {
 namespace {
 
 std::vector<std::string> mergedEnvironment(const ChildProcess::Env& overrides) {
@@ -163,4 +163,4 @@ CommandResult runCommand(const std::string& binary, const std::vector<std::strin
   return result;
 }
 
-}  // namespace strangler::testing
+}  // namespace strangler::common

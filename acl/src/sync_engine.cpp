@@ -428,7 +428,13 @@ class ChunkReader {
     for (auto k : keys)
       list += (list.empty() ? "" : ", ") + std::to_string(k);
     std::string where = side_.key + " IN (" + list + ")";
-    if (!side_.constants.empty()) where += " AND " + side_.whereConstants();
+    for (const auto& [column, value] : side_.constants) {
+      // An expression on the column keeps the planner on the primary key.
+      where += " AND " +
+               (std::holds_alternative<int64_t>(value) ? "(" + column + " + 0)"
+                                                       : "(" + column + " || '')") +
+               " = " + sqlLiteral(value);
+    }
     return run("SELECT " + columnList() + " FROM " + side_.table + " WHERE " + where, keys.size(),
                false);
   }
@@ -579,8 +585,10 @@ class SqliteChunkSource : public ChunkSource {
     for (auto k : keys)
       list += (list.empty() ? "" : ", ") + std::to_string(k);
     std::string where = side_.key + " IN (" + list + ")";
+    // "+column" keeps the planner on the primary key (an index on the constant's column would
+    // make it scan every mapped row).
     for (const auto& [column, value] : side_.constants)
-      where += " AND " + column + " = " + sqlLiteral(value);
+      where += " AND +" + column + " = " + sqlLiteral(value);
     std::string columns;
     for (const auto& c : side_.columns)
       columns += (columns.empty() ? "" : ", ") + c;
@@ -999,6 +1007,20 @@ struct SyncEngine::Impl {
     state.phase = "stream";
     writeState(target, d, state);
     tx.commit();
+    // A bulk load leaves a large SQLite write-ahead log; fold it in now rather than in the
+    // middle of the stream, where a checkpoint would stall the first applies.
+    if (target.backend() == DbBackend::kSqlite3) *target.sql << "PRAGMA wal_checkpoint(TRUNCATE)";
+  }
+
+  // Deletes the source's captured changes up to the checkpoint: they are applied (the
+  // checkpoint is committed in the target), and only this direction reads this change table.
+  void pruneApplied(Direction d, const State& state) {
+    Side& source = sourceOf(d);
+    const Int upto = state.last_seq;
+    common::Transaction tx(*source.sql, source.backend(), common::Transaction::Mode::kWrite);
+    *source.sql << "DELETE FROM strangler_changes WHERE table_name = :t AND seq <= :s",
+        soci::use(source.table), soci::use(upto);
+    tx.commit();
   }
 
   // Applies one batch of captured changes; returns how many change rows it consumed.
@@ -1099,9 +1121,14 @@ struct SyncEngine::Impl {
     if (state.phase != "stream") snapshot(d, state, report);
     auto sink = sinkFor(targetOf(d));
     source_reader_for_apply_ = sourceFor(sourceOf(d));
+    auto last_prune = std::chrono::steady_clock::now();
     for (;;) {
       while (applyBatch(d, state, report, *sink) > 0) {
         if (stop != nullptr && stop->load()) return report;
+      }
+      if (std::chrono::steady_clock::now() - last_prune > std::chrono::seconds(5)) {
+        pruneApplied(d, state);
+        last_prune = std::chrono::steady_clock::now();
       }
       if (stop == nullptr || stop->load()) return report;
       std::this_thread::sleep_for(std::chrono::milliseconds(poll_ms));

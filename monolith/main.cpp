@@ -1,12 +1,8 @@
 // monolith: the RideShare legacy application. Wires the hexagon together: SOCI persistence
 // and a log notifier (driven side), the use cases, and the Poco HTTP API (driving side).
-#include <Poco/Net/HTTPServer.h>
-#include <Poco/Net/HTTPServerParams.h>
-#include <Poco/Net/ServerSocket.h>
 #include <soci/soci.h>
 #include <CLI/CLI.hpp>
 
-#include <csignal>
 #include <ctime>
 #include <iostream>
 
@@ -18,6 +14,7 @@
 #include "monolith/persistence/soci_unit_of_work.h"
 #include "strangler/common/db.h"
 #include "strangler/common/host_port.h"
+#include "strangler/common/json_api.h"
 
 namespace {
 
@@ -57,13 +54,6 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  // Termination signals are taken synchronously below; block them before any thread starts.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-
   try {
     common::SessionPool pool(*target, threads);
     {
@@ -84,24 +74,10 @@ int main(int argc, char** argv) {
     SystemClock clock;
     mono::application::RideShareServiceImpl service(uow, notifier, clock);
 
-    auto params = Poco::AutoPtr<Poco::Net::HTTPServerParams>(new Poco::Net::HTTPServerParams);
-    params->setMaxThreads(static_cast<int>(threads));
-    params->setMaxQueued(1024);
-    params->setKeepAlive(true);
-    Poco::Net::ServerSocket socket(Poco::Net::SocketAddress(address->host, address->port), 256);
-    Poco::Net::HTTPServer server(
-        mono::http::makeApiHandlerFactory(service,
-                                          {.max_body_bytes = 64 * 1024, .access_log = access_log}),
-        socket, params);
-    server.start();
-    common::HostPort bound{address->host, socket.address().port()};
-    std::cout << "monolith listening on http://" << bound.toString() << " (db "
-              << target->backendName() << ")" << std::endl;
-
-    int received = 0;
-    sigwait(&signals, &received);
-    std::cerr << "monolith: stopping (signal " << received << ")\n";
-    server.stopAll(true);
+    common::serveUntilStopped("monolith", *address, threads,
+                              mono::http::makeApiHandlerFactory(
+                                  service, {.max_body_bytes = 64 * 1024, .access_log = access_log}),
+                              "(db " + target->backendName() + ")");
   } catch (const std::exception& e) {
     std::cerr << "monolith: " << e.what() << "\n";
     return 1;

@@ -1,12 +1,16 @@
 #include "strangler/common/json_api.h"
 
 #include <Poco/Net/HTTPRequestHandler.h>
+#include <Poco/Net/HTTPServer.h>
+#include <Poco/Net/HTTPServerParams.h>
 #include <Poco/Net/HTTPServerRequest.h>
 #include <Poco/Net/HTTPServerResponse.h>
+#include <Poco/Net/ServerSocket.h>
 #include <Poco/URI.h>
 
 #include <algorithm>
 #include <chrono>
+#include <csignal>
 #include <iostream>
 #include <limits>
 
@@ -200,6 +204,28 @@ JsonApiHandlerFactory::JsonApiHandlerFactory(std::vector<ApiRoute> routes, JsonA
 Poco::Net::HTTPRequestHandler* JsonApiHandlerFactory::createRequestHandler(
     const Poco::Net::HTTPServerRequest&) {
   return new JsonApiRequestHandler(routes_, options_);
+}
+
+void serveUntilStopped(const std::string& name, const HostPort& address, unsigned threads,
+                       Poco::Net::HTTPRequestHandlerFactory::Ptr factory, const std::string& note) {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  auto params = Poco::AutoPtr<Poco::Net::HTTPServerParams>(new Poco::Net::HTTPServerParams);
+  params->setMaxThreads(static_cast<int>(threads));
+  params->setMaxQueued(1024);
+  params->setKeepAlive(true);
+  Poco::Net::ServerSocket socket(Poco::Net::SocketAddress(address.host, address.port), 256);
+  Poco::Net::HTTPServer server(factory, socket, params);
+  server.start();
+  const HostPort bound{address.host, socket.address().port()};
+  std::cout << name << " listening on http://" << bound.toString() << " " << note << std::endl;
+  int received = 0;
+  sigwait(&signals, &received);
+  std::cerr << name << ": stopping (signal " << received << ")\n";
+  server.stopAll(true);
 }
 
 }  // namespace strangler::common

@@ -1,13 +1,9 @@
 // driver-service: the first service extracted from RideShare. Wires its own store (SOCI), the
 // monolith client for data it does not own, the use cases, and both APIs (its own /v2 and the
 // legacy /api/drivers through the ACL).
-#include <Poco/Net/HTTPServer.h>
-#include <Poco/Net/HTTPServerParams.h>
-#include <Poco/Net/ServerSocket.h>
 #include <Poco/URI.h>
 #include <CLI/CLI.hpp>
 
-#include <csignal>
 #include <ctime>
 #include <iostream>
 #include <memory>
@@ -68,12 +64,6 @@ int main(int argc, char** argv) {
                                                               std::chrono::milliseconds(500));
   }
 
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-
   try {
     common::SessionPool pool(*target, threads);
     ds::persistence::ensureSchema(pool);
@@ -98,20 +88,10 @@ int main(int argc, char** argv) {
       return std::nullopt;
     };
 
-    auto params = Poco::AutoPtr<Poco::Net::HTTPServerParams>(new Poco::Net::HTTPServerParams);
-    params->setMaxThreads(static_cast<int>(threads));
-    params->setMaxQueued(1024);
-    Poco::Net::ServerSocket socket(Poco::Net::SocketAddress(address->host, address->port), 256);
-    Poco::Net::HTTPServer server(
-        new common::JsonApiHandlerFactory(std::move(routes), std::move(options)), socket, params);
-    server.start();
-    common::HostPort bound{address->host, socket.address().port()};
-    std::cout << "driver-service listening on http://" << bound.toString() << " (db "
-              << target->backendName() << ")" << std::endl;
-    int received = 0;
-    sigwait(&signals, &received);
-    std::cerr << "driver-service: stopping (signal " << received << ")\n";
-    server.stopAll(true);
+    common::serveUntilStopped(
+        "driver-service", *address, threads,
+        new common::JsonApiHandlerFactory(std::move(routes), std::move(options)),
+        "(db " + target->backendName() + ")");
   } catch (const std::exception& e) {
     std::cerr << "driver-service: " << e.what() << "\n";
     return 1;

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "strangler/common/host_port.h"
 #include "strangler/common/result.h"
 
 namespace strangler::common {
@@ -71,5 +72,13 @@ class JsonApiHandlerFactory : public Poco::Net::HTTPRequestHandlerFactory {
   std::vector<CompiledRoute> routes_;
   JsonApiOptions options_;
 };
+
+/// Serves `factory` on `address` with Poco's HTTPServer until SIGINT or SIGTERM, then stops
+/// gracefully (in-flight requests finish). Prints "<name> listening on http://HOST:PORT <note>"
+/// on stdout once bound (port 0 picks a free port; scripts and tests read that line).
+/// Call it before any other thread starts: it blocks the termination signals to take them
+/// synchronously.
+void serveUntilStopped(const std::string& name, const HostPort& address, unsigned threads,
+                       Poco::Net::HTTPRequestHandlerFactory::Ptr factory, const std::string& note);
 
 }  // namespace strangler::common

@@ -201,6 +201,20 @@ common::Result<std::string> reloadProxy(const std::string& admin_url, const orde
   return adminCall(admin_url, "POST", "/reload", token);
 }
 
+common::Result<std::optional<std::string>> commitAndReload(ConfigStore& store,
+                                                           const JournalEntry& entry,
+                                                           const std::string& admin_url) {
+  using R = common::Result<std::optional<std::string>>;
+  auto committed = store.commit(entry);
+  if (!committed.ok()) return R(committed.error());
+  if (admin_url.empty()) return R(std::optional<std::string>());
+  auto reloaded = reloadProxy(admin_url, store.json());
+  if (!reloaded.ok()) {
+    return R::failure("reload_failed", "config written, but " + reloaded.error().message);
+  }
+  return R(std::optional<std::string>(*reloaded));
+}
+
 common::Result<nlohmann::json> fetchAdmin(const std::string& admin_url, const std::string& path) {
   auto body = adminCall(admin_url, "GET", path, "");
   if (!body.ok()) return body.error();

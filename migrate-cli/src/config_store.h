@@ -62,6 +62,13 @@ std::string whoAmI();
 /// proxy's answer, or an error naming what failed.
 common::Result<std::string> reloadProxy(const std::string& admin_url,
                                         const nlohmann::ordered_json& config);
+/// Commits the edit (ConfigStore::commit) and, when `admin_url` is set, reloads the proxy.
+/// Returns the proxy's answer (nullopt without `admin_url`); a failed reload is an error with
+/// code "reload_failed" (the config was written all the same).
+common::Result<std::optional<std::string>> commitAndReload(ConfigStore& store,
+                                                           const JournalEntry& entry,
+                                                           const std::string& admin_url);
+
 /// GETs {admin}{path} (e.g. "/routes") and parses the JSON answer.
 common::Result<nlohmann::json> fetchAdmin(const std::string& admin_url, const std::string& path);
 

@@ -293,11 +293,11 @@ class Demo {
       (*route)["percent"] = *percent;
     else
       route->erase("percent");
-    auto committed = store->commit({nowIso8601(), "drivers", stage == "monolith" ? "reset" : stage,
-                                    before, stageOf(*route), "demo"});
-    if (!committed.ok()) throw std::runtime_error(committed.error().message);
-    auto reloaded = reloadProxy(admin_, store->json());
-    if (!reloaded.ok()) throw std::runtime_error(reloaded.error().message);
+    auto done = commitAndReload(*store,
+                                {nowIso8601(), "drivers", stage == "monolith" ? "reset" : stage,
+                                 before, stageOf(*route), "demo"},
+                                admin_);
+    if (!done.ok()) throw std::runtime_error(done.error().message);
     std::cout << "  drivers: " << before.dump() << " -> " << stageOf(*route).dump()
               << " (proxy reloaded)\n";
     if (dwell.count() > 0) {

@@ -39,6 +39,19 @@ std::vector<std::string> splitCsv(const std::string& text) {
   return out;
 }
 
+// Writes and journals an edit, says so, and reloads the proxy when --admin is given.
+int finishEdit(const GlobalOptions& global, ConfigStore& store, const JournalEntry& entry,
+               const std::string& done) {
+  auto result = commitAndReload(store, entry, global.admin);
+  if (!result.ok() && result.error().code != "reload_failed") {
+    return refuse(result.error().message);
+  }
+  std::cout << done << "\n";
+  if (!result.ok()) return refuse(result.error().message);
+  if (*result) std::cout << "proxy reloaded: " << **result << "\n";
+  return 0;
+}
+
 // Applies a stage change to one route: validated, written, journaled, and (with --admin) the
 // proxy reloaded. Returns the exit code.
 int changeStage(const GlobalOptions& global, const std::string& name, const std::string& action,
@@ -53,15 +66,8 @@ int changeStage(const GlobalOptions& global, const std::string& name, const std:
   if (after == before) {
     return refuse("route '" + name + "' is already " + after.dump() + ": nothing to do");
   }
-  auto committed = store->commit({nowIso8601(), name, action, before, after, whoAmI()});
-  if (!committed.ok()) return refuse(committed.error().message);
-  std::cout << "route " << name << ": " << before.dump() << " -> " << after.dump() << "\n";
-  if (!global.admin.empty()) {
-    auto reloaded = reloadProxy(global.admin, store->json());
-    if (!reloaded.ok()) return refuse("config written, but " + reloaded.error().message);
-    std::cout << "proxy reloaded: " << *reloaded << "\n";
-  }
-  return 0;
+  return finishEdit(global, *store, {nowIso8601(), name, action, before, after, whoAmI()},
+                    "route " + name + ": " + before.dump() + " -> " + after.dump());
 }
 
 std::optional<std::string> needsTarget(const ordered_json& route, const std::string& stage) {
@@ -244,16 +250,9 @@ void registerRouteCommands(CLI::App& app, GlobalOptions& global, Action& action)
       route["stage"] = "monolith";
       if (!store->json().contains("routes")) store->json()["routes"] = ordered_json::array();
       store->json()["routes"].push_back(route);
-      auto committed =
-          store->commit({nowIso8601(), args->name, "add", nullptr, stageOf(route), whoAmI()});
-      if (!committed.ok()) return refuse(committed.error().message);
-      std::cout << "route " << args->name << " added (stage monolith)\n";
-      if (!global.admin.empty()) {
-        auto reloaded = reloadProxy(global.admin, store->json());
-        if (!reloaded.ok()) return refuse("config written, but " + reloaded.error().message);
-        std::cout << "proxy reloaded: " << *reloaded << "\n";
-      }
-      return 0;
+      return finishEdit(global, *store,
+                        {nowIso8601(), args->name, "add", nullptr, stageOf(route), whoAmI()},
+                        "route " + args->name + " added (stage monolith)");
     };
   });
 

@@ -1,5 +1,7 @@
 #include "strangler/proxy/path_normalizer.h"
 
+#include "strangler/proxy/path_pattern.h"
+
 #include <vector>
 
 namespace strangler::proxy {
@@ -21,26 +23,7 @@ bool isUnreserved(unsigned char c) {
 
 // Characters a path may carry unescaped (RFC 3986 pchar plus '/').
 bool isPathChar(unsigned char c) {
-  if (isUnreserved(c)) return true;
-  switch (c) {
-    case '!':
-    case '$':
-    case '&':
-    case '\'':
-    case '(':
-    case ')':
-    case '*':
-    case '+':
-    case ',':
-    case ';':
-    case '=':
-    case ':':
-    case '@':
-    case '/':
-      return true;
-    default:
-      return false;
-  }
+  return c == '/' || isPathSegmentChar(c);
 }
 
 R bad(const std::string& why) {

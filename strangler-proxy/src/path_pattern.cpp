@@ -5,33 +5,6 @@
 namespace strangler::proxy {
 namespace {
 
-// RFC 3986 pchar without pct-encoded: patterns are written in normalized form.
-bool isPatternChar(unsigned char c) {
-  if (std::isalnum(c)) return true;
-  switch (c) {
-    case '-':
-    case '.':
-    case '_':
-    case '~':
-    case '!':
-    case '$':
-    case '&':
-    case '\'':
-    case '(':
-    case ')':
-    case '*':
-    case '+':
-    case ',':
-    case ';':
-    case '=':
-    case ':':
-    case '@':
-      return true;
-    default:
-      return false;
-  }
-}
-
 bool isParamName(const std::string& name) {
   if (name.empty()) return false;
   for (const unsigned char c : name) {
@@ -74,7 +47,7 @@ common::Result<PathPattern> PathPattern::parse(const std::string& text) {
           {PatternSegment::Kind::kParam, segment.substr(1, segment.size() - 2)});
     } else {
       for (const unsigned char c : segment) {
-        if (!isPatternChar(c) || c == '*') {
+        if (!isPathSegmentChar(c) || c == '*') {
           return R::failure("invalid_path", "segment '" + segment +
                                                 "' has a character that is not allowed here ('" +
                                                 std::string(1, static_cast<char>(c)) + "')");

@@ -7,6 +7,35 @@
 
 namespace strangler::proxy {
 
+/// RFC 3986 pchar without pct-encoded: the characters a normalized path segment carries as they
+/// are (shared by the pattern parser and the request path normalizer; inline: it runs for
+/// every byte of every request path).
+inline bool isPathSegmentChar(unsigned char c) {
+  if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')) return true;
+  switch (c) {
+    case '-':
+    case '.':
+    case '_':
+    case '~':
+    case '!':
+    case '$':
+    case '&':
+    case '\'':
+    case '(':
+    case ')':
+    case '*':
+    case '+':
+    case ',':
+    case ';':
+    case '=':
+    case ':':
+    case '@':
+      return true;
+    default:
+      return false;
+  }
+}
+
 /// One segment of a route's match.path.
 struct PatternSegment {
   enum class Kind { kLiteral, kParam, kSubtree };

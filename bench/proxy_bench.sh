@@ -19,48 +19,10 @@ done
 [ -x "$proxy_bin" ] || { echo "proxy_bench: build strangler-proxy first ($proxy_bin)" >&2; exit 1; }
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/strangler-bench.XXXXXX")
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  if [ -n "${RAW_DIR:-}" ]; then mkdir -p "$RAW_DIR" && cp "$work"/*.txt "$RAW_DIR"/ 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-  for _ in $(seq 100); do
-    python3 -c "import socket,sys; socket.create_connection(('127.0.0.1',$1),0.2)" 2>/dev/null && return 0
-    sleep 0.05
-  done
-  echo "proxy_bench: nothing listens on port $1" >&2; exit 1
-}
+source "$root/bench/bench_lib.sh"
 backend_port=$(free_port)
 nginx_port=$(free_port)
 strangler_port=$(free_port)
-
-nginx_conf() {  # NAME SERVER_BLOCK
-  mkdir -p "$work/$1"
-  cat >"$work/$1/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $work/$1/nginx.pid;
-error_log $work/$1/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $work/$1/body;
-  proxy_temp_path $work/$1/proxy;
-  fastcgi_temp_path $work/$1/fastcgi;
-  uwsgi_temp_path $work/$1/uwsgi;
-  scgi_temp_path $work/$1/scgi;
-  $2
-}
-CONF
-  nginx -p "$work/$1" -c "$work/$1/nginx.conf" &
-  pids+=($!)
-}
 
 # The tiny backend: a fixed JSON answer.
 nginx_conf backend "server { listen 127.0.0.1:$backend_port; keepalive_requests 1000000;

@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   app.fallthrough();
   strangler::cli::Action action;
   strangler::cli::registerRouteCommands(app, global, action);
+  strangler::cli::registerConfigCommands(app, global, action);
   strangler::cli::registerSyncCommands(app, global, action);
   strangler::cli::registerDemoCommand(app, global, action);
   try {

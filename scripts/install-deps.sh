@@ -12,6 +12,8 @@ packages=(
   libhttp-parser-dev
   # servers and tools the tests and benchmarks drive for real
   postgresql sqlite3 python3 nginx wrk
+  # the dashboard's browser test (headless Chromium over the DevTools protocol)
+  chromium chromium-driver
 )
 
 missing=()

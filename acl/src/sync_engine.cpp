@@ -3,6 +3,7 @@
 #include <soci/soci.h>
 #include <soci/sqlite3/soci-sqlite3.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -1030,22 +1031,24 @@ struct SyncEngine::Impl {
     std::vector<int64_t> keys;
     std::set<int64_t> seen;
     Int last_seq = state.last_seq;
+    Int newest_change_s = 0;
     int64_t consumed = 0;
     {
-      Int seq = 0, pk = 0;
+      Int seq = 0, pk = 0, changed_at = 0;
       std::string origin;
       const Int after = state.last_seq;
       const Int limit = options.change_batch;
       soci::statement st =
-          (source.sql->prepare << "SELECT seq, pk, origin FROM strangler_changes"
+          (source.sql->prepare << "SELECT seq, pk, origin, changed_at FROM strangler_changes"
                                   " WHERE table_name = :t AND seq > :s ORDER BY seq"
                                   " LIMIT :l",
            soci::use(source.table), soci::use(after), soci::use(limit), soci::into(seq),
-           soci::into(pk), soci::into(origin));
+           soci::into(pk), soci::into(origin), soci::into(changed_at));
       st.execute();
       while (st.fetch()) {
         ++consumed;
         last_seq = seq;
+        newest_change_s = std::max(newest_change_s, changed_at);
         // Written by the sync itself (the other direction's apply): never sent back.
         if (origin == "sync") {
           ++report.echoes_skipped;
@@ -1108,6 +1111,8 @@ struct SyncEngine::Impl {
     writeState(target, d, state);
     *target.sql << "DELETE FROM strangler_applying";
     tx.commit();
+    if (options.on_batch)
+      options.on_batch({d, static_cast<int64_t>(keys.size()), last_seq, newest_change_s});
     return consumed;
   }
 

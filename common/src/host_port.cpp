@@ -1,5 +1,7 @@
 #include "strangler/common/host_port.h"
 
+#include <arpa/inet.h>
+
 #include <charconv>
 
 namespace strangler::common {
@@ -42,7 +44,10 @@ Result<HostPort> parseHostPort(const std::string& text) {
 }
 
 bool isLoopbackHost(const std::string& host) {
-  return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+  if (host == "localhost" || host == "::1") return true;
+  // An IPv4 literal only: a name such as "127.0.0.1.example.com" may resolve anywhere.
+  in_addr address{};
+  return ::inet_pton(AF_INET, host.c_str(), &address) == 1 && (ntohl(address.s_addr) >> 24) == 127;
 }
 
 }  // namespace strangler::common

@@ -188,13 +188,21 @@ class Demo {
     auto monolith = startService(
         "monolith", monolith_bin,
         {"--listen", "127.0.0.1:0", "--db", monolith_db, "--seed", std::to_string(seed)});
-    auto sync =
-        ChildProcess::start(self, {"sync", "watch", "--from", monolith_db, "--to", service_db});
+    // The sync job serves its live figures (lag, rate, pending changes) for the dashboard.
+    auto sync = ChildProcess::start(self, {"sync", "watch", "--from", monolith_db, "--to",
+                                           service_db, "--status-listen", "127.0.0.1:0"});
+    const auto status_line = sync->waitForLine("sync status on http://", std::chrono::seconds(30));
+    std::smatch status_url;
+    if (!status_line ||
+        !std::regex_search(*status_line, status_url, std::regex(R"(http://[^ ]+/status)"))) {
+      throw std::runtime_error("the sync job did not start");
+    }
+    sync_status_url_ = status_url[0].str();
     auto engine = acl::sync::SyncEngine::open(monolith_db, service_db, "drivers");
     if (!engine.ok()) throw std::runtime_error(engine.error().message);
     waitFor([&] { return (*engine)->status()->phase == "stream"; }, "the first snapshot");
     std::cout << "  started the sync job (snapshot done: " << (*engine)->status()->rows_copied
-              << " drivers copied)\n";
+              << " drivers copied; live status " << sync_status_url_ << ")\n";
     auto service = startService("driver-service", service_bin,
                                 {"--listen", "127.0.0.1:0", "--db", service_db, "--monolith",
                                  "http://127.0.0.1:" + std::to_string(monolith.port)});
@@ -248,8 +256,13 @@ class Demo {
     const bool ok = traffic.failed() == 0 && identical;
     std::cout << (ok ? "Demo passed.\n" : "Demo FAILED.\n");
     if (args_.keep_running && !g_interrupted) {
-      std::cout << "\nStill running. Dashboard: " << admin_
-                << "/  proxy: http://127.0.0.1:" << proxy.port << "  (Ctrl-C stops everything)\n";
+      // One client keeps going so that the dashboard shows live rates and sync lag.
+      Traffic background(proxy.port, seed + 1, seed);
+      background.start(1);
+      std::cout << "\nStill running, with one client's traffic.\n  dashboard: " << admin_
+                << "/\n  proxy:     http://127.0.0.1:" << proxy.port
+                << "\n  sync:      " << sync_status_url_ << "\n(Ctrl-C stops everything)"
+                << std::endl;
       while (!g_interrupted)
         std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }
@@ -261,7 +274,10 @@ class Demo {
   void writeConfig(uint16_t monolith_port, uint16_t service_port) {
     const json config{
         {"listen", "127.0.0.1:0"},
-        {"admin", {{"listen", "127.0.0.1:0"}, {"token_env", "STRANGLER_DEMO_ADMIN_TOKEN"}}},
+        {"admin",
+         {{"listen", "127.0.0.1:0"},
+          {"token_env", "STRANGLER_DEMO_ADMIN_TOKEN"},
+          {"sync_status_url", sync_status_url_}}},
         {"debug_headers", true},
         {"upstreams",
          {{"monolith",
@@ -369,6 +385,7 @@ class Demo {
   DemoArgs args_;
   std::string config_;
   std::string admin_;
+  std::string sync_status_url_;
   Counters last_;
 };
 

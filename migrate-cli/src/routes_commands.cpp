@@ -1,9 +1,13 @@
+#include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <regex>
 #include <sstream>
 
 #include "config_store.h"
+#include "route_gates.h"
+#include "strangler/acl/sync_engine.h"
 #include "strangler/cli/commands.h"
 #include "strangler/proxy/config.h"
 #include "strangler/proxy/path_normalizer.h"
@@ -13,6 +17,7 @@ namespace strangler::cli {
 namespace {
 
 using nlohmann::ordered_json;
+namespace sync = acl::sync;
 
 struct RouteArgs {
   std::string name;
@@ -22,6 +27,11 @@ struct RouteArgs {
   int percent = 0;
   bool json_output = false;
   std::string cases_file;
+  bool force = false;
+  bool with_data = false;
+  std::string from_db;
+  std::string to_db;
+  std::string mapping = "drivers";
 };
 
 int refuse(const std::string& message) {
@@ -55,7 +65,8 @@ int finishEdit(const GlobalOptions& global, ConfigStore& store, const JournalEnt
 // Applies a stage change to one route: validated, written, journaled, and (with --admin) the
 // proxy reloaded. Returns the exit code.
 int changeStage(const GlobalOptions& global, const std::string& name, const std::string& action,
-                const std::function<std::optional<std::string>(ordered_json& route)>& edit) {
+                const std::function<std::optional<std::string>(ordered_json& route)>& edit,
+                const ordered_json& extra = ordered_json::object()) {
   auto store = ConfigStore::open(global.config);
   if (!store.ok()) return refuse(store.error().message);
   ordered_json* route = store->route(name);
@@ -66,7 +77,7 @@ int changeStage(const GlobalOptions& global, const std::string& name, const std:
   if (after == before) {
     return refuse("route '" + name + "' is already " + after.dump() + ": nothing to do");
   }
-  return finishEdit(global, *store, {nowIso8601(), name, action, before, after, whoAmI()},
+  return finishEdit(global, *store, {nowIso8601(), name, action, before, after, whoAmI(), extra},
                     "route " + name + ": " + before.dump() + " -> " + after.dump());
 }
 
@@ -186,8 +197,16 @@ int testRoutes(const GlobalOptions& global, const std::string& cases_file, bool 
 }
 
 // Back one step per the journal: forward edits push, rollbacks pop.
-int rollback(const GlobalOptions& global, const std::string& name) {
+common::Result<sync::Direction> flipData(const std::string& from, const std::string& to,
+                                         const std::string& mapping, bool back);
+
+// Back one step per the journal: forward edits push, rollbacks pop. A step that moved data
+// ownership with the route (extract --with-data) is undone with it: the route goes back first
+// (the service stops taking writes), then the ownership (which drains the service's changes).
+int rollback(const GlobalOptions& global, const RouteArgs& args) {
+  const std::string& name = args.name;
   std::optional<ordered_json> restore;
+  ordered_json data;
   {
     auto store = ConfigStore::open(global.config);
     if (!store.ok()) return refuse(store.error().message);
@@ -202,9 +221,23 @@ int rollback(const GlobalOptions& global, const std::string& name) {
     }
     if (stack.empty()) return refuse("the journal has no step of route '" + name + "' to undo");
     restore = stack.back().from;
+    if (stack.back().extra.contains("data")) data = stack.back().extra["data"];
   }
-  return changeStage(
-      global, name, "rollback", [&](ordered_json& route) -> std::optional<std::string> {
+  std::string from_db = args.from_db;
+  std::string to_db = args.to_db;
+  if (!data.is_null()) {
+    if (from_db.empty()) from_db = data.value("from", "");
+    if (to_db.empty()) to_db = data.value("to", "");
+    if (from_db.find("***") != std::string::npos || to_db.find("***") != std::string::npos)
+      return refuse(
+          "this step moved data ownership too; pass --from and --to (the journal keeps "
+          "the connection strings without their passwords)");
+  }
+  ordered_json extra = ordered_json::object();
+  if (!data.is_null()) extra["data"] = data;
+  const int code = changeStage(
+      global, name, "rollback",
+      [&](ordered_json& route) -> std::optional<std::string> {
         const std::string stage = restore->value("stage", "monolith");
         if (stage != "monolith") {
           if (auto why = needsTarget(route, stage)) return why;
@@ -213,7 +246,145 @@ int rollback(const GlobalOptions& global, const std::string& name) {
                  restore->contains("percent") ? std::optional<int>((*restore)["percent"].get<int>())
                                               : std::nullopt);
         return std::nullopt;
-      });
+      },
+      extra);
+  if (code != 0 || data.is_null()) return code;
+  auto flipped = flipData(from_db, to_db, data.value("mapping", "drivers"), true);
+  if (!flipped.ok()) {
+    return refuse("the route is back, but giving data ownership back failed: " +
+                  flipped.error().message + "; run `strangler sync flip --back`");
+  }
+  std::cout << "sync " << data.value("mapping", "drivers") << ": the monolith owns writes again\n";
+  return 0;
+}
+
+// The admin URL to ask: --admin, else the config's admin.listen.
+std::string adminUrl(const GlobalOptions& global, const proxy::ProxyConfig& config) {
+  return global.admin.empty() ? "http://" + config.admin.listen.toString() : global.admin;
+}
+
+proxy::PlanStep stepOf(const ordered_json& route) {
+  const auto stage = proxy::parseStage(route.value("stage", "monolith"));
+  return {stage.value_or(proxy::Stage::kMonolith),
+          stage == proxy::Stage::kCanary ? route.value("percent", 0) : 0};
+}
+
+void setStep(ordered_json& route, const proxy::PlanStep& step) {
+  setStage(route, proxy::stageName(step.stage),
+           step.stage == proxy::Stage::kCanary ? std::optional<int>(step.percent) : std::nullopt);
+}
+
+// Next step of the route's plan, only when the proxy's live figures pass the route's gates.
+int advance(const GlobalOptions& global, const RouteArgs& args) {
+  auto store = ConfigStore::open(global.config);
+  if (!store.ok()) return refuse(store.error().message);
+  ordered_json* raw = store->route(args.name);
+  if (raw == nullptr) return refuse("no route named '" + args.name + "' in " + global.config);
+  auto config = proxy::ProxyConfig::create(nlohmann::json::parse(store->json().dump()));
+  if (!config.ok()) return refuse(config.error().message);
+  const proxy::RouteConfig& route = *config->findRoute(args.name);
+  if (route.target.empty())
+    return refuse("route '" + args.name + "' has no target upstream: there is nowhere to advance");
+  const proxy::PlanStep from = stepOf(*raw);
+  const auto to = proxy::nextStep(route.effectivePlan(), from);
+  if (!to)
+    return refuse("route '" + args.name + "' is at the last step of its plan (" +
+                  proxy::describeStep(from) + ")");
+
+  nlohmann::json live_route = nlohmann::json::object();
+  if (from.stage != proxy::Stage::kMonolith) {
+    const std::string admin = adminUrl(global, *config);
+    auto live = fetchAdmin(admin, "/routes");
+    if (!live.ok() && !args.force) {
+      return refuse("advance judges the proxy's live figures, and the proxy at " + admin +
+                    " did not answer (" + live.error().message +
+                    "); pass --admin URL, or --force to skip the gates");
+    }
+    if (live.ok()) {
+      for (const auto& r : live->value("routes", nlohmann::json::array())) {
+        if (r.value("name", "") == args.name) live_route = r;
+      }
+      const std::string live_step = live_route.value("stage", "") == "canary"
+                                        ? "canary " + std::to_string(live_route.value("percent", 0))
+                                        : live_route.value("stage", "(none)");
+      if (live_step != proxy::describeStep(from) && !args.force) {
+        return refuse("the proxy serves route '" + args.name + "' as " + live_step +
+                      " but the file says " + proxy::describeStep(from) +
+                      ": reload the proxy first, so the gates judge the step in force");
+      }
+    }
+  }
+  const GateReport report = judgeGates(route, from, *to, live_route);
+  if (args.json_output) std::cout << report.toJson().dump() << "\n";
+  if (!args.json_output) {
+    std::cout << "route " << args.name << ": " << proxy::describeStep(from) << " -> "
+              << proxy::describeStep(*to) << "\n"
+              << report.table();
+  }
+  if (!report.passed() && !args.force) {
+    return refuse("advance refused: route '" + args.name + "' does not pass its gates yet");
+  }
+  const ordered_json before = stageOf(*raw);
+  setStep(*raw, *to);
+  JournalEntry entry{nowIso8601(), args.name, "advance", before, stageOf(*raw), whoAmI()};
+  entry.extra["gates"] = report.toJson()["gates"];
+  if (!report.passed()) entry.extra["forced"] = true;
+  return finishEdit(global, *store, entry,
+                    "route " + args.name + ": " + before.dump() + " -> " + stageOf(*raw).dump() +
+                        (report.passed() ? "" : " (forced past failed gates)"));
+}
+
+// A connection string without its password, for the journal.
+std::string redactPassword(const std::string& connection) {
+  static const std::regex password(R"((password=)[^ ]*|(://[^:/@]+:)[^@]*@)");
+  return std::regex_replace(connection, password, "$1$2***@");
+}
+
+common::Result<sync::Direction> flipData(const std::string& from, const std::string& to,
+                                         const std::string& mapping, bool back) {
+  auto engine = sync::SyncEngine::open(from, to, mapping);
+  if (!engine.ok()) return common::Result<sync::Direction>(engine.error());
+  return (*engine)->flip(back);
+}
+
+// Cutover as one step: the sync hands the mapping's writes to the service, then the route goes
+// to the service; if writing the route fails, ownership goes back.
+int extractWithData(const GlobalOptions& global, const RouteArgs& args) {
+  if (args.from_db.empty() || args.to_db.empty())
+    return refuse("--with-data needs --from and --to (the monolith's and the service's databases)");
+  auto store = ConfigStore::open(global.config);
+  if (!store.ok()) return refuse(store.error().message);
+  ordered_json* raw = store->route(args.name);
+  if (raw == nullptr) return refuse("no route named '" + args.name + "' in " + global.config);
+  if (auto why = needsTarget(*raw, "extracted")) return refuse(*why);
+  const ordered_json before = stageOf(*raw);
+  if (before.value("stage", "") == "extracted")
+    return refuse("route '" + args.name + "' is already extracted: nothing to do");
+  // Ownership first: the flip drains pending changes and refuses when the sides differ, so a
+  // refused flip leaves everything as it was.
+  auto flipped = flipData(args.from_db, args.to_db, args.mapping, false);
+  if (!flipped.ok())
+    return refuse("sync flip refused, route unchanged: " + flipped.error().message);
+  std::cout << "sync " << args.mapping << ": the service now owns writes\n";
+  setStage(*raw, "extracted", std::nullopt);
+  JournalEntry entry{nowIso8601(), args.name, "extract", before, stageOf(*raw), whoAmI()};
+  entry.extra["data"] = {{"mapping", args.mapping},
+                         {"from", redactPassword(args.from_db)},
+                         {"to", redactPassword(args.to_db)}};
+  auto result = commitAndReload(*store, entry, global.admin);
+  if (!result.ok() && result.error().code != "reload_failed") {
+    auto undone = flipData(args.from_db, args.to_db, args.mapping, true);
+    return refuse(result.error().message +
+                  (undone.ok()
+                       ? "\nsync ownership given back to the monolith"
+                       : "\nand giving ownership back failed too: " + undone.error().message +
+                             "; run `strangler sync flip --back`"));
+  }
+  std::cout << "route " << args.name << ": " << before.dump() << " -> " << stageOf(*raw).dump()
+            << " with its data\n";
+  if (!result.ok()) return refuse(result.error().message);
+  if (*result) std::cout << "proxy reloaded: " << **result << "\n";
+  return 0;
 }
 
 }  // namespace
@@ -267,6 +438,7 @@ void registerRouteCommands(CLI::App& app, GlobalOptions& global, Action& action)
                 (with_percent ? " --percent 10" : "") + " --admin http://127.0.0.1:9901\n");
     cmd->callback([&global, &action, args, stage, with_percent, verb] {
       action = [&global, args, stage, with_percent, verb] {
+        if (args->with_data) return extractWithData(global, *args);
         if (with_percent && (args->percent < 1 || args->percent > 99)) {
           return refuse("--percent " + std::to_string(args->percent) + " is not in 1..99");
         }
@@ -281,18 +453,47 @@ void registerRouteCommands(CLI::App& app, GlobalOptions& global, Action& action)
             });
       };
     });
+    return cmd;
   };
   stageVerb("shadow", "serve from the monolith, mirror to the target and compare", "shadow", false);
   stageVerb("canary", "send --percent of the traffic to the target", "canary", true);
-  stageVerb("extract", "send all traffic to the target", "extracted", false);
+  auto* extract = stageVerb("extract", "send all traffic to the target", "extracted", false);
+  extract->add_flag("--with-data", args->with_data,
+                    "also flip the sync: the service takes ownership of the mapping's writes");
+  extract->add_option("--from", args->from_db, "with --with-data: the monolith's database");
+  extract->add_option("--to", args->to_db, "with --with-data: the service's database");
+  extract->add_option("--mapping", args->mapping, "with --with-data: the sync mapping")
+      ->capture_default_str();
+  extract->footer(
+      "\nExamples:\n  strangler routes extract drivers --admin http://127.0.0.1:9901\n"
+      "  strangler routes extract drivers --with-data --from sqlite3://monolith.db "
+      "--to sqlite3://drivers.db\n");
   stageVerb("reset", "send all traffic back to the monolith", "monolith", false);
+
+  auto* next = routes->add_subcommand(
+      "advance", "next step of the route's plan, if the proxy's live figures pass its gates");
+  next->add_option("NAME", args->name, "route name")->required();
+  next->add_flag("--json", args->json_output, "print the gate report as JSON");
+  next->add_flag("--force", args->force, "advance even when gates fail (journaled as forced)");
+  next->footer(
+      "\nThe plan defaults to shadow -> canary 1 -> 10 -> 50 -> extracted; a route may set its "
+      "own\n"
+      "(\"plan\": [\"shadow\", 5, 25, \"extracted\"]) and its gates (\"gates\": {\"min_samples\": "
+      "100,\n"
+      "\"max_mismatch_rate\": 0.01, \"max_error_rate\": 0.01, \"max_latency_ratio\": 1.5}).\n"
+      "\nExample:\n  strangler routes advance drivers --admin http://127.0.0.1:9901\n");
+  next->callback(
+      [&action, &global, args] { action = [&global, args] { return advance(global, *args); }; });
 
   auto* back = routes->add_subcommand("rollback", "undo the route's last step, per the journal");
   back->add_option("NAME", args->name, "route name")->required();
+  back->add_option("--from", args->from_db,
+                   "when the step moved data: the monolith's database (default: the journal's)");
+  back->add_option("--to", args->to_db,
+                   "when the step moved data: the service's database (default: the journal's)");
   back->footer("\nExample:\n  strangler routes rollback drivers --admin http://127.0.0.1:9901\n");
-  back->callback([&action, &global, args] {
-    action = [&global, args] { return rollback(global, args->name); };
-  });
+  back->callback(
+      [&action, &global, args] { action = [&global, args] { return rollback(global, *args); }; });
 
   auto* test =
       routes->add_subcommand("test", "check (method, path, headers) -> route, upstream offline");
@@ -324,30 +525,31 @@ void registerRouteCommands(CLI::App& app, GlobalOptions& global, Action& action)
       listRoutes(global, false);
       if (live.ok()) {
         std::cout << "\nproxy at " << admin << " (config version "
-                  << live->value("version", nlohmann::json()).dump() << "):\n"
-                  << live->dump(2) << "\n";
+                  << live->value("version", nlohmann::json()).dump() << ", "
+                  << live->value("config_hash", "") << "), figures of each route's current step:\n";
+        char line[256];
+        std::snprintf(line, sizeof line, "  %-16s %-12s %9s %9s %8s %9s %9s %9s\n", "route", "step",
+                      "monolith", "target", "err%", "p99 mon", "p99 tgt", "mismatch");
+        std::cout << line;
+        for (const auto& r : live->value("routes", nlohmann::json::array())) {
+          const auto side = [&](const char* which, const char* key) {
+            return r.contains("sides") ? r["sides"][which].value(key, 0.0) : 0.0;
+          };
+          const std::string step = r.value("stage", "") == "canary"
+                                       ? "canary " + std::to_string(r.value("percent", 0))
+                                       : r.value("stage", "");
+          const double compared = r.contains("shadow") ? r["shadow"].value("compared", 0.0) : 0;
+          std::snprintf(line, sizeof line,
+                        "  %-16s %-12s %9.0f %9.0f %7.2f%% %7.1fms %7.1fms %8.2f%%\n",
+                        r.value("name", "").c_str(), step.c_str(), side("monolith", "requests"),
+                        side("target", "requests"), side("target", "error_rate") * 100.0,
+                        side("monolith", "p99_ms"), side("target", "p99_ms"),
+                        compared > 0 ? r["shadow"].value("mismatch_rate", 0.0) * 100.0 : 0.0);
+          std::cout << line;
+        }
       } else {
         std::cout << "\nproxy not reachable at " << admin << ": " << live.error().message << "\n";
       }
-      return 0;
-    };
-  });
-
-  auto* config_cmd = app.add_subcommand("config", "validate and export configs");
-  config_cmd->require_subcommand(1);
-  auto* validate =
-      config_cmd->add_subcommand("validate", "check a config file; errors name their key path");
-  validate->add_option("FILE", args->cases_file, "config file")->required();
-  validate->footer("\nExample:\n  strangler config validate strangler.json\n");
-  validate->callback([&action, &global, args] {
-    action = [args] {
-      auto config = proxy::ProxyConfig::load(args->cases_file);
-      if (!config.ok()) {
-        std::cerr << args->cases_file << ":\n" << config.error().message << "\n";
-        return 1;
-      }
-      std::cout << args->cases_file << ": valid (" << config->routes.size() << " routes, "
-                << config->upstreams.size() << " upstreams)\n";
       return 0;
     };
   });

@@ -5,9 +5,11 @@
 #include <csignal>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "strangler/acl/sync_engine.h"
 #include "strangler/cli/commands.h"
+#include "sync_status_server.h"
 
 namespace strangler::cli {
 namespace {
@@ -23,12 +25,17 @@ struct SyncArgs {
   bool json_output = false;
   bool back = false;
   bool force = false;
+  std::string status_listen;  // watch: serve live figures on GET /status
+  int verify_every_s = 0;     // watch: verify both sides this often (0: never)
 };
 
 std::atomic<bool> g_stop{false};
+// Ends one watch round: set on a stop signal and when a periodic verify is due.
+std::atomic<bool> g_end_round{false};
 
 void onStopSignal(int) {
   g_stop = true;
+  g_end_round = true;
 }
 
 // Progress on a terminal: one line rewritten in place; elsewhere a line every few seconds.
@@ -45,10 +52,17 @@ void printProgress(const sync::Progress& p) {
             << static_cast<int64_t>(eta) << " s" << (tty && !done ? "   " : "\n") << std::flush;
 }
 
-common::Result<std::unique_ptr<sync::SyncEngine>> openEngine(const SyncArgs& args) {
+common::Result<std::unique_ptr<sync::SyncEngine>> openEngine(const SyncArgs& args,
+                                                             SyncStatusServer* status = nullptr) {
   sync::SyncOptions options;
   options.chunk_rows = args.chunk;
-  if (!args.json_output) options.on_progress = printProgress;
+  const bool print = !args.json_output;
+  options.on_progress = [print, status](const sync::Progress& p) {
+    if (print) printProgress(p);
+    if (status != nullptr) status->onProgress(p);
+  };
+  if (status != nullptr)
+    options.on_batch = [status](const sync::BatchApplied& b) { status->onBatch(b); };
   return sync::SyncEngine::open(args.from, args.to, args.mapping, options);
 }
 
@@ -90,6 +104,73 @@ void addCommon(CLI::App* cmd, SyncArgs& args) {
   cmd->add_flag("--json", args.json_output, "print the result as JSON");
 }
 
+int watchCommand(const SyncArgs& args) {
+  std::unique_ptr<SyncStatusServer> status;
+  if (!args.status_listen.empty()) {
+    auto address = common::parseHostPort(args.status_listen);
+    if (!address.ok()) return fail({"usage", "--status-listen: " + address.error().message});
+    // A second engine, with its own sessions, answers status requests off the applying thread.
+    auto reader = sync::SyncEngine::open(args.from, args.to, args.mapping);
+    if (!reader.ok()) return fail(reader.error());
+    auto started = SyncStatusServer::start(*address, args.mapping, std::move(reader).value());
+    if (!started.ok()) return fail(started.error());
+    status = std::move(started).value();
+    std::cout << "sync status on " << status->url() << std::endl;
+  }
+  auto engine = openEngine(args, status.get());
+  if (!engine.ok()) return fail(engine.error());
+  std::signal(SIGINT, onStopSignal);
+  std::signal(SIGTERM, onStopSignal);
+  std::cerr << "sync " << args.mapping << ": watching (Ctrl-C stops)\n";
+  using Clock = std::chrono::steady_clock;
+  const auto period = std::chrono::seconds(args.verify_every_s);
+  std::atomic<int64_t> verify_due_ms{0};
+  const auto setDue = [&] {
+    verify_due_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        (Clock::now() + period).time_since_epoch())
+                        .count();
+  };
+  setDue();
+  std::atomic<bool> timer_done{false};
+  std::thread timer;
+  if (args.verify_every_s > 0) {
+    timer = std::thread([&] {
+      while (!timer_done && !g_stop) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        const auto now_ms =
+            std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch())
+                .count();
+        if (now_ms >= verify_due_ms) g_end_round = true;
+      }
+    });
+  }
+  const auto finish = [&](int code) {
+    timer_done = true;
+    if (timer.joinable()) timer.join();
+    if (status) status->markStopping();
+    return code;
+  };
+  // A flip made by another process ends one watch round; start the next in the new direction.
+  for (;;) {
+    g_end_round = g_stop.load();
+    auto report = (*engine)->watch(g_end_round);
+    if (!report.ok()) return finish(fail(report.error()));
+    if (g_stop) return finish(printRun(args, report));
+    if (args.verify_every_s <= 0 ||
+        Clock::now() < Clock::time_point(std::chrono::milliseconds(verify_due_ms.load())))
+      continue;
+    // Drain first so that only changes made during the comparison itself can show as differences.
+    auto drained = (*engine)->run();
+    if (!drained.ok()) return finish(fail(drained.error()));
+    auto before = (*engine)->status();
+    auto verified = (*engine)->verify();
+    if (verified.ok() && status)
+      status->onVerify(*verified, before.ok() ? before->pending_changes : 0);
+    if (!verified.ok()) std::cerr << "sync verify: " << verified.error().message << "\n";
+    setDue();
+  }
+}
+
 }  // namespace
 
 void registerSyncCommands(CLI::App& app, GlobalOptions&, Action& action) {
@@ -128,22 +209,19 @@ void registerSyncCommands(CLI::App& app, GlobalOptions&, Action& action) {
 
   auto* watch = sync_cmd->add_subcommand("watch", "like run, then keep applying until stopped");
   addCommon(watch, *args);
-  watch->footer(example);
-  watch->callback([&action, args] {
-    action = [args] {
-      auto engine = openEngine(*args);
-      if (!engine.ok()) return fail(engine.error());
-      std::signal(SIGINT, onStopSignal);
-      std::signal(SIGTERM, onStopSignal);
-      std::cerr << "sync " << args->mapping << ": watching (Ctrl-C stops)\n";
-      // A flip made by another process ends one watch round; start the next in the new direction.
-      for (;;) {
-        auto report = (*engine)->watch(g_stop);
-        if (!report.ok()) return fail(report.error());
-        if (g_stop) return printRun(*args, report);
-      }
-    };
-  });
+  watch->add_option("--status-listen", args->status_listen,
+                    "serve live figures (lag, rate, pending changes) as JSON on GET "
+                    "http://HOST:PORT/status; port 0 picks a free port");
+  watch
+      ->add_option("--verify-every", args->verify_every_s,
+                   "verify both sides every N seconds while watching (0: never); the result "
+                   "shows in the status")
+      ->check(CLI::Range(0, 86400))
+      ->capture_default_str();
+  watch->footer(std::string(example) +
+                "  strangler sync watch --from sqlite3://db=monolith.db --to "
+                "sqlite3://db=driver-service.db --status-listen 127.0.0.1:0\n");
+  watch->callback([&action, args] { action = [args] { return watchCommand(*args); }; });
 
   auto* verify = sync_cmd->add_subcommand("verify", "compare both sides; exit 1 when they differ");
   addCommon(verify, *args);

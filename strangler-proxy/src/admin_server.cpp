@@ -1,5 +1,7 @@
 #include "strangler/proxy/admin_server.h"
 
+#include <Poco/Net/HTTPClientSession.h>
+#include <Poco/Net/HTTPRequest.h>
 #include <Poco/Net/HTTPRequestHandler.h>
 #include <Poco/Net/HTTPRequestHandlerFactory.h>
 #include <Poco/Net/HTTPServer.h>
@@ -8,12 +10,14 @@
 #include <Poco/Net/HTTPServerResponse.h>
 #include <Poco/Net/ServerSocket.h>
 #include <Poco/Net/SocketAddress.h>
+#include <Poco/URI.h>
 
 #include <chrono>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
 
+#include "dashboard_html.h"
 #include "strangler/proxy/proxy_app.h"
 
 namespace strangler::proxy {
@@ -32,29 +36,6 @@ std::string label(const std::string& value) {
       continue;
     }
     out += c;
-  }
-  return out;
-}
-
-std::string htmlEscape(const std::string& text) {
-  std::string out;
-  for (const char c : text) {
-    switch (c) {
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '&':
-        out += "&amp;";
-        break;
-      case '"':
-        out += "&quot;";
-        break;
-      default:
-        out += c;
-    }
   }
   return out;
 }
@@ -112,6 +93,49 @@ std::map<std::string, RouteCounters> countersByRoute(ProxyApp& app, const Runtim
   return counters;
 }
 
+constexpr auto kSyncStatusTimeout = std::chrono::milliseconds(500);
+constexpr std::streamsize kSyncStatusMaxBytes = 1 << 20;
+
+// GET /sync: the data sync's live figures, fetched from `admin.sync_status_url` (a `strangler
+// sync watch --status-listen` endpoint) so the dashboard needs no second origin.
+nlohmann::json fetchSyncStatus(const std::string& url) {
+  if (url.empty()) return {{"configured", false}};
+  nlohmann::json out = {{"configured", true}, {"url", url}};
+  const auto unreachable = [&](const std::string& why) {
+    out["reachable"] = false;
+    out["error"] = why;
+    return out;
+  };
+  try {
+    const Poco::URI uri(url);
+    Poco::Net::HTTPClientSession session(uri.getHost(), uri.getPort());
+    const Poco::Timespan timeout(
+        std::chrono::duration_cast<std::chrono::microseconds>(kSyncStatusTimeout).count());
+    session.setTimeout(timeout, timeout, timeout);
+    Poco::Net::HTTPRequest request(Poco::Net::HTTPRequest::HTTP_GET, uri.getPathAndQuery(),
+                                   Poco::Net::HTTPMessage::HTTP_1_1);
+    request.set("Accept", "application/json");
+    session.sendRequest(request);
+    HTTPResponse answer;
+    std::istream& in = session.receiveResponse(answer);
+    std::string body(static_cast<size_t>(kSyncStatusMaxBytes), '\0');
+    in.read(body.data(), kSyncStatusMaxBytes);
+    body.resize(static_cast<size_t>(in.gcount()));
+    if (answer.getStatus() != HTTPResponse::HTTP_OK)
+      return unreachable("answered " + std::to_string(static_cast<int>(answer.getStatus())));
+    auto status = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+    if (status.is_discarded() || !status.is_object())
+      return unreachable("answered something that is not a JSON object");
+    out["reachable"] = true;
+    out["status"] = std::move(status);
+    return out;
+  } catch (const Poco::Exception& error) {
+    return unreachable(error.displayText());
+  } catch (const std::exception& error) {
+    return unreachable(error.what());
+  }
+}
+
 class AdminHandler : public Poco::Net::HTTPRequestHandler {
  public:
   explicit AdminHandler(ProxyApp& app) : app_(app) {}
@@ -156,14 +180,50 @@ class AdminHandler : public Poco::Net::HTTPRequestHandler {
     }
     if (path == "/routes")
       return send(response, HTTPResponse::HTTP_OK, "application/json", renderRoutes(app_));
+    if (path == "/diffs") return diffs(request, response);
     if (path == "/metrics") {
       return send(response, HTTPResponse::HTTP_OK, "text/plain; version=0.0.4; charset=utf-8",
                   renderMetrics(app_));
     }
-    if (path == "/")
-      return send(response, HTTPResponse::HTTP_OK, "text/html; charset=utf-8", dashboard());
+    if (path == "/sync") {
+      return sendJson(response, HTTPResponse::HTTP_OK,
+                      fetchSyncStatus(app_.current()->config->admin.sync_status_url));
+    }
+    if (path == "/") {
+      return send(response, HTTPResponse::HTTP_OK, "text/html; charset=utf-8",
+                  std::string(dashboardHtml()));
+    }
     sendJson(response, HTTPResponse::HTTP_NOT_FOUND,
              {{"error", "not_found"}, {"message", path + " is not an admin endpoint"}});
+  }
+
+  // GET /diffs?route=NAME: the route's latest mismatches; without route=, every route's.
+  void diffs(HTTPServerRequest& request, HTTPServerResponse& response) {
+    const Poco::URI uri(request.getURI());
+    std::string wanted;
+    for (const auto& [key, value] : uri.getQueryParameters()) {
+      if (key == "route") wanted = value;
+    }
+    const auto runtime = app_.current();
+    if (!wanted.empty()) {
+      if (runtime->config->findRoute(wanted) == nullptr) {
+        return sendJson(
+            response, HTTPResponse::HTTP_NOT_FOUND,
+            {{"error", "unknown_route"}, {"message", "no route named '" + wanted + "'"}});
+      }
+      const auto counters = app_.shared().shadow->counters(wanted);
+      return sendJson(response, HTTPResponse::HTTP_OK,
+                      {{"route", wanted},
+                       {"counters", counters.toJson()},
+                       {"diffs", app_.shared().shadow->diffs(wanted)}});
+    }
+    nlohmann::json all = nlohmann::json::object();
+    for (const auto& route : runtime->config->routes) {
+      if (route.target.empty()) continue;
+      all[route.name] = {{"counters", app_.shared().shadow->counters(route.name).toJson()},
+                         {"diffs", app_.shared().shadow->diffs(route.name)}};
+    }
+    sendJson(response, HTTPResponse::HTTP_OK, {{"routes", all}});
   }
 
   void methodNotAllowed(HTTPServerResponse& response, const std::string& allow) {
@@ -193,33 +253,6 @@ class AdminHandler : public Poco::Net::HTTPRequestHandler {
     return true;
   }
 
-  std::string dashboard() {
-    const auto runtime = app_.current();
-    const auto counters = countersByRoute(app_, *runtime);
-    std::ostringstream html;
-    html << "<!doctype html><html><head><meta charset=\"utf-8\"><title>strangler-proxy</title>"
-         << "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-         << "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}</style></head><body>"
-         << "<h1>strangler-proxy</h1><p>config version " << runtime->version << " ("
-         << htmlEscape(runtime->config->hash) << "), default upstream <b>"
-         << htmlEscape(runtime->config->default_upstream) << "</b></p>"
-         << "<table><tr><th>route</th><th>path</th><th>stage</th><th>percent</th><th>target</th>"
-         << "<th>requests</th><th>to target</th><th>to "
-            "monolith</th><th>fallbacks</th><th>5xx</th></tr>";
-    for (const auto& route : runtime->config->routes) {
-      RouteCounters c;
-      if (auto it = counters.find(route.name); it != counters.end()) c = it->second;
-      html << "<tr><td>" << htmlEscape(route.name) << "</td><td>" << htmlEscape(route.path)
-           << "</td><td>" << stageName(route.stage) << "</td><td>" << route.percent << "</td><td>"
-           << htmlEscape(route.target) << "</td><td>" << c.requests << "</td><td>" << c.to_target
-           << "</td><td>" << c.to_monolith << "</td><td>" << c.fallbacks << "</td><td>" << c.errors
-           << "</td></tr>";
-    }
-    html << "</table><p><a href=\"/routes\">/routes</a> · <a "
-            "href=\"/metrics\">/metrics</a></p></body></html>\n";
-    return html.str();
-  }
-
   ProxyApp& app_;
 };
 
@@ -240,6 +273,7 @@ std::string renderRoutes(ProxyApp& app) {
   const auto runtime = app.current();
   const auto& config = *runtime->config;
   const auto counters = countersByRoute(app, *runtime);
+  const auto figures = app.figures();
   nlohmann::json doc;
   doc["version"] = runtime->version;
   doc["config_hash"] = config.hash;
@@ -264,8 +298,25 @@ std::string renderRoutes(ProxyApp& app) {
           {"to_monolith", c.to_monolith},
           {"fallbacks", c.fallbacks},
           {"errors_5xx", c.errors},
-          {"shadow_mismatches", app.shared().shadow->mismatches(route.name)}}}};
+          {"shadow_mismatches", app.shared().shadow->counters(route.name).mismatched}}}};
     if (!route.cohort.empty()) entry["cohort"] = route.cohort;
+    // The current step's figures alone: what the gates of `strangler routes advance` judge.
+    const auto [step, since_ms] = app.steps().sinceStep(route.name, figures);
+    entry["step"] = {{"since_ms", since_ms}};
+    entry["sides"] = {{"monolith", step.monolith.toJson()}, {"target", step.target.toJson()}};
+    entry["shadow"] = step.shadow.toJson();
+    entry["shadow"]["total"] = app.shared().shadow->counters(route.name).toJson();
+    if (!route.plan.empty() || route.has_gates) {
+      nlohmann::json plan = nlohmann::json::array();
+      for (const auto& p : route.effectivePlan())
+        plan.push_back(describeStep(p));
+      entry["plan"] = plan;
+    }
+    entry["gates"] = {{"min_samples", route.gates.min_samples},
+                      {"max_mismatch_rate", route.gates.max_mismatch_rate},
+                      {"max_error_rate", route.gates.max_error_rate},
+                      {"max_latency_ratio", route.gates.max_latency_ratio},
+                      {"auto_rollback", route.gates.auto_rollback}};
     doc["routes"].push_back(entry);
   }
   const auto now = CircuitBreaker::Clock::now();
@@ -342,13 +393,28 @@ std::string renderMetrics(ProxyApp& app) {
     out << "strangler_proxy_circuit_openings_total{upstream=\"" << label(name) << "\"} "
         << upstream.breaker->openings() << "\n";
   }
+  out << "# HELP strangler_proxy_shadow_total Shadow copies by route and outcome (matched, "
+         "mismatched, dropped, too_large, target_error).\n"
+      << "# TYPE strangler_proxy_shadow_total counter\n";
+  for (const auto& route : runtime->config->routes) {
+    if (route.target.empty()) continue;
+    const auto c = app.shared().shadow->counters(route.name);
+    for (const auto& [outcome, count] : {std::pair<const char*, uint64_t>{"matched", c.matched},
+                                         {"mismatched", c.mismatched},
+                                         {"dropped", c.dropped},
+                                         {"too_large", c.too_large},
+                                         {"target_error", c.target_errors}}) {
+      out << "strangler_proxy_shadow_total{route=\"" << label(route.name) << "\",outcome=\""
+          << outcome << "\"} " << count << "\n";
+    }
+  }
   out << "# HELP strangler_proxy_shadow_mismatches_total Shadow responses that differed from the "
          "monolith's.\n"
       << "# TYPE strangler_proxy_shadow_mismatches_total counter\n";
   for (const auto& route : runtime->config->routes) {
-    if (route.stage != Stage::kShadow) continue;
+    if (route.target.empty()) continue;
     out << "strangler_proxy_shadow_mismatches_total{route=\"" << label(route.name) << "\"} "
-        << app.shared().shadow->mismatches(route.name) << "\n";
+        << app.shared().shadow->counters(route.name).mismatched << "\n";
   }
   out << "# HELP strangler_proxy_config_version Version of the config serving new requests.\n"
       << "# TYPE strangler_proxy_config_version gauge\n"

@@ -276,6 +276,13 @@ void ClientConnection::startProxy() {
       return;
     }
   }
+  // The parser takes any digits for a version ("HTTP/9.9", HTTP/0.9 without one); forwarding
+  // those as HTTP/1.1 would answer for a protocol the client did not speak.
+  if (parser_.http_major != 1) {
+    close_after_ = true;
+    respondError(505, "http_version_not_supported", "only HTTP/1.0 and HTTP/1.1 are served");
+    return;
+  }
   size_t hosts = 0;
   std::string host;
   for (const auto& [name, value] : headers_) {
@@ -337,16 +344,22 @@ void ClientConnection::startProxy() {
     addHeader("Content-Length", std::to_string(body_.size()));
   }
 
+  shadow_.reset();
   if (decision_.shadow && decision_.route != nullptr) {
-    ShadowRequest copy;
-    copy.route = decision_.route->name;
-    copy.target = decision_.route->target;
-    copy.method = method_;
-    copy.path = decision_.path;
-    copy.query = query_;
-    copy.headers = headers_;
-    copy.body = body_;
-    worker_.shared().shadow->offer(std::move(copy));
+    const double sample = decision_.route->shadow ? decision_.route->shadow->sample : 1.0;
+    // 53 random bits → [0, 1).
+    const double draw = static_cast<double>(worker_.random() >> 11) * 0x1.0p-53;
+    if (draw < sample) {
+      shadow_ = std::make_unique<ShadowRequest>();
+      shadow_->runtime = runtime_;
+      shadow_->route = decision_.route;
+      shadow_->method = method_;
+      shadow_->target_path = decision_.shadow_path;
+      shadow_->query = query_;
+      shadow_->has_query = has_query_;
+      shadow_->headers = headers_;
+      shadow_->body = body_;
+    }
   }
 
   std::string chosen = decision_.upstream;
@@ -470,6 +483,12 @@ ClientConnection::HeadVerdict ClientConnection::onResponseHead(UpstreamConnectio
 
   status_ = from.status;
   response_started_ = true;
+  if (shadow_) {
+    shadow_->monolith_upstream = upstream_name_;
+    shadow_->monolith_path = upstream_path_;
+    shadow_->monolith.status = from.status;
+    shadow_->monolith.headers = from.headers;
+  }
   const bool no_body = method_ == "HEAD" || from.status == 204 || from.status == 304;
   const bool delimited_by_close = !from.chunked && !from.has_content_length && !no_body;
   chunked_out_ = false;
@@ -522,6 +541,14 @@ ClientConnection::HeadVerdict ClientConnection::onResponseHead(UpstreamConnectio
 void ClientConnection::onResponseBody(const char* data, size_t length) {
   if (closed || length == 0) return;
   response_bytes_ += length;
+  if (shadow_) {
+    if (shadow_->monolith.body.size() + length > kShadowCaptureBytes) {
+      worker_.shared().shadow->tooLarge(shadow_->route->name);
+      shadow_.reset();
+    } else {
+      shadow_->monolith.body.append(data, length);
+    }
+  }
   if (chunked_out_) {
     char size_line[24];
     const int n = std::snprintf(size_line, sizeof size_line, "%zx\r\n", length);
@@ -545,6 +572,10 @@ void ClientConnection::onResponseComplete(UpstreamConnection&) {
   upstream = nullptr;
   if (closed) return;
   if (chunked_out_) queue("0\r\n\r\n");
+  // The client has its answer: only now is the copy offered, so the shadow side can never
+  // delay or fail it.
+  if (shadow_) worker_.shared().shadow->offer(std::move(*shadow_));
+  shadow_.reset();
   finishExchange(status_);
 }
 
@@ -668,6 +699,7 @@ void ClientConnection::finishExchange(int status) {
         {"duration_ms", seconds * 1000.0}};
     shared.access_log->write(line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
   }
+  shadow_.reset();
   runtime_.reset();
   reading_body_ = false;
   upstream_name_.clear();

@@ -7,6 +7,7 @@
 #include <string_view>
 #include <vector>
 
+#include "strangler/proxy/shadow_sink.h"
 #include "upstream_connection.h"
 #include "worker.h"
 
@@ -117,6 +118,7 @@ class ClientConnection : public Pollable {
   bool close_after_ = false;
   int status_ = 0;
   uint64_t response_bytes_ = 0;
+  std::unique_ptr<ShadowRequest> shadow_;  ///< the copy for the shadow stage, being filled
 };
 
 }  // namespace strangler::proxy

@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "strangler/acl/response_translators.h"
 #include "strangler/proxy/path_pattern.h"
 
 namespace strangler::proxy {
@@ -92,6 +93,34 @@ class Checker {
     return value.get<bool>();
   }
 
+  // An absolute http:// URL with a host, an optional port and a path: what the admin API can
+  // fetch with a plain HTTP client (no https, no credentials, no fragment).
+  std::optional<std::string> httpUrl(const json& value, const std::string& path) {
+    const auto text = string(value, path);
+    if (!text) return std::nullopt;
+    const std::string scheme = "http://";
+    const auto bad = [&](const std::string& why) {
+      fail(path, "'" + *text + "' is not an http:// URL: " + why);
+      return std::nullopt;
+    };
+    if (text->compare(0, scheme.size(), scheme) != 0) return bad("it must start with http://");
+    for (const unsigned char c : *text) {
+      if (c <= 0x20 || c >= 0x7f) return bad("spaces, control and non-ASCII characters");
+    }
+    if (text->find('#') != std::string::npos) return bad("no fragment allowed");
+    const auto rest = text->substr(scheme.size());
+    const auto authority = rest.substr(0, rest.find_first_of("/?"));
+    if (authority.find('@') != std::string::npos) return bad("no credentials allowed");
+    const auto bracket = authority.rfind(']');
+    const auto colon = authority.rfind(':');
+    const bool has_port =
+        colon != std::string::npos && (bracket == std::string::npos || colon > bracket);
+    auto parsed = common::parseHostPort(has_port ? authority : authority + ":80");
+    if (!parsed || parsed->host.empty()) return bad("no valid HOST[:PORT]");
+    if (parsed->port == 0) return bad("port 0");
+    return text;
+  }
+
   std::optional<common::HostPort> address(const json& value, const std::string& path,
                                           bool allow_port0) {
     const auto text = string(value, path);
@@ -169,7 +198,7 @@ void readRoute(Checker& check, const json& value, const std::string& path, Proxy
   if (!check.isObject(value, path)) return;
   check.onlyKeys(value, path,
                  {"name", "match", "target", "stage", "percent", "sticky", "fallback", "rewrite",
-                  "cohort", "shadow"});
+                  "cohort", "shadow", "plan", "gates"});
   RouteConfig route;
   if (!value.contains("name")) {
     check.fail(path + ".name", "is required");
@@ -284,7 +313,8 @@ void readRoute(Checker& check, const json& value, const std::string& path, Proxy
   if (value.contains("shadow")) {
     const auto& shadow = value["shadow"];
     if (check.isObject(shadow, path + ".shadow")) {
-      check.onlyKeys(shadow, path + ".shadow", {"ignore", "sample", "unsafe_methods", "acl"});
+      check.onlyKeys(shadow, path + ".shadow",
+                     {"ignore", "sample", "unsafe_methods", "acl", "noise_filter", "headers"});
       ShadowConfig config_shadow;
       if (shadow.contains("ignore")) {
         const auto& ignore = shadow["ignore"];
@@ -317,9 +347,97 @@ void readRoute(Checker& check, const json& value, const std::string& path, Proxy
         }
       }
       if (shadow.contains("acl")) {
-        if (auto acl = check.string(shadow["acl"], path + ".shadow.acl")) config_shadow.acl = *acl;
+        if (auto translator = check.string(shadow["acl"], path + ".shadow.acl")) {
+          const auto translators = acl::responseTranslatorNames();
+          if (std::find(translators.begin(), translators.end(), *translator) == translators.end()) {
+            std::string known;
+            for (const auto& name : translators)
+              known += (known.empty() ? "" : ", ") + name;
+            check.fail(path + ".shadow.acl",
+                       "'" + *translator + "' is not a known response translator (" + known + ")");
+          } else {
+            config_shadow.acl = *translator;
+          }
+        }
+      }
+      if (shadow.contains("noise_filter")) {
+        if (auto b = check.boolean(shadow["noise_filter"], path + ".shadow.noise_filter"))
+          config_shadow.noise_filter = *b;
+      }
+      if (shadow.contains("headers")) {
+        const auto& headers = shadow["headers"];
+        if (!headers.is_array()) {
+          check.fail(path + ".shadow.headers", "must be an array of header names");
+        } else {
+          config_shadow.headers.clear();
+          for (size_t i = 0; i < headers.size(); ++i) {
+            if (auto name =
+                    check.string(headers[i], path + ".shadow.headers[" + std::to_string(i) + "]"))
+              config_shadow.headers.push_back(*name);
+          }
+        }
       }
       route.shadow = config_shadow;
+    }
+  }
+  if (value.contains("plan")) {
+    const auto& plan = value["plan"];
+    if (!plan.is_array() || plan.empty()) {
+      check.fail(path + ".plan",
+                 "must be a non-empty array of steps (\"shadow\", a canary percent 1..99, "
+                 "\"extracted\")");
+    } else {
+      for (size_t i = 0; i < plan.size(); ++i) {
+        const auto step_path = path + ".plan[" + std::to_string(i) + "]";
+        const auto& step = plan[i];
+        if (step.is_number_integer()) {
+          const auto percent = step.get<int64_t>();
+          if (percent < 1 || percent > 99) {
+            check.fail(step_path, std::to_string(percent) + " is not a canary percent in 1..99");
+          } else {
+            route.plan.push_back({Stage::kCanary, static_cast<int>(percent)});
+          }
+        } else if (step.is_string() && (step == "shadow" || step == "extracted")) {
+          route.plan.push_back({step == "shadow" ? Stage::kShadow : Stage::kExtracted, 0});
+        } else {
+          check.fail(step_path, describe(step) +
+                                    " is not a step (\"shadow\", a canary percent 1..99, "
+                                    "\"extracted\")");
+        }
+      }
+      if (!route.plan.empty() && route.plan.back().stage != Stage::kExtracted)
+        check.fail(path + ".plan", "must end with \"extracted\"");
+    }
+  }
+  if (value.contains("gates")) {
+    const auto& gates = value["gates"];
+    if (check.isObject(gates, path + ".gates")) {
+      route.has_gates = true;
+      check.onlyKeys(gates, path + ".gates",
+                     {"min_samples", "max_mismatch_rate", "max_error_rate", "max_latency_ratio",
+                      "auto_rollback"});
+      if (gates.contains("min_samples")) {
+        if (auto n = check.integer(gates["min_samples"], path + ".gates.min_samples", 0,
+                                   int64_t{1} << 40))
+          route.gates.min_samples = *n;
+      }
+      const auto rate = [&](const char* key, double high, double& out) {
+        if (!gates.contains(key)) return;
+        const auto& v = gates[key];
+        if (!v.is_number() || v.get<double>() < 0.0 || v.get<double>() > high) {
+          check.fail(path + ".gates." + key,
+                     describe(v) + " is not a number in 0.." + (high == 1.0 ? "1" : "1000"));
+        } else {
+          out = v.get<double>();
+        }
+      };
+      rate("max_mismatch_rate", 1.0, route.gates.max_mismatch_rate);
+      rate("max_error_rate", 1.0, route.gates.max_error_rate);
+      rate("max_latency_ratio", 1000.0, route.gates.max_latency_ratio);
+      if (gates.contains("auto_rollback")) {
+        if (auto b = check.boolean(gates["auto_rollback"], path + ".gates.auto_rollback"))
+          route.gates.auto_rollback = *b;
+      }
     }
   }
   config.routes.push_back(std::move(route));
@@ -377,13 +495,17 @@ ProxyConfig build(Checker& check, const json& doc) {
   if (doc.contains("admin")) {
     const auto& admin = doc["admin"];
     if (check.isObject(admin, "admin")) {
-      check.onlyKeys(admin, "admin", {"listen", "token_env"});
+      check.onlyKeys(admin, "admin", {"listen", "token_env", "sync_status_url"});
       if (admin.contains("listen")) {
         if (auto a = check.address(admin["listen"], "admin.listen", true)) config.admin.listen = *a;
       }
       if (admin.contains("token_env")) {
         if (auto t = check.string(admin["token_env"], "admin.token_env"))
           config.admin.token_env = *t;
+      }
+      if (admin.contains("sync_status_url")) {
+        if (auto url = check.httpUrl(admin["sync_status_url"], "admin.sync_status_url"))
+          config.admin.sync_status_url = *url;
       }
     }
   }
@@ -400,9 +522,9 @@ ProxyConfig build(Checker& check, const json& doc) {
   if (doc.contains("limits")) {
     const auto& limits = doc["limits"];
     if (check.isObject(limits, "limits")) {
-      check.onlyKeys(
-          limits, "limits",
-          {"max_header_bytes", "max_body_bytes", "header_timeout_ms", "idle_timeout_ms"});
+      check.onlyKeys(limits, "limits",
+                     {"max_header_bytes", "max_body_bytes", "header_timeout_ms", "idle_timeout_ms",
+                      "shadow_queue", "shadow_concurrency"});
       if (limits.contains("max_header_bytes")) {
         if (auto n =
                 check.integer(limits["max_header_bytes"], "limits.max_header_bytes", 1024, 1 << 20))
@@ -422,6 +544,15 @@ ProxyConfig build(Checker& check, const json& doc) {
         if (auto n =
                 check.integer(limits["idle_timeout_ms"], "limits.idle_timeout_ms", 1, 86400000))
           config.limits.idle_timeout_ms = static_cast<int>(*n);
+      }
+      if (limits.contains("shadow_queue")) {
+        if (auto n = check.integer(limits["shadow_queue"], "limits.shadow_queue", 1, 1 << 20))
+          config.limits.shadow_queue = static_cast<int>(*n);
+      }
+      if (limits.contains("shadow_concurrency")) {
+        if (auto n =
+                check.integer(limits["shadow_concurrency"], "limits.shadow_concurrency", 1, 256))
+          config.limits.shadow_concurrency = static_cast<int>(*n);
       }
     }
   }
@@ -457,6 +588,52 @@ ProxyConfig build(Checker& check, const json& doc) {
 }
 
 }  // namespace
+
+std::vector<PlanStep> defaultPlan() {
+  return {{Stage::kShadow, 0},
+          {Stage::kCanary, 1},
+          {Stage::kCanary, 10},
+          {Stage::kCanary, 50},
+          {Stage::kExtracted, 0}};
+}
+
+std::string describeStep(const PlanStep& step) {
+  if (step.stage == Stage::kCanary) return "canary " + std::to_string(step.percent);
+  return stageName(step.stage);
+}
+
+namespace {
+int stepRank(const PlanStep& step) {
+  switch (step.stage) {
+    case Stage::kMonolith:
+      return 0;
+    case Stage::kShadow:
+      return 1;
+    case Stage::kCanary:
+      return 100 + step.percent;
+    case Stage::kExtracted:
+      return 1000;
+  }
+  return 0;
+}
+}  // namespace
+
+std::optional<PlanStep> nextStep(const std::vector<PlanStep>& plan, const PlanStep& current) {
+  std::optional<PlanStep> best;
+  for (const auto& step : plan) {
+    if (stepRank(step) > stepRank(current) && (!best || stepRank(step) < stepRank(*best)))
+      best = step;
+  }
+  return best;
+}
+
+PlanStep previousStep(const std::vector<PlanStep>& plan, const PlanStep& current) {
+  PlanStep best{Stage::kMonolith, 0};
+  for (const auto& step : plan) {
+    if (stepRank(step) < stepRank(current) && stepRank(step) > stepRank(best)) best = step;
+  }
+  return best;
+}
 
 const char* stageName(Stage stage) {
   switch (stage) {
@@ -532,6 +709,7 @@ nlohmann::json ProxyConfig::toJson() const {
   doc["listen"] = listen.toString();
   doc["admin"] = {{"listen", admin.listen.toString()}};
   if (!admin.token_env.empty()) doc["admin"]["token_env"] = admin.token_env;
+  if (!admin.sync_status_url.empty()) doc["admin"]["sync_status_url"] = admin.sync_status_url;
   doc["debug_headers"] = debug_headers;
   doc["upstreams"] = json::object();
   for (const auto& [name, upstream] : upstreams) {
@@ -573,13 +751,35 @@ nlohmann::json ProxyConfig::toJson() const {
                      {"sample", route.shadow->sample},
                      {"unsafe_methods", route.shadow->unsafe_methods}};
       if (!route.shadow->acl.empty()) r["shadow"]["acl"] = route.shadow->acl;
+      if (route.shadow->noise_filter) r["shadow"]["noise_filter"] = true;
+      if (route.shadow->headers != std::vector<std::string>{"Content-Type"})
+        r["shadow"]["headers"] = route.shadow->headers;
+    }
+    if (!route.plan.empty()) {
+      r["plan"] = json::array();
+      for (const auto& step : route.plan) {
+        if (step.stage == Stage::kCanary) {
+          r["plan"].push_back(step.percent);
+        } else {
+          r["plan"].push_back(stageName(step.stage));
+        }
+      }
+    }
+    if (route.has_gates) {
+      r["gates"] = {{"min_samples", route.gates.min_samples},
+                    {"max_mismatch_rate", route.gates.max_mismatch_rate},
+                    {"max_error_rate", route.gates.max_error_rate},
+                    {"max_latency_ratio", route.gates.max_latency_ratio},
+                    {"auto_rollback", route.gates.auto_rollback}};
     }
     doc["routes"].push_back(r);
   }
   doc["limits"] = {{"max_header_bytes", limits.max_header_bytes},
                    {"max_body_bytes", limits.max_body_bytes},
                    {"header_timeout_ms", limits.header_timeout_ms},
-                   {"idle_timeout_ms", limits.idle_timeout_ms}};
+                   {"idle_timeout_ms", limits.idle_timeout_ms},
+                   {"shadow_queue", limits.shadow_queue},
+                   {"shadow_concurrency", limits.shadow_concurrency}};
   if (workers != 0) doc["workers"] = workers;
   if (!access_log.empty()) doc["access_log"] = access_log;
   return doc;

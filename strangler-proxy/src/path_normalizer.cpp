@@ -2,6 +2,7 @@
 
 #include "strangler/proxy/path_pattern.h"
 
+#include <algorithm>
 #include <vector>
 
 namespace strangler::proxy {
@@ -84,6 +85,13 @@ common::Result<NormalizedTarget> normalizeTarget(std::string_view target) {
     size_t slash = rest.find('/', start);
     if (slash == std::string_view::npos) slash = rest.size();
     const std::string_view segment = rest.substr(start, slash - start);
+    // "..;x" is a plain segment to RFC 3986 but ".." to servlet containers, which cut path
+    // parameters before resolving dot segments: routed one way, served another.
+    const std::string_view bare =
+        segment.substr(0, std::min(segment.find(';'), segment.find("%3B")));
+    if (bare.size() < segment.size() && (bare == "." || bare == "..")) {
+      return bad("dot segment with parameters");
+    }
     if (segment == "..") {
       if (segments.empty()) return bad("path climbs above the root");
       segments.pop_back();

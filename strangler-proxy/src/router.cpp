@@ -111,6 +111,7 @@ Decision Router::decide(const RequestView& request, uint64_t random) const {
       decision.reason = "shadow";
       decision.shadow =
           isIdempotent(request.method) || (route.shadow && route.shadow->unsafe_methods);
+      if (decision.shadow) decision.shadow_path = rewritePath(route, decision.path);
       break;
     case Stage::kCanary: {
       decision.reason = "canary";

@@ -37,6 +37,9 @@ TEST(HostPortTest, KnowsLoopbackHosts) {
   EXPECT_TRUE(isLoopbackHost("localhost"));
   EXPECT_FALSE(isLoopbackHost("0.0.0.0"));
   EXPECT_FALSE(isLoopbackHost("10.0.0.1"));
+  EXPECT_FALSE(isLoopbackHost("127.0.0.1.example.com"))
+      << "a name, not an address: resolves anywhere";
+  EXPECT_FALSE(isLoopbackHost("127.attacker.example"));
 }
 
 }  // namespace

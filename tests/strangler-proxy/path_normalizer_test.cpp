@@ -62,6 +62,16 @@ TEST(PathNormalizerTest, RefusesClimbingAboveTheRoot) {
   EXPECT_EQ(normalized("/%2e%2e/x"), "ERROR");
 }
 
+TEST(PathNormalizerTest, RefusesDotSegmentsWithParameters) {
+  // Servlet containers read "..;x" as "..": the route would be chosen for another path.
+  EXPECT_EQ(normalized("/public/..;/admin/x"), "ERROR");
+  EXPECT_EQ(normalized("/public/%2e%2E;x=1/admin"), "ERROR");
+  EXPECT_EQ(normalized("/public/.;/admin"), "ERROR");
+  EXPECT_EQ(normalized("/public/..%3b/admin"), "ERROR");
+  EXPECT_EQ(normalized("/public/...;/x"), "/public/...;/x");
+  EXPECT_EQ(normalized("/public/a;b/x"), "/public/a;b/x");
+}
+
 TEST(PathNormalizerTest, RefusesTargetsThatAreNotOriginForm) {
   EXPECT_EQ(normalized("api/trips"), "ERROR");
   EXPECT_EQ(normalized("*"), "ERROR");

@@ -50,6 +50,7 @@ class RecordingHandler : public Poco::Net::HTTPRequestHandler {
                              {"method", received.method},
                              {"uri", received.uri},
                              {"body", received.body}};
+    if (const auto responder = upstream_.responder()) answer = responder(received);
     upstream_.record(std::move(received));  // recorded on arrival, before any delay
     const int delay = upstream_.delay_ms.load();
     if (delay > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay));
@@ -150,6 +151,16 @@ size_t FakeUpstream::count() const {
 void FakeUpstream::clear() {
   std::lock_guard lock(mutex_);
   requests_.clear();
+}
+
+void FakeUpstream::setResponder(std::function<nlohmann::json(const ReceivedRequest&)> responder) {
+  std::lock_guard lock(mutex_);
+  responder_ = std::move(responder);
+}
+
+std::function<nlohmann::json(const ReceivedRequest&)> FakeUpstream::responder() const {
+  std::lock_guard lock(mutex_);
+  return responder_;
 }
 
 void FakeUpstream::record(ReceivedRequest request) {

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -59,6 +60,11 @@ class FakeUpstream {
   std::atomic<bool> chunked{false};
   std::atomic<size_t> padding{0};  ///< extra body bytes, to test large responses
 
+  /// Makes the upstream answer with `responder(request)` as its JSON body instead of the
+  /// default echo (status, delay and headers still apply). Empty function: back to the echo.
+  void setResponder(std::function<nlohmann::json(const ReceivedRequest&)> responder);
+  std::function<nlohmann::json(const ReceivedRequest&)> responder() const;
+
   /// Called by the handler.
   void record(ReceivedRequest request);
 
@@ -81,6 +87,7 @@ class FakeUpstream {
   std::unique_ptr<Poco::Net::HTTPServer> server_;
   mutable std::mutex mutex_;
   std::vector<ReceivedRequest> requests_;
+  std::function<nlohmann::json(const ReceivedRequest&)> responder_;
   std::atomic<int> active_{0};
 };
 

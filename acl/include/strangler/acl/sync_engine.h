@@ -25,10 +25,20 @@ struct Progress {
   double rows_per_second = 0;
 };
 
+/// One committed batch of captured changes, reported after its transaction commits.
+struct BatchApplied {
+  Direction direction = Direction::kForward;
+  int64_t changes = 0;          ///< distinct keys applied (echoes skipped are not counted)
+  int64_t last_seq = 0;         ///< the checkpoint after this batch
+  int64_t newest_change_s = 0;  ///< capture time (Unix seconds) of the batch's newest change
+};
+
 struct SyncOptions {
   int64_t chunk_rows = 5000;    ///< rows per snapshot chunk (one transaction each)
   int64_t change_batch = 1000;  ///< changes per apply batch (one transaction each)
   std::function<void(const Progress&)> on_progress;
+  /// Called on the applying thread after each batch of changes commits (lag and rate figures).
+  std::function<void(const BatchApplied&)> on_batch;
 };
 
 struct RunReport {

@@ -19,7 +19,8 @@ struct HostPort {
 /// Parses "HOST:PORT" ("[V6]:PORT" for IPv6); port 0 is allowed (pick a free one).
 Result<HostPort> parseHostPort(const std::string& text);
 
-/// True for 127.0.0.0/8, ::1 and "localhost".
+/// True for IPv4 literals in 127.0.0.0/8, ::1 and "localhost" (not for names that merely
+/// start with "127.").
 bool isLoopbackHost(const std::string& host);
 
 }  // namespace strangler::common

@@ -16,8 +16,11 @@ struct GlobalOptions {
 /// What a verb does once its options are parsed; returns the exit code (0 done, 1 refused).
 using Action = std::function<int()>;
 
-/// Registers `strangler routes ...`, `strangler status` and `strangler config ...`.
+/// Registers `strangler routes ...` and `strangler status`.
 void registerRouteCommands(CLI::App& app, GlobalOptions& global, Action& action);
+
+/// Registers `strangler config validate` and `strangler config export`.
+void registerConfigCommands(CLI::App& app, GlobalOptions& global, Action& action);
 
 /// Registers `strangler demo` (the side-by-side demo deployment).
 void registerDemoCommand(CLI::App& app, GlobalOptions& global, Action& action);

@@ -47,12 +47,41 @@ struct RewriteConfig {
   std::string to;
 };
 
-/// Shadow settings; only carried here, the shadow comparison itself lives behind ShadowSink.
+/// Shadow settings of a route (the comparison itself lives behind ShadowSink).
 struct ShadowConfig {
-  std::vector<std::string> ignore;
-  double sample = 1.0;
-  bool unsafe_methods = false;
-  std::string acl;
+  std::vector<std::string> ignore;  ///< JSON pointer patterns left out of the comparison
+  double sample = 1.0;              ///< fraction of eligible requests copied
+  bool unsafe_methods = false;      ///< also copy POST/PUT/PATCH/DELETE
+  std::string acl;                  ///< response translator applied to the target's answer
+  bool noise_filter = false;  ///< ask the monolith twice; ignore what differs between its answers
+  std::vector<std::string> headers{"Content-Type"};  ///< response headers compared
+};
+
+/// One step of a route's migration plan: a stage, with the percent for canary steps.
+struct PlanStep {
+  Stage stage = Stage::kMonolith;
+  int percent = 0;
+  bool operator==(const PlanStep&) const = default;
+};
+
+/// The default plan: shadow → canary 1 → 10 → 50 → extracted.
+std::vector<PlanStep> defaultPlan();
+/// "shadow", "canary 10", "extracted"...
+std::string describeStep(const PlanStep& step);
+/// The step after `current` in `plan` (steps are ordered monolith < shadow < canary by percent <
+/// extracted, so a current step that is not in the plan still has a place); nullopt at the end.
+std::optional<PlanStep> nextStep(const std::vector<PlanStep>& plan, const PlanStep& current);
+/// The step before `current` in `plan`; monolith before the first.
+PlanStep previousStep(const std::vector<PlanStep>& plan, const PlanStep& current);
+
+/// What `strangler routes advance` requires of the live figures before the next step, and when
+/// the proxy rolls a canary back by itself.
+struct GatesConfig {
+  int64_t min_samples = 100;        ///< requests (or shadow comparisons) seen in the current step
+  double max_mismatch_rate = 0.01;  ///< shadow mismatches / comparisons
+  double max_error_rate = 0.01;     ///< target 5xx and failures / target requests
+  double max_latency_ratio = 1.5;   ///< target p99 / monolith p99
+  bool auto_rollback = true;        ///< the proxy steps a canary back when errors cross the gate
 };
 
 struct RouteConfig {
@@ -67,11 +96,18 @@ struct RouteConfig {
   std::optional<RewriteConfig> rewrite;
   std::string cohort;
   std::optional<ShadowConfig> shadow;
+  std::vector<PlanStep> plan;  ///< empty: defaultPlan()
+  GatesConfig gates;
+  bool has_gates = false;  ///< "gates" was written (toJson() writes it back only then)
+
+  /// The plan in force (the route's own or the default one).
+  std::vector<PlanStep> effectivePlan() const { return plan.empty() ? defaultPlan() : plan; }
 };
 
 struct AdminConfig {
   common::HostPort listen{"127.0.0.1", 9901};
   std::string token_env;
+  std::string sync_status_url;  ///< a `sync watch --status-listen` URL relayed by GET /sync
 };
 
 struct LimitsConfig {
@@ -79,6 +115,8 @@ struct LimitsConfig {
   int64_t max_body_bytes = 10 * 1024 * 1024;
   int header_timeout_ms = 10000;  ///< a request head must arrive within this
   int idle_timeout_ms = 60000;    ///< idle keep-alive client connections are closed after this
+  int shadow_queue = 1024;        ///< shadow copies waiting for replay; more are dropped
+  int shadow_concurrency = 4;     ///< shadow replays in flight (read at start only)
 };
 
 /// A validated strangler.json. Built only by create()/load(), so every instance is valid.

@@ -18,7 +18,8 @@ struct NormalizedTarget {
 /// has one form: percent-encoded unreserved characters are decoded, other escapes get upper-case
 /// hex, repeated '/' are folded, "." and ".." segments are resolved. Ambiguous spellings are
 /// refused (error code "bad_path"): encoded '/', '\\' or NUL, malformed escapes, control or
-/// non-ASCII bytes, '#', ".." above the root, anything that does not start with '/'.
+/// non-ASCII bytes, '#', ".." above the root, "." or ".." with path parameters ("..;x"),
+/// anything that does not start with '/'.
 common::Result<NormalizedTarget> normalizeTarget(std::string_view target);
 
 }  // namespace strangler::proxy

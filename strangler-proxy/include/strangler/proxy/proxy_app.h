@@ -2,14 +2,17 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 
 #include "strangler/common/host_port.h"
 #include "strangler/common/result.h"
 #include "strangler/proxy/proxy_server.h"
+#include "strangler/proxy/route_figures.h"
 #include "strangler/proxy/runtime.h"
 
 namespace strangler::proxy {
@@ -22,6 +25,8 @@ struct ProxyOptions {
   std::optional<common::HostPort> listen;
   std::optional<common::HostPort> admin_listen;
   std::optional<int> workers;
+  /// How often the canary guard checks the gates (auto-rollback).
+  std::chrono::milliseconds guard_period{500};
 };
 
 /// The running proxy: data path, admin API and the config they share, with hot reload.
@@ -52,6 +57,10 @@ class ProxyApp {
   std::string adminToken() const;
   uint64_t reloadsSucceeded() const { return reloads_ok_.load(); }
   uint64_t reloadsFailed() const { return reloads_failed_.load(); }
+  /// Every route's figures since the proxy started.
+  std::map<std::string, RouteFigures> figures();
+  /// Each route's figures since it entered its current step, with the step's start (epoch ms).
+  const StepTracker& steps() const { return steps_; }
 
  private:
   ProxyApp() = default;
@@ -66,6 +75,16 @@ class ProxyApp {
   uint64_t version_ = 0;
   std::atomic<uint64_t> reloads_ok_{0};
   std::atomic<uint64_t> reloads_failed_{0};
+  StepTracker steps_;
+
+  // The canary guard: steps a canary back (in the file, journaled, then reloaded) when the
+  // target's error rate in the current step crosses the route's gate.
+  void guardLoop();
+  void guardTick();
+  std::thread guard_;
+  std::mutex guard_mutex_;
+  std::condition_variable guard_wake_;
+  bool guard_stop_ = false;
 };
 
 }  // namespace strangler::proxy

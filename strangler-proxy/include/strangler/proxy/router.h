@@ -33,6 +33,7 @@ struct Decision {
   std::string fallback_upstream;       ///< set when a failure may be retried there (idempotent)
   std::string fallback_path;           ///< the path for the fallback upstream
   bool shadow = false;                 ///< a copy should go to route->target (shadow stage)
+  std::string shadow_path;             ///< the path a shadow copy is sent with (rewritten)
   int bucket = -1;                     ///< canary bucket 0..9999 of the sticky key, -1 if none
   const char* reason = "default";      ///< default, monolith, shadow, canary, extracted
 };

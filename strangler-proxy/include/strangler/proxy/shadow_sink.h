@@ -1,41 +1,80 @@
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
+#include "strangler/proxy/response_diff.h"
 #include "strangler/proxy/router.h"
 
 namespace strangler::proxy {
 
-/// A request the client was served by the monolith for, to be replayed on the route's target
-/// and compared (the shadow stage). Owned copies: the sink may keep it past the request.
+struct Runtime;
+
+/// Answers larger than this are not captured for comparison (counted as too_large).
+inline constexpr size_t kShadowCaptureBytes = 1u << 20;
+
+/// A request the client was served by the monolith for, with the monolith's answer, to be
+/// replayed on the route's target and compared (the shadow stage). Owned copies: the sink keeps
+/// it past the request.
 struct ShadowRequest {
-  std::string route;
-  std::string target;
+  std::shared_ptr<const Runtime> runtime;  ///< the snapshot the request was routed with
+  const RouteConfig* route = nullptr;      ///< in runtime->config
   std::string method;
-  std::string path;  ///< as sent to the target (rewritten)
+  std::string target_path;  ///< as sent to the target (rewritten)
+  std::string monolith_upstream;
+  std::string monolith_path;  ///< as sent to the monolith
   std::string query;
-  HeaderList headers;  ///< as forwarded (hop-by-hop removed, X-Forwarded-* added)
+  bool has_query = false;
+  HeaderList headers;  ///< end-to-end request headers as the client sent them
   std::string body;
+  CapturedResponse monolith;  ///< what the client got
+
+  /// Bytes this copy holds, for the queue's memory bound.
+  size_t bytes() const;
 };
 
-/// The seam for shadow traffic. Called on a loop thread: implementations must only queue the
-/// request and return at once (the comparison runs elsewhere). The monolith's response is not
-/// passed yet; a full implementation will get it through the same interface.
+/// Shadow figures of one route since the proxy started.
+struct ShadowCounters {
+  uint64_t compared = 0;       ///< answers of both sides compared
+  uint64_t matched = 0;        ///< compared and equal (after ignore and noise)
+  uint64_t mismatched = 0;     ///< compared and different
+  uint64_t dropped = 0;        ///< not sent: the queue was full (the client is never slowed)
+  uint64_t too_large = 0;      ///< not compared: an answer exceeded the capture limit
+  uint64_t target_errors = 0;  ///< the target failed (connect, timeout, 5xx)
+
+  double mismatchRate() const {
+    return compared == 0 ? 0.0 : static_cast<double>(mismatched) / static_cast<double>(compared);
+  }
+  nlohmann::json toJson() const;
+};
+
+/// The seam for shadow traffic. offer() is called on a loop thread: implementations only queue
+/// the copy and return at once (the replay and comparison run elsewhere).
 class ShadowSink {
  public:
   virtual ~ShadowSink() = default;
-  /// Offers a copy of a request in the shadow stage; returns false when it was dropped.
+  /// Offers a copy of a served request in the shadow stage; false when it was dropped.
   virtual bool offer(ShadowRequest request) = 0;
-  /// Mismatches counted so far for `route` (for /metrics and /routes).
-  virtual uint64_t mismatches(const std::string& route) const = 0;
+  /// Counts a copy that was not offered because an answer was larger than the capture limit.
+  virtual void tooLarge(const std::string& route) = 0;
+  /// The figures for `route` (zeros for a route never shadowed).
+  virtual ShadowCounters counters(const std::string& route) const = 0;
+  /// The most recent mismatches of `route`, newest first (a JSON array).
+  virtual nlohmann::json diffs(const std::string& route) const = 0;
+  /// Stops the replay threads (copies still queued are discarded).
+  virtual void stop() {}
 };
 
 /// Drops every copy: shadow stage routes are served by the monolith only.
 class NullShadowSink : public ShadowSink {
  public:
   bool offer(ShadowRequest) override { return false; }
-  uint64_t mismatches(const std::string&) const override { return 0; }
+  void tooLarge(const std::string&) override {}
+  ShadowCounters counters(const std::string&) const override { return {}; }
+  nlohmann::json diffs(const std::string&) const override { return nlohmann::json::array(); }
 };
 
 }  // namespace strangler::proxy

@@ -1,0 +1,1169 @@
+#include "config_export.h"
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <cstdint>
+#include <cstdio>
+#include <map>
+#include <set>
+#include <sstream>
+#include <tuple>
+
+#include <nlohmann/json.hpp>
+
+#include "strangler/proxy/path_pattern.h"
+#include "strangler/proxy/route_table.h"
+#include "strangler/proxy/router.h"
+
+namespace strangler::cli {
+namespace {
+
+using proxy::PatternSegment;
+using proxy::ProxyConfig;
+using proxy::RouteConfig;
+using proxy::Stage;
+
+// The methods strangler-proxy tells apart; any other method only matches method-less routes.
+constexpr std::array<const char*, 8> kKnownMethods = {"GET",    "HEAD",  "POST",    "PUT",
+                                                      "DELETE", "PATCH", "OPTIONS", "TRACE"};
+constexpr size_t kMethodClasses = kKnownMethods.size() + 1;  // + "any other method"
+constexpr const char* kOtherMethod = "STRANGLER-OTHER";
+
+// A route's match.path split into its segments before `/**`, and whether it ends in `/**`.
+struct Shape {
+  std::vector<PatternSegment> segments;
+  bool subtree = false;
+
+  bool literal() const {
+    return std::all_of(segments.begin(), segments.end(), [](const PatternSegment& s) {
+      return s.kind == PatternSegment::Kind::kLiteral;
+    });
+  }
+  // "/api/drivers" for the literal segments (only meaningful when literal()).
+  std::string literalPath() const {
+    std::string out;
+    for (const auto& s : segments)
+      out += "/" + s.text;
+    return out.empty() ? "/" : out;
+  }
+};
+
+Shape shapeOf(const std::string& path) {
+  Shape shape;
+  auto pattern = proxy::PathPattern::parse(path);
+  if (!pattern) return shape;  // validated configs never get here
+  for (const auto& segment : pattern->segments) {
+    if (segment.kind == PatternSegment::Kind::kSubtree) {
+      shape.subtree = true;
+      break;
+    }
+    shape.segments.push_back(segment);
+  }
+  return shape;
+}
+
+// The order strangler-proxy's route table prefers shapes in, for a path two shapes both match:
+// any full match before any subtree, deeper subtrees first, then by the first segment where
+// one has a literal and the other a parameter (literal first). Shapes that differ only in their
+// literals never match the same path; their order is arbitrary but fixed.
+struct SpecificityKey {
+  bool subtree;
+  size_t depth_rank;       // subtrees: deepest first
+  std::vector<int> kinds;  // 0 literal, 1 parameter
+  std::vector<std::string> texts;
+
+  bool operator<(const SpecificityKey& other) const {
+    return std::tie(subtree, depth_rank, kinds, texts) <
+           std::tie(other.subtree, other.depth_rank, other.kinds, other.texts);
+  }
+};
+
+SpecificityKey specificityKey(const Shape& shape) {
+  SpecificityKey key{shape.subtree, shape.subtree ? SIZE_MAX - shape.segments.size() : 0, {}, {}};
+  for (const auto& segment : shape.segments) {
+    const bool param = segment.kind == PatternSegment::Kind::kParam;
+    key.kinds.push_back(param ? 1 : 0);
+    key.texts.push_back(param ? std::string() : segment.text);
+  }
+  return key;
+}
+
+std::string regexEscape(const std::string& text) {
+  std::string out;
+  for (const char c : text) {
+    if (std::string_view("\\^$.|?*+()[]{}").find(c) != std::string_view::npos) out += '\\';
+    out += c;
+  }
+  return out;
+}
+
+std::string shapeRegex(const Shape& shape) {
+  std::string out = "^";
+  for (const auto& segment : shape.segments) {
+    out += '/';
+    out += segment.kind == PatternSegment::Kind::kParam ? "[^/]+" : regexEscape(segment.text);
+  }
+  if (shape.subtree) return out + (shape.segments.empty() ? "/.*$" : "(/.*)?$");
+  return out + (shape.segments.empty() ? "/$" : "/?$");
+}
+
+bool accepts(const RouteConfig& route, const std::string& method) {
+  if (route.methods.empty()) return true;
+  return std::find(route.methods.begin(), route.methods.end(), method) != route.methods.end();
+}
+
+bool idempotentName(const std::string& method) {
+  return proxy::isIdempotent(method);
+}
+
+// The methods of a route as a regex alternation ("GET|PUT"); "" when the route takes any method.
+std::string methodAlternation(const std::vector<std::string>& methods) {
+  std::string out;
+  for (const auto& m : methods)
+    out += (out.empty() ? "" : "|") + m;
+  return out;
+}
+
+// rewrite.prefix → rewrite.to as strangler-proxy rewrites (on a segment boundary, one '/'
+// dropped when `to` ends with '/'): a regex whose group `group` (an opening parenthesis, e.g.
+// "(" or "(?<name>") captures the rest of the path, which goes after `to`. `rest` is what the
+// rest may hold (".*" for a path, "[^?]*" when a query string may follow).
+std::string rewriteRegex(const proxy::RewriteConfig& rewrite, const std::string& group = "(",
+                         const std::string& rest = ".*") {
+  const std::string p = "^" + regexEscape(rewrite.prefix);
+  if (!rewrite.prefix.empty() && rewrite.prefix.back() == '/') return p + group + rest + ")$";
+  if (!rewrite.to.empty() && rewrite.to.back() == '/') return p + "(?:/" + group + rest + "))?$";
+  return p + group + "/" + rest + ")?$";
+}
+
+std::string durationSeconds(int ms) {
+  char buffer[32];
+  std::snprintf(buffer, sizeof buffer, "%d.%03ds", ms / 1000, ms % 1000);
+  return buffer;
+}
+
+// Comments must stay on one line whatever a name holds.
+std::string commentSafe(const std::string& text) {
+  std::string out;
+  for (const unsigned char c : text)
+    out += c < 0x20 || c == 0x7f ? '?' : static_cast<char>(c);
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// nginx
+
+class NginxWriter {
+ public:
+  NginxWriter(const ProxyConfig& config, const std::string& source)
+      : config_(config), source_(source), table_(config.routes) {}
+
+  ExportedConfig write();
+
+ private:
+  struct Location {
+    std::string modifier;  // "=", "~" or "" (prefix)
+    std::string path;      // the path, prefix or regex
+    int primary = -1;      // the route served inline; -1: the default upstream
+    std::array<bool, kMethodClasses> handles{};  // methods the inline route serves here
+    std::string comment;
+  };
+
+  void line(const std::string& text = "") {
+    if (!text.empty()) out_ << std::string(indent_ * 4, ' ') << text;
+    out_ << "\n";
+  }
+  void open(const std::string& head) {
+    line(head + " {");
+    ++indent_;
+  }
+  void close() {
+    --indent_;
+    line("}");
+  }
+  void note(const std::string& text) {
+    notes_.push_back(text);
+    line("# note: " + commentSafe(text));
+  }
+
+  // A double-quoted nginx string. `$` starts a variable in values that take variables, so
+  // there it is spelled through a variable holding a literal dollar.
+  // `raw_suffix` (variables) is appended inside the quotes as it is.
+  std::string quote(const std::string& text, bool takes_variables,
+                    const std::string& raw_suffix = "") {
+    std::string out = "\"";
+    for (const char c : text) {
+      if (c == '"' || c == '\\') out += '\\';
+      if (c == '$' && takes_variables) {
+        out += "${strangler_dollar}";
+        needs_dollar_ = true;
+        continue;
+      }
+      out += c;
+    }
+    return out + raw_suffix + "\"";
+  }
+  void rewriteDirective(const proxy::RewriteConfig& rewrite) {
+    line("rewrite " + quote(rewriteRegex(rewrite), false) + " " + quote(rewrite.to, true, "$1") +
+         " break;");
+  }
+  // An identifier for variables and named locations: [A-Za-z0-9_] only, unique per route.
+  std::string routeId(size_t index) const {
+    std::string id = "r" + std::to_string(index) + "_";
+    for (const unsigned char c : config_.routes[index].name)
+      id += std::isalnum(c) ? static_cast<char>(c) : '_';
+    return id;
+  }
+  std::string upstreamId(const std::string& name) const { return upstream_ids_.at(name); }
+  const std::string& defaultUpstream() const { return config_.default_upstream; }
+
+  void header();
+  void upstreams();
+  void variables();
+  void server();
+  void adminServer();
+  void locations();
+  void emitLocation(const Location& location);
+  void dispatch(const std::array<bool, kMethodClasses>& handles);
+  void routeBody(int index);
+  void targetBody(size_t index);
+  void proxyTo(const std::string& upstream, const std::string& route_label,
+               const std::string& uri = "");
+  void proxyHeaders(bool shadow);
+  void namedLocations();
+  void shadowLocations();
+
+  std::array<bool, kMethodClasses> methodsOf(int route) const {
+    std::array<bool, kMethodClasses> handles{};
+    if (route < 0) {
+      handles.fill(true);
+      return handles;
+    }
+    const auto& r = config_.routes[static_cast<size_t>(route)];
+    for (size_t i = 0; i < kKnownMethods.size(); ++i)
+      handles[i] = accepts(r, kKnownMethods[i]);
+    handles[kKnownMethods.size()] = r.methods.empty();
+    return handles;
+  }
+  bool needsTarget(const RouteConfig& r) const {
+    return r.stage == Stage::kCanary || r.stage == Stage::kExtracted;
+  }
+  bool fallsBack(const RouteConfig& r) const {
+    return needsTarget(r) && r.fallback && r.target != config_.default_upstream;
+  }
+
+  const ProxyConfig& config_;
+  std::string source_;
+  proxy::RouteTable table_;
+  std::ostringstream out_;
+  int indent_ = 0;
+  std::vector<std::string> notes_;
+  std::map<std::string, std::string> upstream_ids_;
+  std::vector<Shape> shapes_;
+  std::vector<size_t> order_;
+  bool needs_dispatch_ = false;
+  bool needs_dollar_ = false;
+};
+
+ExportedConfig NginxWriter::write() {
+  std::set<std::string> taken;
+  for (const auto& [name, upstream] : config_.upstreams) {
+    (void)upstream;
+    std::string id;
+    for (const unsigned char c : name)
+      id += std::isalnum(c) || c == '-' || c == '_' ? static_cast<char>(c) : '_';
+    while (!taken.insert(id).second)
+      id += "_";
+    upstream_ids_[name] = id;
+  }
+  for (const auto& route : config_.routes)
+    shapes_.push_back(shapeOf(route.path));
+  order_ = routesBySpecificity(config_);
+
+  // The locations come first into a buffer: they decide which shared pieces the http block
+  // needs (the method dispatch map, the dollar variable).
+  std::ostringstream body;
+  std::swap(out_, body);
+  indent_ = 1;
+  server();
+  adminServer();
+  std::swap(out_, body);
+
+  indent_ = 0;
+  header();
+  line("http {");
+  indent_ = 1;
+  upstreams();
+  variables();
+  out_ << body.str();
+  indent_ = 0;
+  line("}");
+  return {out_.str(), notes_};
+}
+
+void NginxWriter::header() {
+  line("# nginx.conf generated by `strangler config export --format nginx` from " +
+       commentSafe(source_) + " (config " + config_.hash + ").");
+  line("# Self-contained: run it with  nginx -p PREFIX -c THIS_FILE -g 'daemon off;'");
+  line("# (the pid file, error log and temp directories below are relative to PREFIX).");
+  line("#");
+  line("# Routing follows strangler-proxy's: the most specific route wins (exact paths, then");
+  line("# templates in specificity order, then the deepest subtree); a request whose method a");
+  line("# route does not take is routed as strangler-proxy would route it (the map");
+  line("# $strangler_route); requests that match no route go to the default upstream.");
+  line("#");
+  line("# Paths: nginx matches locations on its own normalized path, which decodes every");
+  line("# percent-escape (strangler-proxy decodes only unreserved characters and refuses an");
+  line("# encoded '/').");
+  line();
+  line(config_.workers > 0 ? "worker_processes " + std::to_string(config_.workers) + ";"
+                           : "worker_processes auto;");
+  line("pid strangler-nginx.pid;");
+  line("error_log strangler-nginx.error.log notice;");
+  line();
+  line("events {");
+  line("    worker_connections 4096;");
+  line("}");
+  line();
+}
+
+void NginxWriter::upstreams() {
+  line("client_body_temp_path client_body_temp;");
+  line("proxy_temp_path proxy_temp;");
+  line("fastcgi_temp_path fastcgi_temp;");
+  line("uwsgi_temp_path uwsgi_temp;");
+  line("scgi_temp_path scgi_temp;");
+  if (config_.access_log.empty()) {
+    line("access_log off;");
+  } else if (config_.access_log == "stdout") {
+    line("access_log /dev/stdout;");
+  } else {
+    line("access_log " + quote(config_.access_log, false) + ";");
+  }
+  line();
+  line("client_max_body_size " + std::to_string(config_.limits.max_body_bytes) + ";");
+  line("large_client_header_buffers 4 " + std::to_string(config_.limits.max_header_bytes) + ";");
+  line("client_header_timeout " + std::to_string(config_.limits.header_timeout_ms) + "ms;");
+  line("keepalive_timeout " + std::to_string(config_.limits.idle_timeout_ms) + "ms;");
+  line("map_hash_bucket_size 128;");
+  line();
+  line("# Kept-alive connections to the upstreams; the client's Host passes through, the");
+  line("# X-Strangler-* headers are the proxy's own (clients' copies are dropped).");
+  proxyHeaders(false);
+  line("proxy_hide_header X-Strangler-Route;");
+  line("proxy_hide_header X-Strangler-Upstream;");
+  line();
+  for (const auto& [name, upstream] : config_.upstreams) {
+    line("# upstream \"" + commentSafe(name) + "\"" +
+         (name == config_.default_upstream ? " (default)" : ""));
+    std::string health;
+    if (upstream.circuit_breaker) {
+      // nginx's passive health check counts failures within fail_timeout rather than in a
+      // row, then skips the server for fail_timeout: the closest thing to the breaker.
+      health = " max_fails=" + std::to_string(upstream.circuit_breaker->consecutive_failures) +
+               " fail_timeout=" + std::to_string((upstream.circuit_breaker->open_ms + 999) / 1000) +
+               "s";
+    } else if (upstream.eject_ms == 0) {
+      health = " max_fails=0";
+    } else {
+      health =
+          " max_fails=1 fail_timeout=" + std::to_string((upstream.eject_ms + 999) / 1000) + "s";
+    }
+    open("upstream " + upstreamId(name));
+    for (const auto& endpoint : upstream.endpoints)
+      line("server " + endpoint.toString() + health + ";");
+    if (upstream.max_idle_connections > 0) {
+      line("keepalive " +
+           std::to_string(upstream.max_idle_connections *
+                          static_cast<int>(upstream.endpoints.size())) +
+           ";");
+    }
+    close();
+  }
+  line();
+}
+
+void NginxWriter::proxyHeaders(bool shadow) {
+  line("proxy_http_version 1.1;");
+  line("proxy_set_header Connection \"\";");
+  line("proxy_set_header Host $http_host;");
+  line("proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;");
+  line("proxy_set_header X-Forwarded-Proto $scheme;");
+  line("proxy_set_header X-Strangler-Route \"\";");
+  line("proxy_set_header X-Strangler-Upstream \"\";");
+  line(shadow ? "proxy_set_header X-Strangler-Shadow 1;"
+              : "proxy_set_header X-Strangler-Shadow \"\";");
+}
+
+void NginxWriter::variables() {
+  line("# strangler-proxy's idempotent methods: the only ones that fall back or are shadowed");
+  line("# by default.");
+  open("map $request_method $strangler_idempotent");
+  for (const char* m : kKnownMethods) {
+    if (idempotentName(m)) line(std::string(m) + " 1;");
+  }
+  line("default 0;");
+  close();
+  line();
+
+  if (needs_dispatch_) {
+    line("# Where strangler-proxy routes a request (method and path): the named location of");
+    line("# its route. A location jumps here for the methods its own route does not take.");
+    open("map \"$request_method $uri\" $strangler_route");
+    for (const size_t i : order_) {
+      const auto& route = config_.routes[i];
+      const std::string methods = methodAlternation(route.methods);
+      const std::string regex = shapeRegex(shapes_[i]);
+      line(quote("~^" + (methods.empty() ? std::string("[^ ]+") : "(" + methods + ")") + " " +
+                     regex.substr(1),
+                 false) +
+           " @strangler_" + routeId(i) + ";");
+    }
+    line("default @strangler_default;");
+    close();
+    line();
+  }
+
+  for (size_t i = 0; i < config_.routes.size(); ++i) {
+    const auto& route = config_.routes[i];
+    const std::string id = routeId(i);
+    if (route.stage == Stage::kCanary && route.target != config_.default_upstream) {
+      std::string key = "$request_id";
+      std::string sticky = "no sticky key: each request is split at random";
+      std::string key_var;
+      if (route.sticky && !route.sticky->header.empty()) {
+        const auto& header = route.sticky->header;
+        const bool expressible = std::all_of(header.begin(), header.end(), [](unsigned char c) {
+          return std::isalnum(c) || c == '-' || c == '_';
+        });
+        if (expressible) {
+          key_var = "$http_";
+          for (const unsigned char c : header)
+            key_var += c == '-' ? '_' : static_cast<char>(std::tolower(c));
+          sticky = "sticky on header " + header;
+        } else {
+          note("route '" + route.name + "': sticky header '" + header +
+               "' cannot be named as an nginx variable; its canary split is per request");
+        }
+      } else if (route.sticky) {
+        const auto& cookie = route.sticky->cookie;
+        const bool simple = std::all_of(cookie.begin(), cookie.end(), [](unsigned char c) {
+          return std::isalnum(c) || c == '_';
+        });
+        if (simple) {
+          key_var = "$cookie_" + cookie;
+        } else {
+          key_var = "$strangler_cookie_" + id;
+          open("map $http_cookie " + key_var);
+          line(
+              quote("~(?:^|;)\\s*" + regexEscape(cookie) + "=\"?(?<strangler_c_" + id + ">[^;\"]*)",
+                    false) +
+              " $strangler_c_" + id + ";");
+          line("default \"\";");
+          close();
+        }
+        sticky = "sticky on cookie " + cookie;
+      }
+      line("# canary \"" + commentSafe(route.name) + "\": " + std::to_string(route.percent) +
+           "% to " + commentSafe(route.target) + ", " + commentSafe(sticky) + ".");
+      if (!key_var.empty()) {
+        line("# Each key stays on one side and the share of keys is the percent, but nginx's");
+        line("# split_clients hash (MurmurHash2) is not strangler-proxy's bucket hash: a given");
+        line("# key may land on the other side than it does in strangler-proxy. Raising the");
+        line("# percent only moves keys to the target, as in strangler-proxy.");
+        open("map " + key_var + " $strangler_key_" + id);
+        line("\"\" $request_id;");
+        line("default " + key_var + ";");
+        close();
+        key = "$strangler_key_" + id;
+      }
+      const std::string seed = route.cohort.empty() ? route.name : route.cohort;
+      std::string seed_text;
+      for (const char c : seed)
+        seed_text += c == '$' || c == '"' || c == '\\' ? '_' : c;
+      open("split_clients \"" + seed_text + ":" + key + "\" $strangler_canary_" + id);
+      line(std::to_string(route.percent) + "% 1;");
+      line("* 0;");
+      close();
+      line();
+    }
+    if (route.stage == Stage::kShadow && route.shadow && route.shadow->sample > 0.0 &&
+        route.shadow->sample < 1.0) {
+      char percent[32];
+      std::snprintf(percent, sizeof percent, "%.2f%%", route.shadow->sample * 100.0);
+      line("# shadow \"" + commentSafe(route.name) + "\": a sample of the requests is mirrored.");
+      open("split_clients \"$request_id\" $strangler_sample_" + id);
+      line(std::string(percent) + " 1;");
+      line("* 0;");
+      close();
+      line();
+    }
+    if (route.stage == Stage::kShadow && route.rewrite) {
+      // The mirror subrequest only knows the client's request line, so the shadow copy's path
+      // is rewritten from $request_uri (as the client spelled it).
+      const std::string rest = "strangler_rest_" + id;
+      const std::string query = "strangler_query_" + id;
+      std::string regex = rewriteRegex(*route.rewrite, "(?<" + rest + ">", "[^?]*");
+      regex.pop_back();  // '$': a query string may follow
+      open("map $request_uri $strangler_shadow_uri_" + id);
+      line(quote("~" + regex + "(?<" + query + ">\\?.*)?$", false) + " " +
+           quote(route.rewrite->to, true, "$" + rest + "$" + query) + ";");
+      line("default $request_uri;");
+      close();
+      line();
+    }
+  }
+  if (needs_dollar_) {
+    line("# A literal '$' for values that would otherwise read it as a variable.");
+    line("geo $strangler_dollar { default \"$\"; }");
+  }
+}
+
+void NginxWriter::server() {
+  line("server {");
+  ++indent_;
+  if (config_.listen.port == 0) {
+    note("listen " + config_.listen.toString() +
+         ": port 0 means 'any free port' to strangler-proxy; give nginx a real port");
+  }
+  line("listen " + config_.listen.toString() + ";");
+  line("# The jumps below chain (method → route → target → fallback).");
+  line("recursive_error_pages on;");
+  line();
+  locations();
+  namedLocations();
+  shadowLocations();
+  --indent_;
+  line("}");
+}
+
+void NginxWriter::adminServer() {
+  if (config_.admin.listen.port == 0) return;
+  line();
+  line("# strangler-proxy's admin address: health only (nginx has no routes API, metrics or");
+  line("# reload endpoint; reload with `nginx -s reload`).");
+  line("server {");
+  ++indent_;
+  line("listen " + config_.admin.listen.toString() + ";");
+  open("location = /healthz");
+  line("default_type text/plain;");
+  line("return 200 \"ok\\n\";");
+  close();
+  open("location = /nginx_status");
+  line("stub_status;");
+  close();
+  open("location /");
+  line("return 404;");
+  close();
+  --indent_;
+  line("}");
+}
+
+void NginxWriter::locations() {
+  std::vector<Location> exact;
+  std::vector<Location> regexes;
+  std::vector<Location> prefixes;
+
+  // Exact paths (literal routes, and the root of each literal subtree): the route for every
+  // method is known here, so it comes from strangler-proxy's own route table.
+  std::vector<std::string> exact_paths;
+  for (size_t i = 0; i < config_.routes.size(); ++i) {
+    const auto& shape = shapes_[i];
+    if (!shape.literal()) continue;
+    if (!shape.subtree) {
+      exact_paths.push_back(shape.literalPath());
+      if (!shape.segments.empty()) exact_paths.push_back(shape.literalPath() + "/");
+    } else if (!shape.segments.empty()) {
+      exact_paths.push_back(shape.literalPath());
+    }
+  }
+  std::sort(exact_paths.begin(), exact_paths.end());
+  exact_paths.erase(std::unique(exact_paths.begin(), exact_paths.end()), exact_paths.end());
+  for (const auto& path : exact_paths) {
+    std::array<int, kMethodClasses> routes{};
+    for (size_t m = 0; m < kMethodClasses; ++m)
+      routes[m] = table_.match(m < kKnownMethods.size() ? kKnownMethods[m] : kOtherMethod, path);
+    // Served inline: the route that takes most methods here (a route over the default).
+    std::map<int, int> votes;
+    for (const int r : routes)
+      ++votes[r];
+    int primary = -1;
+    int best = 0;
+    for (const auto& [r, n] : votes) {
+      if (r >= 0 && n > best) {
+        primary = r;
+        best = n;
+      }
+    }
+    Location location{"=", path, primary, {}, ""};
+    for (size_t m = 0; m < kMethodClasses; ++m)
+      location.handles[m] = routes[m] == primary;
+    exact.push_back(location);
+  }
+
+  // Templates and (when any subtree has a parameter) subtrees as regexes, most specific first;
+  // literal subtrees as prefix locations, which nginx tries after every regex.
+  const bool subtree_regexes = std::any_of(
+      shapes_.begin(), shapes_.end(), [](const Shape& s) { return s.subtree && !s.literal(); });
+  std::set<std::string> seen;
+  bool root_subtree = false;
+  for (const size_t i : order_) {
+    const auto& shape = shapes_[i];
+    const std::string key = shapeRegex(shape);
+    if (!seen.insert(key).second) continue;  // one location per shape; its first route serves
+    const int index = static_cast<int>(i);
+    Location location{"", "", index, methodsOf(index), ""};
+    if (!shape.subtree) {
+      if (shape.literal()) continue;  // exact locations above
+      location.modifier = "~";
+      location.path = key;
+      regexes.push_back(location);
+    } else if (shape.segments.empty()) {
+      root_subtree = true;
+      location.path = "/";
+      prefixes.push_back(location);
+    } else if (subtree_regexes) {
+      location.modifier = "~";
+      location.path = key;
+      regexes.push_back(location);
+    } else {
+      location.path = shape.literalPath() + "/";
+      prefixes.push_back(location);
+    }
+  }
+  if (!root_subtree) {
+    Location location{"", "/", -1, methodsOf(-1), ""};
+    prefixes.push_back(location);
+  }
+
+  line("# Exact paths: literal routes (also with a trailing '/', which strangler-proxy");
+  line("# ignores) and the roots of subtrees ('/x/**' matches '/x' itself).");
+  for (const auto& location : exact)
+    emitLocation(location);
+  if (!regexes.empty()) {
+    line("# Templates and subtrees with parameters: nginx tries regexes in file order, so the");
+    line("# most specific comes first.");
+  }
+  for (const auto& location : regexes)
+    emitLocation(location);
+  line("# Subtrees (nginx picks the longest prefix when no regex above matches).");
+  for (const auto& location : prefixes)
+    emitLocation(location);
+}
+
+void NginxWriter::emitLocation(const Location& location) {
+  std::string what = "default upstream (no route)";
+  if (location.primary >= 0) {
+    const auto& route = config_.routes[static_cast<size_t>(location.primary)];
+    what = "route \"" + commentSafe(route.name) + "\": " + commentSafe(route.path) + " (" +
+           proxy::stageName(route.stage) + ")";
+  }
+  line("# " + what);
+  open("location " + (location.modifier.empty() ? "" : location.modifier + " ") +
+       quote(location.path, false));
+  dispatch(location.handles);
+  routeBody(location.primary);
+  close();
+}
+
+void NginxWriter::dispatch(const std::array<bool, kMethodClasses>& handles) {
+  if (std::all_of(handles.begin(), handles.end(), [](bool b) { return b; })) return;
+  needs_dispatch_ = true;
+  std::string taken;      // known methods served here, as a regex alternation
+  std::string not_taken;  // known methods that jump
+  for (size_t m = 0; m < kKnownMethods.size(); ++m) {
+    std::string& list = handles[m] ? taken : not_taken;
+    list += (list.empty() ? "" : "|") + std::string(kKnownMethods[m]);
+  }
+  line("error_page 471 = $strangler_route;");
+  if (handles[kKnownMethods.size()]) {
+    line("if ($request_method ~ \"^(" + not_taken + ")$\") { return 471; }");
+  } else if (taken.empty()) {
+    line("return 471;");
+  } else {
+    line("if ($request_method !~ \"^(" + taken + ")$\") { return 471; }");
+  }
+}
+
+void NginxWriter::routeBody(int index) {
+  if (index < 0) {
+    proxyTo(defaultUpstream(), "-");
+    return;
+  }
+  const auto i = static_cast<size_t>(index);
+  const auto& route = config_.routes[i];
+  const std::string id = routeId(i);
+  switch (route.stage) {
+    case Stage::kMonolith:
+      proxyTo(defaultUpstream(), route.name);
+      return;
+    case Stage::kShadow:
+      if (!route.shadow || route.shadow->sample > 0.0)
+        line("mirror /_strangler/shadow/" + id + ";");
+      proxyTo(defaultUpstream(), route.name);
+      return;
+    case Stage::kCanary:
+      if (route.target != config_.default_upstream) {
+        line("error_page 472 = @strangler_" + id + "_target;");
+        line("if ($strangler_canary_" + id + ") { return 472; }");
+      }
+      proxyTo(defaultUpstream(), route.name);
+      return;
+    case Stage::kExtracted:
+      targetBody(i);
+      return;
+  }
+}
+
+void NginxWriter::targetBody(size_t index) {
+  const auto& route = config_.routes[index];
+  if (fallsBack(route)) {
+    line("error_page 473 = @strangler_" + routeId(index) + "_try;");
+    line("if ($strangler_idempotent) { return 473; }");
+  }
+  if (route.rewrite) {
+    rewriteDirective(*route.rewrite);
+  }
+  proxyTo(route.target, route.name);
+}
+
+void NginxWriter::proxyTo(const std::string& upstream, const std::string& route_label,
+                          const std::string& uri) {
+  const auto& u = config_.upstreams.at(upstream);
+  line("proxy_pass http://" + upstreamId(upstream) + uri + ";");
+  line("proxy_connect_timeout " + std::to_string(u.connect_timeout_ms) + "ms;");
+  line("proxy_read_timeout " + std::to_string(u.timeout_ms) + "ms;");
+  line("proxy_send_timeout " + std::to_string(u.timeout_ms) + "ms;");
+  if (config_.debug_headers) {
+    line("add_header X-Strangler-Route " + quote(route_label, true) + " always;");
+    line("add_header X-Strangler-Upstream " + quote(upstream, true) + " always;");
+  }
+}
+
+void NginxWriter::namedLocations() {
+  bool any = false;
+  auto heading = [&] {
+    if (any) return;
+    any = true;
+    line("# Named locations: the method jumps, the canary's target side, fallbacks.");
+  };
+  if (needs_dispatch_) {
+    heading();
+    for (size_t i = 0; i < config_.routes.size(); ++i) {
+      open("location @strangler_" + routeId(i));
+      routeBody(static_cast<int>(i));
+      close();
+    }
+    open("location @strangler_default");
+    routeBody(-1);
+    close();
+  }
+  for (size_t i = 0; i < config_.routes.size(); ++i) {
+    const auto& route = config_.routes[i];
+    const std::string id = routeId(i);
+    if (route.stage == Stage::kCanary && route.target != config_.default_upstream) {
+      heading();
+      open("location @strangler_" + id + "_target");
+      targetBody(i);
+      close();
+    }
+    if (!fallsBack(route)) continue;
+    heading();
+    line("# \"" + commentSafe(route.name) + "\" falls back to " +
+         commentSafe(config_.default_upstream) +
+         " for idempotent methods when the target fails (connect error, timeout, 5xx).");
+    open("location @strangler_" + id + "_try");
+    line("proxy_intercept_errors on;");
+    line("error_page 500 502 503 504 = @strangler_" + id + "_fallback;");
+    if (route.rewrite) {
+      rewriteDirective(*route.rewrite);
+    }
+    proxyTo(route.target, route.name);
+    close();
+    open("location @strangler_" + id + "_fallback");
+    // The target's path may have been rewritten; the monolith gets the client's.
+    proxyTo(config_.default_upstream, route.name, "$request_uri");
+    close();
+  }
+}
+
+void NginxWriter::shadowLocations() {
+  for (size_t i = 0; i < config_.routes.size(); ++i) {
+    const auto& route = config_.routes[i];
+    if (route.stage != Stage::kShadow || (route.shadow && route.shadow->sample <= 0.0)) continue;
+    const std::string id = routeId(i);
+    line("# Shadow copies of \"" + commentSafe(route.name) + "\" to " + commentSafe(route.target) +
+         ". nginx only mirrors: the copy's answer is discarded,");
+    line("# never compared with the monolith's (no mismatch counts or diffs).");
+    open("location = /_strangler/shadow/" + id);
+    line("internal;");
+    if (!route.shadow || !route.shadow->unsafe_methods)
+      line("if ($strangler_idempotent = 0) { return 204; }");
+    if (route.shadow && route.shadow->sample < 1.0)
+      line("if ($strangler_sample_" + id + " = 0) { return 204; }");
+    proxyHeaders(true);
+    const auto& u = config_.upstreams.at(route.target);
+    line("proxy_pass http://" + upstreamId(route.target) +
+         (route.rewrite ? "$strangler_shadow_uri_" + id : std::string("$request_uri")) + ";");
+    line("proxy_connect_timeout " + std::to_string(u.connect_timeout_ms) + "ms;");
+    line("proxy_read_timeout " + std::to_string(u.timeout_ms) + "ms;");
+    close();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Envoy
+
+using ojson = nlohmann::ordered_json;
+
+ojson socketAddress(const common::HostPort& address) {
+  return {{"socket_address", {{"address", address.host}, {"port_value", address.port}}}};
+}
+
+bool isIpLiteral(const std::string& host) {
+  if (host.find(':') != std::string::npos) return true;
+  return !host.empty() && std::all_of(host.begin(), host.end(),
+                                      [](unsigned char c) { return std::isdigit(c) || c == '.'; });
+}
+
+std::string envoyFormatLiteral(const std::string& text) {
+  std::string out;
+  for (const char c : text)
+    out += c == '%' ? std::string("%%") : std::string(1, c);
+  return out;
+}
+
+class EnvoyWriter {
+ public:
+  EnvoyWriter(const ProxyConfig& config, const std::string& source)
+      : config_(config), source_(source) {}
+
+  ExportedConfig write();
+
+ private:
+  ojson match(size_t index, const std::string& path_override,
+              const std::vector<std::string>& methods) const;
+  void addRoute(size_t index);
+  ojson headers(const std::string& route) const;
+  ojson rewrite(const RouteConfig& route) const;
+  std::string timeoutOf(const std::string& upstream) const {
+    return durationSeconds(config_.upstreams.at(upstream).timeout_ms);
+  }
+  void note(const RouteConfig& route, const std::string& text) {
+    notes_.push_back("route '" + route.name + "': " + text);
+    route_notes_[route.name].push_back(text);
+  }
+
+  const ProxyConfig& config_;
+  std::string source_;
+  ojson routes_ = ojson::array();
+  std::vector<std::string> notes_;
+  std::map<std::string, std::vector<std::string>> route_notes_;
+};
+
+ojson EnvoyWriter::match(size_t index, const std::string& path_override,
+                         const std::vector<std::string>& methods) const {
+  const Shape shape = shapeOf(config_.routes[index].path);
+  ojson m = ojson::object();
+  if (!path_override.empty()) {
+    m["path"] = path_override;
+  } else if (shape.subtree && shape.segments.empty()) {
+    m["prefix"] = "/";
+  } else if (shape.subtree && shape.literal()) {
+    m["path_separated_prefix"] = shape.literalPath();
+  } else {
+    m["safe_regex"] = {{"regex", shapeRegex(shape)}};
+  }
+  if (!methods.empty()) {
+    m["headers"] =
+        ojson::array({{{"name", ":method"},
+                       {"string_match",
+                        {{"safe_regex", {{"regex", "^(" + methodAlternation(methods) + ")$"}}}}}}});
+  }
+  return m;
+}
+
+ojson EnvoyWriter::headers(const std::string& route) const {
+  return ojson::array(
+      {{{"header", {{"key", "X-Strangler-Route"}, {"value", envoyFormatLiteral(route)}}},
+        {"append_action", "OVERWRITE_IF_EXISTS_OR_ADD"}},
+       {{"header", {{"key", "X-Strangler-Upstream"}, {"value", "%UPSTREAM_CLUSTER%"}}},
+        {"append_action", "OVERWRITE_IF_EXISTS_OR_ADD"}}});
+}
+
+ojson EnvoyWriter::rewrite(const RouteConfig& route) const {
+  std::string substitution;
+  for (const char c : route.rewrite->to)
+    substitution += c == '\\' ? std::string("\\\\") : std::string(1, c);
+  return {{"pattern", {{"regex", rewriteRegex(*route.rewrite)}}},
+          {"substitution", substitution + "\\1"}};
+}
+
+void EnvoyWriter::addRoute(size_t index) {
+  const auto& route = config_.routes[index];
+  const Shape shape = shapeOf(route.path);
+  const std::string& monolith = config_.default_upstream;
+
+  // The method sets this route is split into: idempotent methods get the fallback retries and
+  // (unless the route allows unsafe methods) the shadow copies.
+  const bool split_idempotent =
+      (route.stage == Stage::kExtracted && route.fallback && route.target != monolith) ||
+      (route.stage == Stage::kShadow && !(route.shadow && route.shadow->unsafe_methods));
+  struct Part {
+    std::vector<std::string> methods;  // empty: any
+    bool idempotent;
+  };
+  std::vector<Part> parts;
+  if (split_idempotent) {
+    std::vector<std::string> safe;
+    std::vector<std::string> unsafe;
+    for (const char* m : kKnownMethods) {
+      if (!accepts(route, m)) continue;
+      (idempotentName(m) ? safe : unsafe).push_back(m);
+    }
+    if (!safe.empty()) parts.push_back({safe, true});
+    if (route.methods.empty()) {
+      parts.push_back({{}, false});  // everything else, other methods included
+    } else if (!unsafe.empty()) {
+      parts.push_back({unsafe, false});
+    }
+  } else {
+    parts.push_back({route.methods, false});
+  }
+
+  std::vector<std::string> paths = {""};
+  if (!shape.subtree && shape.literal()) {
+    paths = {shape.literalPath()};
+    if (!shape.segments.empty()) paths.push_back(shape.literalPath() + "/");
+  }
+
+  for (const auto& part : parts) {
+    for (const auto& path : paths) {
+      auto entry = [&](const std::string& suffix) {
+        ojson r;
+        r["name"] = route.name + suffix;
+        r["match"] = match(index, path, part.methods);
+        return r;
+      };
+      auto finish = [&](ojson r) {
+        if (config_.debug_headers) r["response_headers_to_add"] = headers(route.name);
+        ojson meta = {{"route", route.name}, {"stage", proxy::stageName(route.stage)}};
+        if (route_notes_.count(route.name)) meta["notes"] = route_notes_[route.name];
+        r["metadata"] = {{"filter_metadata", {{"strangler", meta}}}};
+        routes_.push_back(std::move(r));
+      };
+      switch (route.stage) {
+        case Stage::kMonolith: {
+          auto r = entry("");
+          r["route"] = {{"cluster", monolith}, {"timeout", timeoutOf(monolith)}};
+          finish(r);
+          break;
+        }
+        case Stage::kShadow: {
+          auto r = entry("");
+          r["route"] = {{"cluster", monolith}, {"timeout", timeoutOf(monolith)}};
+          const double sample = route.shadow ? route.shadow->sample : 1.0;
+          if ((part.idempotent || !split_idempotent) && sample > 0.0) {
+            ojson fraction = {{"numerator", static_cast<int>(sample * 1000000.0 + 0.5)},
+                              {"denominator", "MILLION"}};
+            ojson mirror = {{"cluster", route.target},
+                            {"runtime_fraction", {{"default_value", fraction}}}};
+            r["route"]["request_mirror_policies"] = ojson::array({mirror});
+          }
+          finish(r);
+          break;
+        }
+        case Stage::kCanary: {
+          if (route.target == monolith) {
+            auto r = entry("");
+            r["route"] = {{"cluster", monolith}, {"timeout", timeoutOf(monolith)}};
+            finish(r);
+            break;
+          }
+          if (!route.rewrite) {
+            auto r = entry("");
+            r["route"] = {
+                {"weighted_clusters",
+                 {{"clusters",
+                   ojson::array({{{"name", route.target}, {"weight", route.percent}},
+                                 {{"name", monolith}, {"weight", 100 - route.percent}}})}}},
+                {"timeout", timeoutOf(route.target)}};
+            finish(r);
+            break;
+          }
+          // Weighted clusters share one rewrite; the target's path differs from the monolith's,
+          // so the split is two entries: `percent` of the requests to the target, the rest on.
+          auto to_target = entry(" (canary target)");
+          to_target["match"]["runtime_fraction"] = {
+              {"default_value", {{"numerator", route.percent}, {"denominator", "HUNDRED"}}},
+              {"runtime_key", "strangler.canary." + route.name}};
+          to_target["route"] = {{"cluster", route.target},
+                                {"regex_rewrite", rewrite(route)},
+                                {"timeout", timeoutOf(route.target)}};
+          finish(to_target);
+          auto rest = entry(" (canary monolith)");
+          rest["route"] = {{"cluster", monolith}, {"timeout", timeoutOf(monolith)}};
+          finish(rest);
+          break;
+        }
+        case Stage::kExtracted: {
+          auto r = entry("");
+          r["route"] = {{"cluster", route.target}, {"timeout", timeoutOf(route.target)}};
+          if (route.rewrite) r["route"]["regex_rewrite"] = rewrite(route);
+          if (part.idempotent && split_idempotent) {
+            r["route"]["retry_policy"] = {{"retry_on", "connect-failure,refused-stream,reset,5xx"},
+                                          {"num_retries", 2}};
+          }
+          finish(r);
+          break;
+        }
+      }
+    }
+  }
+}
+
+ExportedConfig EnvoyWriter::write() {
+  for (const auto& route : config_.routes) {
+    if (route.stage == Stage::kCanary && route.target != config_.default_upstream) {
+      note(route, route.sticky
+                      ? "Envoy's weighted clusters split each request at random: the canary is "
+                        "not sticky per key (strangler-proxy keeps a key on one side)"
+                      : "the canary split is per request, as in strangler-proxy without a key");
+    }
+    if (route.stage == Stage::kShadow) {
+      note(route,
+           "Envoy mirrors the request (Host gets a '-shadow' suffix) and discards the answer: "
+           "nothing is compared" +
+               std::string(route.rewrite ? "; the copy is sent without the path rewrite" : ""));
+    }
+    if (route.stage == Stage::kExtracted && route.fallback &&
+        route.target != config_.default_upstream) {
+      note(route,
+           "fallback: Envoy retries idempotent requests on the target and its outlier detection "
+           "ejects failing endpoints; it does not serve them from " +
+               config_.default_upstream);
+    }
+  }
+  for (const size_t i : routesBySpecificity(config_))
+    addRoute(i);
+  ojson last = {
+      {"name", "(no route)"},
+      {"match", {{"prefix", "/"}}},
+      {"route",
+       {{"cluster", config_.default_upstream}, {"timeout", timeoutOf(config_.default_upstream)}}}};
+  if (config_.debug_headers) last["response_headers_to_add"] = headers("-");
+  routes_.push_back(last);
+
+  ojson virtual_host = {
+      {"name", "strangler"},
+      {"domains", ojson::array({"*"})},
+      {"routes", routes_},
+      {"request_headers_to_remove",
+       ojson::array({"x-strangler-route", "x-strangler-upstream", "x-strangler-shadow"})}};
+  if (!config_.debug_headers) {
+    virtual_host["response_headers_to_remove"] =
+        ojson::array({"x-strangler-route", "x-strangler-upstream"});
+  }
+
+  ojson hcm = {
+      {"@type",
+       "type.googleapis.com/"
+       "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"},
+      {"stat_prefix", "strangler"},
+      {"codec_type", "AUTO"},
+      {"normalize_path", true},
+      {"merge_slashes", true},
+      {"path_with_escaped_slashes_action", "REJECT_REQUEST"},
+      {"max_request_headers_kb", std::min(8192, (config_.limits.max_header_bytes + 1023) / 1024)},
+      {"request_headers_timeout", durationSeconds(config_.limits.header_timeout_ms)},
+      {"common_http_protocol_options",
+       {{"idle_timeout", durationSeconds(config_.limits.idle_timeout_ms)}}},
+      {"route_config", {{"name", "strangler"}, {"virtual_hosts", ojson::array({virtual_host})}}},
+      {"http_filters",
+       ojson::array(
+           {{{"name", "envoy.filters.http.router"},
+             {"typed_config",
+              {{"@type",
+                "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}}}})}};
+
+  ojson clusters = ojson::array();
+  for (const auto& [name, upstream] : config_.upstreams) {
+    const bool static_ips = std::all_of(upstream.endpoints.begin(), upstream.endpoints.end(),
+                                        [](const auto& e) { return isIpLiteral(e.host); });
+    ojson endpoints = ojson::array();
+    for (const auto& e : upstream.endpoints)
+      endpoints.push_back({{"endpoint", {{"address", socketAddress(e)}}}});
+    ojson cluster = {
+        {"name", name},
+        {"type", static_ips ? "STATIC" : "STRICT_DNS"},
+        {"connect_timeout", durationSeconds(upstream.connect_timeout_ms)},
+        {"lb_policy", "ROUND_ROBIN"},
+        {"load_assignment",
+         {{"cluster_name", name}, {"endpoints", ojson::array({{{"lb_endpoints", endpoints}}})}}}};
+    if (upstream.circuit_breaker) {
+      cluster["outlier_detection"] = {
+          {"consecutive_5xx", upstream.circuit_breaker->consecutive_failures},
+          {"consecutive_gateway_failure", upstream.circuit_breaker->consecutive_failures},
+          {"interval", "1s"},
+          {"base_ejection_time", durationSeconds(upstream.circuit_breaker->open_ms)},
+          {"max_ejection_percent", 100}};
+    }
+    clusters.push_back(cluster);
+  }
+
+  ojson bootstrap;
+  // JSON has no comments and Envoy rejects unknown fields: where the file came from and what
+  // it cannot express go into the node's free-form metadata (and each route's).
+  bootstrap["node"] = {{"id", "strangler"},
+                       {"cluster", "strangler"},
+                       {"metadata",
+                        {{"generated_by", "strangler config export --format envoy"},
+                         {"source", source_},
+                         {"config_hash", config_.hash},
+                         {"notes", notes_}}}};
+  bootstrap["admin"] = {{"address", socketAddress(config_.admin.listen)}};
+  bootstrap["static_resources"] = {
+      {"listeners",
+       ojson::array(
+           {{{"name", "strangler"},
+             {"address", socketAddress(config_.listen)},
+             {"filter_chains",
+              ojson::array({{{"filters", ojson::array({{{"name",
+                                                         "envoy.filters.network.http_connection_"
+                                                         "manager"},
+                                                        {"typed_config", hcm}}})}}})}}})},
+      {"clusters", clusters}};
+  return {bootstrap.dump(2) + "\n", notes_};
+}
+
+}  // namespace
+
+std::vector<size_t> routesBySpecificity(const ProxyConfig& config) {
+  std::vector<Shape> shapes;
+  for (const auto& route : config.routes)
+    shapes.push_back(shapeOf(route.path));
+  std::vector<size_t> order(config.routes.size());
+  for (size_t i = 0; i < order.size(); ++i)
+    order[i] = i;
+  std::vector<SpecificityKey> keys;
+  for (const auto& shape : shapes)
+    keys.push_back(specificityKey(shape));
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return keys[a] < keys[b]; });
+  return order;
+}
+
+std::string pathRegex(const std::string& route_path) {
+  return shapeRegex(shapeOf(route_path));
+}
+
+ExportedConfig exportNginx(const ProxyConfig& config, const std::string& source) {
+  return NginxWriter(config, source).write();
+}
+
+ExportedConfig exportEnvoy(const ProxyConfig& config, const std::string& source) {
+  return EnvoyWriter(config, source).write();
+}
+
+}  // namespace strangler::cli

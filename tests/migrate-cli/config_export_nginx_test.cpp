@@ -1,0 +1,304 @@
+// The nginx export run by a real nginx in front of fake upstreams: every request must land where
+// strangler-proxy's own Router sends it (canary: sticky per key, and about the percent of keys).
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <thread>
+
+#include "proxy_harness.h"
+#include "strangler/proxy/config.h"
+#include "strangler/proxy/path_normalizer.h"
+#include "strangler/proxy/router.h"
+#include "strangler/testing/http_client.h"
+#include "strangler/testing/process.h"
+#include "strangler/testing/temp_dir.h"
+
+namespace strangler::cli {
+namespace {
+
+using nlohmann::json;
+using proxy::testing::FakeUpstream;
+using strangler::testing::ChildProcess;
+using strangler::testing::HttpResponse;
+
+constexpr const char* kNginx = "/usr/sbin/nginx";
+
+// One config with a route in each stage and each kind of match.
+json testConfig(uint16_t port, uint16_t admin_port, const FakeUpstream& monolith,
+                const FakeUpstream& drivers, const FakeUpstream& billing) {
+  json config = json::parse(R"({
+    "debug_headers": true,
+    "default_upstream": "monolith",
+    "routes": [
+      {"name": "trips", "match": {"path": "/api/trips"}, "stage": "monolith"},
+      {"name": "drivers", "match": {"path": "/api/drivers/**", "methods": ["GET", "PUT"]},
+       "target": "driver-service", "stage": "canary", "percent": 30,
+       "sticky": {"header": "X-User-Id"}},
+      {"name": "driver-location", "match": {"path": "/api/drivers/{id}/location"},
+       "target": "driver-service", "stage": "extracted", "fallback": true,
+       "rewrite": {"prefix": "/api/drivers", "to": "/v2/drivers"}},
+      {"name": "payments", "match": {"path": "/api/payments/**"}, "target": "billing",
+       "stage": "extracted", "rewrite": {"prefix": "/api/payments", "to": "/v2/"}},
+      {"name": "refunds", "match": {"path": "/api/payments/{id}/refund", "methods": ["POST"]},
+       "stage": "monolith"},
+      {"name": "rides", "match": {"path": "/api/rides", "methods": ["POST"]}, "target": "billing",
+       "stage": "extracted"},
+      {"name": "invoices", "match": {"path": "/api/invoices/**"}, "target": "billing",
+       "stage": "shadow", "rewrite": {"prefix": "/api/invoices", "to": "/v2/invoices"}}
+    ]})");
+  config.merge_patch(
+      json{{"listen", "127.0.0.1:" + std::to_string(port)},
+           {"admin", {{"listen", "127.0.0.1:" + std::to_string(admin_port)}}},
+           {"upstreams",
+            {{"monolith", {{"endpoints", {monolith.address()}}, {"timeout_ms", 2000}}},
+             {"driver-service", {{"endpoints", {drivers.address()}}, {"timeout_ms", 2000}}},
+             {"billing", {{"endpoints", {billing.address()}}, {"timeout_ms", 2000}}}}}});
+  return config;
+}
+
+class NginxExportTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!std::filesystem::exists(kNginx)) GTEST_SKIP() << kNginx << " is not installed";
+    port_ = strangler::testing::freeLoopbackPort();
+    admin_port_ = strangler::testing::freeLoopbackPort();
+    config_json_ = testConfig(port_, admin_port_, monolith_, drivers_, billing_);
+    config_path_ = dir_.file("strangler.json");
+    std::ofstream(config_path_) << config_json_.dump(2);
+    auto config = proxy::ProxyConfig::load(config_path_);
+    ASSERT_TRUE(config.ok()) << config.error().message;
+    config_ = std::make_unique<proxy::ProxyConfig>(std::move(config.value()));
+    router_ = std::make_unique<proxy::Router>(*config_);
+
+    const std::string conf = dir_.file("nginx.conf");
+    const auto exported = strangler::testing::runCommand(
+        STRANGLER_CLI_BIN,
+        {"config", "export", "--format", "nginx", "--config", config_path_, "--output", conf},
+        std::chrono::seconds(20));
+    ASSERT_EQ(exported.exit_code, 0);
+    const std::string prefix = dir_.file("nginx");
+    std::filesystem::create_directories(prefix);
+    nginx_ = ChildProcess::start(kNginx, {"-p", prefix, "-c", conf, "-g", "daemon off;"});
+    // Up when the admin server answers /healthz.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (std::chrono::steady_clock::now() < deadline) {
+      try {
+        if (strangler::testing::httpRequest("127.0.0.1", admin_port_, "GET", "/healthz", "", {},
+                                            std::chrono::seconds(1))
+                .status == 200)
+          return;
+      } catch (const std::exception&) {
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    FAIL() << "nginx did not come up; error log:\n"
+           << readFile(prefix + "/strangler-nginx.error.log");
+  }
+  void TearDown() override {
+    if (nginx_) nginx_->stop(std::chrono::seconds(5));
+  }
+
+  static std::string readFile(const std::string& path) {
+    std::ifstream in(path);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+
+  HttpResponse send(const std::string& method, const std::string& target,
+                    const std::map<std::string, std::string>& headers = {}) {
+    return strangler::testing::httpRequest(
+        "127.0.0.1", port_, method, target,
+        method == "POST" || method == "PUT" || method == "PATCH" ? "{}" : "", headers,
+        std::chrono::seconds(10));
+  }
+
+  // strangler-proxy's decision for a request, from its own normalizer and router.
+  proxy::Decision expected(const std::string& method, const std::string& target,
+                           const proxy::HeaderList& headers = {}) {
+    auto normalized = proxy::normalizeTarget(target);
+    EXPECT_TRUE(normalized.ok()) << target;
+    path_storage_ = normalized->path;
+    return router_->decide(proxy::RequestView{method, path_storage_, &headers}, 0);
+  }
+
+  FakeUpstream monolith_{"monolith"};
+  FakeUpstream drivers_{"driver-service"};
+  FakeUpstream billing_{"billing"};
+  strangler::testing::TempDir dir_{"strangler-nginx-export"};
+  uint16_t port_ = 0;
+  uint16_t admin_port_ = 0;
+  json config_json_;
+  std::string config_path_;
+  std::unique_ptr<proxy::ProxyConfig> config_;
+  std::unique_ptr<proxy::Router> router_;
+  std::unique_ptr<ChildProcess> nginx_;
+  std::string path_storage_;
+};
+
+TEST_F(NginxExportTest, EveryRequestLandsWhereStranglerProxyRoutesIt) {
+  struct Case {
+    std::string method;
+    std::string target;
+  };
+  const std::vector<Case> cases = {
+      {"GET", "/api/trips"},
+      {"POST", "/api/trips/"},
+      {"GET", "/api/trips/5"},                  // under no route
+      {"GET", "/api/./trips"},                  // normalized first
+      {"GET", "/api/drivers/7/location"},       // template beats the canary subtree
+      {"POST", "/api/drivers/7/location?x=1"},  // any method; rewritten
+      {"DELETE", "/api/drivers/7"},             // not a method of "drivers": default
+      {"POST", "/api/drivers"},                 // subtree root, method not taken
+      {"GET", "/api/payments"},                 // subtree root, rewritten to /v2/
+      {"GET", "/api/payments/9?page=2"},        // subtree, rewritten
+      {"GET", "/api/payments/9/refund"},        // refunds is POST-only: payments serves it
+      {"POST", "/api/payments/9/refund"},       // refunds (monolith)
+      {"POST", "/api//payments/9/refund"},      // repeated '/' folded
+      {"GET", "/api/payments/9/refund/extra"},  // deeper than the template: subtree
+      {"POST", "/api/rides"},                   // method-restricted exact route
+      {"GET", "/api/rides"},                    // ... other methods: default
+      {"PATCH", "/api/rides/"},                 // trailing '/'
+      {"GET", "/api/invoices/3"},               // shadow: served by the monolith
+      {"GET", "/api/paymentsX/1"},              // not on a segment boundary: default
+      {"GET", "/elsewhere"},
+      {"GET", "/"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.method + " " + c.target);
+    const auto decision = expected(c.method, c.target);
+    HttpResponse response;
+    try {
+      response = send(c.method, c.target);
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << "no answer: " << e.what();
+      continue;
+    }
+    ASSERT_EQ(response.status, 200) << response.body;
+    const json body = response.json();
+    EXPECT_EQ(body["upstream"], decision.upstream);
+    EXPECT_EQ(response.header("x-strangler-upstream"), decision.upstream);
+    EXPECT_EQ(response.header("x-strangler-route"),
+              decision.route ? decision.route->name : std::string("-"));
+    if (decision.to_target) {
+      // The path the target gets is the router's (rewritten), with the query as sent.
+      const auto query = c.target.find('?');
+      EXPECT_EQ(body["uri"],
+                decision.path + (query == std::string::npos ? "" : c.target.substr(query)));
+    }
+  }
+}
+
+TEST_F(NginxExportTest, CanaryKeepsEachKeyOnOneSideAndSplitsKeysByThePercent) {
+  int to_target = 0;
+  constexpr int kKeys = 200;
+  for (int i = 0; i < kKeys; ++i) {
+    const std::string key = "user-" + std::to_string(i);
+    std::set<std::string> sides;
+    for (int round = 0; round < 2; ++round) {
+      const auto response =
+          send("GET", "/api/drivers/" + std::to_string(round + 1), {{"X-User-Id", key}});
+      ASSERT_EQ(response.status, 200);
+      EXPECT_EQ(response.header("x-strangler-route"), "drivers");
+      sides.insert(response.json()["upstream"].get<std::string>());
+    }
+    EXPECT_EQ(sides.size(), 1u) << key << " moved between sides";
+    if (sides.count("driver-service")) ++to_target;
+  }
+  // 30 % of 200 keys: 60 expected, binomial σ ≈ 6.5.
+  EXPECT_GE(to_target, 35);
+  EXPECT_LE(to_target, 85);
+}
+
+TEST_F(NginxExportTest, ShadowCopiesGoToTheTargetAndTheClientGetsTheMonolith) {
+  const auto response = send("GET", "/api/invoices/3?full=1", {{"X-Strangler-Route", "evil"}});
+  ASSERT_EQ(response.status, 200);
+  EXPECT_EQ(response.json()["upstream"], "monolith");
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (billing_.count() == 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  ASSERT_EQ(billing_.count(), 1u);
+  const auto copy = billing_.requests().front();
+  EXPECT_EQ(copy.uri, "/v2/invoices/3?full=1");  // rewritten for the target
+  EXPECT_EQ(copy.header("x-strangler-shadow"), "1");
+  EXPECT_FALSE(copy.has("x-strangler-route"));
+  // The client's X-Strangler-* headers never reach an upstream.
+  ASSERT_EQ(monolith_.count(), 1u);
+  EXPECT_FALSE(monolith_.requests().front().has("x-strangler-route"));
+
+  // Unsafe methods are not shadowed (the route does not allow them).
+  billing_.clear();
+  ASSERT_EQ(send("POST", "/api/invoices/3").status, 200);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(billing_.count(), 0u);
+}
+
+TEST_F(NginxExportTest, FallbackServesIdempotentRequestsFromTheMonolithWhenTheTargetFails) {
+  drivers_.status = 503;
+  const auto get = send("GET", "/api/drivers/7/location?fresh=1");
+  ASSERT_EQ(get.status, 200);
+  EXPECT_EQ(get.json()["upstream"], "monolith");
+  EXPECT_EQ(get.json()["uri"], "/api/drivers/7/location?fresh=1");  // the client's path
+  EXPECT_EQ(get.header("x-strangler-route"), "driver-location");
+  // Not for POST: the target's answer reaches the client.
+  EXPECT_EQ(send("POST", "/api/drivers/7/location").status, 503);
+
+  drivers_.stop();  // connection refused
+  const auto refused = send("PUT", "/api/drivers/7/location");
+  EXPECT_EQ(refused.status, 200);
+  EXPECT_EQ(refused.json()["upstream"], "monolith");
+}
+
+TEST_F(NginxExportTest, StranglerProxyOnTheSameConfigAgreesOnSpotChecks) {
+  json proxy_config = config_json_;
+  proxy_config["listen"] = "127.0.0.1:0";
+  proxy_config["admin"]["listen"] = "127.0.0.1:0";
+  proxy::testing::ProxyProcess strangler_proxy(proxy_config);
+  ASSERT_TRUE(strangler_proxy.running());
+  for (const auto& [method, target] :
+       std::vector<std::pair<std::string, std::string>>{{"GET", "/api/drivers/7/location"},
+                                                        {"GET", "/api/payments/9/refund"},
+                                                        {"POST", "/api/payments/9/refund"},
+                                                        {"GET", "/api/rides"},
+                                                        {"DELETE", "/api/drivers/7"}}) {
+    SCOPED_TRACE(method + " " + target);
+    const auto via_nginx = send(method, target);
+    const auto via_proxy = strangler_proxy.request(method, target, method == "POST" ? "{}" : "");
+    ASSERT_EQ(via_nginx.status, 200);
+    ASSERT_EQ(via_proxy.status, 200);
+    EXPECT_EQ(via_nginx.json()["upstream"], via_proxy.json()["upstream"]);
+    EXPECT_EQ(via_nginx.json()["uri"], via_proxy.json()["uri"]);
+    EXPECT_EQ(via_nginx.header("x-strangler-route"), via_proxy.header("x-strangler-route"));
+  }
+}
+
+TEST(ConfigExportCliTest, RefusesBadConfigsAndReportsUsageErrors) {
+  strangler::testing::TempDir dir("strangler-export-cli");
+  const std::string bad = dir.file("bad.json");
+  std::ofstream(bad) << R"({"upstreams": {"m": {"endpoints": ["127.0.0.1:1"]}},
+    "default_upstream": "m",
+    "routes": [{"name": "x", "match": {"path": "/x"}, "target": "nowhere", "stage": "extracted"}]})";
+  const std::string out = dir.file("out.conf");
+  const auto refused = strangler::testing::runCommand(
+      STRANGLER_CLI_BIN, {"config", "export", "--format", "nginx", "--config", bad, "-o", out});
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_FALSE(std::filesystem::exists(out));  // nothing written
+  EXPECT_EQ(strangler::testing::runCommand(STRANGLER_CLI_BIN,
+                                           {"config", "export", "--format", "apache", bad})
+                .exit_code,
+            2);
+  EXPECT_EQ(strangler::testing::runCommand(STRANGLER_CLI_BIN, {"config", "export"}).exit_code, 2);
+  const auto help =
+      strangler::testing::runCommand(STRANGLER_CLI_BIN, {"config", "export", "--help"});
+  EXPECT_EQ(help.exit_code, 0);
+  EXPECT_NE(help.output.find("strangler config export --format nginx"), std::string::npos);
+  // The validate verb still lives in the same group.
+  const auto validate =
+      strangler::testing::runCommand(STRANGLER_CLI_BIN, {"config", "validate", bad});
+  EXPECT_EQ(validate.exit_code, 1);
+}
+
+}  // namespace
+}  // namespace strangler::cli

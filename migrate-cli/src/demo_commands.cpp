@@ -334,9 +334,16 @@ class Demo {
   void report(const std::string& label, acl::sync::SyncEngine& engine) {
     auto routes = fetchAdmin(admin_, "/routes");
     int64_t requests = 0, to_target = 0, to_monolith = 0, fallbacks = 0, errors = 0;
+    std::string shadow;
     if (routes.ok()) {
       for (const auto& r : (*routes)["routes"]) {
         if (r.value("name", "") != "drivers") continue;
+        // The shadow comparisons of the route's current step (the proxy resets them per step).
+        if (r.contains("shadow") && r["shadow"].value("compared", 0) > 0) {
+          shadow = "; shadow: " + std::to_string(r["shadow"].value("compared", 0)) + " compared, " +
+                   std::to_string(r["shadow"].value("mismatched", 0)) + " mismatched, " +
+                   std::to_string(r["shadow"].value("dropped", 0)) + " dropped";
+        }
         const auto& c = r["counters"];
         requests = c.value("requests", 0);
         to_target = c.value("to_target", 0);
@@ -346,16 +353,33 @@ class Demo {
       }
     }
     auto status = engine.status();
+    std::string lag;
+    if (auto live = fetchAdmin(sync_status_url_.substr(0, sync_status_url_.rfind('/')), "/status");
+        live.ok() && live->contains("lag_ms") && (*live)["lag_ms"].is_number()) {
+      lag = ", lag " + std::to_string((*live)["lag_ms"].get<int64_t>()) + " ms";
+    }
     std::printf(
         "  [%s] drivers route: +%lld requests (+%lld to driver-service, +%lld to monolith, "
-        "+%lld fallbacks, +%lld 5xx); sync %s, %lld pending\n",
+        "+%lld fallbacks, +%lld 5xx)%s; sync %s, %lld pending%s\n",
         label.c_str(), static_cast<long long>(requests - last_.requests),
         static_cast<long long>(to_target - last_.to_target),
         static_cast<long long>(to_monolith - last_.to_monolith),
         static_cast<long long>(fallbacks - last_.fallbacks),
-        static_cast<long long>(errors - last_.errors),
+        static_cast<long long>(errors - last_.errors), shadow.c_str(),
         status.ok() ? acl::sync::toString(status->direction) : "?",
-        static_cast<long long>(status.ok() ? status->pending_changes : -1));
+        static_cast<long long>(status.ok() ? status->pending_changes : -1), lag.c_str());
+    if (!shadow.empty() && shadow.find(" 0 mismatched") == std::string::npos) {
+      // Show what differed, as the dashboard and GET /diffs do.
+      if (auto diffs = fetchAdmin(admin_, "/diffs?route=drivers");
+          diffs.ok() && !(*diffs)["diffs"].empty()) {
+        const auto& latest = (*diffs)["diffs"][0];
+        std::printf(
+            "    latest mismatch: %s %s differs at %s (a write landed between the two "
+            "answers, or a real difference: see %s/diffs?route=drivers)\n",
+            latest.value("method", "").c_str(), latest.value("path", "").c_str(),
+            latest["differences"].dump().c_str(), admin_.c_str());
+      }
+    }
     std::fflush(stdout);
     last_ = {requests, to_target, to_monolith, fallbacks, errors};
   }

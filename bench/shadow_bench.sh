@@ -30,10 +30,8 @@ nginx_conf backends "server { listen 127.0.0.1:$monolith_port; listen 127.0.0.1:
   keepalive_requests 1000000;
   location / { default_type application/json; return 200 '$body'; } }"
 
-start_proxy() {  # MODE STAGE
-  local port admin
-  port=$(free_port)
-  admin=$(free_port)
+start_proxy() {  # MODE STAGE PORT ADMIN_PORT (runs in this shell, so cleanup kills it)
+  local port=$3 admin=$4
   cat >"$work/$1.json" <<CONF
 { "listen": "127.0.0.1:$port", "admin": { "listen": "127.0.0.1:$admin" },
   "upstreams": {
@@ -45,10 +43,11 @@ start_proxy() {  # MODE STAGE
 CONF
   "$proxy_bin" --config "$work/$1.json" --workers "$workers" >"$work/$1.log" 2>&1 &
   pids+=($!)
-  echo "$port $admin"
 }
-read -r anchor_port anchor_admin < <(start_proxy anchor monolith)
-read -r shadow_port shadow_admin < <(start_proxy shadow shadow)
+anchor_port=$(free_port); anchor_admin=$(free_port)
+shadow_port=$(free_port); shadow_admin=$(free_port)
+start_proxy anchor monolith "$anchor_port" "$anchor_admin"
+start_proxy shadow shadow "$shadow_port" "$shadow_admin"
 wait_port "$monolith_port"; wait_port "$anchor_port"; wait_port "$shadow_port"; wait_port "$shadow_admin"
 
 path=/api/drivers/7

@@ -509,6 +509,8 @@ void registerRouteCommands(CLI::App& app, GlobalOptions& global, Action& action)
   auto* status =
       app.add_subcommand("status", "routes and stages, with live figures when the proxy answers");
   status->add_flag("--json", args->json_output, "print JSON");
+  status->footer(
+      "\nExample:\n  strangler status --config strangler.json --admin http://127.0.0.1:9901\n");
   status->callback([&action, &global, args] {
     action = [&global, args] {
       auto config = proxy::ProxyConfig::load(global.config);

@@ -182,6 +182,38 @@ TEST_F(RoutesCliTest, ValidateNamesTheKeyPath) {
   EXPECT_EQ(good.exit_code, 0) << good.output;
 }
 
+TEST_F(RoutesCliTest, EveryVerbHasHelpWithAnExample) {
+  for (const auto& verb : std::vector<std::vector<std::string>>{{"routes", "list"},
+                                                                {"routes", "add"},
+                                                                {"routes", "shadow"},
+                                                                {"routes", "canary"},
+                                                                {"routes", "extract"},
+                                                                {"routes", "advance"},
+                                                                {"routes", "rollback"},
+                                                                {"routes", "reset"},
+                                                                {"routes", "test"},
+                                                                {"status"},
+                                                                {"config", "validate"},
+                                                                {"config", "export"},
+                                                                {"sync", "install"},
+                                                                {"sync", "run"},
+                                                                {"sync", "watch"},
+                                                                {"sync", "verify"},
+                                                                {"sync", "status"},
+                                                                {"sync", "flip"},
+                                                                {"demo"}}) {
+    auto args = verb;
+    args.push_back("--help");
+    const auto help = runCommand(STRANGLER_CLI_BIN, args, std::chrono::seconds(10));
+    const std::string name = verb.size() == 1 ? verb[0] : verb[0] + " " + verb[1];
+    EXPECT_EQ(help.exit_code, 0) << name;
+    EXPECT_NE(help.output.find("Example"), std::string::npos) << name << ":\n" << help.output;
+  }
+  // A usage error is exit code 2.
+  EXPECT_EQ(cli({"routes", "canary", "drivers", "--percent"}).exit_code, 2);
+  EXPECT_EQ(cli({"no-such-verb"}).exit_code, 2);
+}
+
 TEST_F(RoutesCliTest, AdminReloadReachesTheRunningProxy) {
   ASSERT_EQ(
       cli({"routes", "add", "drivers", "--path", "/api/drivers/**", "--target", "driver-service"})

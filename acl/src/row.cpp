@@ -15,7 +15,10 @@ std::string describe(const Value& value) {
     out << *d;
     return out.str();
   }
-  return nlohmann::json(std::get<std::string>(value)).dump();
+  // Legacy text need not be UTF-8 (a latin-1 column): replace bad bytes rather than throw
+  // from inside an error message.
+  return nlohmann::json(std::get<std::string>(value))
+      .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 }  // namespace strangler::acl

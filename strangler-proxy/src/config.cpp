@@ -38,8 +38,8 @@ class Checker {
   // Reports keys of `object` that are not in `allowed`.
   void onlyKeys(const json& object, const std::string& path,
                 std::initializer_list<const char*> allowed) {
-    for (const auto& [key, value] : object.items()) {
-      (void)value;
+    for (const auto& item : object.items()) {
+      const std::string& key = item.key();  // not a structured binding: clang 14 cannot capture one
       const bool known = std::any_of(allowed.begin(), allowed.end(),
                                      [&](const char* name) { return key == name; });
       if (!known) fail(join(path, key), "unknown key");

@@ -42,6 +42,15 @@ TEST(RowTranslatorTest, TranslatesALegacyDriverRow) {
   EXPECT_FALSE(service->count("user_type"));  // a legacy constant, not service data
 }
 
+TEST(RowTranslatorTest, ReportsTextThatIsNotUtf8InsteadOfThrowing) {
+  // Found by fuzz/acl_translators_fuzzer: the error message quoted the value as JSON and threw.
+  Row row = legacyDriver();
+  row["drv_status"] = std::string("\xff\xfe");
+  const auto service = drivers().toService(row);
+  ASSERT_FALSE(service.ok());
+  EXPECT_EQ(service.error().field, "users.drv_status");
+}
+
 TEST(RowTranslatorTest, LegacyToServiceToLegacyIsIdentity) {
   const auto t = drivers();
   std::mt19937_64 rng(7);

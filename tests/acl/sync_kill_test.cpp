@@ -9,6 +9,7 @@
 #include <random>
 #include <thread>
 
+#include "strangler/testing/figures.h"
 #include "strangler/testing/process.h"
 #include "sync_fixture.h"
 
@@ -49,17 +50,21 @@ class SyncKillTest : public ::testing::TestWithParam<std::string> {
 TEST_P(SyncKillTest, KilledAnywhereItResumesToIdenticalData) {
   std::mt19937 rng(20251126);
   int killed = 0;
+  int killed_in_snapshot_rounds = 0;
   int killed_mid_snapshot = 0;
-  // During the snapshot, with writes landing between the kills.
-  for (int round = 0; round < 10; ++round) {
+  // During the snapshot, with writes landing between the kills: rounds go on until ten kills
+  // have landed inside the snapshot (after a committed chunk, before its end), or it finished.
+  bool snapshot_done = false;
+  for (int round = 0; round < 30 && killed_mid_snapshot < 10 && !snapshot_done; ++round) {
     // Small chunks: many commit points, so the kills land all over the snapshot.
-    auto job = ChildProcess::start(STRANGLER_CLI_BIN, args("run", "3"));
-    std::this_thread::sleep_for(std::chrono::milliseconds(30 + rng() % 250));
+    auto job = ChildProcess::start(STRANGLER_CLI_BIN, args("run", "1"));
+    std::this_thread::sleep_for(std::chrono::milliseconds(20 + rng() % 60));
     if (!job->wait(std::chrono::milliseconds(0))) {
       job->signal(SIGKILL);
       ++killed;
+      ++killed_in_snapshot_rounds;
     }
-    job->wait(std::chrono::seconds(10));
+    snapshot_done = job->wait(std::chrono::seconds(10)) == 0;
     try {
       killed_mid_snapshot +=
           static_cast<int>(service_->scalar("SELECT COUNT(*) FROM strangler_sync_state WHERE phase "
@@ -104,6 +109,28 @@ TEST_P(SyncKillTest, KilledAnywhereItResumesToIdenticalData) {
   EXPECT_EQ(report["target_rows"], 3000);
   EXPECT_EQ(service_->scalar("SELECT COUNT(DISTINCT id) FROM drivers"), 3000);
   EXPECT_EQ(service_->scalar("SELECT COUNT(*) FROM strangler_dead_letters"), 0);
+
+  // The figures of the fault suite (RELIABILITY.md).
+  const std::string engine = GetParam();
+  const auto duplicates = service_->scalar("SELECT COUNT(*) - COUNT(DISTINCT id) FROM drivers");
+  EXPECT_EQ(duplicates, 0);
+  strangler::testing::reportFigure(
+      "sync_kill." + engine + ".kills", killed, ">= 10",
+      "SIGKILLs of `strangler sync`: " + std::to_string(killed_in_snapshot_rounds) +
+          " in snapshot rounds (" + std::to_string(killed_mid_snapshot) +
+          " inside the snapshot, after a committed chunk), 10 in watch rounds under writes");
+  strangler::testing::reportFigure(
+      "sync_kill." + engine + ".verify_differences",
+      report["differing_ranges"].get<double>() +
+          static_cast<double>(report["untranslatable"].size()),
+      "0", "`strangler sync verify` differing key ranges after the resumed run");
+  strangler::testing::reportFigure(
+      "sync_kill." + engine + ".lost_rows",
+      report["source_rows"].get<double>() - report["target_rows"].get<double>(), "0",
+      "source rows minus service rows after the resumed run");
+  strangler::testing::reportFigure("sync_kill." + engine + ".duplicates",
+                                   static_cast<double>(duplicates), "0",
+                                   "service rows sharing an id with another");
 }
 
 INSTANTIATE_TEST_SUITE_P(Engines, SyncKillTest, ::testing::Values("sqlite3", "postgresql"),

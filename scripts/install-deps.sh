@@ -14,6 +14,10 @@ packages=(
   postgresql sqlite3 python3 nginx wrk
   # the dashboard's browser test (headless Chromium over the DevTools protocol)
   chromium chromium-driver
+  # several proxy replicas sharing their config (tests/etcd: a real 3-member cluster)
+  etcd-server etcd-client
+  # the fuzz targets (fuzz/run.sh): clang with its libFuzzer and sanitizer runtimes
+  clang libclang-rt-dev
 )
 
 missing=()

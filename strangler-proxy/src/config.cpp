@@ -680,7 +680,7 @@ common::Result<ProxyConfig> ProxyConfig::parse(const std::string& text) {
   json doc;
   try {
     doc = json::parse(text);
-  } catch (const json::parse_error& error) {
+  } catch (const json::exception& error) {  // parse_error, and out_of_range for 1e999
     return common::Result<ProxyConfig>::failure(
         "invalid_json", std::string("(root): not valid JSON: ") + error.what());
   }

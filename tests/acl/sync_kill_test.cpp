@@ -55,23 +55,29 @@ TEST_P(SyncKillTest, KilledAnywhereItResumesToIdenticalData) {
   // During the snapshot, with writes landing between the kills: rounds go on until ten kills
   // have landed inside the snapshot (after a committed chunk, before its end), or it finished.
   bool snapshot_done = false;
+  // A job needs a while to connect and create its tables (longer on PostgreSQL): a kill that
+  // lands before its first chunk makes the next one wait longer.
+  int delay_floor_ms = 20;
   for (int round = 0; round < 30 && killed_mid_snapshot < 10 && !snapshot_done; ++round) {
     // Small chunks: many commit points, so the kills land all over the snapshot.
     auto job = ChildProcess::start(STRANGLER_CLI_BIN, args("run", "1"));
-    std::this_thread::sleep_for(std::chrono::milliseconds(20 + rng() % 60));
+    std::this_thread::sleep_for(std::chrono::milliseconds(delay_floor_ms + rng() % 60));
     if (!job->wait(std::chrono::milliseconds(0))) {
       job->signal(SIGKILL);
       ++killed;
       ++killed_in_snapshot_rounds;
     }
     snapshot_done = job->wait(std::chrono::seconds(10)) == 0;
+    int mid_snapshot = 0;
     try {
-      killed_mid_snapshot +=
+      mid_snapshot =
           static_cast<int>(service_->scalar("SELECT COUNT(*) FROM strangler_sync_state WHERE phase "
                                             "= 'snapshot' AND rows_copied > 0"));
     } catch (const std::exception&) {
       // Killed before it created its tables: also a point worth surviving.
     }
+    killed_mid_snapshot += mid_snapshot;
+    if (mid_snapshot == 0 && !snapshot_done) delay_floor_ms += 40;
     legacyWrites(rng, 20);
   }
   // While streaming, with a writer running the whole time.

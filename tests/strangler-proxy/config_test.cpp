@@ -199,5 +199,12 @@ TEST(ProxyConfigTest, RejectsInvalidJsonText) {
   EXPECT_EQ(result.error().code, "invalid_json");
 }
 
+TEST(ProxyConfigTest, RejectsANumberTooLargeForJsonInsteadOfThrowing) {
+  // Found by fuzz/config_fuzzer: the parser's number overflow escaped as an exception.
+  auto result = ProxyConfig::parse("{\"workers\": 2175e1700}");
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(result.error().code, "invalid_json");
+}
+
 }  // namespace
 }  // namespace strangler::proxy

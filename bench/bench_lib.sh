@@ -36,7 +36,8 @@ http {
   $2
 }
 CONF
-  nginx -p "$work/$1" -c "$work/$1/nginx.conf" &
+  ${nginx_launcher:-} nginx -p "$work/$1" -c "$work/$1/nginx.conf" &
+  nginx_launcher=""
   pids+=($!)
 }
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Shadow cost benchmark: the same wrk load through strangler-proxy with the route in `shadow`
 # (every GET copied to the target and compared) and with the route in `monolith` (the anchor:
-# a canary at 0%, same router path, no copies), interleaved round by round. Both sides are
-# tiny nginx backends answering the same JSON.
+# a canary at 0%, same router path, no copies), interleaved round by round. The monolith and
+# the target are two tiny nginx servers answering the same JSON.
 #   bench/shadow_bench.sh [BUILD_DIR]        (default: ./build)
 # Environment: ROUNDS (default 5), DURATION (wrk -d, default 5s), CONNECTIONS (default 64),
 # WORKERS (proxy loops, default 1), RAW_DIR (keep raw wrk output). Needs nginx, wrk, python3.
@@ -26,8 +26,13 @@ source "$root/bench/bench_lib.sh"
 monolith_port=$(free_port)
 target_port=$(free_port)
 body='{\"id\":7,\"name\":\"tiny\",\"ok\":true}'
-nginx_conf backends "server { listen 127.0.0.1:$monolith_port; listen 127.0.0.1:$target_port;
-  keepalive_requests 1000000;
+# Two backends, as in a deployment: the copies must not queue behind the monolith's own work.
+nginx_conf monolith "server { listen 127.0.0.1:$monolith_port; keepalive_requests 1000000;
+  location / { default_type application/json; return 200 '$body'; } }"
+# The target stands in for a service on another host: it runs at idle CPU priority (chrt -i), so
+# what is measured is the proxy's own cost of shadowing, not two servers sharing two cores.
+nginx_launcher="chrt -i 0"
+nginx_conf target "server { listen 127.0.0.1:$target_port; keepalive_requests 1000000;
   location / { default_type application/json; return 200 '$body'; } }"
 
 start_proxy() {  # MODE STAGE PORT ADMIN_PORT (runs in this shell, so cleanup kills it)
@@ -48,7 +53,7 @@ anchor_port=$(free_port); anchor_admin=$(free_port)
 shadow_port=$(free_port); shadow_admin=$(free_port)
 start_proxy anchor monolith "$anchor_port" "$anchor_admin"
 start_proxy shadow shadow "$shadow_port" "$shadow_admin"
-wait_port "$monolith_port"; wait_port "$anchor_port"; wait_port "$shadow_port"; wait_port "$shadow_admin"
+wait_port "$monolith_port"; wait_port "$target_port"; wait_port "$anchor_port"; wait_port "$shadow_port"; wait_port "$shadow_admin"
 
 path=/api/drivers/7
 declare -A urls=([anchor]="http://127.0.0.1:$anchor_port$path" [shadow]="http://127.0.0.1:$shadow_port$path")

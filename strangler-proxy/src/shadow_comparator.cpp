@@ -5,6 +5,8 @@
 #include <Poco/Net/HTTPResponse.h>
 #include <Poco/Timespan.h>
 
+#include <pthread.h>
+#include <sched.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -183,6 +185,8 @@ bool ShadowComparator::offer(ShadowRequest request) {
     }
     queue_bytes_ += bytes;
     queue_.push_back(std::move(request));
+    // Busy replayers take the next copy without a wake-up: no futex call on the loop's path.
+    if (idle_ == 0) return true;
   }
   wake_.notify_one();
   return true;
@@ -215,15 +219,20 @@ size_t ShadowComparator::queued() const {
 }
 
 void ShadowComparator::run() {
-  // Replays yield the CPU to the event loops: under saturation the shadow side falls behind and
-  // drops copies (counted) rather than taking cycles from live traffic.
-  ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 19);
+  // Replays yield the CPU to the event loops: SCHED_IDLE runs them only when a core would
+  // otherwise idle, and any waking loop preempts them at once. Under saturation the shadow side
+  // falls behind and drops copies (counted) rather than taking cycles from live traffic.
+  sched_param param{};
+  if (pthread_setschedparam(pthread_self(), SCHED_IDLE, &param) != 0)
+    ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 19);
   Replayer replayer(limits_.capture_bytes);
   for (;;) {
     std::optional<ShadowRequest> job;
     {
       std::unique_lock lock(mutex_);
+      ++idle_;
       wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      --idle_;
       if (stopping_) return;
       job.emplace(std::move(queue_.front()));
       queue_.pop_front();

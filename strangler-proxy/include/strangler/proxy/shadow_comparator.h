@@ -62,6 +62,7 @@ class ShadowComparator : public ShadowSink {
   std::deque<ShadowRequest> queue_;
   size_t queue_bytes_ = 0;
   bool stopping_ = false;
+  int idle_ = 0;  ///< replay threads waiting for a copy
   std::map<std::string, RouteState, std::less<>> routes_;
   std::vector<std::thread> threads_;
 };

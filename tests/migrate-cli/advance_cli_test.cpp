@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "journal.h"
 #include "proxy_harness.h"
 #include "strangler/testing/process.h"
 #include "strangler/testing/temp_dir.h"
@@ -24,20 +25,7 @@ using Clock = std::chrono::steady_clock;
 
 const strangler::testing::ChildProcess::Env kToken = {{"STRANGLER_TEST_ADMIN_TOKEN", "t0ken"}};
 
-std::string readFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-std::vector<json> journalOf(const std::string& config) {
-  std::vector<json> lines;
-  std::istringstream in(readFile(config + ".journal.jsonl"));
-  for (std::string line; std::getline(in, line);)
-    lines.push_back(json::parse(line));
-  return lines;
-}
+using strangler::testing::readFile;
 
 json routeIn(const std::string& config, const std::string& name) {
   const json doc = json::parse(readFile(config));

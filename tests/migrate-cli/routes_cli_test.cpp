@@ -7,6 +7,7 @@
 #include <sstream>
 #include <thread>
 
+#include "journal.h"
 #include "strangler/testing/http_client.h"
 #include "strangler/testing/process.h"
 #include "strangler/testing/temp_dir.h"
@@ -17,21 +18,7 @@ namespace {
 using nlohmann::json;
 using strangler::testing::runCommand;
 
-std::string readFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-std::vector<json> journalOf(const std::string& config) {
-  std::vector<json> lines;
-  std::istringstream in(readFile(config + ".journal.jsonl"));
-  std::string line;
-  while (std::getline(in, line))
-    lines.push_back(json::parse(line));
-  return lines;
-}
+using strangler::testing::readFile;
 
 class RoutesCliTest : public ::testing::Test {
  protected:

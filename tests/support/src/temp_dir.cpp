@@ -1,6 +1,8 @@
 #include "strangler/testing/temp_dir.h"
 
 #include <cstdlib>
+#include <fstream>
+#include <sstream>
 #include <stdexcept>
 #include <vector>
 
@@ -19,6 +21,13 @@ TempDir::~TempDir() {
   if (std::getenv("STRANGLER_KEEP_TMP") != nullptr) return;
   std::error_code ignored;
   std::filesystem::remove_all(path_, ignored);
+}
+
+std::string readFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
 }
 
 }  // namespace strangler::testing

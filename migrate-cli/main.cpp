@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   strangler::cli::registerRouteCommands(app, global, action);
   strangler::cli::registerConfigCommands(app, global, action);
   strangler::cli::registerSyncCommands(app, global, action);
+  strangler::cli::registerRegisterCommand(app, global, action);
   strangler::cli::registerDemoCommand(app, global, action);
   try {
     app.parse(argc, argv);

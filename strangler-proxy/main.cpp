@@ -19,7 +19,9 @@ int main(int argc, char** argv) {
   std::string admin_listen;
   int workers = 0;
   int grace_ms = 10000;
-  cli.add_option("--config", config_path, "config file (strangler.json)")->required();
+  cli.add_option("--config", config_path,
+                 "config file (strangler.json) or etcd URL (etcd://HOST:PORT[,HOST:PORT]/PREFIX)")
+      ->required();
   cli.add_option("--listen", listen, "proxy address HOST:PORT (overrides the config)");
   cli.add_option("--admin-listen", admin_listen,
                  "admin API address HOST:PORT (overrides the config)");

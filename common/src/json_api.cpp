@@ -207,7 +207,8 @@ Poco::Net::HTTPRequestHandler* JsonApiHandlerFactory::createRequestHandler(
 }
 
 void serveUntilStopped(const std::string& name, const HostPort& address, unsigned threads,
-                       Poco::Net::HTTPRequestHandlerFactory::Ptr factory, const std::string& note) {
+                       Poco::Net::HTTPRequestHandlerFactory::Ptr factory, const std::string& note,
+                       const std::function<void(const HostPort&)>& on_listening) {
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
@@ -222,6 +223,7 @@ void serveUntilStopped(const std::string& name, const HostPort& address, unsigne
   server.start();
   const HostPort bound{address.host, socket.address().port()};
   std::cout << name << " listening on http://" << bound.toString() << " " << note << std::endl;
+  if (on_listening) on_listening(bound);
   int received = 0;
   sigwait(&signals, &received);
   std::cerr << name << ": stopping (signal " << received << ")\n";

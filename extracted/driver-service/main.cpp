@@ -7,12 +7,14 @@
 #include <ctime>
 #include <iostream>
 #include <memory>
+#include <optional>
 
 #include "driver_service/application/driver_service_impl.h"
 #include "driver_service/http/routes.h"
 #include "driver_service/monolith/monolith_trip_stats.h"
 #include "driver_service/persistence/soci_driver_store.h"
 #include "strangler/common/db.h"
+#include "strangler/common/etcd_client.h"
 #include "strangler/common/host_port.h"
 #include "strangler/common/json_api.h"
 
@@ -41,7 +43,23 @@ int main(int argc, char** argv) {
                  "the monolith's base URL (http://HOST:PORT) for data the service does not own");
   app.add_option("--threads", threads, "request threads")->check(CLI::Range(1u, 256u));
   app.add_flag("--access-log", access_log, "log one line per request on stderr");
+  std::string register_url;
+  int register_ttl = 5;
+  app.add_option("--register", register_url,
+                 "register the listen address in etcd under this prefix, with a lease kept alive "
+                 "(etcd://HOST:PORT[,HOST:PORT]/services/driver-service)");
+  app.add_option("--register-ttl", register_ttl, "the registration lease's TTL in seconds")
+      ->check(CLI::Range(1, 3600));
   CLI11_PARSE(app, argc, argv);
+  std::optional<common::EtcdLocation> registry;
+  if (!register_url.empty()) {
+    auto parsed = common::parseEtcdUrl(register_url);
+    if (!parsed.ok()) {
+      std::cerr << "driver-service: --register: " << parsed.error().message << "\n";
+      return 2;
+    }
+    registry = *parsed;
+  }
 
   auto address = common::parseHostPort(listen);
   if (!address.ok()) {
@@ -88,10 +106,27 @@ int main(int argc, char** argv) {
       return std::nullopt;
     };
 
+    // Registered once serving; the lease is revoked (the instance deregistered) on the way out.
+    std::unique_ptr<common::EtcdLeaseKeeper> registration;
     common::serveUntilStopped(
         "driver-service", *address, threads,
         new common::JsonApiHandlerFactory(std::move(routes), std::move(options)),
-        "(db " + target->backendName() + ")");
+        "(db " + target->backendName() + ")", [&](const common::HostPort& bound) {
+          if (!registry) return;
+          const std::string key = registry->key(bound.toString());
+          auto kept = common::EtcdLeaseKeeper::start(
+              common::EtcdClient(registry->endpoints), register_ttl,
+              {{key, nlohmann::json{{"address", bound.toString()}}.dump()}});
+          if (!kept.ok()) {
+            std::cerr << "driver-service: cannot register in etcd: " << kept.error().message
+                      << "\n";
+            return;
+          }
+          registration = std::move(kept).value();
+          std::cout << "driver-service registered at " << key << " (ttl " << register_ttl << " s)"
+                    << std::endl;
+        });
+    registration.reset();
   } catch (const std::exception& e) {
     std::cerr << "driver-service: " << e.what() << "\n";
     return 1;

@@ -4,10 +4,12 @@
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <sstream>
 
 #include <unistd.h>
 
 #include "config_export.h"
+#include "config_store.h"
 #include "strangler/cli/commands.h"
 #include "strangler/proxy/config.h"
 
@@ -71,10 +73,63 @@ int exportConfig(const GlobalOptions& global, const ExportArgs& args) {
   return 0;
 }
 
+// Stores a file's config, validated, at the --config location (an etcd prefix, or a file),
+// journaled as "push"; a concurrent edit makes it read and try again.
+int pushConfig(const GlobalOptions& global, const std::string& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) {
+    std::cerr << "strangler: cannot read " << file << "\n";
+    return 1;
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  auto config = proxy::ProxyConfig::parse(text.str());
+  if (!config.ok()) {
+    std::cerr << "strangler: " << file << " is not a valid config, nothing pushed:\n"
+              << config.error().message << "\n";
+    return 1;
+  }
+  const auto document = nlohmann::ordered_json::parse(text.str());
+  return retryEdits([&] {
+    auto store = ConfigStore::open(global.config, ConfigStore::Mode::kReplace);
+    if (!store.ok()) {
+      std::cerr << "strangler: " << store.error().message << "\n";
+      return 1;
+    }
+    nlohmann::ordered_json before{{"config_hash", nullptr}};
+    if (!store->json().is_null()) {
+      auto old = proxy::ProxyConfig::create(nlohmann::json::parse(store->json().dump()));
+      if (old.ok()) before["config_hash"] = old->hash;
+    }
+    store->json() = document;
+    JournalEntry entry{nowIso8601(),
+                       "",
+                       "push",
+                       before,
+                       {{"config_hash", config->hash}},
+                       whoAmI(),
+                       {{"file", std::filesystem::path(file).filename().string()}}};
+    auto result = commitAndReload(*store, entry, global.admin);
+    if (!result.ok() && result.error().code == "conflict") return kRetryEdit;
+    if (!result.ok() && result.error().code != "reload_failed") {
+      std::cerr << "strangler: " << result.error().message << "\n";
+      return 1;
+    }
+    std::cout << "pushed " << file << " to " << global.config << " (" << config->routes.size()
+              << " routes, config " << config->hash << ")\n";
+    if (!result.ok()) {
+      std::cerr << "strangler: " << result.error().message << "\n";
+      return 1;
+    }
+    if (*result) std::cout << "proxy reloaded: " << **result << "\n";
+    return 0;
+  });
+}
+
 }  // namespace
 
 void registerConfigCommands(CLI::App& app, GlobalOptions& global, Action& action) {
-  auto* config_cmd = app.add_subcommand("config", "validate and export configs");
+  auto* config_cmd = app.add_subcommand("config", "validate, push and export configs");
   config_cmd->require_subcommand(1);
   auto args = std::make_shared<ExportArgs>();
 
@@ -93,6 +148,18 @@ void registerConfigCommands(CLI::App& app, GlobalOptions& global, Action& action
                 << config->upstreams.size() << " upstreams)\n";
       return 0;
     };
+  });
+
+  auto* push = config_cmd->add_subcommand(
+      "push", "validate a config file and store it at --config (an etcd URL), journaled");
+  push->add_option("FILE", args->file, "config file")->required();
+  push->footer(
+      "\nExample:\n  strangler config push strangler.json --config "
+      "etcd://127.0.0.1:2379/strangler/prod\n"
+      "\nThe document goes to PREFIX/config in one transaction with its journal line\n"
+      "(PREFIX/journal/<sequence>); every proxy following that prefix applies it.\n");
+  push->callback([&action, &global, args] {
+    action = [&global, args] { return pushConfig(global, args->file); };
   });
 
   auto* export_cmd = config_cmd->add_subcommand(

@@ -371,12 +371,18 @@ void NginxWriter::upstreams() {
           " max_fails=1 fail_timeout=" + std::to_string((upstream.eject_ms + 999) / 1000) + "s";
     }
     open("upstream " + upstreamId(name));
+    if (!upstream.discovery_prefix.empty()) {
+      // nginx cannot follow etcd: keep the file valid and say what to fill in.
+      note("upstream '" + name + "' discovers its instances in etcd (" + upstream.discovery_prefix +
+           "); nginx cannot follow that: replace the placeholder server marked down");
+      line("server 127.0.0.1:9 down;");
+    }
     for (const auto& endpoint : upstream.endpoints)
       line("server " + endpoint.toString() + health + ";");
     if (upstream.max_idle_connections > 0) {
       line("keepalive " +
            std::to_string(upstream.max_idle_connections *
-                          static_cast<int>(upstream.endpoints.size())) +
+                          std::max(1, static_cast<int>(upstream.endpoints.size()))) +
            ";");
     }
     close();

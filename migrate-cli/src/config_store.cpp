@@ -6,7 +6,11 @@
 #include <Poco/StreamCopier.h>
 #include <Poco/URI.h>
 
+#include <chrono>
+#include <iostream>
+#include <random>
 #include <sstream>
+#include <thread>
 
 #include "strangler/proxy/config.h"
 
@@ -65,6 +69,22 @@ common::Result<std::optional<std::string>> commitAndReload(ConfigStore& store,
     return R::failure("reload_failed", "config written, but " + reloaded.error().message);
   }
   return R(std::optional<std::string>(*reloaded));
+}
+
+int retryEdits(const std::function<int()>& attempt) {
+  constexpr int kAttempts = 20;
+  std::mt19937 random(std::random_device{}());
+  for (int i = 0; i < kAttempts; ++i) {
+    const int code = attempt();
+    if (code != kRetryEdit) return code;
+    std::cerr << "strangler: the config changed since it was read; editing again\n";
+    // Spread the contenders out so they do not collide again in lock step.
+    std::uniform_int_distribution<int> pause_ms(5, 20 + 10 * i);
+    std::this_thread::sleep_for(std::chrono::milliseconds(pause_ms(random)));
+  }
+  std::cerr << "strangler: the config kept changing under this edit (" << kAttempts
+            << " attempts); nothing was written\n";
+  return 1;
 }
 
 common::Result<nlohmann::json> fetchAdmin(const std::string& admin_url, const std::string& path) {

@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -29,6 +30,13 @@ common::Result<std::string> reloadProxy(const std::string& admin_url,
 common::Result<std::optional<std::string>> commitAndReload(ConfigStore& store,
                                                            const JournalEntry& entry,
                                                            const std::string& admin_url);
+
+/// What an edit attempt returns when its commit lost a compare-and-swap race (etcd): another
+/// edit was written since the config was read, so the attempt must read and edit again.
+constexpr int kRetryEdit = -1;
+/// Runs `attempt` (open the store, edit, commit) until it returns something else than
+/// kRetryEdit, at most 20 times with short random pauses; returns its exit code.
+int retryEdits(const std::function<int()>& attempt);
 
 /// GETs {admin}{path} (e.g. "/routes") and parses the JSON answer.
 common::Result<nlohmann::json> fetchAdmin(const std::string& admin_url, const std::string& path);

@@ -9,6 +9,7 @@
 #include "route_gates.h"
 #include "strangler/acl/sync_engine.h"
 #include "strangler/cli/commands.h"
+#include "strangler/common/etcd_client.h"
 #include "strangler/proxy/config.h"
 #include "strangler/proxy/path_normalizer.h"
 #include "strangler/proxy/router.h"
@@ -53,6 +54,7 @@ std::vector<std::string> splitCsv(const std::string& text) {
 int finishEdit(const GlobalOptions& global, ConfigStore& store, const JournalEntry& entry,
                const std::string& done) {
   auto result = commitAndReload(store, entry, global.admin);
+  if (!result.ok() && result.error().code == "conflict") return kRetryEdit;
   if (!result.ok() && result.error().code != "reload_failed") {
     return refuse(result.error().message);
   }
@@ -387,6 +389,21 @@ int extractWithData(const GlobalOptions& global, const RouteArgs& args) {
   return 0;
 }
 
+int addRoute(const GlobalOptions& global, const RouteArgs& args) {
+  auto store = ConfigStore::open(global.config);
+  if (!store.ok()) return refuse(store.error().message);
+  if (store->route(args.name) != nullptr) return refuse("route '" + args.name + "' exists");
+  ordered_json route{{"name", args.name}, {"match", {{"path", args.path}}}};
+  if (!args.methods.empty()) route["match"]["methods"] = splitCsv(args.methods);
+  route["target"] = args.target;
+  route["stage"] = "monolith";
+  if (!store->json().contains("routes")) store->json()["routes"] = ordered_json::array();
+  store->json()["routes"].push_back(route);
+  return finishEdit(global, *store,
+                    {nowIso8601(), args.name, "add", nullptr, stageOf(route), whoAmI()},
+                    "route " + args.name + " added (stage monolith)");
+}
+
 }  // namespace
 
 void registerRouteCommands(CLI::App& app, GlobalOptions& global, Action& action) {
@@ -411,20 +428,7 @@ void registerRouteCommands(CLI::App& app, GlobalOptions& global, Action& action)
       "\nExample:\n  strangler routes add drivers --path '/api/drivers/**' --methods GET,PUT "
       "--target driver-service\n");
   add->callback([&action, &global, args] {
-    action = [&global, args] {
-      auto store = ConfigStore::open(global.config);
-      if (!store.ok()) return refuse(store.error().message);
-      if (store->route(args->name) != nullptr) return refuse("route '" + args->name + "' exists");
-      ordered_json route{{"name", args->name}, {"match", {{"path", args->path}}}};
-      if (!args->methods.empty()) route["match"]["methods"] = splitCsv(args->methods);
-      route["target"] = args->target;
-      route["stage"] = "monolith";
-      if (!store->json().contains("routes")) store->json()["routes"] = ordered_json::array();
-      store->json()["routes"].push_back(route);
-      return finishEdit(global, *store,
-                        {nowIso8601(), args->name, "add", nullptr, stageOf(route), whoAmI()},
-                        "route " + args->name + " added (stage monolith)");
-    };
+    action = [&global, args] { return retryEdits([&] { return addRoute(global, *args); }); };
   });
 
   const auto stageVerb = [&](const char* verb, const char* help, const std::string& stage,
@@ -442,15 +446,17 @@ void registerRouteCommands(CLI::App& app, GlobalOptions& global, Action& action)
         if (with_percent && (args->percent < 1 || args->percent > 99)) {
           return refuse("--percent " + std::to_string(args->percent) + " is not in 1..99");
         }
-        return changeStage(
-            global, args->name, verb, [&](ordered_json& route) -> std::optional<std::string> {
-              if (stage != "monolith") {
-                if (auto why = needsTarget(route, stage)) return why;
-              }
-              setStage(route, stage,
-                       with_percent ? std::optional<int>(args->percent) : std::nullopt);
-              return std::nullopt;
-            });
+        return retryEdits([&] {
+          return changeStage(
+              global, args->name, verb, [&](ordered_json& route) -> std::optional<std::string> {
+                if (stage != "monolith") {
+                  if (auto why = needsTarget(route, stage)) return why;
+                }
+                setStage(route, stage,
+                         with_percent ? std::optional<int>(args->percent) : std::nullopt);
+                return std::nullopt;
+              });
+        });
       };
     });
     return cmd;
@@ -482,8 +488,9 @@ void registerRouteCommands(CLI::App& app, GlobalOptions& global, Action& action)
       "100,\n"
       "\"max_mismatch_rate\": 0.01, \"max_error_rate\": 0.01, \"max_latency_ratio\": 1.5}).\n"
       "\nExample:\n  strangler routes advance drivers --admin http://127.0.0.1:9901\n");
-  next->callback(
-      [&action, &global, args] { action = [&global, args] { return advance(global, *args); }; });
+  next->callback([&action, &global, args] {
+    action = [&global, args] { return retryEdits([&] { return advance(global, *args); }); };
+  });
 
   auto* back = routes->add_subcommand("rollback", "undo the route's last step, per the journal");
   back->add_option("NAME", args->name, "route name")->required();
@@ -492,8 +499,9 @@ void registerRouteCommands(CLI::App& app, GlobalOptions& global, Action& action)
   back->add_option("--to", args->to_db,
                    "when the step moved data: the service's database (default: the journal's)");
   back->footer("\nExample:\n  strangler routes rollback drivers --admin http://127.0.0.1:9901\n");
-  back->callback(
-      [&action, &global, args] { action = [&global, args] { return rollback(global, *args); }; });
+  back->callback([&action, &global, args] {
+    action = [&global, args] { return retryEdits([&] { return rollback(global, *args); }); };
+  });
 
   auto* test =
       routes->add_subcommand("test", "check (method, path, headers) -> route, upstream offline");
@@ -515,16 +523,54 @@ void registerRouteCommands(CLI::App& app, GlobalOptions& global, Action& action)
     action = [&global, args] {
       auto config = proxy::ProxyConfig::load(global.config);
       if (!config.ok()) return refuse(config.error().message);
+      // With an etcd config: every replica registered under the prefix, and what it applied.
+      nlohmann::json replicas = nullptr;
+      int64_t config_revision = 0;
+      if (common::isEtcdUrl(global.config)) {
+        auto location = common::parseEtcdUrl(global.config);
+        if (!location.ok()) return refuse(location.error().message);
+        common::EtcdClient etcd(location->endpoints);
+        auto current = etcd.get(location->key("config"));
+        if (current.ok() && current->first) config_revision = current->first->mod_revision;
+        auto found = etcd.getPrefix(location->key("replicas/"));
+        if (!found.ok()) return refuse(found.error().message);
+        replicas = nlohmann::json::array();
+        for (const auto& kv : found->kvs) {
+          auto doc = nlohmann::json::parse(kv.value, nullptr, false);
+          if (doc.is_discarded() || !doc.is_object()) continue;
+          doc["in_sync"] = doc.value("config_revision", int64_t{0}) == config_revision;
+          replicas.push_back(doc);
+        }
+      }
       std::string admin = global.admin;
+      if (admin.empty() && replicas.is_array() && !replicas.empty())
+        admin = "http://" + replicas[0].value("admin", "");
       if (admin.empty()) admin = "http://" + config->admin.listen.toString();
       auto live = fetchAdmin(admin, "/routes");
       if (args->json_output) {
         nlohmann::json out{{"config", global.config},
                            {"proxy", live.ok() ? live.value() : nlohmann::json(nullptr)}};
+        if (replicas.is_array()) {
+          out["config_revision"] = config_revision;
+          out["replicas"] = replicas;
+        }
         std::cout << out.dump() << "\n";
         return 0;
       }
       listRoutes(global, false);
+      if (replicas.is_array()) {
+        std::cout << "\nreplicas (config revision " << config_revision << " in etcd):\n";
+        std::printf("  %-28s %-22s %-22s %9s %8s %s\n", "ID", "PROXY", "ADMIN", "REVISION",
+                    "VERSION", "STATE");
+        for (const auto& r : replicas) {
+          std::printf("  %-28s %-22s %-22s %9lld %8lld %s\n", r.value("id", "").c_str(),
+                      r.value("listen", "").c_str(), r.value("admin", "").c_str(),
+                      static_cast<long long>(r.value("config_revision", int64_t{0})),
+                      static_cast<long long>(r.value("version", int64_t{0})),
+                      r.value("in_sync", false) ? "in sync" : "behind");
+        }
+        if (replicas.empty()) std::cout << "  (none registered)\n";
+      }
       if (live.ok()) {
         std::cout << "\nproxy at " << admin << " (config version "
                   << live->value("version", nlohmann::json()).dump() << ", "

@@ -181,6 +181,21 @@ class AdminHandler : public Poco::Net::HTTPRequestHandler {
     if (path == "/routes")
       return send(response, HTTPResponse::HTTP_OK, "application/json", renderRoutes(app_));
     if (path == "/diffs") return diffs(request, response);
+    if (path == "/replicas") {
+      auto documents = app_.replicaDocuments();
+      if (!documents) {
+        return sendJson(response, HTTPResponse::HTTP_SERVICE_UNAVAILABLE,
+                        {{"error", "etcd_unavailable"}, {"message", documents.error().message}});
+      }
+      nlohmann::json replicas = nlohmann::json::array();
+      for (const auto& text : *documents) {
+        auto doc = nlohmann::json::parse(text, nullptr, false);
+        if (!doc.is_discarded()) replicas.push_back(std::move(doc));
+      }
+      return sendJson(
+          response, HTTPResponse::HTTP_OK,
+          {{"self", nlohmann::json::parse(app_.replicaDocument())}, {"replicas", replicas}});
+    }
     if (path == "/metrics") {
       return send(response, HTTPResponse::HTTP_OK, "text/plain; version=0.0.4; charset=utf-8",
                   renderMetrics(app_));
@@ -278,6 +293,20 @@ std::string renderRoutes(ProxyApp& app) {
   doc["version"] = runtime->version;
   doc["config_hash"] = config.hash;
   doc["default_upstream"] = config.default_upstream;
+  const auto source = app.configSource();
+  nlohmann::json source_doc = {
+      {"kind", source.kind},
+      {"location", source.location},
+      {"last_error",
+       source.last_error.empty() ? nlohmann::json(nullptr) : nlohmann::json(source.last_error)}};
+  if (source.kind == "etcd") {
+    source_doc["key"] = source.key;
+    source_doc["mod_revision"] = source.mod_revision;
+    source_doc["rejected_revision"] = source.rejected_revision;
+    source_doc["etcd_error"] =
+        source.etcd_error.empty() ? nlohmann::json(nullptr) : nlohmann::json(source.etcd_error);
+  }
+  doc["config_source"] = source_doc;
   doc["routes"] = nlohmann::json::array();
   for (const auto& route : config.routes) {
     RouteCounters c;
@@ -327,6 +356,8 @@ std::string renderRoutes(ProxyApp& app) {
     for (const auto& endpoint : upstream.endpoints)
       entry["endpoints"].push_back(endpoint->key);
     entry["circuit"] = upstream.breaker ? circuitStateName(upstream.breaker->state(now)) : "none";
+    if (!upstream.config->discovery_prefix.empty())
+      entry["discovery"] = {{"etcd_prefix", upstream.config->discovery_prefix}};
     doc["upstreams"][name] = entry;
   }
   return doc.dump(2) + "\n";

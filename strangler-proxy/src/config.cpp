@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "strangler/acl/response_translators.h"
+#include "strangler/common/etcd_client.h"
 #include "strangler/proxy/path_pattern.h"
 
 namespace strangler::proxy {
@@ -142,13 +143,33 @@ void readUpstream(Checker& check, const std::string& name, const json& value,
                   const std::string& path, ProxyConfig& config) {
   if (!check.isObject(value, path)) return;
   check.onlyKeys(value, path,
-                 {"endpoints", "timeout_ms", "connect_timeout_ms", "eject_ms",
+                 {"endpoints", "discovery", "timeout_ms", "connect_timeout_ms", "eject_ms",
                   "max_idle_connections", "circuit_breaker"});
   UpstreamConfig upstream;
   upstream.name = name;
   if (name.empty()) check.fail(path, "upstream names must not be empty");
-  if (!value.contains("endpoints")) {
-    check.fail(Checker::join(path, "endpoints"), "is required");
+  if (value.contains("discovery")) {
+    const auto discovery_path = Checker::join(path, "discovery");
+    const auto& discovery = value["discovery"];
+    if (value.contains("endpoints")) {
+      check.fail(path, "needs exactly one of \"endpoints\" or \"discovery\"");
+    } else if (check.isObject(discovery, discovery_path)) {
+      check.onlyKeys(discovery, discovery_path, {"etcd_prefix"});
+      if (!discovery.contains("etcd_prefix")) {
+        check.fail(discovery_path + ".etcd_prefix", "is required");
+      } else if (auto prefix =
+                     check.string(discovery["etcd_prefix"], discovery_path + ".etcd_prefix")) {
+        if (prefix->front() != '/') {
+          check.fail(discovery_path + ".etcd_prefix", "'" + *prefix + "' must start with '/'");
+        } else {
+          upstream.discovery_prefix = *prefix;
+          while (upstream.discovery_prefix.size() > 1 && upstream.discovery_prefix.back() == '/')
+            upstream.discovery_prefix.pop_back();
+        }
+      }
+    }
+  } else if (!value.contains("endpoints")) {
+    check.fail(Checker::join(path, "endpoints"), "is required (or \"discovery\")");
   } else if (const auto& endpoints = value["endpoints"];
              !endpoints.is_array() || endpoints.empty()) {
     check.fail(Checker::join(path, "endpoints"), "must be a non-empty array of \"HOST:PORT\"");
@@ -488,7 +509,16 @@ ProxyConfig build(Checker& check, const json& doc) {
   }
   check.onlyKeys(doc, "",
                  {"listen", "admin", "debug_headers", "upstreams", "default_upstream", "routes",
-                  "limits", "workers", "access_log"});
+                  "limits", "workers", "access_log", "etcd"});
+  if (doc.contains("etcd")) {
+    if (auto text = check.string(doc["etcd"], "etcd")) {
+      if (auto endpoints = common::parseEtcdEndpoints(*text); !endpoints.ok()) {
+        check.fail("etcd", endpoints.error().message);
+      } else {
+        config.etcd = *text;
+      }
+    }
+  }
   if (doc.contains("listen")) {
     if (auto a = check.address(doc["listen"], "listen", true)) config.listen = *a;
   }
@@ -687,14 +717,33 @@ common::Result<ProxyConfig> ProxyConfig::parse(const std::string& text) {
   return create(doc);
 }
 
-common::Result<ProxyConfig> ProxyConfig::load(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
-    return common::Result<ProxyConfig>::failure("unreadable",
-                                                "cannot read config file '" + path + "'");
+common::Result<ConfigText> readConfigSource(const std::string& location) {
+  using R = common::Result<ConfigText>;
+  if (common::isEtcdUrl(location)) {
+    auto etcd = common::parseEtcdUrl(location);
+    if (!etcd.ok()) return etcd.error();
+    common::EtcdClient client(etcd->endpoints);
+    const std::string key = etcd->key("config");
+    auto found = client.get(key);
+    if (!found.ok())
+      return R::failure("unreadable",
+                        "cannot read " + key + " from etcd: " + found.error().message);
+    if (!found->first)
+      return R::failure("unreadable", "etcd has no config at " + key +
+                                          " (store one with `strangler config push FILE`)");
+    return ConfigText{found->first->value, found->first->mod_revision};
+  }
+  std::ifstream in(location, std::ios::binary);
+  if (!in) return R::failure("unreadable", "cannot read config file '" + location + "'");
   std::ostringstream text;
   text << in.rdbuf();
-  return parse(text.str());
+  return ConfigText{text.str(), 0};
+}
+
+common::Result<ProxyConfig> ProxyConfig::load(const std::string& path) {
+  auto source = readConfigSource(path);
+  if (!source.ok()) return source.error();
+  return parse(source->text);
 }
 
 const RouteConfig* ProxyConfig::findRoute(const std::string& name) const {
@@ -714,9 +763,13 @@ nlohmann::json ProxyConfig::toJson() const {
   doc["upstreams"] = json::object();
   for (const auto& [name, upstream] : upstreams) {
     json u;
-    u["endpoints"] = json::array();
-    for (const auto& endpoint : upstream.endpoints)
-      u["endpoints"].push_back(endpoint.toString());
+    if (!upstream.discovery_prefix.empty()) {
+      u["discovery"] = {{"etcd_prefix", upstream.discovery_prefix}};
+    } else {
+      u["endpoints"] = json::array();
+      for (const auto& endpoint : upstream.endpoints)
+        u["endpoints"].push_back(endpoint.toString());
+    }
     u["timeout_ms"] = upstream.timeout_ms;
     u["connect_timeout_ms"] = upstream.connect_timeout_ms;
     u["eject_ms"] = upstream.eject_ms;
@@ -782,6 +835,7 @@ nlohmann::json ProxyConfig::toJson() const {
                    {"shadow_concurrency", limits.shadow_concurrency}};
   if (workers != 0) doc["workers"] = workers;
   if (!access_log.empty()) doc["access_log"] = access_log;
+  if (!etcd.empty()) doc["etcd"] = etcd;
   return doc;
 }
 

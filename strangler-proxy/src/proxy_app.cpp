@@ -1,25 +1,54 @@
 #include "strangler/proxy/proxy_app.h"
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <cstdlib>
+#include <set>
 #include <thread>
 
 #include <iostream>
 
+#include <nlohmann/json.hpp>
+
+#include "strangler/common/etcd_client.h"
 #include "strangler/proxy/admin_server.h"
 #include "strangler/proxy/config_file.h"
 #include "strangler/proxy/shadow_comparator.h"
 
 namespace strangler::proxy {
 
+namespace {
+// A replica that dies without deregistering leaves the list after this long.
+constexpr int64_t kReplicaTtlSeconds = 5;
+}  // namespace
+
+ProxyApp::ProxyApp() = default;
+
 common::Result<std::unique_ptr<ProxyApp>> ProxyApp::start(const ProxyOptions& options) {
   using R = common::Result<std::unique_ptr<ProxyApp>>;
-  auto loaded = ProxyConfig::load(options.config_path);
+  auto source = readConfigSource(options.config_path);
+  if (!source) return R(source.error());
+  auto loaded = ProxyConfig::parse(source->text);
   if (!loaded) return R(loaded.error());
   auto config = std::make_shared<const ProxyConfig>(std::move(loaded).value());
 
   std::unique_ptr<ProxyApp> app(new ProxyApp());
   app->options_ = options;
   app->version_ = 1;
+  if (auto discovery = app->discoveryEtcd(*config); !discovery) return R(discovery.error());
+  app->source_.location = options.config_path;
+  app->source_.mod_revision = source->mod_revision;
+  std::optional<common::EtcdLocation> etcd;
+  if (common::isEtcdUrl(options.config_path)) {
+    auto parsed = common::parseEtcdUrl(options.config_path);
+    if (!parsed) return R(parsed.error());
+    etcd = *parsed;
+    app->source_.kind = "etcd";
+    app->source_.key = etcd->key("config");
+  } else {
+    app->source_.kind = "file";
+  }
   auto runtime = app->registry_.build(config, app->version_);
   if (!runtime) return R(runtime.error());
 
@@ -55,6 +84,40 @@ common::Result<std::unique_ptr<ProxyApp>> ProxyApp::start(const ProxyOptions& op
   app->admin_ = std::move(admin).value();
   app->reloads_ok_ = 0;
   app->guard_ = std::thread([raw = app.get()] { raw->guardLoop(); });
+  if (etcd) {
+    char host[256] = "localhost";
+    ::gethostname(host, sizeof host - 1);
+    app->replica_id_ = std::string(host) + "-" + std::to_string(::getpid());
+    app->replica_started_ = nowIso8601();
+    auto keeper = common::EtcdLeaseKeeper::start(
+        common::EtcdClient(etcd->endpoints), kReplicaTtlSeconds,
+        {{etcd->key("replicas/" + app->replica_id_), app->replicaDocument()}});
+    if (!keeper) {
+      std::cerr << "strangler-proxy: cannot register this replica in etcd: "
+                << keeper.error().message << std::endl;
+    } else {
+      app->replica_ = std::move(keeper).value();
+    }
+    // Every new revision of the config key goes through the same validation as a reload.
+    auto* raw = app.get();
+    app->config_follower_ = std::make_unique<common::EtcdFollower>(
+        common::EtcdClient(etcd->endpoints), etcd->key("config"), false,
+        [raw](const common::EtcdRange& range) {
+          if (range.kvs.empty()) {
+            raw->onEtcdConfig(std::nullopt, 0);
+          } else {
+            raw->onEtcdConfig(range.kvs.front().value, range.kvs.front().mod_revision);
+          }
+        },
+        [raw](const std::string& why) {
+          std::lock_guard lock(raw->source_mutex_);
+          if (raw->source_.etcd_error.empty())
+            std::cerr << "strangler-proxy: etcd: " << why << " (the current config keeps serving)"
+                      << std::endl;
+          raw->source_.etcd_error = why;
+        });
+  }
+  app->reconcileDiscovery(*config);
   return app;
 }
 
@@ -73,26 +136,228 @@ std::string ProxyApp::adminToken() const {
 }
 
 common::Result<uint64_t> ProxyApp::reload() {
-  std::lock_guard lock(reload_mutex_);
-  auto loaded = ProxyConfig::load(options_.config_path);
-  if (!loaded) {
+  auto source = readConfigSource(options_.config_path);
+  if (!source) {
     ++reloads_failed_;
-    return common::Result<uint64_t>(loaded.error());
+    std::lock_guard lock(source_mutex_);
+    source_.last_error = source.error().message;
+    return common::Result<uint64_t>(source.error());
   }
+  return applyText(source->text, source->mod_revision);
+}
+
+common::Result<uint64_t> ProxyApp::applyText(const std::string& text, int64_t mod_revision) {
+  std::unique_lock lock(reload_mutex_);
+  {
+    // Two readers of etcd (the follower, an admin reload) may race: never go back in time.
+    std::lock_guard source_lock(source_mutex_);
+    if (mod_revision != 0 && mod_revision < source_.mod_revision) return version_;
+  }
+  const auto refuse = [&](const common::Error& error) {
+    ++reloads_failed_;
+    std::lock_guard source_lock(source_mutex_);
+    source_.last_error = error.message;
+    if (mod_revision != 0) source_.rejected_revision = mod_revision;
+    return common::Result<uint64_t>(error);
+  };
+  auto loaded = ProxyConfig::parse(text);
+  if (!loaded) return refuse(loaded.error());
   auto config = std::make_shared<const ProxyConfig>(std::move(loaded).value());
-  auto runtime = registry_.build(config, version_ + 1);
-  if (!runtime) {
-    ++reloads_failed_;
-    return common::Result<uint64_t>(runtime.error());
-  }
+  if (auto discovery = discoveryEtcd(*config); !discovery) return refuse(discovery.error());
+  auto runtime = registry_.build(config, version_ + 1, discovered());
+  if (!runtime) return refuse(runtime.error());
   ++version_;
   shared_->publish(*runtime);
   steps_.onPublish(*config, figures());
   ++reloads_ok_;
-  return version_;
+  {
+    std::lock_guard source_lock(source_mutex_);
+    source_.last_error.clear();
+    if (mod_revision != 0) source_.mod_revision = mod_revision;
+  }
+  const uint64_t version = version_;
+  lock.unlock();
+  // Outside the reload lock: a follower being stopped may be waiting for it.
+  reconcileDiscovery(*config);
+  updateReplica();
+  return version;
+}
+
+std::string ProxyApp::replicaDocument() const {
+  const auto runtime = current();
+  const auto source = configSource();
+  nlohmann::json doc = {
+      {"id", replica_id_.empty() ? "local" : replica_id_},
+      {"listen", server_ ? server_->address().toString() : ""},
+      {"admin", admin_ ? admin_->address().toString() : ""},
+      {"config_revision", source.mod_revision},
+      {"version", runtime->version},
+      {"config_hash", runtime->config->hash},
+      {"status", "serving"},
+      {"last_error",
+       source.last_error.empty() ? nlohmann::json(nullptr) : nlohmann::json(source.last_error)},
+      {"started_at", replica_started_},
+      {"updated_at", nowIso8601()}};
+  return doc.dump();
+}
+
+void ProxyApp::updateReplica() {
+  if (!replica_) return;
+  auto location = common::parseEtcdUrl(options_.config_path);
+  if (!location) return;
+  replica_->update(location->key("replicas/" + replica_id_), replicaDocument());
+}
+
+common::Result<std::vector<std::string>> ProxyApp::replicaDocuments() const {
+  if (!common::isEtcdUrl(options_.config_path)) return std::vector<std::string>{replicaDocument()};
+  auto location = common::parseEtcdUrl(options_.config_path);
+  if (!location) return location.error();
+  common::EtcdClient client(location->endpoints);
+  auto range = client.getPrefix(location->key("replicas/"));
+  if (!range) return range.error();
+  std::vector<std::string> out;
+  for (const auto& kv : range->kvs)
+    out.push_back(kv.value);
+  return out;
+}
+
+common::Result<std::vector<common::HostPort>> ProxyApp::discoveryEtcd(
+    const ProxyConfig& config) const {
+  using R = common::Result<std::vector<common::HostPort>>;
+  std::string upstream;
+  for (const auto& [name, u] : config.upstreams) {
+    if (!u.discovery_prefix.empty()) upstream = name;
+  }
+  if (upstream.empty()) return std::vector<common::HostPort>();
+  if (!config.etcd.empty()) return common::parseEtcdEndpoints(config.etcd);
+  if (common::isEtcdUrl(options_.config_path)) {
+    auto location = common::parseEtcdUrl(options_.config_path);
+    if (!location) return location.error();
+    return location->endpoints;
+  }
+  return R::failure("invalid_config",
+                    "upstreams." + upstream +
+                        ".discovery: needs etcd: serve the config from etcd (--config etcd://...) "
+                        "or name the members in the top-level \"etcd\" key");
+}
+
+std::map<std::string, std::vector<common::HostPort>> ProxyApp::discovered() const {
+  std::lock_guard lock(discovered_mutex_);
+  return discovered_;
+}
+
+void ProxyApp::reconcileDiscovery(const ProxyConfig& config) {
+  auto members = discoveryEtcd(config);
+  if (!members) return;
+  std::string members_text;
+  for (const auto& m : *members)
+    members_text += m.toString() + ",";
+  std::set<std::string> wanted;
+  for (const auto& [name, upstream] : config.upstreams) {
+    if (!upstream.discovery_prefix.empty()) wanted.insert(upstream.discovery_prefix);
+  }
+  std::lock_guard lock(discovery_mutex_);
+  if (discovery_stopped_) return;
+  if (members_text != discovery_members_) {
+    discovery_followers_.clear();  // other members: follow again from there
+    discovery_members_ = members_text;
+  }
+  for (auto it = discovery_followers_.begin(); it != discovery_followers_.end();) {
+    if (wanted.count(it->first)) {
+      ++it;
+      continue;
+    }
+    it = discovery_followers_.erase(it);
+  }
+  for (const auto& prefix : wanted) {
+    if (discovery_followers_.count(prefix)) continue;
+    discovery_followers_[prefix] = std::make_unique<common::EtcdFollower>(
+        common::EtcdClient(*members), prefix + "/", true,
+        [this, prefix](const common::EtcdRange& range) {
+          std::vector<common::HostPort> instances;
+          for (const auto& kv : range.kvs) {
+            std::string address = kv.value;
+            const auto doc = nlohmann::json::parse(kv.value, nullptr, false);
+            if (!doc.is_discarded() && doc.is_object()) address = doc.value("address", "");
+            auto parsed = common::parseHostPort(address);
+            if (parsed && parsed->port != 0) instances.push_back(*parsed);
+          }
+          onDiscovery(prefix, instances);
+        },
+        [prefix](const std::string& why) {
+          std::cerr << "strangler-proxy: discovery " << prefix << ": " << why << std::endl;
+        });
+  }
+}
+
+void ProxyApp::onDiscovery(const std::string& prefix,
+                           const std::vector<common::HostPort>& instances) {
+  auto sorted = instances;
+  std::sort(sorted.begin(), sorted.end(),
+            [](const auto& a, const auto& b) { return a.toString() < b.toString(); });
+  {
+    std::lock_guard lock(discovered_mutex_);
+    const bool seen = discovered_.count(prefix) > 0;
+    auto& known = discovered_[prefix];
+    const auto same = [](const auto& a, const auto& b) {
+      if (a.size() != b.size()) return false;
+      for (size_t i = 0; i < a.size(); ++i) {
+        if (a[i].toString() != b[i].toString()) return false;
+      }
+      return true;
+    };
+    if (seen && same(known, sorted)) return;
+    known = sorted;
+  }
+  std::lock_guard lock(reload_mutex_);
+  const auto config = shared_->current()->config;
+  auto runtime = registry_.build(config, version_ + 1, discovered());
+  if (!runtime) {
+    std::cerr << "strangler-proxy: discovery " << prefix << ": " << runtime.error().message
+              << std::endl;
+    return;
+  }
+  ++version_;
+  shared_->publish(*runtime);
+  std::cout << "strangler-proxy discovery " << prefix << ": " << sorted.size()
+            << " instance(s) (version " << version_ << ")" << std::endl;
+  updateReplica();
+}
+
+void ProxyApp::onEtcdConfig(const std::optional<std::string>& text, int64_t mod_revision) {
+  {
+    std::lock_guard lock(source_mutex_);
+    if (!text) {
+      source_.etcd_error = "etcd has no config at " + source_.key;
+      return;
+    }
+    source_.etcd_error.clear();
+    if (mod_revision == source_.mod_revision || mod_revision == source_.rejected_revision) return;
+  }
+  auto applied = applyText(*text, mod_revision);
+  if (applied) {
+    std::cout << "strangler-proxy applied config revision " << mod_revision
+              << " from etcd (version " << *applied << ")" << std::endl;
+  } else {
+    std::cout << "strangler-proxy refused config revision " << mod_revision
+              << " from etcd, previous config kept:\n"
+              << applied.error().message << std::endl;
+  }
+}
+
+ConfigSourceStatus ProxyApp::configSource() const {
+  std::lock_guard lock(source_mutex_);
+  return source_;
 }
 
 void ProxyApp::stop(std::chrono::milliseconds grace) {
+  if (config_follower_) config_follower_->stop();
+  {
+    std::lock_guard lock(discovery_mutex_);
+    discovery_stopped_ = true;
+    discovery_followers_.clear();
+  }
+  if (replica_) replica_->stop();  // deregisters this replica at once
   {
     std::lock_guard lock(guard_mutex_);
     guard_stop_ = true;

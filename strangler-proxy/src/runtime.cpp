@@ -12,7 +12,8 @@ const RuntimeUpstream* Runtime::upstream(const std::string& name) const {
 }
 
 common::Result<std::shared_ptr<const Runtime>> UpstreamRegistry::build(
-    std::shared_ptr<const ProxyConfig> config, uint64_t version) {
+    std::shared_ptr<const ProxyConfig> config, uint64_t version,
+    const std::map<std::string, std::vector<common::HostPort>>& discovered) {
   using R = common::Result<std::shared_ptr<const Runtime>>;
   auto runtime = std::make_shared<Runtime>();
   runtime->config = config;
@@ -22,8 +23,14 @@ common::Result<std::shared_ptr<const Runtime>> UpstreamRegistry::build(
   for (const auto& [name, upstream] : config->upstreams) {
     RuntimeUpstream entry;
     entry.config = &upstream;
-    for (size_t i = 0; i < upstream.endpoints.size(); ++i) {
-      const auto& address = upstream.endpoints[i];
+    static const std::vector<common::HostPort> kNone;
+    const std::vector<common::HostPort>* addresses = &upstream.endpoints;
+    if (!upstream.discovery_prefix.empty()) {
+      const auto found = discovered.find(upstream.discovery_prefix);
+      addresses = found == discovered.end() ? &kNone : &found->second;
+    }
+    for (size_t i = 0; i < addresses->size(); ++i) {
+      const auto& address = (*addresses)[i];
       const std::string key = address.toString();
       auto& state = endpoints_[key];
       if (!state) {
@@ -35,6 +42,8 @@ common::Result<std::shared_ptr<const Runtime>> UpstreamRegistry::build(
         const int rc = getaddrinfo(address.host.c_str(), port.c_str(), &hints, &found);
         if (rc != 0 || found == nullptr) {
           endpoints_.erase(key);
+          // A registered instance that does not resolve is left out; a written one is an error.
+          if (!upstream.discovery_prefix.empty()) continue;
           return R::failure("invalid_config", "upstreams." + name + ".endpoints[" +
                                                   std::to_string(i) + "]: cannot resolve '" +
                                                   address.host + "': " + gai_strerror(rc));

@@ -78,7 +78,10 @@ class JsonApiHandlerFactory : public Poco::Net::HTTPRequestHandlerFactory {
 /// on stdout once bound (port 0 picks a free port; scripts and tests read that line).
 /// Call it before any other thread starts: it blocks the termination signals to take them
 /// synchronously.
+/// `on_listening`, when set, is called with the bound address once the server serves (e.g. to
+/// register it in service discovery).
 void serveUntilStopped(const std::string& name, const HostPort& address, unsigned threads,
-                       Poco::Net::HTTPRequestHandlerFactory::Ptr factory, const std::string& note);
+                       Poco::Net::HTTPRequestHandlerFactory::Ptr factory, const std::string& note,
+                       const std::function<void(const HostPort&)>& on_listening = nullptr);
 
 }  // namespace strangler::common

@@ -22,6 +22,9 @@ void registerRouteCommands(CLI::App& app, GlobalOptions& global, Action& action)
 /// Registers `strangler config validate` and `strangler config export`.
 void registerConfigCommands(CLI::App& app, GlobalOptions& global, Action& action);
 
+/// Registers `strangler register` (a service instance in etcd, under a kept-alive lease).
+void registerRegisterCommand(CLI::App& app, GlobalOptions& global, Action& action);
+
 /// Registers `strangler demo` (the side-by-side demo deployment).
 void registerDemoCommand(CLI::App& app, GlobalOptions& global, Action& action);
 

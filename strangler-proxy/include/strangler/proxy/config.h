@@ -29,7 +29,10 @@ struct CircuitBreakerConfig {
 
 struct UpstreamConfig {
   std::string name;
-  std::vector<common::HostPort> endpoints;
+  std::vector<common::HostPort> endpoints;  ///< empty when the upstream uses discovery
+  /// "discovery": {"etcd_prefix": ...}: the endpoints are the instances registered under this
+  /// etcd prefix (each a key whose value is "HOST:PORT" or {"address": "HOST:PORT"}).
+  std::string discovery_prefix;
   int timeout_ms = 5000;          ///< to the response head, and between reads after it
   int connect_timeout_ms = 1000;  ///< TCP connect
   int eject_ms = 5000;            ///< an endpoint that refused a connection is skipped this long
@@ -119,6 +122,16 @@ struct LimitsConfig {
   int shadow_concurrency = 4;     ///< shadow replays in flight (read at start only)
 };
 
+/// A config document as read from its source, with the etcd revision it had (0 for files).
+struct ConfigText {
+  std::string text;
+  int64_t mod_revision = 0;
+};
+
+/// Reads the config document at `location`: a file path, or an etcd URL
+/// (`etcd://HOST:PORT[,HOST:PORT...]/PREFIX`, the document being the value of `PREFIX/config`).
+common::Result<ConfigText> readConfigSource(const std::string& location);
+
 /// A validated strangler.json. Built only by create()/load(), so every instance is valid.
 class ProxyConfig {
  public:
@@ -127,7 +140,7 @@ class ProxyConfig {
   static common::Result<ProxyConfig> create(const nlohmann::json& json);
   /// Parses `text` as JSON, then create().
   static common::Result<ProxyConfig> parse(const std::string& text);
-  /// Reads `path`, then parse().
+  /// Reads `path` (a file or an etcd URL, see readConfigSource()), then parse().
   static common::Result<ProxyConfig> load(const std::string& path);
   /// Every violation in `json`, each naming its key path; empty when valid.
   static std::vector<std::string> validate(const nlohmann::json& json);
@@ -141,7 +154,10 @@ class ProxyConfig {
   LimitsConfig limits;
   int workers = 0;         ///< 0: one per core
   std::string access_log;  ///< "", "stdout" or a file path
-  std::string hash;        ///< short content hash of the normalized JSON, for /routes
+  /// "etcd": the members service discovery reads ("http://HOST:PORT[,HOST:PORT...]"); empty: the
+  /// members the config itself comes from (when it comes from etcd).
+  std::string etcd;
+  std::string hash;  ///< short content hash of the normalized JSON, for /routes
 
   /// The route named `name`, or nullptr.
   const RouteConfig* findRoute(const std::string& name) const;

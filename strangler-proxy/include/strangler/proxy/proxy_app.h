@@ -3,11 +3,13 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "strangler/common/host_port.h"
 #include "strangler/common/result.h"
@@ -18,6 +20,25 @@
 namespace strangler::proxy {
 
 class AdminServer;
+}  // namespace strangler::proxy
+
+namespace strangler::common {
+class EtcdFollower;
+class EtcdLeaseKeeper;
+}  // namespace strangler::common
+
+namespace strangler::proxy {
+
+/// Where the config comes from and how its last changes went (GET /routes, "config_source").
+struct ConfigSourceStatus {
+  std::string kind;               ///< "file" or "etcd"
+  std::string location;           ///< the file path or the etcd URL
+  std::string key;                ///< etcd: the key holding the document
+  int64_t mod_revision = 0;       ///< etcd: the revision of the document serving
+  int64_t rejected_revision = 0;  ///< etcd: the last revision refused, 0 when none
+  std::string last_error;         ///< why the last change was refused; empty after a success
+  std::string etcd_error;         ///< etcd: why etcd cannot be read right now; empty when it can
+};
 
 /// Command-line settings; listen addresses and workers override the config's.
 struct ProxyOptions {
@@ -39,9 +60,21 @@ class ProxyApp {
   ProxyApp(const ProxyApp&) = delete;
   ProxyApp& operator=(const ProxyApp&) = delete;
 
-  /// Re-reads the config file; on success the new snapshot serves new requests and its
-  /// version is returned, on failure the old one keeps serving. Thread-safe.
+  /// Re-reads the config (file or etcd); on success the new snapshot serves new requests and
+  /// its version is returned, on failure the old one keeps serving. Thread-safe.
   common::Result<uint64_t> reload();
+  /// The config source and the outcome of its last change.
+  ConfigSourceStatus configSource() const;
+  /// The instances discovered in etcd, by prefix (upstreams with "discovery").
+  std::map<std::string, std::vector<common::HostPort>> discoveredInstances() const {
+    return discovered();
+  }
+  /// This replica as it registers itself (JSON: id, addresses, applied config revision and
+  /// version, status).
+  std::string replicaDocument() const;
+  /// Every replica registered under the config's etcd prefix (JSON documents, by key order);
+  /// with a file config, this one only.
+  common::Result<std::vector<std::string>> replicaDocuments() const;
   /// Stops the admin API, lets requests in flight finish (up to `grace`), stops the loops.
   void stop(std::chrono::milliseconds grace);
 
@@ -63,8 +96,12 @@ class ProxyApp {
   const StepTracker& steps() const { return steps_; }
 
  private:
-  ProxyApp() = default;
+  ProxyApp();
   static std::string adminTokenFor(const ProxyConfig& config);
+  /// Validates and publishes `text` (etcd revision `mod_revision`, 0 for files).
+  common::Result<uint64_t> applyText(const std::string& text, int64_t mod_revision);
+  /// Called by the etcd follower with the config key's current value.
+  void onEtcdConfig(const std::optional<std::string>& text, int64_t mod_revision);
 
   ProxyOptions options_;
   UpstreamRegistry registry_;
@@ -76,6 +113,28 @@ class ProxyApp {
   std::atomic<uint64_t> reloads_ok_{0};
   std::atomic<uint64_t> reloads_failed_{0};
   StepTracker steps_;
+  mutable std::mutex source_mutex_;
+  ConfigSourceStatus source_;
+  std::unique_ptr<common::EtcdFollower> config_follower_;
+
+  // Service discovery: one follower per etcd prefix the upstreams use; each change of a prefix's
+  // instances publishes a new snapshot of the same config.
+  common::Result<std::vector<common::HostPort>> discoveryEtcd(const ProxyConfig& config) const;
+  void reconcileDiscovery(const ProxyConfig& config);
+  void onDiscovery(const std::string& prefix, const std::vector<common::HostPort>& instances);
+  std::map<std::string, std::vector<common::HostPort>> discovered() const;
+  // This replica's registration at PREFIX/replicas/<id>, under a lease (etcd configs only).
+  void updateReplica();
+  std::string replica_id_;
+  std::string replica_started_;
+  std::unique_ptr<common::EtcdLeaseKeeper> replica_;
+
+  std::mutex discovery_mutex_;  // the followers
+  std::map<std::string, std::unique_ptr<common::EtcdFollower>> discovery_followers_;
+  std::string discovery_members_;  // the etcd members the followers read
+  bool discovery_stopped_ = false;
+  mutable std::mutex discovered_mutex_;
+  std::map<std::string, std::vector<common::HostPort>> discovered_;
 
   // The canary guard: steps a canary back (in the file, journaled, then reloaded) when the
   // target's error rate in the current step crosses the route's gate.

@@ -52,9 +52,11 @@ struct Runtime {
 class UpstreamRegistry {
  public:
   /// Builds a snapshot for `config`, resolving endpoint addresses (blocking: never call it on
-  /// a loop thread). Fails when a host name does not resolve.
-  common::Result<std::shared_ptr<const Runtime>> build(std::shared_ptr<const ProxyConfig> config,
-                                                       uint64_t version);
+  /// a loop thread). Upstreams with discovery take their endpoints from `discovered` (by etcd
+  /// prefix; none when absent). Fails when a host name does not resolve.
+  common::Result<std::shared_ptr<const Runtime>> build(
+      std::shared_ptr<const ProxyConfig> config, uint64_t version,
+      const std::map<std::string, std::vector<common::HostPort>>& discovered = {});
   /// The breakers of the upstreams that have one, by upstream name.
   std::map<std::string, std::shared_ptr<CircuitBreaker>> breakers() const;
 

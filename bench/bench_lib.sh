@@ -1,5 +1,12 @@
 # Shared by the wrk benchmarks (sourced): process cleanup, free ports, throwaway nginx servers.
 # Expects $work (a temp dir, removed on exit) to be set by the caller.
+# Fails with a hint when one of the named tools is missing.
+require_tools() {
+  for tool in "$@"; do
+    command -v "$tool" >/dev/null || { echo "bench: $tool not found (scripts/install-deps.sh)" >&2; exit 1; }
+  done
+}
+
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done

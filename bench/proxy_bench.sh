@@ -13,13 +13,11 @@ proxy_bin=$build/strangler-proxy/strangler-proxy
 rounds=${ROUNDS:-5}
 duration=${DURATION:-5s}
 workers=${WORKERS:-1}
-for tool in nginx wrk python3; do
-  command -v "$tool" >/dev/null || { echo "proxy_bench: $tool not found (scripts/install-deps.sh)" >&2; exit 1; }
-done
 [ -x "$proxy_bin" ] || { echo "proxy_bench: build strangler-proxy first ($proxy_bin)" >&2; exit 1; }
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/strangler-bench.XXXXXX")
 source "$root/bench/bench_lib.sh"
+require_tools nginx wrk python3
 backend_port=$(free_port)
 nginx_port=$(free_port)
 strangler_port=$(free_port)

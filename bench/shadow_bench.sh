@@ -16,12 +16,10 @@ rounds=${ROUNDS:-5}
 duration=${DURATION:-5s}
 connections=${CONNECTIONS:-64}
 workers=${WORKERS:-1}
-for tool in nginx wrk python3 curl; do
-  command -v "$tool" >/dev/null || { echo "shadow_bench: $tool not found (scripts/install-deps.sh)" >&2; exit 1; }
-done
 [ -x "$proxy_bin" ] || { echo "shadow_bench: build strangler-proxy first ($proxy_bin)" >&2; exit 1; }
 work=$(mktemp -d "${TMPDIR:-/tmp}/strangler-bench.XXXXXX")
 source "$root/bench/bench_lib.sh"
+require_tools nginx wrk python3 curl
 
 monolith_port=$(free_port)
 target_port=$(free_port)

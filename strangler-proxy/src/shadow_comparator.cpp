@@ -175,15 +175,15 @@ void ShadowComparator::stop() {
 }
 
 bool ShadowComparator::offer(ShadowRequest request) {
-  const size_t bytes = request.bytes();
+  request.queued_bytes = request.bytes();
   {
     std::lock_guard lock(mutex_);
-    auto& state = routes_[request.route->name];
-    if (stopping_ || queue_.size() >= limits_.queue || queue_bytes_ + bytes > limits_.queue_bytes) {
-      ++state.counters.dropped;
+    if (stopping_ || queue_.size() >= limits_.queue ||
+        queue_bytes_ + request.queued_bytes > limits_.queue_bytes) {
+      ++routes_[request.route->name].counters.dropped;  // the route's state only on a drop
       return false;
     }
-    queue_bytes_ += bytes;
+    queue_bytes_ += request.queued_bytes;
     queue_.push_back(std::move(request));
     // Busy replayers take the next copy without a wake-up: no futex call on the loop's path.
     if (idle_ == 0) return true;
@@ -236,7 +236,7 @@ void ShadowComparator::run() {
       if (stopping_) return;
       job.emplace(std::move(queue_.front()));
       queue_.pop_front();
-      queue_bytes_ -= std::min(queue_bytes_, job->bytes());
+      queue_bytes_ -= std::min(queue_bytes_, job->queued_bytes);
     }
     process(*job, replayer);
   }
@@ -302,33 +302,34 @@ void ShadowComparator::process(ShadowRequest& job, Replayer& replayer) {
 
 void ShadowComparator::record(const ShadowRequest& job, const CapturedResponse& target,
                               const std::vector<std::string>& differences, bool target_error) {
-  const bool transport_error = target.status == 0;
-  json entry;
-  if (!differences.empty()) {
-    const size_t limit = limits_.diff_body_bytes;
-    json request = bodyJson(job.body, false, limit);
-    request["headers"] = headersJson(job.headers);
-    entry = {{"time_ms", std::chrono::duration_cast<std::chrono::milliseconds>(
-                             std::chrono::system_clock::now().time_since_epoch())
-                             .count()},
-             {"method", job.method},
-             {"path", job.monolith_path},
-             {"query", job.has_query ? json(job.query) : json(nullptr)},
-             {"target_path", job.target_path},
-             {"differences", differences},
-             {"request", std::move(request)},
-             {"monolith", sideJson(job.monolith, limit)},
-             {"target", transport_error ? json{{"error", target.body}} : sideJson(target, limit)}};
+  const bool transport_error = target.status == 0;  // nothing to compare
+  if (transport_error || differences.empty()) {
+    std::lock_guard lock(mutex_);
+    auto& counters = routes_[job.route->name].counters;
+    if (target_error) ++counters.target_errors;
+    if (transport_error) return;
+    ++counters.compared;
+    ++counters.matched;
+    return;
   }
+  const size_t limit = limits_.diff_body_bytes;
+  json request = bodyJson(job.body, false, limit);
+  request["headers"] = headersJson(job.headers);
+  json entry = {{"time_ms", std::chrono::duration_cast<std::chrono::milliseconds>(
+                                std::chrono::system_clock::now().time_since_epoch())
+                                .count()},
+                {"method", job.method},
+                {"path", job.monolith_path},
+                {"query", job.has_query ? json(job.query) : json(nullptr)},
+                {"target_path", job.target_path},
+                {"differences", differences},
+                {"request", std::move(request)},
+                {"monolith", sideJson(job.monolith, limit)},
+                {"target", sideJson(target, limit)}};
   std::lock_guard lock(mutex_);
   auto& state = routes_[job.route->name];
   if (target_error) ++state.counters.target_errors;
-  if (transport_error) return;  // nothing to compare
   ++state.counters.compared;
-  if (differences.empty()) {
-    ++state.counters.matched;
-    return;
-  }
   ++state.counters.mismatched;
   state.diffs.push_front(std::move(entry));
   while (state.diffs.size() > limits_.max_diffs)

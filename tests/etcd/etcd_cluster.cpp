@@ -1,5 +1,7 @@
 #include "etcd_cluster.h"
 
+#include "proxy_harness.h"
+
 #include <signal.h>
 #include <unistd.h>
 
@@ -126,20 +128,10 @@ ProxyReplica::ProxyReplica(const std::string& config_url,
                                    "--admin-listen", "127.0.0.1:0", "--workers", "1",
                                    "--grace-ms",     "1000"};
   args.insert(args.end(), extra_args.begin(), extra_args.end());
-  process_ = strangler::testing::ChildProcess::start(STRANGLER_PROXY_BIN, args);
-  const auto line = process_->waitForLine("strangler-proxy listening on", std::chrono::seconds(10));
-  if (!line) {
-    ADD_FAILURE() << "strangler-proxy did not start; output:\n" << process_->output();
-    return;
-  }
-  std::smatch match;
-  static const std::regex kLine(R"(http://127\.0\.0\.1:(\d+) admin http://127\.0\.0\.1:(\d+))");
-  if (!std::regex_search(*line, match, kLine)) {
-    ADD_FAILURE() << "unexpected start line: " << *line;
-    return;
-  }
-  port_ = static_cast<uint16_t>(std::stoi(match[1]));
-  admin_port_ = static_cast<uint16_t>(std::stoi(match[2]));
+  auto started = proxy::testing::startProxyBinary(args);
+  process_ = std::move(started.process);
+  port_ = started.port;
+  admin_port_ = started.admin_port;
 }
 
 ProxyReplica::~ProxyReplica() {

@@ -176,20 +176,10 @@ ProxyProcess::ProxyProcess(const nlohmann::json& config,
   std::vector<std::string> args = {"--config", config_path_, "--workers",
                                    "2",        "--grace-ms", "5000"};
   args.insert(args.end(), extra_args.begin(), extra_args.end());
-  process_ = strangler::testing::ChildProcess::start(STRANGLER_PROXY_BINARY, args, env);
-  const auto line = process_->waitForLine("strangler-proxy listening on", std::chrono::seconds(10));
-  if (!line) {
-    ADD_FAILURE() << "strangler-proxy did not start; output:\n" << process_->output();
-    return;
-  }
-  std::smatch match;
-  static const std::regex kLine(R"(http://127\.0\.0\.1:(\d+) admin http://127\.0\.0\.1:(\d+))");
-  if (!std::regex_search(*line, match, kLine)) {
-    ADD_FAILURE() << "unexpected start line: " << *line;
-    return;
-  }
-  proxy_port_ = static_cast<uint16_t>(std::stoi(match[1]));
-  admin_port_ = static_cast<uint16_t>(std::stoi(match[2]));
+  auto started = startProxyBinary(args, env);
+  process_ = std::move(started.process);
+  proxy_port_ = started.port;
+  admin_port_ = started.admin_port;
 }
 
 ProxyProcess::~ProxyProcess() {
@@ -226,6 +216,27 @@ strangler::testing::HttpResponse ProxyProcess::admin(
 
 std::string ProxyProcess::raw(const std::string& bytes) {
   return strangler::testing::rawExchange("127.0.0.1", proxy_port_, bytes, std::chrono::seconds(5));
+}
+
+StartedProxy startProxyBinary(const std::vector<std::string>& args,
+                              const strangler::testing::ChildProcess::Env& env) {
+  StartedProxy started;
+  started.process = strangler::testing::ChildProcess::start(STRANGLER_PROXY_BINARY, args, env);
+  const auto line =
+      started.process->waitForLine("strangler-proxy listening on", std::chrono::seconds(10));
+  if (!line) {
+    ADD_FAILURE() << "strangler-proxy did not start; output:\n" << started.process->output();
+    return started;
+  }
+  std::smatch match;
+  static const std::regex kLine(R"(http://127\.0\.0\.1:(\d+) admin http://127\.0\.0\.1:(\d+))");
+  if (!std::regex_search(*line, match, kLine)) {
+    ADD_FAILURE() << "unexpected start line: " << *line;
+    return started;
+  }
+  started.port = static_cast<uint16_t>(std::stoi(match[1]));
+  started.admin_port = static_cast<uint16_t>(std::stoi(match[2]));
+  return started;
 }
 
 nlohmann::json baseConfig(const FakeUpstream& monolith) {

@@ -126,6 +126,17 @@ class ProxyProcess {
   uint16_t admin_port_ = 0;
 };
 
+/// A started strangler-proxy process and the ports it printed.
+struct StartedProxy {
+  std::unique_ptr<strangler::testing::ChildProcess> process;
+  uint16_t port = 0;  ///< 0 when it did not come up (the test has failed already)
+  uint16_t admin_port = 0;
+};
+/// Starts the strangler-proxy binary with `args` and reads its "listening on" line; fails the
+/// calling test (ADD_FAILURE) when it does not come up.
+StartedProxy startProxyBinary(const std::vector<std::string>& args,
+                              const strangler::testing::ChildProcess::Env& env = {});
+
 /// A config with `monolith` (and the given extra upstreams) on loopback, proxy and admin on port 0.
 nlohmann::json baseConfig(const FakeUpstream& monolith);
 /// Adds an upstream named after `upstream` to `config`.

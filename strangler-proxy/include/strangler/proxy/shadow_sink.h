@@ -34,6 +34,7 @@ struct ShadowRequest {
 
   /// Bytes this copy holds, for the queue's memory bound.
   size_t bytes() const;
+  size_t queued_bytes = 0;  ///< bytes() as counted when queued (the copy is not changed after)
 };
 
 /// Shadow figures of one route since the proxy started.

@@ -20,6 +20,14 @@ using nlohmann::json;
 const std::set<std::string> kMethods = {"GET",    "HEAD",  "POST",    "PUT",
                                         "DELETE", "PATCH", "OPTIONS", "TRACE"};
 
+// A sync mapping name: what `strangler sync --mapping NAME` accepts.
+bool isMappingName(const std::string& text) {
+  return !text.empty() && std::all_of(text.begin(), text.end(), [](unsigned char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-';
+  });
+}
+
 std::string describe(const json& value) {
   std::string text = value.dump();
   if (text.size() > 60) text = text.substr(0, 57) + "...";
@@ -219,7 +227,7 @@ void readRoute(Checker& check, const json& value, const std::string& path, Proxy
   if (!check.isObject(value, path)) return;
   check.onlyKeys(value, path,
                  {"name", "match", "target", "stage", "percent", "sticky", "fallback", "rewrite",
-                  "cohort", "shadow", "plan", "gates"});
+                  "cohort", "data", "shadow", "plan", "gates"});
   RouteConfig route;
   if (!value.contains("name")) {
     check.fail(path + ".name", "is required");
@@ -330,6 +338,17 @@ void readRoute(Checker& check, const json& value, const std::string& path, Proxy
   }
   if (value.contains("cohort")) {
     if (auto cohort = check.string(value["cohort"], path + ".cohort")) route.cohort = *cohort;
+  }
+  if (value.contains("data")) {
+    if (auto mapping = check.string(value["data"], path + ".data")) {
+      if (isMappingName(*mapping)) {
+        route.data = *mapping;
+      } else {
+        check.fail(path + ".data", "'" + *mapping +
+                                       "' is not a sync mapping name (letters, digits, '_' "
+                                       "and '-')");
+      }
+    }
   }
   if (value.contains("shadow")) {
     const auto& shadow = value["shadow"];
@@ -509,7 +528,7 @@ ProxyConfig build(Checker& check, const json& doc) {
   }
   check.onlyKeys(doc, "",
                  {"listen", "admin", "debug_headers", "upstreams", "default_upstream", "routes",
-                  "limits", "workers", "access_log", "etcd"});
+                  "limits", "cutover", "workers", "access_log", "etcd"});
   if (doc.contains("etcd")) {
     if (auto text = check.string(doc["etcd"], "etcd")) {
       if (auto endpoints = common::parseEtcdEndpoints(*text); !endpoints.ok()) {
@@ -583,6 +602,16 @@ ProxyConfig build(Checker& check, const json& doc) {
         if (auto n =
                 check.integer(limits["shadow_concurrency"], "limits.shadow_concurrency", 1, 256))
           config.limits.shadow_concurrency = static_cast<int>(*n);
+      }
+    }
+  }
+  if (doc.contains("cutover")) {
+    const auto& cutover = doc["cutover"];
+    if (check.isObject(cutover, "cutover")) {
+      check.onlyKeys(cutover, "cutover", {"hold_ms"});
+      if (cutover.contains("hold_ms")) {
+        if (auto n = check.integer(cutover["hold_ms"], "cutover.hold_ms", 1, 60000))
+          config.cutover.hold_ms = static_cast<int>(*n);
       }
     }
   }
@@ -799,6 +828,7 @@ nlohmann::json ProxyConfig::toJson() const {
     if (route.rewrite)
       r["rewrite"] = {{"prefix", route.rewrite->prefix}, {"to", route.rewrite->to}};
     if (!route.cohort.empty()) r["cohort"] = route.cohort;
+    if (!route.data.empty()) r["data"] = route.data;
     if (route.shadow) {
       r["shadow"] = {{"ignore", route.shadow->ignore},
                      {"sample", route.shadow->sample},
@@ -833,6 +863,7 @@ nlohmann::json ProxyConfig::toJson() const {
                    {"idle_timeout_ms", limits.idle_timeout_ms},
                    {"shadow_queue", limits.shadow_queue},
                    {"shadow_concurrency", limits.shadow_concurrency}};
+  doc["cutover"] = {{"hold_ms", cutover.hold_ms}};
   if (workers != 0) doc["workers"] = workers;
   if (!access_log.empty()) doc["access_log"] = access_log;
   if (!etcd.empty()) doc["etcd"] = etcd;

@@ -40,6 +40,10 @@ bool isIdempotent(std::string_view method) {
          method == "PUT" || method == "DELETE";
 }
 
+bool isSafe(std::string_view method) {
+  return method == "GET" || method == "HEAD" || method == "OPTIONS";
+}
+
 int canaryBucket(std::string_view seed, std::string_view key) {
   // FNV-1a, then a 64-bit finalizer: stable across processes and versions (std::hash is not).
   uint64_t hash = 1469598103934665603ULL;
@@ -101,19 +105,27 @@ Decision Router::decide(const RequestView& request, uint64_t random) const {
   decision.route_index = index;
   decision.route = &route;
 
+  // A write on a route that carries data must reach the side that owns the data: the sync
+  // copies it from there, and a write on the other side would be overwritten or lost.
+  const bool owned_write = !route.data.empty() && !isSafe(request.method);
   bool to_target = false;
   switch (route.stage) {
     case Stage::kMonolith:
       decision.reason = "monolith";
       break;
     case Stage::kShadow:
-      // Served by the monolith; the copy to the target is the shadow component's job.
+      // Served by the monolith; the copy to the target is the shadow component's job. A
+      // copied write would land in the data the sync owns on the target's side.
       decision.reason = "shadow";
-      decision.shadow =
-          isIdempotent(request.method) || (route.shadow && route.shadow->unsafe_methods);
+      decision.shadow = !owned_write && (isIdempotent(request.method) ||
+                                         (route.shadow && route.shadow->unsafe_methods));
       if (decision.shadow) decision.shadow_path = rewritePath(route, decision.path);
       break;
     case Stage::kCanary: {
+      if (owned_write) {
+        decision.reason = "data_owner";  // the monolith owns the data until the flip
+        break;
+      }
       decision.reason = "canary";
       std::optional<std::string_view> key;
       if (route.sticky && request.headers) {
@@ -139,7 +151,9 @@ Decision Router::decide(const RequestView& request, uint64_t random) const {
   decision.to_target = true;
   decision.upstream = route.target;
   decision.path = rewritePath(route, decision.path);
-  if (route.fallback && isIdempotent(request.method) && route.target != config_.default_upstream) {
+  // Once extracted the target owns the data: a write retried on the monolith would miss it.
+  if (route.fallback && isIdempotent(request.method) && !owned_write &&
+      route.target != config_.default_upstream) {
     decision.fallback_upstream = config_.default_upstream;
     decision.fallback_path = std::string(request.path);
   }

@@ -193,6 +193,62 @@ TEST(ProxyConfigTest, ReportsEveryViolationInOneMessage) {
   EXPECT_NE(result.error().message.find("routes[1].stage"), std::string::npos);
 }
 
+TEST(ProxyConfigTest, ReadsTheDataARouteCarriesAndWritesItBack) {
+  auto doc = validConfig();
+  doc["routes"][0]["data"] = "drivers_v2-eu";
+  auto config = ProxyConfig::create(doc);
+  ASSERT_TRUE(config.ok()) << config.error().message;
+  EXPECT_EQ(config->routes[0].data, "drivers_v2-eu");
+  EXPECT_EQ(config->routes[1].data, "");
+  const auto written = config->toJson();
+  EXPECT_EQ(written["routes"][0]["data"], "drivers_v2-eu");
+  EXPECT_FALSE(written["routes"][1].contains("data"));
+  auto again = ProxyConfig::create(written);
+  ASSERT_TRUE(again.ok()) << again.error().message;
+  EXPECT_EQ(again->routes[0].data, "drivers_v2-eu");
+}
+
+TEST(ProxyConfigTest, RejectsADataNameThatIsNotAMappingName) {
+  auto doc = validConfig();
+  for (const json& bad : {json(""), json("drivers table"), json("../drivers"), json("drivers!"),
+                          json(7), json::array({"drivers"})}) {
+    doc["routes"][1]["data"] = bad;
+    const auto errors = errorsOf(doc);
+    EXPECT_TRUE(hasError(errors, "routes[1].data: ")) << bad.dump() << "\n" << joined(errors);
+    EXPECT_EQ(errors.size(), 1u) << joined(errors);
+  }
+  doc["routes"][1]["data"] = "drivers table";
+  EXPECT_TRUE(
+      hasError(errorsOf(doc), "routes[1].data: 'drivers table' is not a sync mapping name"));
+}
+
+TEST(ProxyConfigTest, ReadsCutoverHoldMsWithADefault) {
+  auto config = ProxyConfig::create(validConfig());
+  ASSERT_TRUE(config.ok());
+  EXPECT_EQ(config->cutover.hold_ms, 2000);
+  auto doc = validConfig();
+  doc["cutover"] = {{"hold_ms", 300}};
+  config = ProxyConfig::create(doc);
+  ASSERT_TRUE(config.ok()) << config.error().message;
+  EXPECT_EQ(config->cutover.hold_ms, 300);
+  EXPECT_EQ(config->toJson()["cutover"]["hold_ms"], 300);
+  EXPECT_EQ(ProxyConfig::create(config->toJson())->cutover.hold_ms, 300);
+}
+
+TEST(ProxyConfigTest, RejectsABadCutover) {
+  auto doc = validConfig();
+  doc["cutover"] = {{"hold_ms", 0}};
+  EXPECT_TRUE(hasError(errorsOf(doc), "cutover.hold_ms: 0 is not in 1..60000"));
+  doc["cutover"] = {{"hold_ms", 60001}};
+  EXPECT_TRUE(hasError(errorsOf(doc), "cutover.hold_ms: 60001 is not in 1..60000"));
+  doc["cutover"] = {{"hold_ms", "2000"}};
+  EXPECT_TRUE(hasError(errorsOf(doc), "cutover.hold_ms: \"2000\" is not an integer"));
+  doc["cutover"] = {{"hold_ms", 2000}, {"drain_ms", 5}};
+  EXPECT_TRUE(hasError(errorsOf(doc), "cutover.drain_ms: unknown key"));
+  doc["cutover"] = 2000;
+  EXPECT_TRUE(hasError(errorsOf(doc), "cutover: must be an object"));
+}
+
 TEST(ProxyConfigTest, RejectsInvalidJsonText) {
   auto result = ProxyConfig::parse("{ \"listen\": ");
   ASSERT_FALSE(result.ok());

@@ -161,6 +161,117 @@ TEST_F(RouterTest, CanaryWithoutKeyUsesTheRandomValue) {
   EXPECT_FALSE(decide(config, "GET", "/api/drivers/1", {}, 3000).to_target);
 }
 
+// Routes that name a sync mapping ("data"): writes follow the data's owner.
+ProxyConfig dataConfig(const std::string& stage, const std::string& extra = "") {
+  std::string text = R"({
+    "upstreams": {
+      "monolith": { "endpoints": ["127.0.0.1:8081"] },
+      "drivers":  { "endpoints": ["127.0.0.1:8082"] }
+    },
+    "default_upstream": "monolith",
+    "routes": [
+      { "name": "drivers", "match": { "path": "/api/drivers/**" }, "target": "drivers",
+        "stage": "STAGE", "data": "drivers", "fallback": true,
+        "rewrite": { "prefix": "/api/drivers", "to": "/v2/drivers" } EXTRA },
+      { "name": "trips", "match": { "path": "/api/trips/**" }, "target": "drivers",
+        "stage": "STAGE", "fallback": true EXTRA }
+    ]
+  })";
+  for (size_t at; (at = text.find("STAGE")) != std::string::npos;)
+    text.replace(at, 5, stage);
+  for (size_t at; (at = text.find("EXTRA")) != std::string::npos;)
+    text.replace(at, 5, extra);
+  auto config = ProxyConfig::parse(text);
+  EXPECT_TRUE(config.ok()) << (config.ok() ? "" : config.error().message);
+  return std::move(config).value();
+}
+
+const std::vector<std::string> kUnsafeMethods = {"POST", "PUT", "PATCH", "DELETE"};
+
+TEST_F(RouterTest, SafeMethodsAreExactlyGetHeadAndOptions) {
+  for (const char* method : {"GET", "HEAD", "OPTIONS"})
+    EXPECT_TRUE(isSafe(method)) << method;
+  for (const char* method : {"POST", "PUT", "PATCH", "DELETE", "TRACE", "CONNECT", "get"})
+    EXPECT_FALSE(isSafe(method)) << method;
+}
+
+TEST_F(RouterTest, CanaryOnADataRouteSendsWritesToTheMonolithAndSplitsReads) {
+  const auto config = dataConfig("canary", R"(, "percent": 50)");
+  int reads_to_target = 0;
+  for (uint64_t random = 0; random < 10000; random += 50) {
+    for (const auto& method : kUnsafeMethods) {
+      const auto decision = decide(config, method, "/api/drivers/7", {}, random);
+      EXPECT_EQ(decision.route->name, "drivers");
+      EXPECT_FALSE(decision.to_target) << method << " random " << random;
+      EXPECT_EQ(decision.upstream, "monolith");
+      EXPECT_EQ(decision.path, "/api/drivers/7");
+      EXPECT_STREQ(decision.reason, "data_owner");
+    }
+    for (const char* method : {"GET", "HEAD", "OPTIONS"}) {
+      const auto decision = decide(config, method, "/api/drivers/7", {}, random);
+      EXPECT_EQ(decision.to_target, random < 5000) << method << " random " << random;
+      reads_to_target += decision.to_target;
+    }
+  }
+  EXPECT_EQ(reads_to_target, 3 * 100);
+  // A route without data still splits its writes.
+  EXPECT_TRUE(decide(config, "PUT", "/api/trips/7", {}, 10).to_target);
+  EXPECT_FALSE(decide(config, "PUT", "/api/trips/7", {}, 9000).to_target);
+}
+
+TEST_F(RouterTest, CanaryOnADataRouteKeepsWritesOnTheMonolithWhateverTheStickyKey) {
+  const auto config = dataConfig("canary", R"(, "percent": 99, "sticky": {"header": "X-User-Id"})");
+  for (int user = 0; user < 100; ++user) {
+    const HeaderList headers = {{"X-User-Id", std::to_string(user)}};
+    EXPECT_EQ(decide(config, "PUT", "/api/drivers/1", headers).upstream, "monolith");
+  }
+}
+
+TEST_F(RouterTest, ExtractedDataRouteSendsWritesToTheTargetWithoutFallback) {
+  const auto config = dataConfig("extracted");
+  for (const auto& method : kUnsafeMethods) {
+    const auto decision = decide(config, method, "/api/drivers/7");
+    EXPECT_TRUE(decision.to_target) << method;
+    EXPECT_EQ(decision.upstream, "drivers");
+    EXPECT_EQ(decision.path, "/v2/drivers/7");
+    // The monolith no longer owns the data: a write must not be retried there.
+    EXPECT_EQ(decision.fallback_upstream, "") << method;
+  }
+  const auto read = decide(config, "GET", "/api/drivers/7");
+  EXPECT_EQ(read.upstream, "drivers");
+  EXPECT_EQ(read.fallback_upstream, "monolith");
+  // Without data, an idempotent write still falls back as before.
+  EXPECT_EQ(decide(config, "PUT", "/api/trips/7").fallback_upstream, "monolith");
+}
+
+TEST_F(RouterTest, MonolithAndShadowDataRoutesSendWritesToTheMonolith) {
+  for (const char* stage : {"monolith", "shadow"}) {
+    const auto config = dataConfig(stage);
+    for (const auto& method : kUnsafeMethods) {
+      const auto decision = decide(config, method, "/api/drivers/7");
+      EXPECT_EQ(decision.upstream, "monolith") << stage << " " << method;
+      EXPECT_FALSE(decision.to_target);
+    }
+  }
+}
+
+TEST_F(RouterTest, ShadowNeverCopiesWritesOfADataRouteEvenWhenUnsafeMethodsAreAllowed) {
+  const auto config = dataConfig("shadow", R"(, "shadow": {"unsafe_methods": true})");
+  for (const auto& method : kUnsafeMethods) {
+    EXPECT_FALSE(decide(config, method, "/api/drivers/7").shadow) << method;
+    // The same settings without data copy every method.
+    EXPECT_TRUE(decide(config, method, "/api/trips/7").shadow) << method;
+  }
+  const auto read = decide(config, "GET", "/api/drivers/7");
+  EXPECT_TRUE(read.shadow);
+  EXPECT_EQ(read.shadow_path, "/v2/drivers/7");
+  // Default shadow settings: a data route's writes are not copied either.
+  const auto plain = dataConfig("shadow");
+  EXPECT_FALSE(decide(plain, "PUT", "/api/drivers/7").shadow);
+  EXPECT_FALSE(decide(plain, "DELETE", "/api/drivers/7").shadow);
+  EXPECT_TRUE(decide(plain, "HEAD", "/api/drivers/7").shadow);
+}
+
 TEST(CookieTest, FindsCookiesAmongOthers) {
   const HeaderList headers = {{"Cookie", "a=1; uid=\"77\" ;b=2"}, {"cookie", "c=3"}};
   EXPECT_EQ(findCookie(headers, "uid").value(), "77");

@@ -98,6 +98,9 @@ struct RouteConfig {
   bool fallback = false;
   std::optional<RewriteConfig> rewrite;
   std::string cohort;
+  /// "data": the sync mapping whose data the route's writes change (empty: none). Unsafe
+  /// methods then go to the side that owns the data and are never shadowed.
+  std::string data;
   std::optional<ShadowConfig> shadow;
   std::vector<PlanStep> plan;  ///< empty: defaultPlan()
   GatesConfig gates;
@@ -120,6 +123,12 @@ struct LimitsConfig {
   int idle_timeout_ms = 60000;    ///< idle keep-alive client connections are closed after this
   int shadow_queue = 1024;        ///< shadow copies waiting for replay; more are dropped
   int shadow_concurrency = 4;     ///< shadow replays in flight (read at start only)
+};
+
+/// The fenced cutover (`routes extract NAME --with-data`): how long the proxy parks a request
+/// held by a route's write hold before answering 503.
+struct CutoverConfig {
+  int hold_ms = 2000;
 };
 
 /// A config document as read from its source, with the etcd revision it had (0 for files).
@@ -152,6 +161,7 @@ class ProxyConfig {
   std::string default_upstream;
   std::vector<RouteConfig> routes;
   LimitsConfig limits;
+  CutoverConfig cutover;
   int workers = 0;         ///< 0: one per core
   std::string access_log;  ///< "", "stdout" or a file path
   /// "etcd": the members service discovery reads ("http://HOST:PORT[,HOST:PORT...]"); empty: the

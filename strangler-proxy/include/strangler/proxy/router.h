@@ -35,11 +35,16 @@ struct Decision {
   bool shadow = false;                 ///< a copy should go to route->target (shadow stage)
   std::string shadow_path;             ///< the path a shadow copy is sent with (rewritten)
   int bucket = -1;                     ///< canary bucket 0..9999 of the sticky key, -1 if none
-  const char* reason = "default";      ///< default, monolith, shadow, canary, extracted
+  /// default, monolith, shadow, canary, extracted, or data_owner (an unsafe request of a
+  /// canary route that carries data: it goes to the side that owns the data)
+  const char* reason = "default";
 };
 
 /// True for GET, HEAD, OPTIONS, TRACE, PUT and DELETE (RFC 9110 idempotent methods).
 bool isIdempotent(std::string_view method);
+/// True for GET, HEAD and OPTIONS: the methods that never write, so a route that carries data
+/// may split them, shadow them and let them through a write hold. Every other method is unsafe.
+bool isSafe(std::string_view method);
 
 /// The canary bucket (0..9999) of a sticky key. Routes of one cohort share `seed` (the cohort
 /// name; the route name otherwise), so a key lands on the same side across them. A key goes to
@@ -58,7 +63,9 @@ class Router {
   explicit Router(const ProxyConfig& config);
 
   /// Decides where `request` goes. `random` (any 64-bit value) splits canary traffic that
-  /// carries no sticky key.
+  /// carries no sticky key. On a route with `data`, unsafe methods go to the data's owner (the
+  /// monolith until stage extracted, the target then), are never shadowed, and fall back only
+  /// when safe.
   Decision decide(const RequestView& request, uint64_t random) const;
 
   const ProxyConfig& config() const { return config_; }

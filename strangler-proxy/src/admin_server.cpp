@@ -136,6 +136,32 @@ nlohmann::json fetchSyncStatus(const std::string& url) {
   }
 }
 
+constexpr int64_t kDefaultHoldMs = 5000;
+constexpr int64_t kMaxHoldMs = 60000;
+constexpr std::streamsize kMaxHoldBodyBytes = 64 * 1024;
+// How long DELETE /routes/NAME/hold waits for the loops to let the parked requests go, so that
+// max_held_ms includes them (the loops are woken at once; this is only a bound).
+constexpr auto kReleaseDrain = std::chrono::milliseconds(1000);
+
+// The hold time a POST /routes/NAME/hold body asks for: {"hold_ms": N}, or nothing.
+common::Result<int64_t> parseHoldBody(const std::string& body) {
+  using R = common::Result<int64_t>;
+  if (body.find_first_not_of(" \t\r\n") == std::string::npos) return kDefaultHoldMs;
+  const auto doc = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (doc.is_discarded() || !doc.is_object())
+    return R::failure("bad_request", "the body must be a JSON object like {\"hold_ms\": 5000}");
+  for (const auto& item : doc.items()) {
+    if (item.key() != "hold_ms") return R::failure("bad_request", item.key() + ": unknown key");
+  }
+  if (!doc.contains("hold_ms")) return kDefaultHoldMs;
+  const auto& value = doc["hold_ms"];
+  if (!value.is_number_integer() || value.get<int64_t>() < 1 || value.get<int64_t>() > kMaxHoldMs) {
+    return R::failure("bad_request", "hold_ms: " + value.dump() + " is not an integer in 1.." +
+                                         std::to_string(kMaxHoldMs));
+  }
+  return value.get<int64_t>();
+}
+
 class AdminHandler : public Poco::Net::HTTPRequestHandler {
  public:
   explicit AdminHandler(ProxyApp& app) : app_(app) {}
@@ -155,6 +181,15 @@ class AdminHandler : public Poco::Net::HTTPRequestHandler {
   void route(HTTPServerRequest& request, HTTPServerResponse& response) {
     const std::string path = request.getURI().substr(0, request.getURI().find('?'));
     const std::string& method = request.getMethod();
+    if (const std::string prefix = "/routes/", suffix = "/hold";
+        path.size() > prefix.size() + suffix.size() &&
+        path.compare(0, prefix.size(), prefix) == 0 &&
+        path.compare(path.size() - suffix.size(), suffix.size(), suffix) == 0) {
+      std::string name;
+      Poco::URI::decode(path.substr(prefix.size(), path.size() - prefix.size() - suffix.size()),
+                        name);
+      return hold(request, response, name);
+    }
     if (path == "/reload") {
       if (method != "POST") return methodNotAllowed(response, "POST");
       if (!authorized(request, response)) return;
@@ -239,6 +274,58 @@ class AdminHandler : public Poco::Net::HTTPRequestHandler {
                          {"diffs", app_.shared().shadow->diffs(route.name)}};
     }
     sendJson(response, HTTPResponse::HTTP_OK, {{"routes", all}});
+  }
+
+  // POST, GET and DELETE /routes/NAME/hold: the write hold of a fenced cutover.
+  void hold(HTTPServerRequest& request, HTTPServerResponse& response, const std::string& name) {
+    const std::string& method = request.getMethod();
+    const bool read = method == "GET" || method == "HEAD";
+    if (!read && method != "POST" && method != "DELETE")
+      return methodNotAllowed(response, "GET, POST, DELETE");
+    if (!read && !authorized(request, response)) return;
+    auto& holds = app_.holds();
+    const auto now = RouteHold::Clock::now();
+    // A route the config no longer has can still be looked at and released while held.
+    RouteHold* known = holds.find(name);
+    if (app_.current()->config->findRoute(name) == nullptr &&
+        (known == nullptr || !known->activeAt(now))) {
+      return sendJson(response, HTTPResponse::HTTP_NOT_FOUND,
+                      {{"error", "unknown_route"}, {"message", "no route named '" + name + "'"}});
+    }
+    if (method == "POST") {
+      std::string body(static_cast<size_t>(kMaxHoldBodyBytes) + 1, '\0');
+      request.stream().read(body.data(), kMaxHoldBodyBytes + 1);
+      body.resize(static_cast<size_t>(request.stream().gcount()));
+      if (body.size() > static_cast<size_t>(kMaxHoldBodyBytes)) {
+        return sendJson(response, HTTPResponse::HTTP_BAD_REQUEST,
+                        {{"error", "bad_request"}, {"message", "the body is too large"}});
+      }
+      const auto hold_ms = parseHoldBody(body);
+      if (!hold_ms) {
+        return sendJson(response, HTTPResponse::HTTP_BAD_REQUEST,
+                        {{"error", hold_ms.error().code}, {"message", hold_ms.error().message}});
+      }
+      const auto status = holds.hold(name, std::chrono::milliseconds(*hold_ms));
+      return sendJson(response, HTTPResponse::HTTP_OK,
+                      {{"route", name},
+                       {"held", status.held},
+                       {"expires_in_ms", status.expires_in_ms},
+                       {"in_flight_unsafe", status.in_flight_unsafe}});
+    }
+    if (method == "DELETE") {
+      const auto released = holds.release(name, kReleaseDrain);
+      return sendJson(response, HTTPResponse::HTTP_OK,
+                      {{"route", name},
+                       {"released", released.released},
+                       {"max_held_ms", released.max_held_ms}});
+    }
+    const auto status = holds.get(name).status(now);
+    sendJson(response, HTTPResponse::HTTP_OK,
+             {{"route", name},
+              {"held", status.held},
+              {"expires_in_ms", status.expires_in_ms},
+              {"in_flight_unsafe", status.in_flight_unsafe},
+              {"waiting", status.waiting}});
   }
 
   void methodNotAllowed(HTTPServerResponse& response, const std::string& allow) {
@@ -329,6 +416,9 @@ std::string renderRoutes(ProxyApp& app) {
           {"errors_5xx", c.errors},
           {"shadow_mismatches", app.shared().shadow->counters(route.name).mismatched}}}};
     if (!route.cohort.empty()) entry["cohort"] = route.cohort;
+    entry["data"] = route.data.empty() ? nlohmann::json(nullptr) : nlohmann::json(route.data);
+    auto* hold = app.holds().find(route.name);
+    entry["held"] = hold != nullptr && hold->activeAt(RouteHold::Clock::now());
     // The current step's figures alone: what the gates of `strangler routes advance` judge.
     const auto [step, since_ms] = app.steps().sinceStep(route.name, figures);
     entry["step"] = {{"since_ms", since_ms}};
@@ -446,6 +536,21 @@ std::string renderMetrics(ProxyApp& app) {
     if (route.target.empty()) continue;
     out << "strangler_proxy_shadow_mismatches_total{route=\"" << label(route.name) << "\"} "
         << app.shared().shadow->counters(route.name).mismatched << "\n";
+  }
+  out << "# HELP strangler_held_requests_total Unsafe requests parked by the route's write hold.\n"
+      << "# TYPE strangler_held_requests_total counter\n";
+  for (const auto& route : runtime->config->routes) {
+    const auto* hold = app.holds().find(route.name);
+    out << "strangler_held_requests_total{route=\"" << label(route.name) << "\"} "
+        << (hold != nullptr ? hold->heldTotal() : 0) << "\n";
+  }
+  out << "# HELP strangler_hold_timeouts_total Parked requests answered 503 after waiting "
+         "cutover.hold_ms.\n"
+      << "# TYPE strangler_hold_timeouts_total counter\n";
+  for (const auto& route : runtime->config->routes) {
+    const auto* hold = app.holds().find(route.name);
+    out << "strangler_hold_timeouts_total{route=\"" << label(route.name) << "\"} "
+        << (hold != nullptr ? hold->timeoutsTotal() : 0) << "\n";
   }
   out << "# HELP strangler_proxy_config_version Version of the config serving new requests.\n"
       << "# TYPE strangler_proxy_config_version gauge\n"

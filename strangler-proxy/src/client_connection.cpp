@@ -54,6 +54,8 @@ int ClientConnection::onMessageBegin(http_parser* parser) {
   self->headers_.clear();
   self->body_.clear();
   self->had_body_framing_ = false;
+  self->decision_ = Decision{};
+  self->target_ok_ = false;
   self->started_ = self->worker_.now();
   self->runtime_ = self->worker_.runtime();
   self->deadline_ =
@@ -117,16 +119,133 @@ int ClientConnection::onHeadersComplete(http_parser* parser) {
     self->error_status_ = 413;
     return -1;  // not 1: that would mean "no body", not "error"
   }
+  self->routeRequest();
+  if (self->holdIfFenced()) {
+    // Parked right after the head: the body stays unread (and unasked for, no 100 Continue)
+    // until the hold is over. The parser stops here and resumes from the same byte.
+    http_parser_pause(parser, 1);
+    return 0;
+  }
+  self->expectBody();
+  return 0;
+}
+
+void ClientConnection::expectBody() {
   // Body reads get the idle timeout between reads rather than the head's deadline.
-  self->reading_body_ = true;
-  self->deadline_ = self->worker_.now() + std::chrono::milliseconds(limits.idle_timeout_ms);
-  if (self->had_body_framing_ && (parser->content_length > 0 || (parser->flags & F_CHUNKED))) {
-    if (auto expect = findHeader(self->headers_, "expect");
-        expect && iequals(*expect, "100-continue")) {
-      self->queue("HTTP/1.1 100 Continue\r\n\r\n");
+  reading_body_ = true;
+  deadline_ = worker_.now() + std::chrono::milliseconds(runtime_->config->limits.idle_timeout_ms);
+  if (had_body_framing_ && (parser_.content_length > 0 || (parser_.flags & F_CHUNKED))) {
+    if (auto expect = findHeader(headers_, "expect"); expect && iequals(*expect, "100-continue")) {
+      queue("HTTP/1.1 100 Continue\r\n\r\n");
     }
   }
-  return 0;
+}
+
+void ClientConnection::routeRequest() {
+  std::string_view target(url_);
+  if (startsWithIgnoreCase(target, "http://") || startsWithIgnoreCase(target, "https://")) {
+    // absolute-form: route on its path (the Host header still names the authority)
+    const size_t authority = target.find("//") + 2;
+    const size_t slash = target.find('/', authority);
+    target = slash == std::string_view::npos ? std::string_view("/") : target.substr(slash);
+  }
+  auto normalized = normalizeTarget(target);
+  if (!normalized) {
+    target_ok_ = false;
+    target_error_ = normalized.error().message;
+    return;
+  }
+  target_ok_ = true;
+  normalized_path_ = std::move(normalized->path);
+  query_ = std::move(normalized->query);
+  has_query_ = normalized->has_query;
+  decision_ =
+      runtime_->router->decide(RequestView{method_, normalized_path_, &headers_}, worker_.random());
+}
+
+bool ClientConnection::holdIfFenced() {
+  if (decision_.route == nullptr || isSafe(method_)) return false;
+  RouteHold* hold = runtime_->holds[static_cast<size_t>(decision_.route_index)];
+  // One atomic load decides; a request that is not held only counts itself in a slot of the
+  // hold that no other worker writes (GET /routes/NAME/hold sums them: in_flight_unsafe).
+  if (!hold->flagged() || !hold->activeAt(worker_.now())) {
+    unsafe_hold_ = hold;
+    hold->beginUnsafe(worker_.index());
+    return false;
+  }
+  parked_on_ = hold;
+  parked_epoch_ = hold->epoch();
+  parked_since_ = worker_.now();
+  parked_until_ = parked_since_ + std::chrono::milliseconds(runtime_->config->cutover.hold_ms);
+  hold->onParked();
+  worker_.park(this);
+  return true;
+}
+
+void ClientConnection::admitUnsafe() {
+  if (decision_.route == nullptr || isSafe(method_)) return;
+  unsafe_hold_ = runtime_->holds[static_cast<size_t>(decision_.route_index)];
+  unsafe_hold_->beginUnsafe(worker_.index());
+}
+
+void ClientConnection::endUnsafe() {
+  if (unsafe_hold_ == nullptr) return;
+  unsafe_hold_->endUnsafe(worker_.index());
+  unsafe_hold_ = nullptr;
+}
+
+void ClientConnection::checkHold(Worker::Clock::time_point now) {
+  if (closed || parked_on_ == nullptr) return;
+  if (parked_on_->epoch() != parked_epoch_ || !parked_on_->activeAt(now)) {
+    releaseParked();
+  } else if (now >= parked_until_ || worker_.stopping()) {
+    refuseParked(worker_.stopping());
+  }
+}
+
+void ClientConnection::releaseParked() {
+  RouteHold* hold = parked_on_;
+  parked_on_ = nullptr;
+  worker_.unpark(this);
+  hold->onUnparked(worker_.now() - parked_since_, false);
+  // Routed with the config in force now, not the one the request arrived under: a cutover
+  // switches the route's stage while the hold is on, and held writes go to the new owner.
+  runtime_ = worker_.runtime();
+  if (target_ok_) {
+    decision_ = runtime_->router->decide(RequestView{method_, normalized_path_, &headers_},
+                                         worker_.random());
+  }
+  admitUnsafe();
+  expectBody();
+  if (read_paused_) {
+    read_paused_ = false;
+    readAll();
+  }
+  if (!closed) processInput();
+}
+
+void ClientConnection::refuseParked(bool stopping) {
+  RouteHold* hold = parked_on_;
+  parked_on_ = nullptr;
+  worker_.unpark(this);
+  hold->onUnparked(worker_.now() - parked_since_, !stopping);
+  // The body was never read and the connection closes after the answer; reading what already
+  // arrived lets the close be a FIN, not a reset that could destroy the answer in flight.
+  char buffer[kReadChunk];
+  for (int i = 0; i < 64 && ::recv(fd, buffer, sizeof buffer, 0) > 0; ++i) {
+  }
+  respondError(503, "route_held",
+               "route '" + hold->name() + "' is held for a cutover; retry in a moment",
+               "Retry-After: 1\r\n");
+}
+
+void ClientConnection::onClosed() {
+  endUnsafe();
+  if (parked_on_ != nullptr) {
+    parked_on_->onUnparked(worker_.now() - parked_since_, false);
+    parked_on_ = nullptr;
+    worker_.unpark(this);
+  }
 }
 
 int ClientConnection::onBody(http_parser* parser, const char* at, size_t length) {
@@ -163,6 +282,10 @@ void ClientConnection::onEvents(uint32_t events) {
 void ClientConnection::readAll() {
   char buffer[kReadChunk];
   while (!closed && !peer_closed_) {
+    if (parked_on_ != nullptr) {
+      read_paused_ = true;  // a parked request's body waits in the kernel: resumed on release
+      return;
+    }
     if (state_ != State::kReading && in_.size() - in_pos_ > kMaxPipelinedInput) {
       read_paused_ = true;  // resumed once the request in flight is done
       return;
@@ -193,7 +316,9 @@ void ClientConnection::processInput() {
 }
 
 void ClientConnection::processLoop() {
-  while (!closed && state_ == State::kReading) {
+  // A parked request's body is not parsed, whatever of it is buffered, until checkHold() lets
+  // the request go.
+  while (!closed && state_ == State::kReading && parked_on_ == nullptr) {
     if (in_pos_ < in_.size()) {
       const size_t parsed =
           http_parser_execute(&parser_, &settings(), in_.data() + in_pos_, in_.size() - in_pos_);
@@ -201,6 +326,7 @@ void ClientConnection::processLoop() {
       const auto error = HTTP_PARSER_ERRNO(&parser_);
       if (error == HPE_PAUSED) {
         http_parser_pause(&parser_, 0);
+        if (parked_on_ != nullptr) return;
       } else if (error != HPE_OK) {
         if (error_status_ == 400) {
           respondError(400, "bad_request", "malformed request: invalid header field name");
@@ -237,7 +363,7 @@ void ClientConnection::processLoop() {
 }
 
 bool ClientConnection::checkDeadline(Worker::Clock::time_point now) {
-  if (closed || state_ != State::kReading || now < deadline_) return false;
+  if (closed || parked_on_ != nullptr || state_ != State::kReading || now < deadline_) return false;
   if (message_started_ && !message_done_) {
     respondError(408, "request_timeout", "the request did not arrive in time");
   } else {
@@ -248,6 +374,10 @@ bool ClientConnection::checkDeadline(Worker::Clock::time_point now) {
 
 void ClientConnection::onStop() {
   if (closed) return;
+  if (parked_on_ != nullptr) {
+    refuseParked(true);
+    return;
+  }
   if (state_ == State::kReading && !message_started_) worker_.closeClient(this);
 }
 
@@ -266,12 +396,12 @@ void ClientConnection::startProxy() {
   status_ = 0;
   response_bytes_ = 0;
   tried_.clear();
-  decision_ = Decision{};
 
   if (parser_.upgrade) {
     // Upgrades (WebSocket, CONNECT) are not proxied; the parser stopped at this message.
     close_after_ = true;
     if (method_ == "CONNECT") {
+      decision_ = Decision{};
       respondError(405, "method_not_allowed", "CONNECT is not supported");
       return;
     }
@@ -280,6 +410,7 @@ void ClientConnection::startProxy() {
   // those as HTTP/1.1 would answer for a protocol the client did not speak.
   if (parser_.http_major != 1) {
     close_after_ = true;
+    decision_ = Decision{};
     respondError(505, "http_version_not_supported", "only HTTP/1.0 and HTTP/1.1 are served");
     return;
   }
@@ -292,25 +423,14 @@ void ClientConnection::startProxy() {
     }
   }
   if (hosts > 1 || (hosts == 0 && http_minor_ >= 1)) {
+    decision_ = Decision{};
     respondError(400, "bad_request", "a request needs exactly one Host header");
     return;
   }
-  std::string_view target(url_);
-  if (startsWithIgnoreCase(target, "http://") || startsWithIgnoreCase(target, "https://")) {
-    // absolute-form: route on its path (the Host header still names the authority)
-    const size_t authority = target.find("//") + 2;
-    const size_t slash = target.find('/', authority);
-    target = slash == std::string_view::npos ? std::string_view("/") : target.substr(slash);
-  }
-  auto normalized = normalizeTarget(target);
-  if (!normalized) {
-    respondError(400, "bad_path", normalized.error().message);
+  if (!target_ok_) {  // routeRequest() could not normalize the target
+    respondError(400, "bad_path", target_error_);
     return;
   }
-  query_ = normalized->query;
-  has_query_ = normalized->has_query;
-  decision_ =
-      runtime_->router->decide(RequestView{method_, normalized->path, &headers_}, worker_.random());
 
   // Headers for the upstream: end-to-end ones as received, then the proxy's own.
   std::string forwarded_for;
@@ -381,7 +501,7 @@ void ClientConnection::startProxy() {
       worker_.shared().metrics.recordFallback(worker_.index(), decision_.route->name,
                                               "circuit_open");
       chosen = runtime_->config->default_upstream;
-      path = normalized->path;
+      path = normalized_path_;
     }
   }
   dispatch(chosen, path, true);
@@ -644,8 +764,8 @@ void ClientConnection::onUpstreamFailure(UpstreamConnection* from, const char* k
                               : "failed (" + std::string(kind) + ")"));
 }
 
-void ClientConnection::respondError(int status, const std::string& code,
-                                    const std::string& message) {
+void ClientConnection::respondError(int status, const std::string& code, const std::string& message,
+                                    std::string_view extra_headers) {
   const bool in_exchange = state_ == State::kProxying;
   if (!in_exchange) {
     // A request that could not be read: the stream cannot be trusted past this point.
@@ -659,6 +779,7 @@ void ClientConnection::respondError(int status, const std::string& code,
   std::string head = "HTTP/1.1 " + std::to_string(status) + " " + reasonPhrase(status) + "\r\n";
   head +=
       "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
+  head += extra_headers;
   if (runtime_ && runtime_->config->debug_headers && in_exchange) {
     head += "X-Strangler-Route: ";
     head += decision_.route != nullptr ? decision_.route->name : "-";
@@ -700,6 +821,10 @@ void ClientConnection::finishExchange(int status) {
     shared.access_log->write(line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
   }
   shadow_.reset();
+  endUnsafe();
+  // The decision points into the snapshot released here.
+  decision_.route = nullptr;
+  decision_.route_index = -1;
   runtime_.reset();
   reading_body_ = false;
   upstream_name_.clear();

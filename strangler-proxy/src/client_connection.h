@@ -31,8 +31,14 @@ class ClientConnection : public Pollable {
 
   void onEvents(uint32_t events) override;
   bool checkDeadline(Worker::Clock::time_point now);
-  /// The loop is stopping: closes the connection now unless a request is in flight.
+  /// The loop is stopping: closes the connection now unless a request is in flight (a parked
+  /// request gets 503).
   void onStop();
+  /// A parked request: routes it once its hold is over, answers 503 once it waited
+  /// cutover.hold_ms.
+  void checkHold(Worker::Clock::time_point now);
+  /// The worker closed the connection: settles what the request counted in its route's hold.
+  void onClosed();
 
   // Called by the upstream connection.
   HeadVerdict onResponseHead(UpstreamConnection& upstream);
@@ -62,10 +68,22 @@ class ClientConnection : public Pollable {
   void readAll();
   void processInput();
   void processLoop();
+  /// Normalizes the request target and decides the route, as soon as the head is read.
+  void routeRequest();
+  /// Parks the request when its route's write hold is on and it is unsafe; otherwise counts
+  /// an unsafe request in flight on its route. True when parked.
+  bool holdIfFenced();
+  void admitUnsafe();
+  void endUnsafe();
+  void releaseParked();
+  void refuseParked(bool stopping);
+  /// The head is read and the request goes on: the body (if any) may come now.
+  void expectBody();
   void startProxy();
   void dispatch(const std::string& upstream_name, const std::string& path, bool reset_tries);
   std::string buildRequest(const std::string& path) const;
-  void respondError(int status, const std::string& code, const std::string& message);
+  void respondError(int status, const std::string& code, const std::string& message,
+                    std::string_view extra_headers = {});
   void finishExchange(int status);
   void flush();
   void queue(std::string_view bytes);
@@ -101,8 +119,17 @@ class ClientConnection : public Pollable {
   int http_minor_ = 1;
   std::shared_ptr<const Runtime> runtime_;
   Decision decision_;
+  bool target_ok_ = false;  ///< the target normalized (else target_error_ says why)
+  std::string target_error_;
+  std::string normalized_path_;
   std::string query_;
   bool has_query_ = false;
+  // The route's write hold (fenced cutover).
+  RouteHold* unsafe_hold_ = nullptr;  ///< counts this request as an unsafe one in flight
+  RouteHold* parked_on_ = nullptr;    ///< set while the request is parked by this hold
+  uint64_t parked_epoch_ = 0;
+  Worker::Clock::time_point parked_since_;
+  Worker::Clock::time_point parked_until_;  ///< then 503
   std::string forwarded_headers_;
   Worker::Clock::time_point started_;
 

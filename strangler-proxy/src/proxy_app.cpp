@@ -49,7 +49,10 @@ common::Result<std::unique_ptr<ProxyApp>> ProxyApp::start(const ProxyOptions& op
   } else {
     app->source_.kind = "file";
   }
-  auto runtime = app->registry_.build(config, app->version_);
+  int workers = options.workers.value_or(config->workers);
+  if (workers <= 0) workers = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  app->holds_ = std::make_shared<RouteHolds>(static_cast<size_t>(workers));
+  auto runtime = app->registry_.build(config, app->version_, app->holds_);
   if (!runtime) return R(runtime.error());
 
   const common::HostPort admin_address = options.admin_listen.value_or(config->admin.listen);
@@ -59,10 +62,7 @@ common::Result<std::unique_ptr<ProxyApp>> ProxyApp::start(const ProxyOptions& op
                           " (not loopback) without a token: set admin.token_env and that "
                           "environment variable");
   }
-  int workers = options.workers.value_or(config->workers);
-  if (workers <= 0) workers = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-
-  app->shared_ = std::make_shared<ProxyShared>(*runtime, static_cast<size_t>(workers));
+  app->shared_ = std::make_shared<ProxyShared>(*runtime, static_cast<size_t>(workers), app->holds_);
   ShadowLimits shadow_limits;
   shadow_limits.queue = static_cast<size_t>(config->limits.shadow_queue);
   shadow_limits.concurrency = config->limits.shadow_concurrency;
@@ -164,7 +164,7 @@ common::Result<uint64_t> ProxyApp::applyText(const std::string& text, int64_t mo
   if (!loaded) return refuse(loaded.error());
   auto config = std::make_shared<const ProxyConfig>(std::move(loaded).value());
   if (auto discovery = discoveryEtcd(*config); !discovery) return refuse(discovery.error());
-  auto runtime = registry_.build(config, version_ + 1, discovered());
+  auto runtime = registry_.build(config, version_ + 1, holds_, discovered());
   if (!runtime) return refuse(runtime.error());
   ++version_;
   shared_->publish(*runtime);
@@ -311,7 +311,7 @@ void ProxyApp::onDiscovery(const std::string& prefix,
   }
   std::lock_guard lock(reload_mutex_);
   const auto config = shared_->current()->config;
-  auto runtime = registry_.build(config, version_ + 1, discovered());
+  auto runtime = registry_.build(config, version_ + 1, holds_, discovered());
   if (!runtime) {
     std::cerr << "strangler-proxy: discovery " << prefix << ": " << runtime.error().message
               << std::endl;

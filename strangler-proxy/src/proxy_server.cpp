@@ -35,8 +35,9 @@ ListenResult openListener(const sockaddr_storage& address, socklen_t length) {
 
 }  // namespace
 
-ProxyShared::ProxyShared(std::shared_ptr<const Runtime> runtime, size_t workers)
-    : metrics(workers), runtime_(std::move(runtime)) {}
+ProxyShared::ProxyShared(std::shared_ptr<const Runtime> runtime, size_t workers,
+                         std::shared_ptr<RouteHolds> route_holds)
+    : metrics(workers), holds(std::move(route_holds)), runtime_(std::move(runtime)) {}
 
 void ProxyShared::publish(std::shared_ptr<const Runtime> runtime) {
   {

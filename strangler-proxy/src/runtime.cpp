@@ -12,13 +12,17 @@ const RuntimeUpstream* Runtime::upstream(const std::string& name) const {
 }
 
 common::Result<std::shared_ptr<const Runtime>> UpstreamRegistry::build(
-    std::shared_ptr<const ProxyConfig> config, uint64_t version,
+    std::shared_ptr<const ProxyConfig> config, uint64_t version, std::shared_ptr<RouteHolds> holds,
     const std::map<std::string, std::vector<common::HostPort>>& discovered) {
   using R = common::Result<std::shared_ptr<const Runtime>>;
   auto runtime = std::make_shared<Runtime>();
   runtime->config = config;
   runtime->router = std::make_unique<Router>(*config);
   runtime->version = version;
+  runtime->holds.reserve(config->routes.size());
+  for (const auto& route : config->routes)
+    runtime->holds.push_back(&holds->get(route.name));
+  runtime->route_holds = std::move(holds);
   std::lock_guard lock(mutex_);
   for (const auto& [name, upstream] : config->upstreams) {
     RuntimeUpstream entry;

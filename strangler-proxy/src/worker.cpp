@@ -52,11 +52,13 @@ Worker::Worker(size_t index, int listen_fd, std::shared_ptr<ProxyShared> shared)
   epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, listen_fd_, &event);
   event.data.u64 = kWakeTag;
   epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &event);
+  shared_->holds->addWaker(wake_fd_);  // a released hold wakes the loop to let requests go
   now_ = Clock::now();
   last_tick_ = now_;
 }
 
 Worker::~Worker() {
+  shared_->holds->removeWaker(wake_fd_);
   for (auto* client : clients_) {
     ::close(client->fd);
     delete client;
@@ -132,6 +134,7 @@ void Worker::run() {
     const int timeout_ms = static_cast<int>(kTick.count());
     const int n = epoll_wait(epoll_fd_, events, kMaxEvents, timeout_ms);
     now_ = Clock::now();
+    bool woken = false;
     for (int i = 0; i < n; ++i) {
       if (events[i].data.u64 == kListenTag) {
         if (listen_fd_ >= 0) acceptAll();
@@ -140,6 +143,7 @@ void Worker::run() {
       if (events[i].data.u64 == kWakeTag) {
         uint64_t value = 0;
         [[maybe_unused]] const auto got = ::read(wake_fd_, &value, sizeof value);
+        woken = true;
         continue;
       }
       auto* pollable = static_cast<Pollable*>(events[i].data.ptr);
@@ -148,6 +152,8 @@ void Worker::run() {
     if (now_ - last_tick_ >= kTick) {
       last_tick_ = now_;
       onTick();
+    } else if (woken) {
+      checkParked();
     }
     reap();
   }
@@ -161,6 +167,7 @@ void Worker::onTick() {
     epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, listen_fd_, &event);
     accept_paused_ = false;
   }
+  checkParked();
   std::vector<UpstreamConnection*> upstreams(upstreams_.begin(), upstreams_.end());
   for (auto* upstream : upstreams) {
     if (!upstream->closed) upstream->checkDeadline(now_);
@@ -168,6 +175,14 @@ void Worker::onTick() {
   std::vector<ClientConnection*> clients(clients_.begin(), clients_.end());
   for (auto* client : clients) {
     if (!client->closed) client->checkDeadline(now_);
+  }
+}
+
+void Worker::checkParked() {
+  if (parked_.empty()) return;
+  std::vector<ClientConnection*> parked(parked_.begin(), parked_.end());
+  for (auto* client : parked) {
+    if (!client->closed) client->checkHold(now_);
   }
 }
 
@@ -260,6 +275,7 @@ void Worker::closeClient(ClientConnection* client) {
     closeUpstream(upstream);
   }
   if (client->inExchange()) shared_->active_requests.fetch_sub(1, std::memory_order_relaxed);
+  client->onClosed();
   ::close(client->fd);  // also removes it from the epoll set
   clients_.erase(client);
   shared_->open_connections.fetch_sub(1, std::memory_order_relaxed);

@@ -63,10 +63,15 @@ class Worker {
   void release(UpstreamConnection* connection);
   void closeClient(ClientConnection* client);
   void closeUpstream(UpstreamConnection* upstream);
+  /// Keeps track of a client whose request a route's write hold parked / let go.
+  void park(ClientConnection* client) { parked_.insert(client); }
+  void unpark(ClientConnection* client) { parked_.erase(client); }
 
  private:
   void acceptAll();
   void onTick();
+  /// Lets parked requests go whose hold is over, answers those that waited too long.
+  void checkParked();
   void beginStop();
   void reap();
 
@@ -81,6 +86,7 @@ class Worker {
   Clock::time_point now_;
   Clock::time_point last_tick_;
   std::unordered_set<ClientConnection*> clients_;
+  std::unordered_set<ClientConnection*> parked_;
   std::unordered_set<UpstreamConnection*> upstreams_;
   std::unordered_map<std::string, std::vector<UpstreamConnection*>> idle_;
   std::vector<Pollable*> graveyard_;

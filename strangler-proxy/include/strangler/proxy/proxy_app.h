@@ -86,6 +86,8 @@ class ProxyApp {
   std::shared_ptr<const Runtime> current() const { return shared_->current(); }
   ProxyShared& shared() { return *shared_; }
   UpstreamRegistry& registry() { return registry_; }
+  /// The routes' write holds (POST/GET/DELETE /routes/NAME/hold).
+  RouteHolds& holds() { return *holds_; }
   /// The admin token (value of the env var admin.token_env names); empty when none.
   std::string adminToken() const;
   uint64_t reloadsSucceeded() const { return reloads_ok_.load(); }
@@ -105,6 +107,7 @@ class ProxyApp {
 
   ProxyOptions options_;
   UpstreamRegistry registry_;
+  std::shared_ptr<RouteHolds> holds_;  ///< by route name, across reloads
   std::shared_ptr<ProxyShared> shared_;
   std::unique_ptr<ProxyServer> server_;
   std::unique_ptr<AdminServer> admin_;

@@ -19,10 +19,12 @@ namespace strangler::proxy {
 
 class Worker;
 
-/// State the workers share: the current snapshot, metrics, logs, the shadow seam.
+/// State the workers share: the current snapshot, metrics, logs, the shadow seam, the routes'
+/// write holds.
 class ProxyShared {
  public:
-  ProxyShared(std::shared_ptr<const Runtime> runtime, size_t workers);
+  ProxyShared(std::shared_ptr<const Runtime> runtime, size_t workers,
+              std::shared_ptr<RouteHolds> route_holds);
 
   /// Makes `runtime` the snapshot new requests use; requests in flight keep theirs.
   void publish(std::shared_ptr<const Runtime> runtime);
@@ -33,7 +35,8 @@ class ProxyShared {
 
   Metrics metrics;
   std::shared_ptr<ShadowSink> shadow = std::make_shared<NullShadowSink>();
-  std::shared_ptr<AccessLog> access_log;  ///< null: no access log
+  std::shared_ptr<AccessLog> access_log;    ///< null: no access log
+  const std::shared_ptr<RouteHolds> holds;  ///< the same the snapshots point into
   std::atomic<int64_t> open_connections{0};
   std::atomic<int64_t> active_requests{0};
 

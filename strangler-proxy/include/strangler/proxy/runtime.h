@@ -14,6 +14,7 @@
 #include "strangler/common/result.h"
 #include "strangler/proxy/circuit_breaker.h"
 #include "strangler/proxy/config.h"
+#include "strangler/proxy/route_holds.h"
 #include "strangler/proxy/router.h"
 
 namespace strangler::proxy {
@@ -42,6 +43,8 @@ struct Runtime {
   std::shared_ptr<const ProxyConfig> config;
   std::unique_ptr<Router> router;
   std::unordered_map<std::string, RuntimeUpstream> upstreams;
+  std::shared_ptr<RouteHolds> route_holds;  ///< keeps the holds below alive
+  std::vector<RouteHold*> holds;            ///< the write hold of each route, by route index
   uint64_t version = 0;
 
   /// The upstream named `name`, or nullptr.
@@ -53,9 +56,11 @@ class UpstreamRegistry {
  public:
   /// Builds a snapshot for `config`, resolving endpoint addresses (blocking: never call it on
   /// a loop thread). Upstreams with discovery take their endpoints from `discovered` (by etcd
-  /// prefix; none when absent). Fails when a host name does not resolve.
+  /// prefix; none when absent). Each route gets its write hold from `holds` (by name, so a hold
+  /// outlives the snapshot). Fails when a host name does not resolve.
   common::Result<std::shared_ptr<const Runtime>> build(
       std::shared_ptr<const ProxyConfig> config, uint64_t version,
+      std::shared_ptr<RouteHolds> holds,
       const std::map<std::string, std::vector<common::HostPort>>& discovered = {});
   /// The breakers of the upstreams that have one, by upstream name.
   std::map<std::string, std::shared_ptr<CircuitBreaker>> breakers() const;

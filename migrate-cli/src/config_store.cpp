@@ -21,15 +21,17 @@ using nlohmann::ordered_json;
 namespace {
 
 common::Result<std::string> adminCall(const std::string& admin_url, const std::string& method,
-                                      const std::string& path, const std::string& token) {
+                                      const std::string& path, const std::string& token,
+                                      const std::string& body_text = "") {
   try {
     Poco::URI uri(admin_url);
     Poco::Net::HTTPClientSession session(uri.getHost(), uri.getPort());
     session.setTimeout(Poco::Timespan(5, 0));
     Poco::Net::HTTPRequest request(method, path, Poco::Net::HTTPMessage::HTTP_1_1);
     if (!token.empty()) request.set("Authorization", "Bearer " + token);
-    request.setContentLength(0);
-    session.sendRequest(request);
+    request.setContentLength(static_cast<std::streamsize>(body_text.size()));
+    if (!body_text.empty()) request.setContentType("application/json");
+    session.sendRequest(request) << body_text;
     Poco::Net::HTTPResponse response;
     std::istream& in = session.receiveResponse(response);
     std::ostringstream body;
@@ -46,15 +48,32 @@ common::Result<std::string> adminCall(const std::string& admin_url, const std::s
   }
 }
 
-}  // namespace
-
-common::Result<std::string> reloadProxy(const std::string& admin_url, const ordered_json& config) {
+std::string adminToken(const ordered_json& config) {
   std::string token;
   const std::string env = config.contains("admin") ? config["admin"].value("token_env", "") : "";
   if (!env.empty()) {
     if (const char* value = std::getenv(env.c_str())) token = value;
   }
-  return adminCall(admin_url, "POST", "/reload", token);
+  return token;
+}
+
+}  // namespace
+
+common::Result<nlohmann::json> callAdmin(const std::string& admin_url, const std::string& method,
+                                         const std::string& path, const ordered_json& config,
+                                         const std::string& body) {
+  auto answer = adminCall(admin_url, method, path, adminToken(config), body);
+  if (!answer.ok()) return answer.error();
+  auto parsed = nlohmann::json::parse(*answer, nullptr, false);
+  if (parsed.is_discarded()) {
+    return common::Result<nlohmann::json>::failure(
+        "invalid", "the proxy's answer to " + method + " " + path + " is not JSON");
+  }
+  return parsed;
+}
+
+common::Result<std::string> reloadProxy(const std::string& admin_url, const ordered_json& config) {
+  return adminCall(admin_url, "POST", "/reload", adminToken(config));
 }
 
 common::Result<std::optional<std::string>> commitAndReload(ConfigStore& store,

@@ -38,6 +38,13 @@ constexpr int kRetryEdit = -1;
 /// kRetryEdit, at most 20 times with short random pauses; returns its exit code.
 int retryEdits(const std::function<int()>& attempt);
 
+/// Sends `method` {admin}{path} with a JSON `body` and the bearer token from the env var the
+/// config names; returns the parsed JSON answer, or an error (a non-200 answer is "refused").
+common::Result<nlohmann::json> callAdmin(const std::string& admin_url, const std::string& method,
+                                         const std::string& path,
+                                         const nlohmann::ordered_json& config,
+                                         const std::string& body = "");
+
 /// GETs {admin}{path} (e.g. "/routes") and parses the JSON answer.
 common::Result<nlohmann::json> fetchAdmin(const std::string& admin_url, const std::string& path);
 

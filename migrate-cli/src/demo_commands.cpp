@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "config_store.h"
+#include "cutover.h"
 #include "strangler/acl/sync_engine.h"
 #include "strangler/cli/commands.h"
 #include "strangler/common/process.h"
@@ -226,26 +227,24 @@ class Demo {
     step("shadow", std::nullopt, **engine, step_time);
     step("canary", 10, **engine, step_time);
     step("canary", 50, **engine, step_time);
-    step("extracted", std::nullopt, **engine, step_time);
-    flip(**engine, false);
+    // The route and its data move together, fenced: writes held on the proxy, the sync drained
+    // to the fence, ownership flipped, the route switched, the writes released.
+    cutover(true, {{"stage", "extracted"}}, monolith_db, service_db);
     pause(step_time);
     report("service owns the drivers' writes", **engine);
-    std::cout << "\n4. Rolling back to the monolith\n";
-    step("monolith", std::nullopt, **engine, std::chrono::milliseconds(0));
-    flip(**engine, true);
+    bool identical = verified(**engine, "after the extraction");
+    std::cout << "\n4. Rolling back to the monolith (canary 50%, the monolith owning the data)\n";
+    cutover(false, {{"stage", "canary"}, {"percent", 50}}, monolith_db, service_db);
     pause(step_time);
     report("monolith owns the drivers again", **engine);
+    identical = verified(**engine, "after the rollback") && identical;
     std::cout << "\n5. Extracting again\n";
-    step("extracted", std::nullopt, **engine, std::chrono::milliseconds(0));
-    flip(**engine, false);
+    cutover(true, {{"stage", "extracted"}}, monolith_db, service_db);
     pause(step_time);
     traffic.stop();
     report("final", **engine);
-
-    // Let the sync catch up on the last writes, then compare both databases.
-    waitFor([&] { return (*engine)->status()->pending_changes == 0; }, "the sync to catch up");
+    identical = verified(**engine, "at the end") && identical;
     auto verify = (*engine)->verify();
-    const bool identical = verify.ok() && verify->identical();
     std::cout << "\nSummary\n  client requests: " << traffic.sent()
               << "\n  failed requests: " << traffic.failed()
               << (traffic.failed() ? " (last: " + traffic.lastFailure() + ")" : "")
@@ -292,6 +291,7 @@ class Demo {
            {"match", {{"path", "/api/drivers/**"}, {"methods", {"GET", "PUT"}}}},
            {"target", "driver-service"},
            {"stage", "monolith"},
+           {"data", "drivers"},
            {"sticky", {{"header", "X-User-Id"}}},
            {"fallback", true}}}}};
     std::ofstream(config_) << config.dump(2) << "\n";
@@ -322,13 +322,40 @@ class Demo {
     }
   }
 
-  void flip(acl::sync::SyncEngine& engine, bool back) {
-    auto flipped = engine.flip(back, /*force=*/true);
-    if (!flipped.ok()) throw std::runtime_error("sync flip: " + flipped.error().message);
-    std::cout << "  sync: "
-              << (back ? "monolith owns the drivers again (service → monolith stopped)"
-                       : "driver-service owns the drivers' writes; they flow back to the monolith")
-              << "\n";
+  void cutover(bool to_service, const nlohmann::ordered_json& step, const std::string& from,
+               const std::string& to) {
+    if (g_interrupted) throw std::runtime_error("interrupted");
+    CutoverRequest request;
+    request.route = "drivers";
+    request.from_db = from;
+    request.to_db = to;
+    request.to_service = to_service;
+    request.step = step;
+    request.action = to_service ? "extract" : "rollback";
+    GlobalOptions global;
+    global.config = config_;
+    global.admin = admin_;
+    std::cout << "  drivers: fenced cutover, the " << (to_service ? "service" : "monolith")
+              << " takes the data\n";
+    if (runCutover(global, request) != 0) throw std::runtime_error("the cutover was refused");
+  }
+
+  // Both databases compared once the sync caught up; a difference fails the demo loudly.
+  bool verified(acl::sync::SyncEngine& engine, const std::string& when) {
+    auto verify = engine.verify();
+    const bool identical = verify.ok() && verify->identical();
+    std::cout << "  sync verify " << when << ": " << (identical ? "identical" : "DIFFERENT") << " ("
+              << (verify.ok() ? std::to_string(verify->source_rows) + " drivers, " +
+                                    std::to_string(verify->in_flight.size()) + " in flight"
+                              : verify.error().message)
+              << ")\n";
+    if (verify.ok() && !identical) {
+      std::cout << "  differing keys:";
+      for (auto k : verify->differing_keys)
+        std::cout << " " << k;
+      std::cout << "\n";
+    }
+    return identical;
   }
 
   void report(const std::string& label, acl::sync::SyncEngine& engine) {

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "config_store.h"
+#include "cutover.h"
 #include "route_gates.h"
 #include "strangler/acl/sync_engine.h"
 #include "strangler/cli/commands.h"
@@ -33,6 +34,8 @@ struct RouteArgs {
   std::string from_db;
   std::string to_db;
   std::string mapping = "drivers";
+  std::string data;  // routes add --data
+  int timeout_ms = 10000;
 };
 
 int refuse(const std::string& message) {
@@ -198,10 +201,6 @@ int testRoutes(const GlobalOptions& global, const std::string& cases_file, bool 
   return failed == 0 ? 0 : 1;
 }
 
-// Back one step per the journal: forward edits push, rollbacks pop.
-common::Result<sync::Direction> flipData(const std::string& from, const std::string& to,
-                                         const std::string& mapping, bool back);
-
 // Back one step per the journal: forward edits push, rollbacks pop. A step that moved data
 // ownership with the route (extract --with-data) is undone with it: the route goes back first
 // (the service stops taking writes), then the ownership (which drains the service's changes).
@@ -235,11 +234,23 @@ int rollback(const GlobalOptions& global, const RouteArgs& args) {
           "this step moved data ownership too; pass --from and --to (the journal keeps "
           "the connection strings without their passwords)");
   }
-  ordered_json extra = ordered_json::object();
-  if (!data.is_null()) extra["data"] = data;
-  const int code = changeStage(
-      global, name, "rollback",
-      [&](ordered_json& route) -> std::optional<std::string> {
+  if (!data.is_null()) {
+    // The step moved the data's ownership with the route: undo both with the same fenced walk.
+    CutoverRequest request;
+    request.route = name;
+    request.mapping = data.value("mapping", "drivers");
+    request.from_db = from_db;
+    request.to_db = to_db;
+    request.to_service = false;
+    request.step = ordered_json{{"stage", restore->value("stage", "monolith")}};
+    if (restore->contains("percent")) request.step["percent"] = (*restore)["percent"];
+    request.action = "rollback";
+    request.timeout_ms = args.timeout_ms;
+    request.json_output = args.json_output;
+    return runCutover(global, request);
+  }
+  return changeStage(
+      global, name, "rollback", [&](ordered_json& route) -> std::optional<std::string> {
         const std::string stage = restore->value("stage", "monolith");
         if (stage != "monolith") {
           if (auto why = needsTarget(route, stage)) return why;
@@ -248,16 +259,7 @@ int rollback(const GlobalOptions& global, const RouteArgs& args) {
                  restore->contains("percent") ? std::optional<int>((*restore)["percent"].get<int>())
                                               : std::nullopt);
         return std::nullopt;
-      },
-      extra);
-  if (code != 0 || data.is_null()) return code;
-  auto flipped = flipData(from_db, to_db, data.value("mapping", "drivers"), true);
-  if (!flipped.ok()) {
-    return refuse("the route is back, but giving data ownership back failed: " +
-                  flipped.error().message + "; run `strangler sync flip --back`");
-  }
-  std::cout << "sync " << data.value("mapping", "drivers") << ": the monolith owns writes again\n";
-  return 0;
+      });
 }
 
 // The admin URL to ask: --admin, else the config's admin.listen.
@@ -337,56 +339,21 @@ int advance(const GlobalOptions& global, const RouteArgs& args) {
 }
 
 // A connection string without its password, for the journal.
-std::string redactPassword(const std::string& connection) {
-  static const std::regex password(R"((password=)[^ ]*|(://[^:/@]+:)[^@]*@)");
-  return std::regex_replace(connection, password, "$1$2***@");
-}
-
-common::Result<sync::Direction> flipData(const std::string& from, const std::string& to,
-                                         const std::string& mapping, bool back) {
-  auto engine = sync::SyncEngine::open(from, to, mapping);
-  if (!engine.ok()) return common::Result<sync::Direction>(engine.error());
-  return (*engine)->flip(back);
-}
-
-// Cutover as one step: the sync hands the mapping's writes to the service, then the route goes
-// to the service; if writing the route fails, ownership goes back.
+// Cutover as one fenced step: the route and the ownership of its data move together.
 int extractWithData(const GlobalOptions& global, const RouteArgs& args) {
   if (args.from_db.empty() || args.to_db.empty())
     return refuse("--with-data needs --from and --to (the monolith's and the service's databases)");
-  auto store = ConfigStore::open(global.config);
-  if (!store.ok()) return refuse(store.error().message);
-  ordered_json* raw = store->route(args.name);
-  if (raw == nullptr) return refuse("no route named '" + args.name + "' in " + global.config);
-  if (auto why = needsTarget(*raw, "extracted")) return refuse(*why);
-  const ordered_json before = stageOf(*raw);
-  if (before.value("stage", "") == "extracted")
-    return refuse("route '" + args.name + "' is already extracted: nothing to do");
-  // Ownership first: the flip drains pending changes and refuses when the sides differ, so a
-  // refused flip leaves everything as it was.
-  auto flipped = flipData(args.from_db, args.to_db, args.mapping, false);
-  if (!flipped.ok())
-    return refuse("sync flip refused, route unchanged: " + flipped.error().message);
-  std::cout << "sync " << args.mapping << ": the service now owns writes\n";
-  setStage(*raw, "extracted", std::nullopt);
-  JournalEntry entry{nowIso8601(), args.name, "extract", before, stageOf(*raw), whoAmI()};
-  entry.extra["data"] = {{"mapping", args.mapping},
-                         {"from", redactPassword(args.from_db)},
-                         {"to", redactPassword(args.to_db)}};
-  auto result = commitAndReload(*store, entry, global.admin);
-  if (!result.ok() && result.error().code != "reload_failed") {
-    auto undone = flipData(args.from_db, args.to_db, args.mapping, true);
-    return refuse(result.error().message +
-                  (undone.ok()
-                       ? "\nsync ownership given back to the monolith"
-                       : "\nand giving ownership back failed too: " + undone.error().message +
-                             "; run `strangler sync flip --back`"));
-  }
-  std::cout << "route " << args.name << ": " << before.dump() << " -> " << stageOf(*raw).dump()
-            << " with its data\n";
-  if (!result.ok()) return refuse(result.error().message);
-  if (*result) std::cout << "proxy reloaded: " << **result << "\n";
-  return 0;
+  CutoverRequest request;
+  request.route = args.name;
+  request.mapping = args.mapping;
+  request.from_db = args.from_db;
+  request.to_db = args.to_db;
+  request.to_service = true;
+  request.step = ordered_json{{"stage", "extracted"}};
+  request.action = "extract";
+  request.timeout_ms = args.timeout_ms;
+  request.json_output = args.json_output;
+  return runCutover(global, request);
 }
 
 int addRoute(const GlobalOptions& global, const RouteArgs& args) {
@@ -397,6 +364,7 @@ int addRoute(const GlobalOptions& global, const RouteArgs& args) {
   if (!args.methods.empty()) route["match"]["methods"] = splitCsv(args.methods);
   route["target"] = args.target;
   route["stage"] = "monolith";
+  if (!args.data.empty()) route["data"] = args.data;
   if (!store->json().contains("routes")) store->json()["routes"] = ordered_json::array();
   store->json()["routes"].push_back(route);
   return finishEdit(global, *store,
@@ -424,6 +392,9 @@ void registerRouteCommands(CLI::App& app, GlobalOptions& global, Action& action)
       ->required();
   add->add_option("--methods", args->methods, "comma-separated methods (default: any)");
   add->add_option("--target", args->target, "the upstream the route moves to")->required();
+  add->add_option("--data", args->data,
+                  "the sync mapping whose rows this route writes: its canary splits reads only, "
+                  "writes go to the data's owner");
   add->footer(
       "\nExample:\n  strangler routes add drivers --path '/api/drivers/**' --methods GET,PUT "
       "--target driver-service\n");
@@ -470,6 +441,12 @@ void registerRouteCommands(CLI::App& app, GlobalOptions& global, Action& action)
   extract->add_option("--to", args->to_db, "with --with-data: the service's database");
   extract->add_option("--mapping", args->mapping, "with --with-data: the sync mapping")
       ->capture_default_str();
+  extract
+      ->add_option("--timeout", args->timeout_ms,
+                   "with --with-data: ms to wait for in-flight writes and the drain")
+      ->check(CLI::Range(100, 60000))
+      ->capture_default_str();
+  extract->add_flag("--json", args->json_output, "with --with-data: print the cutover's figures");
   extract->footer(
       "\nExamples:\n  strangler routes extract drivers --admin http://127.0.0.1:9901\n"
       "  strangler routes extract drivers --with-data --from sqlite3://monolith.db "
@@ -498,6 +475,11 @@ void registerRouteCommands(CLI::App& app, GlobalOptions& global, Action& action)
                    "when the step moved data: the monolith's database (default: the journal's)");
   back->add_option("--to", args->to_db,
                    "when the step moved data: the service's database (default: the journal's)");
+  back->add_option("--timeout", args->timeout_ms,
+                   "when the step moved data: ms to wait for in-flight writes and the drain")
+      ->check(CLI::Range(100, 60000))
+      ->capture_default_str();
+  back->add_flag("--json", args->json_output, "when the step moved data: print its figures");
   back->footer("\nExample:\n  strangler routes rollback drivers --admin http://127.0.0.1:9901\n");
   back->callback([&action, &global, args] {
     action = [&global, args] { return retryEdits([&] { return rollback(global, *args); }); };

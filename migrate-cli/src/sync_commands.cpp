@@ -75,7 +75,8 @@ json reportJson(const sync::RunReport& r) {
   return json{{"direction", sync::toString(r.direction)},
               {"snapshot_rows", r.snapshot_rows},
               {"changes_applied", r.changes_applied},
-              {"echoes_skipped", r.echoes_skipped},
+              {"reverse_applied", r.reverse_applied},
+              {"conflicts", r.conflicts},
               {"dead_letters", r.dead_letters}};
 }
 
@@ -86,8 +87,9 @@ int printRun(const SyncArgs& args, const common::Result<sync::RunReport>& report
   } else {
     std::cout << "sync " << args.mapping << " (" << sync::toString(report->direction)
               << "): snapshot rows " << report->snapshot_rows << ", changes applied "
-              << report->changes_applied << ", echoes skipped " << report->echoes_skipped
-              << ", dead letters " << report->dead_letters << "\n";
+              << report->changes_applied << " forward, " << report->reverse_applied
+              << " reverse, conflicts " << report->conflicts << ", dead letters "
+              << report->dead_letters << "\n";
   }
   return 0;
 }
@@ -240,6 +242,7 @@ void registerSyncCommands(CLI::App& app, GlobalOptions&, Action& action) {
                           {"ranges", report->ranges},
                           {"differing_ranges", report->differing_ranges},
                           {"differing_keys", report->differing_keys},
+                          {"in_flight", report->in_flight},
                           {"untranslatable", report->untranslatable},
                           {"dead_letters", report->dead_letters}}
                          .dump()
@@ -256,6 +259,10 @@ void registerSyncCommands(CLI::App& app, GlobalOptions&, Action& action) {
             std::cout << " " << k;
           std::cout << "\n";
         }
+        if (!report->in_flight.empty())
+          std::cout << report->in_flight.size()
+                    << " key(s) differed while their changes were in flight (lag, applied"
+                       " since)\n";
         for (const auto& why : report->untranslatable)
           std::cout << "untranslatable: " << why << "\n";
         std::cout << (report->identical() ? "identical\n" : "DIFFERENT\n");
@@ -280,8 +287,16 @@ void registerSyncCommands(CLI::App& app, GlobalOptions&, Action& action) {
           {"snapshot_last_key", s->snapshot_last_key ? json(*s->snapshot_last_key) : json(nullptr)},
           {"rows_copied", s->rows_copied},
           {"changes_applied", s->changes_applied},
-          {"checkpoint_seq", s->last_seq},
+          {"owner", s->direction == sync::Direction::kForward ? "monolith" : "service"},
+          {"position", s->position},
+          {"reverse_position", s->reverse_position},
+          {"reverse_applied", s->reverse_applied},
           {"pending_changes", s->pending_changes},
+          {"reverse_pending", s->reverse_pending},
+          {"lease",
+           s->lease ? json{{"holder", s->lease->holder}, {"expires_in_ms", s->lease->expires_in_ms}}
+                    : json(nullptr)},
+          {"fence", s->fence},
           {"oldest_pending_age_s",
            s->oldest_pending_age_s ? json(*s->oldest_pending_age_s) : json(nullptr)},
           {"dead_letters", s->dead_letters}};
@@ -295,12 +310,34 @@ void registerSyncCommands(CLI::App& app, GlobalOptions&, Action& action) {
     };
   });
 
+  auto* uninstall = sync_cmd->add_subcommand(
+      "uninstall", "remove the capture triggers, functions and change logs the sync installed");
+  addCommon(uninstall, *args);
+  uninstall->footer(example);
+  uninstall->callback([&action, args] {
+    action = [args] {
+      auto engine = openEngine(*args);
+      if (!engine.ok()) return fail(engine.error());
+      auto removed = (*engine)->uninstall();
+      if (!removed.ok()) return fail(removed.error());
+      if (args->json_output) {
+        std::cout << json{{"mapping", args->mapping}, {"removed", *removed}}.dump() << "\n";
+      } else {
+        std::cout << "sync " << args->mapping << ": removed " << removed->size() << " item(s)\n";
+        for (const auto& what : *removed)
+          std::cout << "  " << what << "\n";
+      }
+      return 0;
+    };
+  });
+
   auto* flip = sync_cmd->add_subcommand(
       "flip", "move the mapping's writes to the service (or back with --back)");
   addCommon(flip, *args);
   flip->add_flag("--back", args->back, "give ownership back to the monolith");
   flip->add_flag("--force", args->force,
-                 "flip even though the sides differ: the service's rows win");
+                 "a repair: flip even though the sides differ, copying the service's rows over "
+                 "the monolith's (needs the running watch stopped)");
   flip->footer(example);
   flip->callback([&action, args] {
     action = [args] {

@@ -113,10 +113,14 @@ json SyncStatusServer::report() {
     out["state"] = stopping_ ? "stopping" : status->phase == "stream" ? "streaming" : "snapshot";
     out["direction"] = sync::toString(status->direction);
     out["phase"] = status->phase;
-    out["checkpoint_seq"] = status->last_seq;
+    out["owner"] = status->direction == sync::Direction::kForward ? "monolith" : "service";
+    out["position"] = status->position;
+    out["reverse_position"] = status->reverse_position;
     out["rows_copied"] = status->rows_copied;
     out["changes_applied"] = status->changes_applied;
+    out["reverse_applied"] = status->reverse_applied;
     out["pending_changes"] = status->pending_changes;
+    out["reverse_pending"] = status->reverse_pending;
     out["oldest_pending_age_s"] =
         status->oldest_pending_age_s ? json(*status->oldest_pending_age_s) : json(nullptr);
     out["dead_letters"] = status->dead_letters;

@@ -56,11 +56,15 @@ TEST(SyncDispatchTest, MonolithDispatchSeesLocationsWrittenThroughTheService) {
                                     "dropoff": {"lat": 35.10, "lng": 129.04}})");
   ASSERT_EQ(trip.status, 201) << trip.body;
   EXPECT_EQ(trip.json()["driver_id"], 150);
-  // The monolith's own write (dispatch put driver 150 on_trip) stays in the monolith while the
-  // service owns the drivers (a documented limit): verify names exactly that driver.
+  // The monolith's own write (dispatch put driver 150 on_trip) reaches the service too, though
+  // the service owns the drivers now: both sides agree.
+  ASSERT_EQ(sync({"run"}).exit_code, 0);
+  const auto seen = httpRequest("127.0.0.1", service_port, "GET", "/api/drivers/150");
+  ASSERT_EQ(seen.status, 200) << seen.body;
+  EXPECT_EQ(seen.json()["status"], "on_trip") << seen.body;
   auto verify = sync({"verify", "--json"});
-  EXPECT_EQ(verify.exit_code, 1);
-  EXPECT_EQ(nlohmann::json::parse(verify.output)["differing_keys"], nlohmann::json::array({150}))
+  EXPECT_EQ(verify.exit_code, 0) << verify.output;
+  EXPECT_EQ(nlohmann::json::parse(verify.output)["differing_keys"], nlohmann::json::array())
       << verify.output;
 }
 

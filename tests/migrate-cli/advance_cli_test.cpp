@@ -181,60 +181,7 @@ TEST_F(AdvanceTest, TheProxyRollsAFailingCanaryBackAndJournalsIt) {
   EXPECT_EQ(live["routes"][0]["percent"], 10);
 }
 
-TEST(ExtractWithData, FlipsTheSyncWithTheRouteAndRollbackUndoesBoth) {
-  strangler::testing::TempDir dir("strangler-with-data");
-  const std::string monolith_db = "sqlite3://db=" + dir.file("monolith.db");
-  const std::string service_db = "sqlite3://db=" + dir.file("drivers.db");
-  {
-    auto monolith = strangler::testing::ChildProcess::start(
-        STRANGLER_MONOLITH_BIN, {"--listen", "127.0.0.1:0", "--db", monolith_db, "--seed", "20"});
-    ASSERT_TRUE(monolith->waitForLine("listening", std::chrono::seconds(20))) << monolith->output();
-  }
-  const auto sync = [&](std::vector<std::string> args) {
-    args.insert(args.end(), {"--from", monolith_db, "--to", service_db});
-    args.insert(args.begin(), "sync");
-    return runCommand(STRANGLER_CLI_BIN, args, std::chrono::seconds(60));
-  };
-  ASSERT_EQ(sync({"run"}).exit_code, 0);
-  const auto direction = [&] {
-    const auto verify = sync({"verify", "--json"});
-    return json::parse(verify.output.substr(verify.output.find('{')))["direction"];
-  };
-  ASSERT_EQ(direction(), "forward");
-
-  const std::string config = dir.file("strangler.json");
-  std::ofstream(config) << R"({"listen": "127.0.0.1:0", "admin": {"listen": "127.0.0.1:0"},
-    "upstreams": {"monolith": {"endpoints": ["127.0.0.1:9"]},
-                  "driver-service": {"endpoints": ["127.0.0.1:9"]}},
-    "default_upstream": "monolith",
-    "routes": [{"name": "drivers", "match": {"path": "/api/drivers/**"},
-                "target": "driver-service", "stage": "canary", "percent": 50}]})";
-  const auto cli = [&](std::vector<std::string> args) {
-    args.insert(args.begin(), {"--config", config});
-    return runCommand(STRANGLER_CLI_BIN, args, std::chrono::seconds(60));
-  };
-  // Without the databases: refused before anything moves.
-  auto extract = cli({"routes", "extract", "drivers", "--with-data"});
-  EXPECT_EQ(extract.exit_code, 1);
-  EXPECT_EQ(routeIn(config, "drivers")["stage"], "canary");
-
-  extract = cli(
-      {"routes", "extract", "drivers", "--with-data", "--from", monolith_db, "--to", service_db});
-  ASSERT_EQ(extract.exit_code, 0) << extract.output;
-  EXPECT_EQ(routeIn(config, "drivers")["stage"], "extracted");
-  EXPECT_EQ(direction(), "reverse");
-  const auto journal = journalOf(config);
-  ASSERT_EQ(journal.size(), 1u);
-  EXPECT_EQ(journal[0]["data"]["mapping"], "drivers");
-
-  // One rollback undoes both, with the databases from the journal.
-  const auto back = cli({"routes", "rollback", "drivers"});
-  ASSERT_EQ(back.exit_code, 0) << back.output;
-  EXPECT_EQ(routeIn(config, "drivers")["stage"], "canary");
-  EXPECT_EQ(routeIn(config, "drivers")["percent"], 50);
-  EXPECT_EQ(direction(), "forward");
-  EXPECT_EQ(sync({"verify"}).exit_code, 0);
-}
+// The fenced cutover (extract --with-data, rollback) is tested end to end in cutover_test.cpp.
 
 }  // namespace
 }  // namespace strangler::cli

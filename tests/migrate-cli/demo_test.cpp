@@ -19,11 +19,17 @@ TEST(DemoTest, FastDemoMigratesAndRollsBackWithoutAClientError) {
   EXPECT_EQ(result.exit_code, 0) << result.output;
   EXPECT_NE(result.output.find("failed requests: 0"), std::string::npos) << result.output;
   EXPECT_NE(result.output.find("sync verify: identical"), std::string::npos) << result.output;
+  // Every data step was checked: the cutovers needed no force, and both sides agreed after each.
+  EXPECT_NE(result.output.find("sync verify after the extraction: identical"), std::string::npos);
+  EXPECT_NE(result.output.find("sync verify after the rollback: identical"), std::string::npos);
+  EXPECT_NE(result.output.find("sync verify at the end: identical"), std::string::npos);
+  EXPECT_EQ(result.output.find("DIFFERENT"), std::string::npos);
   // Traffic really moved: the extracted stage served from driver-service.
   std::smatch m;
   ASSERT_TRUE(std::regex_search(
       result.output, m,
-      std::regex(R"(\[extracted\] drivers route: \+(\d+) requests \(\+(\d+) to driver-service)")))
+      std::regex(
+          R"(\[service owns the drivers' writes\] drivers route: \+(\d+) requests \(\+(\d+) to driver-service)")))
       << result.output;
   // All but the requests already in flight when the stage changed.
   EXPECT_GT(std::stoi(m[2].str()), 0);

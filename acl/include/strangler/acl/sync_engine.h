@@ -13,8 +13,10 @@
 
 namespace strangler::acl::sync {
 
-/// Which way rows flow: forward = monolith → service (before the flip), reverse = service →
-/// monolith (after the service took the writes over).
+/// Which side owns the mapping's rows, named by the way the owner's writes flow: forward =
+/// the monolith owns them (before the flip), reverse = the service owns them (after it). Both
+/// directions stream all the time; the owner's side wins when both change the same column of
+/// a row at once.
 enum class Direction { kForward, kReverse };
 const char* toString(Direction direction);
 
@@ -27,9 +29,9 @@ struct Progress {
 
 /// One committed batch of captured changes, reported after its transaction commits.
 struct BatchApplied {
-  Direction direction = Direction::kForward;
-  int64_t changes = 0;          ///< distinct keys applied (echoes skipped are not counted)
-  int64_t last_seq = 0;         ///< the checkpoint after this batch
+  Direction direction = Direction::kForward;  ///< the stream: forward = monolith → service
+  int64_t changes = 0;                        ///< distinct keys applied
+  std::string position;                       ///< the checkpoint after this batch
   int64_t newest_change_s = 0;  ///< capture time (Unix seconds) of the batch's newest change
 };
 
@@ -39,26 +41,54 @@ struct SyncOptions {
   std::function<void(const Progress&)> on_progress;
   /// Called on the applying thread after each batch of changes commits (lag and rate figures).
   std::function<void(const BatchApplied&)> on_batch;
+  /// Who holds the single-writer lease while this engine applies (default: host:pid).
+  std::string lease_holder;
+  int lease_ttl_ms = 5000;
 };
 
 struct RunReport {
-  Direction direction = Direction::kForward;
-  int64_t snapshot_rows = 0;    ///< rows copied by the snapshot in this run
-  int64_t changes_applied = 0;  ///< captured changes applied in this run
-  int64_t echoes_skipped = 0;   ///< changes written by the sync itself, not sent back
-  int64_t dead_letters = 0;     ///< rows quarantined in this run
+  Direction direction = Direction::kForward;  ///< the owner
+  int64_t snapshot_rows = 0;                  ///< rows copied by the snapshot in this run
+  int64_t changes_applied = 0;                ///< keys applied monolith → service in this run
+  int64_t reverse_applied = 0;                ///< keys applied service → monolith in this run
+  int64_t conflicts = 0;     ///< columns both sides changed at once: the owner's value was kept
+  int64_t dead_letters = 0;  ///< rows quarantined in this run
+};
+
+/// Where each side's change log stands: what a fenced cutover drains to.
+struct Positions {
+  std::string monolith;
+  std::string service;
+};
+
+/// Captured changes at or before a fence that the sync has not applied yet, per stream.
+struct Backlog {
+  int64_t forward = 0;  ///< monolith → service
+  int64_t reverse = 0;  ///< service → monolith
+  bool empty() const { return forward == 0 && reverse == 0; }
+};
+
+/// Who holds the single-writer lease (a running `sync watch`, `run` or `flip`).
+struct LeaseInfo {
+  std::string holder;
+  int64_t expires_in_ms = 0;
 };
 
 struct StatusReport {
-  Direction direction = Direction::kForward;
-  std::string phase;  ///< "new", "snapshot", "stream"
+  Direction direction = Direction::kForward;  ///< the owner
+  std::string phase;                          ///< "new", "snapshot", "stream"
   std::optional<int64_t> snapshot_last_key;
   int64_t rows_copied = 0;
-  int64_t changes_applied = 0;
-  int64_t last_seq = 0;
-  int64_t pending_changes = 0;
+  int64_t changes_applied = 0;   ///< monolith → service, since the start
+  int64_t reverse_applied = 0;   ///< service → monolith, since the start
+  std::string position;          ///< forward checkpoint (monolith change log)
+  std::string reverse_position;  ///< reverse checkpoint (service change log)
+  int64_t pending_changes = 0;   ///< captured, not yet applied (both streams)
+  int64_t reverse_pending = 0;   ///< of which service → monolith
   std::optional<int64_t> oldest_pending_age_s;
   int64_t dead_letters = 0;
+  std::optional<LeaseInfo> lease;
+  std::string fence;  ///< the fence the last ownership change was made at
 };
 
 struct VerifyReport {
@@ -67,16 +97,20 @@ struct VerifyReport {
   int64_t target_rows = 0;
   int64_t ranges = 0;  ///< key ranges compared by count and checksum
   int64_t differing_ranges = 0;
-  std::vector<int64_t> differing_keys;      ///< at most 100
+  std::vector<int64_t> differing_keys;  ///< at most 100
+  /// Keys that differed while a captured change to them was still being applied: lag, not a
+  /// difference (each was compared again once the sync had applied up to then).
+  std::vector<int64_t> in_flight;
   std::vector<std::string> untranslatable;  ///< source rows the translator rejects (at most 100)
   int64_t dead_letters = 0;
   bool identical() const { return differing_ranges == 0 && untranslatable.empty(); }
 };
 
 /// The data-sync job between a monolith database and a service database, for one mapping.
-/// Change capture is a trigger-fed change table (transactional outbox) in the source database;
-/// the checkpoint, dead letters and ownership live in the target database and are committed
-/// in the same transaction as the rows they describe, so the job can be killed at any point.
+/// Change capture is a trigger-fed change log in each database (no lock beyond the row it
+/// writes); the checkpoint and dead letters of each stream live in its target database and are
+/// committed in the same transaction as the rows they describe, so the job can be killed at any
+/// point. One process at a time applies (a lease).
 class SyncEngine {
  public:
   /// Opens both databases and checks the mapping against them; fails before any write when a
@@ -89,18 +123,37 @@ class SyncEngine {
 
   /// Creates the sync's tables, the service table when missing, and the capture triggers.
   common::Result<void> install();
-  /// Snapshot if not done, then applies captured changes until none are pending.
+  /// Snapshot if not done, then applies captured changes both ways until none are pending.
+  /// Refused ("lease_held") while another process holds the lease.
   common::Result<RunReport> run();
   /// Like run(), then keeps applying changes every `poll_ms` until `stop` becomes true.
-  common::Result<RunReport> watch(const std::atomic<bool>& stop, int poll_ms = 200);
+  common::Result<RunReport> watch(const std::atomic<bool>& stop, int poll_ms = 50);
   /// Compares both sides through the translator: counts and checksums per key range, then keys.
   common::Result<VerifyReport> verify();
   /// Checkpoint, lag and counters.
   common::Result<StatusReport> status();
   /// Moves ownership to the service (reverse direction) or, with `back`, to the monolith.
-  /// Drains pending changes first and refuses when the two sides differ, unless `force`: then
-  /// the service's rows win, all of them copied back to the monolith by the next run.
+  /// Drains pending changes first (itself, or by waiting for the running watch) and refuses
+  /// when the two sides differ, unless `force`: then the service's rows are all copied over
+  /// the monolith's (a repair; needs the lease). Not fenced: see `routes extract --with-data`.
   common::Result<Direction> flip(bool back, bool force = false);
+
+  // ---- the fenced cutover's steps (migrate-cli drives them with the proxies' hold) ----------
+
+  /// The current end of both change logs.
+  common::Result<Positions> positions();
+  /// Changes at or before `fence` that the sync has not applied yet.
+  common::Result<Backlog> backlog(const Positions& fence);
+  /// The live lease holder, if any.
+  common::Result<std::optional<LeaseInfo>> lease();
+  /// The owner now.
+  common::Result<Direction> owner();
+  /// Records a new owner and the fence it was decided at, in one transaction; applies nothing.
+  common::Result<void> setOwner(Direction owner, const std::string& fence);
+  /// Removes what install() put into the monolith's and the service's databases: triggers,
+  /// functions and the change logs (the copied rows and the sync's state stay). Returns what it
+  /// removed. Refused while another process holds the lease.
+  common::Result<std::vector<std::string>> uninstall();
 
   struct Impl;
 

@@ -1,0 +1,60 @@
+#pragma once
+// Reading a side's change log (strangler_changes) exactly once in effect, without locks.
+//
+// A position says which captured changes a reader has taken:
+// - SQLite: the newest change's seq. SQLite runs one write transaction at a time, so every
+//   change with a lower seq has committed once a reader sees a seq.
+// - PostgreSQL: a transaction snapshot (pg_current_snapshot() as text, "xmin:xmax:xip,…").
+//   Concurrent writers commit in any order, so a seq says nothing about what has committed; a
+//   change belongs to a position when its transaction is visible in that snapshot (the way PgQ
+//   batches its events). No writer waits on another for this.
+// The reader applies a window (from, to] of changes in seq order, in batches; the checkpoint
+// (position, window_to, window_seq) is committed with each batch in the target database.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "sync_side.h"
+
+namespace strangler::acl::sync::detail {
+
+/// How far one direction has applied a source's change log.
+struct Checkpoint {
+  std::string position;                  ///< every change at or before it is applied
+  std::optional<std::string> window_to;  ///< the window being applied, if any
+  int64_t window_seq = 0;                ///< in that window, changes up to this seq are applied
+};
+
+/// One captured change.
+struct ChangeRow {
+  int64_t seq = 0;
+  int64_t pk = 0;
+  std::string op;
+  int64_t changed_at = 0;           ///< Unix seconds
+  std::optional<std::string> cols;  ///< changed mapped columns; nullopt: the whole row
+};
+
+/// The position now: everything committed so far.
+std::string currentPosition(Side& side);
+
+/// Changes of `side.table` after position `from` and at or before `to`, after seq `after_seq`,
+/// in seq order, at most `limit`.
+std::vector<ChangeRow> readWindow(Side& side, const std::string& from, const std::string& to,
+                                  int64_t after_seq, int64_t limit);
+
+/// A SQL condition over strangler_changes' columns: the change is not yet applied by a reader
+/// at `checkpoint`.
+std::string notCovered(const Side& side, const Checkpoint& checkpoint);
+
+/// A SQL condition over strangler_changes' columns: the change is at or before `position`.
+std::string atOrBefore(const Side& side, const std::string& position);
+
+/// Deletes `side.table`'s changes at or before `position` (applied, and read by no one else).
+void pruneChanges(Side& side, const std::string& position);
+
+/// Whether `position` is well-formed for the side's engine (it is embedded in SQL).
+bool validPosition(const Side& side, const std::string& position);
+
+}  // namespace strangler::acl::sync::detail

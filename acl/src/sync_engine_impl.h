@@ -1,0 +1,112 @@
+#pragma once
+// The sync engine's state and its parts, private to the sync's sources. Each job has a file:
+// sync_engine.cpp (open, the run/watch loop, ownership, status), snapshot_copier.cpp (the
+// initial copy in chunks), change_player.cpp (applying change logs), verifier.cpp (comparing
+// both sides); change_capture.cpp and change_log.cpp (per-engine capture and positions),
+// sync_lease.cpp (one applier at a time), row_io.h (bulk reads and writes per engine).
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "change_log.h"
+#include "row_io.h"
+#include "strangler/acl/sync_engine.h"
+#include "sync_side.h"
+
+namespace strangler::acl::sync {
+namespace detail {
+
+constexpr int64_t kRangeWidth = 1024;               // keys per verify range
+constexpr int64_t kServiceIdFloor = 1000000000000;  // ids the service allocates
+
+/// One direction's row in strangler_sync_state (kept in that direction's target database).
+struct State {
+  std::string phase = "new";  ///< new, snapshot, stream
+  std::optional<int64_t> last_key;
+  int64_t rows_copied = 0;
+  int64_t changes_applied = 0;
+  Checkpoint checkpoint;
+};
+
+/// A direction being applied by this process.
+struct Stream {
+  explicit Stream(Direction d) : direction(d) {}
+  Direction direction;
+  State state;        ///< as committed in the target
+  Checkpoint cursor;  ///< may run ahead of state.checkpoint over windows without changes
+  int64_t window_rows = 0;
+  bool ready = false;
+  std::unique_ptr<ChunkSource> reader;                    ///< the source's current rows
+  std::map<std::string, std::unique_ptr<RowSink>> sinks;  ///< per updated-column set
+};
+
+/// Which fields a key's changes touched: nullopt for the whole row.
+using Delta = std::optional<std::set<std::size_t>>;
+
+}  // namespace detail
+
+struct SyncEngine::Impl {
+  Impl(RowTranslator t, SyncOptions o) : translator(std::move(t)), options(std::move(o)) {}
+
+  RowTranslator translator;
+  SyncOptions options;
+  detail::Side monolith;
+  detail::Side service;
+  detail::Stream forward{Direction::kForward};
+  detail::Stream reverse{Direction::kReverse};
+
+  detail::Side& sourceOf(Direction d) { return d == Direction::kForward ? monolith : service; }
+  detail::Side& targetOf(Direction d) { return d == Direction::kForward ? service : monolith; }
+  detail::Stream& streamOf(Direction d) { return d == Direction::kForward ? forward : reverse; }
+
+  // sync_engine.cpp
+  Direction direction();
+  detail::State readState(detail::Side& target, Direction d);
+  void writeState(detail::Side& target, Direction d, const detail::State& s);
+  void deadLetter(detail::Side& target, Direction d, int64_t key, const std::string& reason,
+                  const Row& row);
+  void clearDeadLetter(detail::Side& target, Direction d, int64_t key);
+  std::vector<detail::Cls> classesOf(const detail::Side& side) const;
+  std::size_t keyIndex(const detail::Side& side) const;
+  std::unique_ptr<detail::RowSink> sinkFor(detail::Side& target,
+                                           const std::set<std::string>* updated = nullptr);
+  std::unique_ptr<detail::ChunkSource> sourceFor(detail::Side& source);
+  Translated<Row> translate(Direction d, const Row& row);
+  void createServiceTable();
+  common::Result<void> install();
+  common::Result<RunReport> runOnce(const std::atomic<bool>* stop, int poll_ms);
+  common::Result<StatusReport> status();
+  common::Result<Direction> flip(bool back, bool force);
+  Positions positions();
+  Backlog backlog(const Positions& fence);
+  void setOwner(Direction owner, const std::string& fence);
+  std::vector<std::string> uninstall();
+
+  // snapshot_copier.cpp
+  /// Copies every source row of direction `d` in chunks, resumable from state.last_key.
+  void snapshot(Direction d, detail::State& state, RunReport& report);
+
+  // change_player.cpp
+  /// Makes the reverse stream ready once the forward snapshot is done (capture on the service).
+  void startReverseStream();
+  /// Applies the next batch of `d`'s change log; returns the change rows it consumed.
+  int64_t applyNext(Direction d, RunReport& report);
+  /// Deletes change rows both directions' committed checkpoints cover.
+  void pruneApplied();
+
+  // verifier.cpp
+  common::Result<VerifyReport> verify();
+  /// Compares differing keys again once the sync applied their pending changes.
+  void recheckInFlight(VerifyReport& report);
+
+ private:
+  void applyRows(detail::Stream& s, const std::vector<detail::ChangeRow>& rows, bool last,
+                 RunReport& report);
+};
+
+}  // namespace strangler::acl::sync

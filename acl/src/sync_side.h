@@ -1,0 +1,217 @@
+#pragma once
+// One side of the sync (the monolith's or the service's database) and the small helpers every
+// part of the sync shares. Private to the sync's sources.
+
+#include <soci/soci.h>
+#include <soci/sqlite3/soci-sqlite3.h>
+
+#include <cstdint>
+#include <ctime>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "strangler/acl/row.h"
+#include "strangler/common/db.h"
+#include "strangler/common/result.h"
+
+namespace strangler::acl::sync::detail {
+
+// SOCI's SQLite header declares the sqlite3 API in this namespace.
+using namespace sqlite_api;  // NOLINT(google-build-using-namespace)
+
+using common::DbBackend;
+using common::Error;
+using Int = long long;
+
+inline int64_t nowSeconds() {
+  return static_cast<int64_t>(std::time(nullptr));
+}
+
+inline std::string sqlLiteral(const Value& v) {
+  if (std::holds_alternative<std::monostate>(v)) return "NULL";
+  if (const auto* i = std::get_if<int64_t>(&v)) return std::to_string(*i);
+  if (const auto* d = std::get_if<double>(&v)) return describe(*d);
+  std::string quoted = "'";
+  for (char c : std::get<std::string>(v))
+    quoted += c == '\'' ? std::string("''") : std::string(1, c);
+  return quoted + "'";
+}
+
+inline Value readValue(const soci::row& row, std::size_t i) {
+  if (row.get_indicator(i) == soci::i_null) return Value();
+  switch (row.get_properties(i).get_data_type()) {
+    case soci::dt_string:
+      return row.get<std::string>(i);
+    case soci::dt_double:
+      return row.get<double>(i);
+    case soci::dt_integer:
+      return static_cast<int64_t>(row.get<int>(i));
+    case soci::dt_long_long:
+      return static_cast<int64_t>(row.get<long long>(i));
+    case soci::dt_unsigned_long_long:
+      return static_cast<int64_t>(row.get<unsigned long long>(i));
+    default:
+      return row.get<std::string>(i);
+  }
+}
+
+inline uint64_t fnv1a(const std::string& text) {
+  uint64_t hash = 1469598103934665603ULL;
+  for (unsigned char c : text) {
+    hash ^= c;
+    hash *= 1099511628211ULL;
+  }
+  return hash;
+}
+
+inline std::string canonical(const Row& row) {
+  std::string text;
+  for (const auto& [column, value] : row)
+    text += column + "=" + describe(value) + "|";
+  return text;
+}
+
+/// One side of the sync: a session on a database, with its table for this mapping.
+struct Side {
+  std::string name;  // "monolith" or "service"
+  common::DbTarget target;
+  std::unique_ptr<soci::session> sql;
+  std::string table;
+  std::string key;
+  std::vector<std::string> columns;   // mapped columns on this side (key included)
+  std::vector<bool> integer_columns;  // which of them hold integers
+  Row constants;                      // legacy side only
+
+  DbBackend backend() const { return target.backend; }
+
+  std::string whereConstants() const {
+    std::string where;
+    for (const auto& [column, value] : constants)
+      where += (where.empty() ? "" : " AND ") + column + " = " + sqlLiteral(value);
+    return where;
+  }
+  /// Columns written on this side: the mapped ones plus the legacy constants (user_type = 2).
+  std::vector<std::string> writeColumns() const {
+    auto all = columns;
+    for (const auto& [c, v] : constants)
+      all.push_back(c);
+    return all;
+  }
+  std::string selectList() const {
+    std::string list;
+    for (std::size_t i = 0; i < columns.size(); ++i)
+      list += (list.empty() ? "" : ", ") + selectColumn(columns[i], integer_columns[i]);
+    for (const auto& [c, v] : constants)
+      list += ", " + selectColumn(c, std::holds_alternative<int64_t>(v));
+    return list;
+  }
+  // SOCI reads SQLite columns declared INTEGER as 32-bit ints (silently truncating larger
+  // values), so integer columns are read as text there and parsed back exactly.
+  std::string selectColumn(const std::string& column, bool integer) const {
+    if (integer && backend() == DbBackend::kSqlite3) return "CAST(" + column + " AS TEXT)";
+    return column;
+  }
+  Value columnValue(const soci::row& r, std::size_t i, bool integer) const {
+    Value v = readValue(r, i);
+    const auto* text = std::get_if<std::string>(&v);
+    if (!integer || text == nullptr || backend() != DbBackend::kSqlite3) return v;
+    std::size_t used = 0;
+    try {
+      const long long n = std::stoll(*text, &used);
+      if (used == text->size()) return static_cast<int64_t>(n);
+      const double d = std::stod(*text, &used);
+      if (used == text->size()) return d;
+    } catch (const std::exception&) {
+      // Not a number: the translator reports it with the column's name.
+    }
+    return v;
+  }
+
+  /// Rows whose key is in (after, upto], ordered by key, at most `limit`.
+  std::vector<std::pair<int64_t, Row>> readRange(std::optional<int64_t> after,
+                                                 std::optional<int64_t> upto, int64_t limit) {
+    std::string where = whereConstants();
+    if (after) where += (where.empty() ? "" : " AND ") + key + " > " + std::to_string(*after);
+    if (upto) where += (where.empty() ? "" : " AND ") + key + " <= " + std::to_string(*upto);
+    std::string query = "SELECT " + selectList() + " FROM " + table;
+    if (!where.empty()) query += " WHERE " + where;
+    query += " ORDER BY " + key;
+    if (limit > 0) query += " LIMIT " + std::to_string(limit);
+    return fetch(query);
+  }
+
+  std::vector<std::pair<int64_t, Row>> readKeys(const std::vector<int64_t>& keys) {
+    if (keys.empty()) return {};
+    std::string list;
+    for (auto k : keys)
+      list += (list.empty() ? "" : ", ") + std::to_string(k);
+    std::string where = key + " IN (" + list + ")";
+    if (!constants.empty()) where += " AND " + whereConstants();
+    return fetch("SELECT " + selectList() + " FROM " + table + " WHERE " + where);
+  }
+
+  std::vector<std::pair<int64_t, Row>> fetch(const std::string& query) {
+    std::vector<std::pair<int64_t, Row>> rows;
+    soci::rowset<soci::row> result = (sql->prepare << query);
+    for (const auto& r : result) {
+      Row row;
+      std::size_t i = 0;
+      for (std::size_t c = 0; c < columns.size(); ++c, ++i)
+        row[columns[c]] = columnValue(r, i, integer_columns[c]);
+      for (const auto& [c, v] : constants) {
+        row[c] = columnValue(r, i, std::holds_alternative<int64_t>(v));
+        ++i;
+      }
+      const auto* k = std::get_if<int64_t>(&row[key]);
+      rows.emplace_back(k ? *k : 0, std::move(row));
+    }
+    return rows;
+  }
+
+  bool tableExists(const std::string& table_name) {
+    int n = 0;
+    if (backend() == DbBackend::kSqlite3) {
+      *sql << "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = :n",
+          soci::use(table_name), soci::into(n);
+    } else {
+      *sql << "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = :n"
+              " AND table_schema = current_schema()",
+          soci::use(table_name), soci::into(n);
+    }
+    return n > 0;
+  }
+
+  int64_t scalar(const std::string& query) {
+    Int value = 0;
+    soci::indicator ind = soci::i_ok;
+    *sql << query, soci::into(value, ind);
+    return ind == soci::i_ok ? value : 0;
+  }
+
+  /// Adds a column to one of the sync's own tables when an older version created it without.
+  void addColumnIfMissing(const std::string& table_name, const std::string& column,
+                          const std::string& type) {
+    int n = 0;
+    if (backend() == DbBackend::kSqlite3) {
+      *sql << "SELECT COUNT(*) FROM pragma_table_info('" + table_name + "') WHERE name = :c",
+          soci::use(column), soci::into(n);
+    } else {
+      *sql << "SELECT COUNT(*) FROM information_schema.columns WHERE table_name = :t"
+              " AND column_name = :c AND table_schema = current_schema()",
+          soci::use(table_name), soci::use(column), soci::into(n);
+    }
+    if (n == 0) *sql << "ALTER TABLE " + table_name + " ADD COLUMN " + column + " " + type;
+  }
+
+  std::string conditionOn(const std::string& row) const {
+    std::string condition;
+    for (const auto& [column, value] : constants)
+      condition +=
+          (condition.empty() ? "" : " AND ") + row + "." + column + " = " + sqlLiteral(value);
+    return condition.empty() ? "" : "(" + condition + ")";
+  }
+};
+
+}  // namespace strangler::acl::sync::detail

@@ -1,0 +1,174 @@
+// Comparing both sides through the translator: counts and checksums per key range, then the
+// differing ranges key by key.
+#include <algorithm>
+#include <chrono>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "sync_engine_impl.h"
+#include "sync_lease.h"
+
+namespace strangler::acl::sync {
+
+using detail::canonical;
+using detail::fnv1a;
+using detail::kRangeWidth;
+using detail::Side;
+using detail::State;
+
+common::Result<VerifyReport> SyncEngine::Impl::verify() {
+  const Direction d = direction();
+  Side& source = sourceOf(d);
+  Side& target = targetOf(d);
+  VerifyReport report;
+  report.direction = d;
+  struct Range {
+    int64_t count = 0;
+    uint64_t sum = 0;
+  };
+  std::map<int64_t, Range> source_ranges, target_ranges;
+  std::map<int64_t, std::string> bad_source;
+  for (std::optional<int64_t> after;;) {
+    auto rows = source.readRange(after, std::nullopt, 20000);
+    if (rows.empty() || (after && rows.back().first <= *after)) break;
+    after = rows.back().first;
+    for (const auto& [key, row] : rows) {
+      ++report.source_rows;
+      auto translated = translate(d, row);
+      auto& range = source_ranges[key / kRangeWidth];
+      ++range.count;
+      if (!translated.ok()) {
+        if (report.untranslatable.size() < 100)
+          report.untranslatable.push_back(std::to_string(key) + ": " +
+                                          translated.error().message());
+        bad_source[key] = translated.error().message();
+        continue;
+      }
+      range.sum += fnv1a(canonical(*translated));
+    }
+  }
+  for (std::optional<int64_t> after;;) {
+    auto rows = target.readRange(after, std::nullopt, 20000);
+    if (rows.empty() || (after && rows.back().first <= *after)) break;
+    after = rows.back().first;
+    for (const auto& [key, row] : rows) {
+      ++report.target_rows;
+      auto& range = target_ranges[key / kRangeWidth];
+      ++range.count;
+      range.sum += fnv1a(canonical(row));
+    }
+  }
+  std::set<int64_t> all_ranges;
+  for (const auto& [r, v] : source_ranges)
+    all_ranges.insert(r);
+  for (const auto& [r, v] : target_ranges)
+    all_ranges.insert(r);
+  report.ranges = static_cast<int64_t>(all_ranges.size());
+  for (auto r : all_ranges) {
+    const auto& a = source_ranges[r];
+    const auto& b = target_ranges[r];
+    if (a.count == b.count && a.sum == b.sum) continue;
+    ++report.differing_ranges;
+    // Name the keys: compare the range row by row.
+    std::map<int64_t, std::string> left, right;
+    for (const auto& [key, row] :
+         source.readRange(r * kRangeWidth - 1, (r + 1) * kRangeWidth - 1, 0)) {
+      auto translated = translate(d, row);
+      left[key] = translated.ok() ? canonical(*translated) : "untranslatable";
+    }
+    for (const auto& [key, row] :
+         target.readRange(r * kRangeWidth - 1, (r + 1) * kRangeWidth - 1, 0))
+      right[key] = canonical(row);
+    std::set<int64_t> keys;
+    for (const auto& [k, v] : left)
+      keys.insert(k);
+    for (const auto& [k, v] : right)
+      keys.insert(k);
+    for (auto k : keys) {
+      if (left.count(k) && right.count(k) && left[k] == right[k]) continue;
+      if (report.differing_keys.size() < 100) report.differing_keys.push_back(k);
+    }
+  }
+  // A range can differ in the scan and agree key by key a moment later (a change landed in
+  // between): the keys decide, once rechecked.
+  if (report.differing_keys.size() < 100) recheckInFlight(report);
+  if (target.tableExists("strangler_dead_letters")) {
+    report.dead_letters = target.scalar(
+        "SELECT COUNT(*) FROM strangler_dead_letters WHERE mapping = '" + translator.name() + "'");
+  }
+  return report;
+}
+
+// Both sides are read one after the other while writes go on, so a row changed in between
+// differs for a moment. Such keys are compared again until the sync has applied their pending
+// changes; those that then match, or still have changes in flight, are lag, not differences.
+void SyncEngine::Impl::recheckInFlight(VerifyReport& report) {
+  const Direction d = direction();
+  Side& source = sourceOf(d);
+  Side& target = targetOf(d);
+  const auto still_differing = [&](const std::vector<int64_t>& keys) {
+    std::map<int64_t, std::string> left, right;
+    for (const auto& [key, row] : source.readKeys(keys)) {
+      auto translated = translate(d, row);
+      left[key] = translated.ok() ? canonical(*translated) : "untranslatable";
+    }
+    for (const auto& [key, row] : target.readKeys(keys))
+      right[key] = canonical(row);
+    std::vector<int64_t> differing;
+    for (auto k : keys)
+      if (left[k] != right[k]) differing.push_back(k);
+    return differing;
+  };
+  const auto pending = [&](const std::vector<int64_t>& keys) {
+    std::set<int64_t> found;
+    if (keys.empty()) return found;
+    std::string list;
+    for (auto k : keys)
+      list += (list.empty() ? "" : ", ") + std::to_string(k);
+    for (Direction stream : {Direction::kForward, Direction::kReverse}) {
+      Side& from = sourceOf(stream);
+      const State state = readState(targetOf(stream), stream);
+      if (state.phase != "stream" || !from.tableExists("strangler_changes")) continue;
+      long long pk = 0;
+      soci::statement st =
+          (from.sql->prepare << "SELECT DISTINCT pk FROM strangler_changes"
+                                " WHERE table_name = :t AND pk IN (" +
+                                    list + ") AND " + detail::notCovered(from, state.checkpoint),
+           soci::use(from.table), soci::into(pk));
+      st.execute();
+      while (st.fetch())
+        found.insert(pk);
+    }
+    return found;
+  };
+  std::vector<int64_t> keys = report.differing_keys;
+  std::set<int64_t> in_flight;
+  // Waiting helps only while someone applies (a running watch holds the lease).
+  const bool applying = service.tableExists("strangler_sync_lease") &&
+                        detail::currentLease(service, translator.name()).has_value();
+  for (int round = 0; round < (applying ? 25 : 0) && !keys.empty(); ++round) {
+    keys = still_differing(keys);
+    const auto busy = pending(keys);
+    if (busy.empty()) break;
+    in_flight.insert(busy.begin(), busy.end());
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  keys = still_differing(keys);
+  const auto busy = pending(keys);
+  std::set<int64_t> differing_ranges;
+  report.differing_keys.clear();
+  for (auto k : keys) {
+    if (busy.count(k)) {
+      in_flight.insert(k);
+      continue;
+    }
+    in_flight.erase(k);
+    report.differing_keys.push_back(k);
+    differing_ranges.insert(k / kRangeWidth);
+  }
+  report.in_flight.assign(in_flight.begin(), in_flight.end());
+  report.differing_ranges = static_cast<int64_t>(differing_ranges.size());
+}
+
+}  // namespace strangler::acl::sync

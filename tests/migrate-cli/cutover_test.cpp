@@ -1,0 +1,360 @@
+// The fenced cutover end to end: the monolith, driver-service, a running `strangler sync watch`
+// and strangler-proxy as real processes, on SQLite and on PostgreSQL, with clients writing
+// through the proxy the whole time. Each write carries a counter, so the last acknowledged value
+// of every driver is known: after the walk every one of them is in both databases and served by
+// the proxy, `sync verify` passes and no client request failed.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <csignal>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <random>
+#include <regex>
+#include <thread>
+
+#include "strangler/testing/figures.h"
+#include "strangler/testing/http_client.h"
+#include "strangler/testing/postgres.h"
+#include "strangler/testing/process.h"
+#include "strangler/testing/temp_dir.h"
+
+namespace strangler::cli {
+namespace {
+
+using nlohmann::json;
+using strangler::testing::ChildProcess;
+using strangler::testing::httpRequest;
+using strangler::testing::runCommand;
+
+constexpr int kSeed = 100;  // passengers 1..100, drivers 101..200
+constexpr int kWriters = 6;
+
+uint16_t listeningPort(ChildProcess& process, const std::string& marker = "listening on http://") {
+  const auto line = process.waitForLine(marker, std::chrono::seconds(30));
+  if (!line) throw std::runtime_error("did not start: " + process.output());
+  const auto colon = line->rfind(':');
+  return static_cast<uint16_t>(std::stoi(line->substr(colon + 1)));
+}
+
+// Clients moving drivers through the proxy: writer w owns the drivers with id % kWriters == w,
+// and every write sets latitude 37 + counter * 1e-5 (exact in micro-degrees on both sides).
+class Writers {
+ public:
+  explicit Writers(uint16_t port) : port_(port) {}
+  ~Writers() { stop(); }
+
+  void start() {
+    for (int w = 0; w < kWriters; ++w)
+      threads_.emplace_back([this, w] { run(w); });
+  }
+  void stop() {
+    running_ = false;
+    for (auto& t : threads_)
+      if (t.joinable()) t.join();
+    threads_.clear();
+  }
+  int64_t sent() const { return sent_; }
+  int64_t failed() const { return failed_; }
+  std::string lastFailure() {
+    std::lock_guard lock(mutex_);
+    return last_failure_;
+  }
+  std::map<int, int64_t> acknowledged() {
+    std::lock_guard lock(mutex_);
+    return acked_;
+  }
+
+ private:
+  void run(int w) {
+    std::mt19937 rng(static_cast<unsigned>(w + 1));
+    int64_t counter = 0;
+    std::vector<int> mine;
+    for (int id = kSeed + 1; id <= 2 * kSeed; ++id)
+      if (id % kWriters == w) mine.push_back(id);
+    while (running_) {
+      const int id = mine[rng() % mine.size()];
+      ++counter;
+      char body[96];
+      std::snprintf(body, sizeof body, R"({"lat": %.5f, "lng": 127.0})",
+                    37.0 + static_cast<double>(counter) * 1e-5);
+      ++sent_;
+      const auto response =
+          httpRequest("127.0.0.1", port_, "PUT", "/api/drivers/" + std::to_string(id) + "/location",
+                      body, {{"X-User-Id", std::to_string(id)}}, std::chrono::seconds(10));
+      if (response.status == 200) {
+        std::lock_guard lock(mutex_);
+        acked_[id] = counter;
+      } else {
+        ++failed_;
+        std::lock_guard lock(mutex_);
+        last_failure_ = "PUT " + std::to_string(id) + ": " + std::to_string(response.status) + " " +
+                        response.body.substr(0, 200);
+      }
+      // Reads too, split by the canary.
+      const auto read = httpRequest("127.0.0.1", port_, "GET", "/api/drivers/" + std::to_string(id),
+                                    "", {}, std::chrono::seconds(10));
+      ++sent_;
+      if (read.status != 200) {
+        ++failed_;
+        std::lock_guard lock(mutex_);
+        last_failure_ = "GET " + std::to_string(id) + ": " + std::to_string(read.status);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+
+  uint16_t port_;
+  std::atomic<bool> running_{true};
+  std::atomic<int64_t> sent_{0};
+  std::atomic<int64_t> failed_{0};
+  std::mutex mutex_;
+  std::map<int, int64_t> acked_;
+  std::string last_failure_;
+  std::vector<std::thread> threads_;
+};
+
+class CutoverTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == "postgresql") {
+      STRANGLER_NEED_POSTGRES();
+      monolith_schema_ =
+          std::make_unique<strangler::testing::PostgresSchema>(*strangler::testing::postgresDsn());
+      service_schema_ =
+          std::make_unique<strangler::testing::PostgresSchema>(*strangler::testing::postgresDsn());
+      monolith_db_ = monolith_schema_->connectionString();
+      service_db_ = service_schema_->connectionString();
+    } else {
+      monolith_db_ = "sqlite3://db=" + dir_.file("monolith.db");
+      service_db_ = "sqlite3://db=" + dir_.file("drivers.db");
+    }
+    monolith_ = ChildProcess::start(
+        STRANGLER_MONOLITH_BIN,
+        {"--listen", "127.0.0.1:0", "--db", monolith_db_, "--seed", std::to_string(kSeed)});
+    const auto monolith_port = listeningPort(*monolith_);
+    ASSERT_EQ(sync({"run"}).exit_code, 0);
+    watch_ = ChildProcess::start(STRANGLER_CLI_BIN,
+                                 syncArgs({"watch", "--status-listen", "127.0.0.1:0"}));
+    ASSERT_TRUE(watch_->waitForLine("sync status on", std::chrono::seconds(30)))
+        << watch_->output();
+    // The watch holds the single-writer lease once it applies.
+    for (int i = 0; i < 200; ++i) {
+      auto status = sync({"status", "--json"});
+      if (json::parse(status.output.substr(status.output.find('{')))["lease"].is_object()) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+    service_ = ChildProcess::start(STRANGLER_DRIVER_SERVICE_BIN,
+                                   {"--listen", "127.0.0.1:0", "--db", service_db_, "--monolith",
+                                    "http://127.0.0.1:" + std::to_string(monolith_port)});
+    const auto service_port = listeningPort(*service_);
+    config_ = dir_.file("strangler.json");
+    std::ofstream(config_) << json{
+        {"listen", "127.0.0.1:0"},
+        {"admin", {{"listen", "127.0.0.1:0"}, {"token_env", "CUTOVER_TEST_TOKEN"}}},
+        {"debug_headers", true},
+        {"upstreams",
+         {{"monolith", {{"endpoints", {"127.0.0.1:" + std::to_string(monolith_port)}}}},
+          {"driver-service", {{"endpoints", {"127.0.0.1:" + std::to_string(service_port)}}}}}},
+        {"default_upstream", "monolith"},
+        {"routes",
+         {{{"name", "drivers"},
+           {"match", {{"path", "/api/drivers/**"}, {"methods", {"GET", "PUT"}}}},
+           {"target", "driver-service"},
+           {"stage", "monolith"},
+           {"data", "drivers"},
+           {"sticky",
+            {{"header",
+              "X-User-Id"}}}}}}}.dump(2);
+    setenv("CUTOVER_TEST_TOKEN", "cutover-secret", 1);
+    proxy_ = ChildProcess::start(STRANGLER_PROXY_BIN, {"--config", config_},
+                                 {{"CUTOVER_TEST_TOKEN", "cutover-secret"}});
+    const auto line = proxy_->waitForLine("strangler-proxy listening on", std::chrono::seconds(30));
+    ASSERT_TRUE(line) << proxy_->output();
+    std::smatch match;
+    ASSERT_TRUE(std::regex_search(
+        *line, match, std::regex(R"(http://127\.0\.0\.1:(\d+) admin http://127\.0\.0\.1:(\d+))")));
+    proxy_port_ = static_cast<uint16_t>(std::stoi(match[1]));
+    admin_port_ = static_cast<uint16_t>(std::stoi(match[2]));
+  }
+
+  std::vector<std::string> syncArgs(std::vector<std::string> args) const {
+    args.insert(args.begin(), "sync");
+    args.insert(args.end(), {"--from", monolith_db_, "--to", service_db_});
+    return args;
+  }
+  strangler::testing::CommandResult sync(std::vector<std::string> args) {
+    return runCommand(STRANGLER_CLI_BIN, syncArgs(std::move(args)), std::chrono::seconds(120));
+  }
+  std::vector<std::string> cliArgs(std::vector<std::string> args) const {
+    args.insert(args.begin(), {"--config", config_, "--admin",
+                               "http://127.0.0.1:" + std::to_string(admin_port_)});
+    return args;
+  }
+  strangler::testing::CommandResult cli(std::vector<std::string> args) {
+    return runCommand(STRANGLER_CLI_BIN, cliArgs(std::move(args)), std::chrono::seconds(60));
+  }
+  std::vector<std::string> extractArgs() const {
+    return {"routes",     "extract", "drivers",   "--with-data", "--from",
+            monolith_db_, "--to",    service_db_, "--json"};
+  }
+  std::string owner() {
+    auto status = sync({"status", "--json"});
+    return json::parse(status.output.substr(status.output.find('{'))).value("owner", "");
+  }
+  std::string stage() {
+    std::ifstream in(config_);
+    const auto doc = json::parse(in);
+    return doc["routes"][0].value("stage", "");
+  }
+
+  // Every acknowledged write is in both databases and is what the proxy serves.
+  void expectEveryAcknowledgedWrite(Writers& writers) {
+    // The sync catches up (no pending change on either side).
+    for (int i = 0; i < 200; ++i) {
+      auto status = sync({"status", "--json"});
+      const auto doc = json::parse(status.output.substr(status.output.find('{')));
+      if (doc.value("pending_changes", 1) == 0) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    auto verify = sync({"verify", "--json"});
+    EXPECT_EQ(verify.exit_code, 0) << verify.output;
+    const auto acked = writers.acknowledged();
+    EXPECT_GE(acked.size(), static_cast<size_t>(kSeed * 9 / 10));
+    int mismatches = 0;
+    for (const auto& [id, counter] : acked) {
+      const double lat = 37.0 + static_cast<double>(counter) * 1e-5;
+      const auto served =
+          httpRequest("127.0.0.1", proxy_port_, "GET", "/api/drivers/" + std::to_string(id));
+      ASSERT_EQ(served.status, 200);
+      const double got = served.json()["location"]["lat"].get<double>();
+      if (std::abs(got - lat) > 1e-7) {
+        ++mismatches;
+        ADD_FAILURE() << "driver " << id << ": served lat " << got << ", last acknowledged " << lat
+                      << " (counter " << counter << ")";
+      }
+    }
+    EXPECT_EQ(mismatches, 0);
+  }
+
+  strangler::testing::TempDir dir_{"strangler-cutover"};
+  std::unique_ptr<strangler::testing::PostgresSchema> monolith_schema_;
+  std::unique_ptr<strangler::testing::PostgresSchema> service_schema_;
+  std::string monolith_db_;
+  std::string service_db_;
+  std::string config_;
+  std::unique_ptr<ChildProcess> monolith_;
+  std::unique_ptr<ChildProcess> watch_;
+  std::unique_ptr<ChildProcess> service_;
+  std::unique_ptr<ChildProcess> proxy_;
+  uint16_t proxy_port_ = 0;
+  uint16_t admin_port_ = 0;
+};
+
+TEST_P(CutoverTest, RefusedBeforeAnythingChanges) {
+  // Without the databases, for a route that does not exist, with a replica unreachable, or
+  // with the sync stopped: exit 1 (the reason goes to stderr), nothing moved, nothing held.
+  auto no_data = cli({"routes", "extract", "drivers", "--with-data"});
+  EXPECT_EQ(no_data.exit_code, 1);
+  auto args = extractArgs();
+  args[2] = "no-such-route";
+  auto unknown = cli(args);
+  EXPECT_EQ(unknown.exit_code, 1);
+  auto dead_replica = runCommand(
+      STRANGLER_CLI_BIN,
+      [&] {
+        auto a = extractArgs();
+        a.insert(a.begin(),
+                 {"--config", config_, "--admin",
+                  "http://127.0.0.1:" + std::to_string(admin_port_) + ",http://127.0.0.1:9"});
+        return a;
+      }(),
+      std::chrono::seconds(60));
+  EXPECT_EQ(dead_replica.exit_code, 1);
+  watch_->signal(SIGTERM);
+  watch_->wait(std::chrono::seconds(10));
+  auto stopped = cli(extractArgs());
+  EXPECT_EQ(stopped.exit_code, 1);
+  EXPECT_EQ(stage(), "monolith");
+  EXPECT_EQ(owner(), "monolith");
+  const auto hold = httpRequest("127.0.0.1", admin_port_, "GET", "/routes/drivers/hold");
+  EXPECT_FALSE(hold.json()["held"].get<bool>());
+}
+
+TEST_P(CutoverTest, ClientsKeepWritingThroughTheWholeWalkAndNoWriteIsLost) {
+  Writers writers(proxy_port_);
+  writers.start();
+  const auto dwell = [] { std::this_thread::sleep_for(std::chrono::milliseconds(400)); };
+  dwell();
+  ASSERT_EQ(cli({"routes", "shadow", "drivers"}).exit_code, 0);
+  dwell();
+  ASSERT_EQ(cli({"routes", "canary", "drivers", "--percent", "50"}).exit_code, 0);
+  dwell();
+  int64_t longest_pause = 0;
+  for (int round = 0; round < 3; ++round) {
+    auto extract = cli(extractArgs());
+    ASSERT_EQ(extract.exit_code, 0) << extract.output;
+    const auto report = json::parse(extract.output.substr(extract.output.find('{')));
+    longest_pause = std::max(longest_pause, report["write_pause_ms"].get<int64_t>());
+    EXPECT_EQ(stage(), "extracted");
+    EXPECT_EQ(owner(), "service");
+    dwell();
+    if (round == 2) break;
+    auto back = cli({"routes", "rollback", "drivers", "--json"});
+    ASSERT_EQ(back.exit_code, 0) << back.output;
+    EXPECT_EQ(stage(), "canary");
+    EXPECT_EQ(owner(), "monolith");
+    dwell();
+  }
+  writers.stop();
+  EXPECT_GT(writers.sent(), 200);
+  EXPECT_EQ(writers.failed(), 0) << writers.lastFailure();
+  expectEveryAcknowledgedWrite(writers);
+  EXPECT_LT(longest_pause, 1000);
+  strangler::testing::reportFigure("cutover." + GetParam() + ".longest_write_pause_ms",
+                                   static_cast<double>(longest_pause), "< 1000",
+                                   "longest write pause over 3 extracts and 2 rollbacks under " +
+                                       std::to_string(kWriters) + " writers");
+}
+
+TEST_P(CutoverTest, KilledAnywhereTheNextRunCompletes) {
+  Writers writers(proxy_port_);
+  writers.start();
+  ASSERT_EQ(cli({"routes", "canary", "drivers", "--percent", "50"}).exit_code, 0);
+  std::mt19937 rng(20261205);
+  int completed_before_kill = 0;
+  for (int round = 0; round < 6; ++round) {
+    auto killed = ChildProcess::start(STRANGLER_CLI_BIN, cliArgs(extractArgs()));
+    std::this_thread::sleep_for(std::chrono::milliseconds(rng() % 80));
+    if (killed->wait(std::chrono::milliseconds(0))) {
+      ++completed_before_kill;
+    } else {
+      killed->signal(SIGKILL);
+    }
+    killed->wait(std::chrono::seconds(10));
+    // The same command again: it finishes what was begun (or finds it done).
+    auto again = cli(extractArgs());
+    ASSERT_EQ(again.exit_code, 0) << again.output;
+    EXPECT_EQ(stage(), "extracted");
+    EXPECT_EQ(owner(), "service");
+    const auto hold = httpRequest("127.0.0.1", admin_port_, "GET", "/routes/drivers/hold");
+    EXPECT_FALSE(hold.json()["held"].get<bool>()) << hold.body;
+    auto back = cli({"routes", "rollback", "drivers"});
+    ASSERT_EQ(back.exit_code, 0) << back.output;
+    EXPECT_EQ(owner(), "monolith");
+  }
+  writers.stop();
+  EXPECT_EQ(writers.failed(), 0) << writers.lastFailure();
+  expectEveryAcknowledgedWrite(writers);
+  std::cout << "kills that landed before the cutover finished: " << 6 - completed_before_kill
+            << " of 6\n";
+}
+
+INSTANTIATE_TEST_SUITE_P(Engines, CutoverTest, ::testing::Values("sqlite3", "postgresql"),
+                         [](const auto& param_info) { return param_info.param; });
+
+}  // namespace
+}  // namespace strangler::cli

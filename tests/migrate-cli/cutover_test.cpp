@@ -16,6 +16,7 @@
 #include <regex>
 #include <thread>
 
+#include "strangler/testing/counter_writers.h"
 #include "strangler/testing/figures.h"
 #include "strangler/testing/http_client.h"
 #include "strangler/testing/postgres.h"
@@ -27,6 +28,7 @@ namespace {
 
 using nlohmann::json;
 using strangler::testing::ChildProcess;
+using strangler::testing::CounterWriters;
 using strangler::testing::httpRequest;
 using strangler::testing::runCommand;
 
@@ -39,83 +41,6 @@ uint16_t listeningPort(ChildProcess& process, const std::string& marker = "liste
   const auto colon = line->rfind(':');
   return static_cast<uint16_t>(std::stoi(line->substr(colon + 1)));
 }
-
-// Clients moving drivers through the proxy: writer w owns the drivers with id % kWriters == w,
-// and every write sets latitude 37 + counter * 1e-5 (exact in micro-degrees on both sides).
-class Writers {
- public:
-  explicit Writers(uint16_t port) : port_(port) {}
-  ~Writers() { stop(); }
-
-  void start() {
-    for (int w = 0; w < kWriters; ++w)
-      threads_.emplace_back([this, w] { run(w); });
-  }
-  void stop() {
-    running_ = false;
-    for (auto& t : threads_)
-      if (t.joinable()) t.join();
-    threads_.clear();
-  }
-  int64_t sent() const { return sent_; }
-  int64_t failed() const { return failed_; }
-  std::string lastFailure() {
-    std::lock_guard lock(mutex_);
-    return last_failure_;
-  }
-  std::map<int, int64_t> acknowledged() {
-    std::lock_guard lock(mutex_);
-    return acked_;
-  }
-
- private:
-  void run(int w) {
-    std::mt19937 rng(static_cast<unsigned>(w + 1));
-    int64_t counter = 0;
-    std::vector<int> mine;
-    for (int id = kSeed + 1; id <= 2 * kSeed; ++id)
-      if (id % kWriters == w) mine.push_back(id);
-    while (running_) {
-      const int id = mine[rng() % mine.size()];
-      ++counter;
-      char body[96];
-      std::snprintf(body, sizeof body, R"({"lat": %.5f, "lng": 127.0})",
-                    37.0 + static_cast<double>(counter) * 1e-5);
-      ++sent_;
-      const auto response =
-          httpRequest("127.0.0.1", port_, "PUT", "/api/drivers/" + std::to_string(id) + "/location",
-                      body, {{"X-User-Id", std::to_string(id)}}, std::chrono::seconds(10));
-      if (response.status == 200) {
-        std::lock_guard lock(mutex_);
-        acked_[id] = counter;
-      } else {
-        ++failed_;
-        std::lock_guard lock(mutex_);
-        last_failure_ = "PUT " + std::to_string(id) + ": " + std::to_string(response.status) + " " +
-                        response.body.substr(0, 200);
-      }
-      // Reads too, split by the canary.
-      const auto read = httpRequest("127.0.0.1", port_, "GET", "/api/drivers/" + std::to_string(id),
-                                    "", {}, std::chrono::seconds(10));
-      ++sent_;
-      if (read.status != 200) {
-        ++failed_;
-        std::lock_guard lock(mutex_);
-        last_failure_ = "GET " + std::to_string(id) + ": " + std::to_string(read.status);
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-  }
-
-  uint16_t port_;
-  std::atomic<bool> running_{true};
-  std::atomic<int64_t> sent_{0};
-  std::atomic<int64_t> failed_{0};
-  std::mutex mutex_;
-  std::map<int, int64_t> acked_;
-  std::string last_failure_;
-  std::vector<std::thread> threads_;
-};
 
 class CutoverTest : public ::testing::TestWithParam<std::string> {
  protected:
@@ -212,7 +137,7 @@ class CutoverTest : public ::testing::TestWithParam<std::string> {
   }
 
   // Every acknowledged write is in both databases and is what the proxy serves.
-  void expectEveryAcknowledgedWrite(Writers& writers) {
+  void expectEveryAcknowledgedWrite(CounterWriters& writers) {
     // The sync catches up (no pending change on either side).
     for (int i = 0; i < 200; ++i) {
       auto status = sync({"status", "--json"});
@@ -285,7 +210,7 @@ TEST_P(CutoverTest, RefusedBeforeAnythingChanges) {
 }
 
 TEST_P(CutoverTest, ClientsKeepWritingThroughTheWholeWalkAndNoWriteIsLost) {
-  Writers writers(proxy_port_);
+  CounterWriters writers({proxy_port_}, kSeed + 1, 2 * kSeed, kWriters);
   writers.start();
   const auto dwell = [] { std::this_thread::sleep_for(std::chrono::milliseconds(400)); };
   dwell();
@@ -321,7 +246,7 @@ TEST_P(CutoverTest, ClientsKeepWritingThroughTheWholeWalkAndNoWriteIsLost) {
 }
 
 TEST_P(CutoverTest, KilledAnywhereTheNextRunCompletes) {
-  Writers writers(proxy_port_);
+  CounterWriters writers({proxy_port_}, kSeed + 1, 2 * kSeed, kWriters);
   writers.start();
   ASSERT_EQ(cli({"routes", "canary", "drivers", "--percent", "50"}).exit_code, 0);
   std::mt19937 rng(20261205);

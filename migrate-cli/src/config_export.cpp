@@ -117,6 +117,24 @@ bool idempotentName(const std::string& method) {
   return proxy::isIdempotent(method);
 }
 
+// A route that names a sync mapping: its unsafe methods go to the side owning the data (the
+// monolith before `extracted`), are never shadowed, and never fall back to the monolith.
+bool carriesData(const RouteConfig& route) {
+  return !route.data.empty();
+}
+
+// What the proxy does with a data route's writes, and what no exported config does: the fenced
+// cutover holds and switches strangler-proxy replicas only.
+std::string dataNote(const RouteConfig& route, const std::string& proxy_name) {
+  return "route '" + route.name + "' carries data '" + route.data +
+         "': its writes go where this file's stage sends them (the monolith before extracted, the "
+         "target after); " +
+         proxy_name +
+         " takes no part in the fenced cutover (routes extract --with-data / routes rollback "
+         "hold and switch strangler-proxy replicas only): stop writes through " +
+         proxy_name + ", then export and reload right after the flip";
+}
+
 // The methods of a route as a regex alternation ("GET|PUT"); "" when the route takes any method.
 std::string methodAlternation(const std::vector<std::string>& methods) {
   std::string out;
@@ -412,6 +430,17 @@ void NginxWriter::variables() {
   line("default 0;");
   close();
   line();
+  if (std::any_of(config_.routes.begin(), config_.routes.end(), carriesData)) {
+    line("# strangler-proxy's safe methods: on a route that carries data, the only ones split by");
+    line("# a canary, shadowed or falling back; the others go to the side that owns the data.");
+    open("map $request_method $strangler_safe");
+    for (const char* m : kKnownMethods) {
+      if (proxy::isSafe(m)) line(std::string(m) + " 1;");
+    }
+    line("default 0;");
+    close();
+    line();
+  }
 
   if (needs_dispatch_) {
     line("# Where strangler-proxy routes a request (method and path): the named location of");
@@ -488,10 +517,21 @@ void NginxWriter::variables() {
       std::string seed_text;
       for (const char c : seed)
         seed_text += c == '$' || c == '"' || c == '\\' ? '_' : c;
-      open("split_clients \"" + seed_text + ":" + key + "\" $strangler_canary_" + id);
+      const std::string split = carriesData(route) ? "$strangler_split_" : "$strangler_canary_";
+      open("split_clients \"" + seed_text + ":" + key + "\" " + split + id);
       line(std::to_string(route.percent) + "% 1;");
       line("* 0;");
       close();
+      if (carriesData(route)) {
+        line("# \"" + commentSafe(route.name) + "\" carries data \"" + commentSafe(route.data) +
+             "\": only safe methods (GET, HEAD, OPTIONS)");
+        line("# are split; the others go to " + commentSafe(config_.default_upstream) +
+             ", which owns the data until the flip.");
+        open("map \"$strangler_safe:" + split + id + "\" $strangler_canary_" + id);
+        line("\"1:1\" 1;");
+        line("default 0;");
+        close();
+      }
       line();
     }
     if (route.stage == Stage::kShadow && route.shadow && route.shadow->sample > 0.0 &&
@@ -532,6 +572,9 @@ void NginxWriter::server() {
   if (config_.listen.port == 0) {
     note("listen " + config_.listen.toString() +
          ": port 0 means 'any free port' to strangler-proxy; give nginx a real port");
+  }
+  for (const auto& route : config_.routes) {
+    if (carriesData(route)) note(dataNote(route, "nginx"));
   }
   line("listen " + config_.listen.toString() + ";");
   line("# The jumps below chain (method → route → target → fallback).");
@@ -726,7 +769,8 @@ void NginxWriter::targetBody(size_t index) {
   const auto& route = config_.routes[index];
   if (fallsBack(route)) {
     line("error_page 473 = @strangler_" + routeId(index) + "_try;");
-    line("if ($strangler_idempotent) { return 473; }");
+    line(carriesData(route) ? "if ($strangler_safe) { return 473; }"
+                            : "if ($strangler_idempotent) { return 473; }");
   }
   if (route.rewrite) {
     rewriteDirective(*route.rewrite);
@@ -778,7 +822,9 @@ void NginxWriter::namedLocations() {
     heading();
     line("# \"" + commentSafe(route.name) + "\" falls back to " +
          commentSafe(config_.default_upstream) +
-         " for idempotent methods when the target fails (connect error, timeout, 5xx).");
+         (carriesData(route) ? " for safe methods (it carries data: a write is never retried there)"
+                             : " for idempotent methods") +
+         " when the target fails (connect error, timeout, 5xx).");
     open("location @strangler_" + id + "_try");
     line("proxy_intercept_errors on;");
     line("error_page 500 502 503 504 = @strangler_" + id + "_fallback;");
@@ -804,8 +850,13 @@ void NginxWriter::shadowLocations() {
     line("# never compared with the monolith's (no mismatch counts or diffs).");
     open("location = /_strangler/shadow/" + id);
     line("internal;");
-    if (!route.shadow || !route.shadow->unsafe_methods)
+    if (carriesData(route)) {
+      line("# It carries data: unsafe methods are never copied (the copy would write into the");
+      line("# data the sync owns on the target's side), whatever shadow.unsafe_methods says.");
+      line("if ($strangler_safe = 0) { return 204; }");
+    } else if (!route.shadow || !route.shadow->unsafe_methods) {
       line("if ($strangler_idempotent = 0) { return 204; }");
+    }
     if (route.shadow && route.shadow->sample < 1.0)
       line("if ($strangler_sample_" + id + " = 0) { return 204; }");
     proxyHeaders(true);
@@ -911,31 +962,43 @@ void EnvoyWriter::addRoute(size_t index) {
   const Shape shape = shapeOf(route.path);
   const std::string& monolith = config_.default_upstream;
 
-  // The method sets this route is split into: idempotent methods get the fallback retries and
-  // (unless the route allows unsafe methods) the shadow copies.
-  const bool split_idempotent =
-      (route.stage == Stage::kExtracted && route.fallback && route.target != monolith) ||
-      (route.stage == Stage::kShadow && !(route.shadow && route.shadow->unsafe_methods));
+  // The method sets this route is split into. Without data, idempotent methods get the fallback
+  // retries and (unless the route allows unsafe methods) the shadow copies. With data, only safe
+  // methods are split by a canary, copied by a shadow or retried; the others go to the side that
+  // owns the data (the monolith in canary, the target once extracted) and are never copied.
+  const bool retries =
+      route.stage == Stage::kExtracted && route.fallback && route.target != monolith;
+  enum class Split { kNone, kIdempotent, kSafe };
+  Split split = Split::kNone;
+  if (carriesData(route)) {
+    if (retries || route.stage == Stage::kShadow ||
+        (route.stage == Stage::kCanary && route.target != monolith))
+      split = Split::kSafe;
+  } else if (retries ||
+             (route.stage == Stage::kShadow && !(route.shadow && route.shadow->unsafe_methods))) {
+    split = Split::kIdempotent;
+  }
   struct Part {
     std::vector<std::string> methods;  // empty: any
-    bool idempotent;
+    bool treated;  // split (canary), copied (shadow) or retried (extracted with fallback)
   };
   std::vector<Part> parts;
-  if (split_idempotent) {
-    std::vector<std::string> safe;
-    std::vector<std::string> unsafe;
+  if (split != Split::kNone) {
+    std::vector<std::string> treated;
+    std::vector<std::string> rest;
     for (const char* m : kKnownMethods) {
       if (!accepts(route, m)) continue;
-      (idempotentName(m) ? safe : unsafe).push_back(m);
+      const bool in = split == Split::kSafe ? proxy::isSafe(m) : idempotentName(m);
+      (in ? treated : rest).push_back(m);
     }
-    if (!safe.empty()) parts.push_back({safe, true});
+    if (!treated.empty()) parts.push_back({treated, true});
     if (route.methods.empty()) {
       parts.push_back({{}, false});  // everything else, other methods included
-    } else if (!unsafe.empty()) {
-      parts.push_back({unsafe, false});
+    } else if (!rest.empty()) {
+      parts.push_back({rest, false});
     }
   } else {
-    parts.push_back({route.methods, false});
+    parts.push_back({route.methods, true});
   }
 
   std::vector<std::string> paths = {""};
@@ -970,7 +1033,7 @@ void EnvoyWriter::addRoute(size_t index) {
           auto r = entry("");
           r["route"] = {{"cluster", monolith}, {"timeout", timeoutOf(monolith)}};
           const double sample = route.shadow ? route.shadow->sample : 1.0;
-          if ((part.idempotent || !split_idempotent) && sample > 0.0) {
+          if (part.treated && sample > 0.0) {
             ojson fraction = {{"numerator", static_cast<int>(sample * 1000000.0 + 0.5)},
                               {"denominator", "MILLION"}};
             ojson mirror = {{"cluster", route.target},
@@ -981,7 +1044,7 @@ void EnvoyWriter::addRoute(size_t index) {
           break;
         }
         case Stage::kCanary: {
-          if (route.target == monolith) {
+          if (route.target == monolith || !part.treated) {
             auto r = entry("");
             r["route"] = {{"cluster", monolith}, {"timeout", timeoutOf(monolith)}};
             finish(r);
@@ -1017,7 +1080,7 @@ void EnvoyWriter::addRoute(size_t index) {
           auto r = entry("");
           r["route"] = {{"cluster", route.target}, {"timeout", timeoutOf(route.target)}};
           if (route.rewrite) r["route"]["regex_rewrite"] = rewrite(route);
-          if (part.idempotent && split_idempotent) {
+          if (part.treated && retries) {
             r["route"]["retry_policy"] = {{"retry_on", "connect-failure,refused-stream,reset,5xx"},
                                           {"num_retries", 2}};
           }
@@ -1045,10 +1108,17 @@ ExportedConfig EnvoyWriter::write() {
     }
     if (route.stage == Stage::kExtracted && route.fallback &&
         route.target != config_.default_upstream) {
-      note(route,
-           "fallback: Envoy retries idempotent requests on the target and its outlier detection "
-           "ejects failing endpoints; it does not serve them from " +
-               config_.default_upstream);
+      note(route, std::string("fallback: Envoy retries ") +
+                      (carriesData(route) ? "safe requests (GET, HEAD, OPTIONS: the route "
+                                            "carries data)"
+                                          : "idempotent requests") +
+                      " on the target and its outlier detection ejects failing endpoints; it "
+                      "does not serve them from " +
+                      config_.default_upstream);
+    }
+    if (carriesData(route)) {
+      notes_.push_back(dataNote(route, "Envoy"));
+      route_notes_[route.name].push_back(dataNote(route, "Envoy"));
     }
   }
   for (const size_t i : routesBySpecificity(config_))

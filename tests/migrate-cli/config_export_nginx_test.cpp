@@ -27,7 +27,8 @@ using strangler::testing::HttpResponse;
 
 constexpr const char* kNginx = "/usr/sbin/nginx";
 
-// One config with a route in each stage and each kind of match.
+// One config with a route in each stage and each kind of match, and routes that carry data
+// (writes go to the data's owner, never copied nor retried on the monolith).
 json testConfig(uint16_t port, uint16_t admin_port, const FakeUpstream& monolith,
                 const FakeUpstream& drivers, const FakeUpstream& billing) {
   json config = json::parse(R"({
@@ -48,7 +49,14 @@ json testConfig(uint16_t port, uint16_t admin_port, const FakeUpstream& monolith
       {"name": "rides", "match": {"path": "/api/rides", "methods": ["POST"]}, "target": "billing",
        "stage": "extracted"},
       {"name": "invoices", "match": {"path": "/api/invoices/**"}, "target": "billing",
-       "stage": "shadow", "rewrite": {"prefix": "/api/invoices", "to": "/v2/invoices"}}
+       "stage": "shadow", "rewrite": {"prefix": "/api/invoices", "to": "/v2/invoices"}},
+      {"name": "vehicles", "match": {"path": "/api/vehicles/**"}, "target": "driver-service",
+       "stage": "canary", "percent": 50, "fallback": true, "data": "vehicles"},
+      {"name": "licenses", "match": {"path": "/api/licenses/**"}, "target": "driver-service",
+       "stage": "shadow", "shadow": {"unsafe_methods": true}, "data": "licenses"},
+      {"name": "ratings", "match": {"path": "/api/ratings/{id}"}, "target": "driver-service",
+       "stage": "extracted", "fallback": true, "data": "ratings",
+       "rewrite": {"prefix": "/api/ratings", "to": "/v2/ratings"}}
     ]})");
   config.merge_patch(
       json{{"listen", "127.0.0.1:" + std::to_string(port)},
@@ -111,17 +119,24 @@ class NginxExportTest : public ::testing::Test {
                     const std::map<std::string, std::string>& headers = {}) {
     return strangler::testing::httpRequest(
         "127.0.0.1", port_, method, target,
-        method == "POST" || method == "PUT" || method == "PATCH" ? "{}" : "", headers,
-        std::chrono::seconds(10));
+        // OPTIONS too: the fake upstream (Poco) reads an OPTIONS body without a length until
+        // the connection closes.
+        method == "POST" || method == "PUT" || method == "PATCH" || method == "OPTIONS" ? "{}" : "",
+        headers, std::chrono::seconds(10));
   }
 
-  // strangler-proxy's decision for a request, from its own normalizer and router.
+  // strangler-proxy's decision for a request, from its own normalizer and router. `random`
+  // stands for the canary's random bucket when there is no sticky key (0: the target side).
   proxy::Decision expected(const std::string& method, const std::string& target,
-                           const proxy::HeaderList& headers = {}) {
+                           const proxy::HeaderList& headers = {}, uint64_t random = 0) {
     auto normalized = proxy::normalizeTarget(target);
     EXPECT_TRUE(normalized.ok()) << target;
     path_storage_ = normalized->path;
-    return router_->decide(proxy::RequestView{method, path_storage_, &headers}, 0);
+    return router_->decide(proxy::RequestView{method, path_storage_, &headers}, random);
+  }
+  // Every upstream strangler-proxy may pick for a request: both ends of the bucket range.
+  std::set<std::string> possibleUpstreams(const std::string& method, const std::string& target) {
+    return {expected(method, target, {}, 0).upstream, expected(method, target, {}, 9999).upstream};
   }
 
   FakeUpstream monolith_{"monolith"};
@@ -163,6 +178,16 @@ TEST_F(NginxExportTest, EveryRequestLandsWhereStranglerProxyRoutesIt) {
       {"PATCH", "/api/rides/"},                 // trailing '/'
       {"GET", "/api/invoices/3"},               // shadow: served by the monolith
       {"GET", "/api/paymentsX/1"},              // not on a segment boundary: default
+      {"PUT", "/api/vehicles/4"},               // data canary: writes go to the owner
+      {"POST", "/api/vehicles"},                // ... the subtree root too
+      {"DELETE", "/api/vehicles/4?x=1"},        // ... idempotent but unsafe
+      {"PATCH", "/api/vehicles/4"},             //
+      {"GET", "/api/licenses/2"},               // data shadow: served by the monolith
+      {"PUT", "/api/licenses/2"},               //
+      {"GET", "/api/ratings/5?full=1"},         // data extracted: every method to the target
+      {"PUT", "/api/ratings/5"},                // ... rewritten
+      {"DELETE", "/api/ratings/5/"},            //
+      {"POST", "/api/ratings/5"},               //
       {"GET", "/elsewhere"},
       {"GET", "/"},
   };
@@ -251,6 +276,114 @@ TEST_F(NginxExportTest, FallbackServesIdempotentRequestsFromTheMonolithWhenTheTa
   EXPECT_EQ(refused.json()["upstream"], "monolith");
 }
 
+TEST_F(NginxExportTest, DataCanarySplitsOnlySafeMethodsAndSendsWritesToTheOwner) {
+  // 24 requests per method at 50 %: a side the router may pick is missed with p < 1e-7.
+  constexpr int kRounds = 24;
+  for (const std::string method : {"GET", "HEAD", "OPTIONS", "PUT", "POST", "DELETE", "PATCH"}) {
+    const std::string target = "/api/vehicles/" + std::to_string(method.size());
+    SCOPED_TRACE(method + " " + target);
+    const auto possible = possibleUpstreams(method, target);
+    std::set<std::string> seen;
+    for (int i = 0; i < kRounds; ++i) {
+      const auto response = send(method, target);
+      ASSERT_EQ(response.status, 200);
+      EXPECT_EQ(response.header("x-strangler-route"), "vehicles");
+      const std::string upstream = response.header("x-strangler-upstream");
+      EXPECT_EQ(possible.count(upstream), 1u) << upstream << " is not a side the router picks";
+      seen.insert(upstream);
+    }
+    EXPECT_EQ(seen, possible);  // reads split both ways; writes only ever on the monolith
+    if (proxy::isSafe(method)) {
+      EXPECT_EQ(possible.size(), 2u);
+    } else {
+      EXPECT_EQ(possible, std::set<std::string>{"monolith"});
+    }
+  }
+}
+
+TEST_F(NginxExportTest, DataShadowNeverCopiesWritesEvenWithUnsafeMethods) {
+  std::set<std::string> copied;  // the methods the router has copied to the target
+  for (const std::string method : {"GET", "HEAD", "OPTIONS", "PUT", "POST", "DELETE", "PATCH"}) {
+    SCOPED_TRACE(method);
+    const std::string target = "/api/licenses/" + method;
+    const auto decision = expected(method, target);
+    if (decision.shadow) copied.insert(method);
+    const auto response = send(method, target);
+    ASSERT_EQ(response.status, 200);
+    EXPECT_EQ(response.header("x-strangler-upstream"), decision.upstream);
+    EXPECT_EQ(response.header("x-strangler-route"), "licenses");
+  }
+  ASSERT_EQ(copied, (std::set<std::string>{"GET", "HEAD", "OPTIONS"}));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (drivers_.count() < copied.size() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // a late copy would show now
+  std::set<std::string> received;
+  for (const auto& request : drivers_.requests()) {
+    received.insert(request.method);
+    EXPECT_EQ(request.uri, "/api/licenses/" + request.method);
+    EXPECT_EQ(request.header("x-strangler-shadow"), "1");
+  }
+  EXPECT_EQ(received, copied);
+  EXPECT_EQ(drivers_.count(), copied.size());
+}
+
+TEST_F(NginxExportTest, DataFallbackServesOnlySafeMethodsFromTheMonolith) {
+  drivers_.status = 503;
+  for (const std::string method : {"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "POST", "PATCH"}) {
+    SCOPED_TRACE(method);
+    const std::string target = "/api/ratings/5?fresh=1";
+    const auto decision = expected(method, target);
+    ASSERT_EQ(decision.upstream, "driver-service");
+    const auto response = send(method, target);
+    EXPECT_EQ(response.header("x-strangler-route"), "ratings");
+    if (!decision.fallback_upstream.empty()) {
+      // The target failed; the monolith answers with the client's path.
+      EXPECT_EQ(decision.fallback_upstream, "monolith");
+      EXPECT_TRUE(proxy::isSafe(method));
+      EXPECT_EQ(response.status, 200);
+      EXPECT_EQ(response.header("x-strangler-upstream"), "monolith");
+      if (method != "HEAD") {
+        EXPECT_EQ(response.json()["uri"], "/api/ratings/5?fresh=1");
+      }
+    } else {
+      // A write on data the target owns is never retried on the monolith: its answer stands.
+      EXPECT_FALSE(proxy::isSafe(method));
+      EXPECT_EQ(response.status, 503);
+      EXPECT_EQ(response.header("x-strangler-upstream"), "driver-service");
+    }
+  }
+  // Canary with fallback: its reads on the target side fall back too; its writes go to the
+  // monolith, which owns the data, and never reach the target at all.
+  EXPECT_EQ(expected("GET", "/api/vehicles/1").fallback_upstream, "monolith");
+  EXPECT_EQ(expected("PUT", "/api/vehicles/1").upstream, "monolith");
+  const size_t target_before = drivers_.count();
+  for (int i = 0; i < 16; ++i) {
+    const auto read = send("GET", "/api/vehicles/1");
+    EXPECT_EQ(read.status, 200);
+    EXPECT_EQ(read.json()["upstream"], "monolith");
+    const auto write = send("PUT", "/api/vehicles/1");
+    EXPECT_EQ(write.status, 200);
+    EXPECT_EQ(write.json()["upstream"], "monolith");
+  }
+  const auto at_target = drivers_.requests();
+  for (size_t i = target_before; i < at_target.size(); ++i)
+    EXPECT_EQ(at_target[i].method, "GET");
+
+  drivers_.stop();  // connection refused
+  EXPECT_EQ(send("GET", "/api/ratings/5").header("x-strangler-upstream"), "monolith");
+  const auto refused = send("PUT", "/api/ratings/5");
+  // nginx's own answer for a target that is down (502, or 504 when the connect times out).
+  EXPECT_TRUE(refused.status == 502 || refused.status == 504) << refused.status;
+  EXPECT_EQ(refused.header("x-strangler-upstream"), "driver-service");
+  // No write on "ratings" ever reached the monolith.
+  for (const auto& request : monolith_.requests()) {
+    if (request.uri.rfind("/api/ratings/", 0) == 0) {
+      EXPECT_TRUE(proxy::isSafe(request.method)) << request.method << " " << request.uri;
+    }
+  }
+}
+
 TEST_F(NginxExportTest, StranglerProxyOnTheSameConfigAgreesOnSpotChecks) {
   json proxy_config = config_json_;
   proxy_config["listen"] = "127.0.0.1:0";
@@ -262,7 +395,13 @@ TEST_F(NginxExportTest, StranglerProxyOnTheSameConfigAgreesOnSpotChecks) {
                                                         {"GET", "/api/payments/9/refund"},
                                                         {"POST", "/api/payments/9/refund"},
                                                         {"GET", "/api/rides"},
-                                                        {"DELETE", "/api/drivers/7"}}) {
+                                                        {"DELETE", "/api/drivers/7"},
+                                                        {"PUT", "/api/vehicles/4"},
+                                                        {"DELETE", "/api/vehicles/4"},
+                                                        {"GET", "/api/licenses/2"},
+                                                        {"PUT", "/api/licenses/2"},
+                                                        {"GET", "/api/ratings/5"},
+                                                        {"PUT", "/api/ratings/5"}}) {
     SCOPED_TRACE(method + " " + target);
     const auto via_nginx = send(method, target);
     const auto via_proxy = strangler_proxy.request(method, target, method == "POST" ? "{}" : "");

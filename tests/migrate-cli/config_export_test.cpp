@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 #include <regex>
+#include <set>
 
 #include "strangler/proxy/router.h"
 
@@ -264,6 +265,213 @@ TEST(ConfigExportTest, EnvoyCanaryWithRewriteSplitsIntoTwoEntries) {
     if (c["name"] == "t") {
       EXPECT_EQ(c["type"], "STRICT_DNS");
     }
+  }
+}
+
+// Routes that carry data, beside routes that don't: writes follow ownership.
+const char* kDataConfig = R"({
+  "listen": "127.0.0.1:8080",
+  "admin": {"listen": "127.0.0.1:9901"},
+  "upstreams": {
+    "monolith": {"endpoints": ["127.0.0.1:8081"]},
+    "svc": {"endpoints": ["127.0.0.1:8082"]}
+  },
+  "default_upstream": "monolith",
+  "routes": [
+    {"name": "vehicles", "match": {"path": "/api/vehicles/**"}, "target": "svc",
+     "stage": "canary", "percent": 40, "sticky": {"header": "X-User-Id"}, "data": "vehicles"},
+    {"name": "photos", "match": {"path": "/api/vehicles/{id}/photos", "methods": ["GET", "PUT"]},
+     "target": "svc", "stage": "canary", "percent": 20, "fallback": true, "data": "vehicles",
+     "rewrite": {"prefix": "/api/vehicles", "to": "/v2/vehicles"}},
+    {"name": "licenses", "match": {"path": "/api/licenses/**"}, "target": "svc",
+     "stage": "shadow", "shadow": {"unsafe_methods": true}, "data": "licenses"},
+    {"name": "ratings", "match": {"path": "/api/ratings/{id}"}, "target": "svc",
+     "stage": "extracted", "fallback": true, "data": "ratings"},
+    {"name": "tolls", "match": {"path": "/api/tolls", "methods": ["GET", "PUT", "POST"]},
+     "target": "svc", "stage": "extracted", "fallback": true},
+    {"name": "zones", "match": {"path": "/api/zones/**"}, "target": "svc", "stage": "canary",
+     "percent": 30},
+    {"name": "fares", "match": {"path": "/api/fares/**"}, "target": "svc", "stage": "shadow",
+     "shadow": {"unsafe_methods": true}}
+  ]
+})";
+
+// The line after the one holding `pos`, without its indentation.
+std::string lineAfter(const std::string& text, size_t pos) {
+  const size_t start = text.find_first_not_of(' ', text.find('\n', pos) + 1);
+  return text.substr(start, text.find('\n', start) - start);
+}
+
+TEST(ConfigExportTest, NginxDataRoutesSplitCopyAndRetryOnlySafeMethods) {
+  const auto exported = exportNginx(load(kDataConfig), "strangler.json");
+  const std::string& conf = exported.text;
+  EXPECT_NE(conf.find("map $request_method $strangler_safe {\n        GET 1;\n        HEAD 1;\n"
+                      "        OPTIONS 1;\n        default 0;\n    }"),
+            std::string::npos)
+      << conf;
+  // Canary with data: the split only counts for safe methods; the rest stays on the monolith.
+  EXPECT_NE(conf.find("split_clients \"vehicles:$strangler_key_r0_vehicles\" "
+                      "$strangler_split_r0_vehicles {\n        40% 1;"),
+            std::string::npos);
+  EXPECT_NE(conf.find("map \"$strangler_safe:$strangler_split_r0_vehicles\" "
+                      "$strangler_canary_r0_vehicles {\n        \"1:1\" 1;\n        default 0;"),
+            std::string::npos);
+  EXPECT_NE(conf.find("map \"$strangler_safe:$strangler_split_r1_photos\" "
+                      "$strangler_canary_r1_photos {"),
+            std::string::npos);
+  EXPECT_NE(conf.find("if ($strangler_canary_r0_vehicles) { return 472; }"), std::string::npos);
+  // Without data the canary splits every method as before.
+  EXPECT_NE(conf.find("split_clients \"zones:$request_id\" $strangler_canary_r5_zones {"),
+            std::string::npos);
+  EXPECT_EQ(conf.find("$strangler_split_r5_zones"), std::string::npos);
+  // Shadow with data: unsafe methods are never copied, even with unsafe_methods.
+  const auto licenses = conf.find("location = /_strangler/shadow/r2_licenses {");
+  const auto fares = conf.find("location = /_strangler/shadow/r6_fares {");
+  ASSERT_NE(licenses, std::string::npos);
+  ASSERT_NE(fares, std::string::npos);
+  // A location's block: up to the next location (or the end).
+  auto block = [&](size_t start) {
+    return conf.substr(start, conf.find("location", start + 1) - start);
+  };
+  const std::string licenses_block = block(licenses);
+  const std::string fares_block = block(fares);
+  EXPECT_NE(licenses_block.find("if ($strangler_safe = 0) { return 204; }"), std::string::npos)
+      << licenses_block;
+  EXPECT_EQ(fares_block.find("return 204;"), std::string::npos) << fares_block;  // copies all
+  // Fallback with data: safe methods only; without data: idempotent ones.
+  const auto ratings = conf.find("error_page 473 = @strangler_r3_ratings_try;");
+  ASSERT_NE(ratings, std::string::npos);
+  EXPECT_EQ(lineAfter(conf, ratings), "if ($strangler_safe) { return 473; }");
+  const auto tolls = conf.find("error_page 473 = @strangler_r4_tolls_try;");
+  ASSERT_NE(tolls, std::string::npos);
+  EXPECT_EQ(lineAfter(conf, tolls), "if ($strangler_idempotent) { return 473; }");
+  EXPECT_NE(conf.find("\"ratings\" falls back to monolith for safe methods"), std::string::npos);
+  // One note per data route (the fenced cutover is strangler-proxy's), in the file and returned.
+  ASSERT_EQ(exported.notes.size(), 4u);
+  for (const auto& note : exported.notes) {
+    EXPECT_NE(note.find("carries data"), std::string::npos) << note;
+    EXPECT_NE(note.find("fenced cutover"), std::string::npos) << note;
+    EXPECT_NE(conf.find("# note: " + note), std::string::npos) << note;
+  }
+  EXPECT_EQ(std::count(conf.begin(), conf.end(), '{'), std::count(conf.begin(), conf.end(), '}'));
+}
+
+TEST(ConfigExportTest, NginxWithoutDataRoutesHasNoSafeMap) {
+  const auto exported = exportNginx(load(kConfig), "strangler.json");
+  EXPECT_EQ(exported.text.find("$strangler_safe"), std::string::npos);
+  EXPECT_EQ(exported.text.find("$strangler_split_"), std::string::npos);
+}
+
+// Where a request goes through an Envoy route list, read as Envoy reads it: the first entry
+// whose path and :method match; an entry with a runtime_fraction matches only sometimes, so the
+// entries after it can serve the request too.
+struct EnvoyOutcome {
+  std::set<std::string> clusters;
+  std::set<std::string> mirrors;
+  bool retries = false;
+  std::set<std::string> names;
+};
+
+bool envoyPathMatches(const json& match, const std::string& path) {
+  if (match.contains("path")) return path == match["path"].get<std::string>();
+  if (match.contains("prefix")) return path.rfind(match["prefix"].get<std::string>(), 0) == 0;
+  if (match.contains("path_separated_prefix")) {
+    const auto prefix = match["path_separated_prefix"].get<std::string>();
+    return path == prefix || path.rfind(prefix + "/", 0) == 0;
+  }
+  return std::regex_match(path, std::regex(match["safe_regex"]["regex"].get<std::string>()));
+}
+
+EnvoyOutcome envoyRoute(const json& routes, const std::string& method, const std::string& path) {
+  EnvoyOutcome outcome;
+  for (const auto& entry : routes) {
+    const auto& match = entry["match"];
+    if (!envoyPathMatches(match, path)) continue;
+    if (match.contains("headers")) {
+      const auto& header = match["headers"][0];
+      EXPECT_EQ(header["name"], ":method");
+      if (!std::regex_match(
+              method, std::regex(header["string_match"]["safe_regex"]["regex"].get<std::string>())))
+        continue;
+    }
+    const auto& route = entry["route"];
+    const auto name = entry["name"].get<std::string>();
+    outcome.names.insert(name.substr(0, name.find(" (canary ")));
+    if (route.contains("weighted_clusters")) {
+      for (const auto& c : route["weighted_clusters"]["clusters"]) {
+        if (c["weight"].get<int>() > 0) outcome.clusters.insert(c["name"].get<std::string>());
+      }
+    } else {
+      outcome.clusters.insert(route["cluster"].get<std::string>());
+    }
+    if (route.contains("request_mirror_policies")) {
+      for (const auto& mirror : route["request_mirror_policies"])
+        outcome.mirrors.insert(mirror["cluster"].get<std::string>());
+    }
+    outcome.retries = outcome.retries || route.contains("retry_policy");
+    if (!match.contains("runtime_fraction")) break;
+  }
+  return outcome;
+}
+
+TEST(ConfigExportTest, EnvoyRoutesEveryMethodOfDataRoutesAsTheRouterDoes) {
+  const auto config = load(kDataConfig);
+  const proxy::Router router(config);
+  const auto exported = exportEnvoy(config, "strangler.json");
+  const json bootstrap = json::parse(exported.text);
+  const auto& routes = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"]
+                                [0]["typed_config"]["route_config"]["virtual_hosts"][0]["routes"];
+  for (const std::string path :
+       {"/api/vehicles/7", "/api/vehicles", "/api/vehicles/7/photos", "/api/licenses/3",
+        "/api/ratings/5", "/api/tolls", "/api/zones/1", "/api/fares/2", "/elsewhere"}) {
+    for (const std::string method :
+         {"GET", "HEAD", "OPTIONS", "POST", "PUT", "DELETE", "PATCH", "TRACE", "PROPFIND"}) {
+      SCOPED_TRACE(method + " " + path);
+      // The Router's choices over the whole bucket range (no sticky key: a random bucket).
+      std::set<std::string> upstreams;
+      bool shadow = false;
+      bool fallback = false;
+      const proxy::RouteConfig* chosen = nullptr;
+      for (const uint64_t random : {uint64_t{0}, uint64_t{9999}}) {
+        const auto decision = router.decide(proxy::RequestView{method, path, nullptr}, random);
+        upstreams.insert(decision.upstream);
+        shadow = shadow || decision.shadow;
+        fallback = fallback || !decision.fallback_upstream.empty();
+        chosen = decision.route;
+      }
+      const auto outcome = envoyRoute(routes, method, path);
+      EXPECT_EQ(outcome.clusters, upstreams);
+      EXPECT_EQ(outcome.mirrors,
+                shadow ? std::set<std::string>{chosen->target} : std::set<std::string>{});
+      // Envoy's stand-in for the fallback (extracted only): retries on the target.
+      if (chosen && chosen->stage == proxy::Stage::kExtracted) {
+        EXPECT_EQ(outcome.retries, fallback);
+      }
+      ASSERT_EQ(outcome.names.size(), 1u);
+      EXPECT_EQ(*outcome.names.begin(), chosen ? chosen->name : std::string("(no route)"));
+    }
+  }
+  // The notes: one per data route about the cutover; the data fallback retries safe requests.
+  size_t data_notes = 0;
+  for (const auto& note : exported.notes)
+    data_notes += note.find("fenced cutover") != std::string::npos;
+  EXPECT_EQ(data_notes, 4u);
+  const auto& node_notes = bootstrap["node"]["metadata"]["notes"];
+  EXPECT_EQ(node_notes.size(), exported.notes.size());
+  bool ratings_fallback = false;
+  for (const auto& note : exported.notes) {
+    if (note.rfind("route 'ratings': fallback", 0) == 0) {
+      ratings_fallback = true;
+      EXPECT_NE(note.find("retries safe requests"), std::string::npos) << note;
+    }
+  }
+  EXPECT_TRUE(ratings_fallback);
+  // Each data route's entries carry its note in their metadata.
+  for (const auto& entry : routes) {
+    if (entry["name"] != "licenses") continue;
+    const auto& notes = entry["metadata"]["filter_metadata"]["strangler"]["notes"];
+    ASSERT_EQ(notes.size(), 2u);  // shadow (not compared) and data
+    EXPECT_NE(notes[1].get<std::string>().find("carries data 'licenses'"), std::string::npos);
   }
 }
 

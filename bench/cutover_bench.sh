@@ -15,8 +15,9 @@
 # failed (503 apart) and lost. Exit 1 when a write is lost, a cutover fails, the sync does not
 # catch up or verify differs (the work dir is then kept and named).
 # Environment: STRANGLER_BUILD_DIR (default ./build), RATE, WRITERS (default 8), GAP_S,
-# WARMUP_S (default 2), KEEP=1 (keep the work dir), STRANGLER_PG_USER (see scripts/pg-throwaway.sh). Needs python3; psql
-# and the PostgreSQL server binaries for the postgresql engine.
+# WARMUP_S (default 2), CAPTURE (auto|logical|trigger: passed to `sync run`/`sync watch` as
+# --capture; unset: the build's default), KEEP=1 (keep the work dir), STRANGLER_PG_USER (see
+# scripts/pg-throwaway.sh). Needs python3; psql and the PostgreSQL server binaries for postgresql.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${STRANGLER_BUILD_DIR:-$root/build}
@@ -29,7 +30,7 @@ while [ $# -gt 0 ]; do
     sqlite3|postgresql) engines+=("$1") ;;
     --cutovers) cutovers=${2:?--cutovers N}; shift ;;
     --cutovers=*) cutovers=${1#--cutovers=} ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "usage: bench/cutover_bench.sh [sqlite3|postgresql] [--cutovers N]" >&2; exit 2 ;;
   esac
   shift
@@ -96,8 +97,10 @@ sync_args=(--from "$monolith_db" --to "$service_db")
 "$monolith_bin" --listen 127.0.0.1:0 --db "$monolith_db" --seed 1000 >"$work/monolith.log" 2>&1 &
 pids+=($!)
 monolith_port=$(wait_line "$work/monolith.log" 'listening on http://' 60 | port_of) || die "monolith did not start"
-"$cli" sync run "${sync_args[@]}" >"$work/sync-run.log" 2>&1 || { cat "$work/sync-run.log" >&2; die "sync run failed"; }
-"$cli" sync watch "${sync_args[@]}" --status-listen 127.0.0.1:0 >"$work/sync-watch.log" 2>&1 &
+capture_args=()
+[ -n "${CAPTURE:-}" ] && capture_args=(--capture "$CAPTURE")  # builds with `sync --capture` only
+"$cli" sync run "${sync_args[@]}" "${capture_args[@]}" >"$work/sync-run.log" 2>&1 || { cat "$work/sync-run.log" >&2; die "sync run failed"; }
+"$cli" sync watch "${sync_args[@]}" "${capture_args[@]}" --status-listen 127.0.0.1:0 >"$work/sync-watch.log" 2>&1 &
 pids+=($!)
 wait_line "$work/sync-watch.log" 'sync status on' >/dev/null || die "sync watch did not start"
 for _ in $(seq 200); do  # the watch holds the single-writer lease once it applies
@@ -130,6 +133,9 @@ proxy_port=$(echo "$line" | grep -oE 'http://127\.0\.0\.1:[0-9]+' | sed -n 1p | 
 admin_port=$(echo "$line" | grep -oE 'admin http://127\.0\.0\.1:[0-9]+' | cut -d: -f3)
 admin=(--config "$config" --admin "http://127.0.0.1:$admin_port")
 log "monolith :$monolith_port, driver-service :$service_port, proxy :$proxy_port (admin :$admin_port), $(nproc) cores"
+capture=$("$cli" sync status "${sync_args[@]}" --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin).get("capture", "not reported"))' 2>/dev/null || echo '?')
+log "change capture: $capture"
+log "source $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')$( [ -n "$(git -C "$root" status --porcelain -uno 2>/dev/null)" ] && echo ' + uncommitted changes'), strangler built $(date -r "$cli" '+%F %T')"
 
 python3 "$root/bench/cutover_load.py" load --port "$proxy_port" --out "$work/load.json" \
   --rate "${RATE:-200}" --writers "${WRITERS:-8}" >"$work/load.log" 2>&1 &

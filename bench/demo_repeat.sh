@@ -27,6 +27,7 @@ trap 'failed_runs+=(interrupted); exit 130' INT TERM
 
 passed=0
 echo "demo_repeat: $runs runs of \`strangler demo --fast\`, $(nproc) cores" >&2
+echo "demo_repeat: source $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')$( [ -n "$(git -C "$root" status --porcelain -uno 2>/dev/null)" ] && echo ' + uncommitted changes'), strangler built $(date -r "$cli" '+%F %T')" >&2
 for i in $(seq "$runs"); do
   dir=$base/run-$i
   mkdir -p "$dir"

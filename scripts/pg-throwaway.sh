@@ -30,7 +30,7 @@ case "$action" in
            || echo $((20000 + RANDOM % 20000)))
     as_user "$bindir/initdb" -D "$dir/data" -U "$user_name" --auth=trust -E UTF8 >"$dir/initdb.log" 2>&1
     as_user "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-      -o "-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories=$dir/data -c fsync=off -c max_connections=300" \
+      -o "-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories=$dir/data -c fsync=off -c max_connections=300 -c wal_level=logical -c max_replication_slots=128 -c max_wal_senders=16" \
       start >/dev/null
     echo "$port" >"$dir/port"
     echo "host=127.0.0.1 port=$port user=$user_name dbname=postgres"

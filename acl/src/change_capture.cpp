@@ -135,6 +135,7 @@ void ensureSyncTables(Side& side) {
   side.addColumnIfMissing("strangler_sync_state", "position", "TEXT");
   side.addColumnIfMissing("strangler_sync_state", "window_to", "TEXT");
   side.addColumnIfMissing("strangler_sync_state", "window_seq", "BIGINT");
+  side.addColumnIfMissing("strangler_sync_state", "capture", "VARCHAR(16)");
   *side.sql << "CREATE TABLE IF NOT EXISTS strangler_dead_letters (mapping VARCHAR(63) NOT NULL,"
                " direction VARCHAR(8) NOT NULL, pk BIGINT NOT NULL, reason VARCHAR(1000) NOT NULL,"
                " row_text VARCHAR(4000) NOT NULL, created_at BIGINT NOT NULL,"
@@ -197,6 +198,9 @@ void markApplying(Side& side) {
     *side.sql << "INSERT INTO strangler_applying (marker) VALUES (1)";
   } else {
     *side.sql << "SET LOCAL strangler.origin = 'sync'";
+    // With logical capture the WAL carries this message in the transaction: the decoder skips
+    // the transaction's changes.
+    if (side.logical) *side.sql << "SELECT pg_logical_emit_message(true, 'strangler-sync', '')";
   }
 }
 

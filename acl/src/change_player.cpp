@@ -12,6 +12,7 @@
 
 #include "change_capture.h"
 #include "change_log.h"
+#include "logical_log.h"
 #include "sync_engine_impl.h"
 
 namespace strangler::acl::sync {
@@ -92,40 +93,50 @@ int64_t SyncEngine::Impl::applyNext(Direction d, RunReport& report) {
     s.cursor = s.state.checkpoint;
     s.reader = sourceFor(source);
     s.sinks.clear();
-    s.window_rows = 0;
     s.ready = true;
   }
   Checkpoint& cursor = s.cursor;
-  if (!cursor.window_to) {
-    auto to = detail::currentPosition(source);
-    if (to == cursor.position) return 0;
-    cursor.window_to = to;
-    cursor.window_seq = 0;
-    s.window_rows = 0;
-  }
-  const auto rows = detail::readWindow(source, cursor.position, *cursor.window_to,
-                                       cursor.window_seq, options.change_batch);
-  if (rows.empty()) {
-    cursor.position = *cursor.window_to;
-    cursor.window_to.reset();
-    cursor.window_seq = 0;
-    if (s.window_rows > 0) {
-      // The window's last batch was exactly full: record that the window is done.
-      Side& target = targetOf(d);
-      s.state.checkpoint = cursor;
-      common::Transaction tx(*target.sql, target.backend(), common::Transaction::Mode::kWrite);
-      writeState(target, d, s.state);
-      tx.commit();
+  if (source.logical) {
+    auto batch = detail::readLogical(source, cursor.position, options.change_batch);
+    if (batch.rows.empty()) {
+      if (batch.next_position != cursor.position) {
+        // Nothing of the mapping's: the slot moves on all the same, so PostgreSQL keeps no
+        // WAL for us (the committed checkpoint stays where the last applied change was).
+        cursor.position = batch.next_position;
+        detail::confirmLogical(source, cursor.position);
+      }
+      return 0;
     }
+    applyRows(s, batch.rows, Checkpoint{batch.next_position, std::nullopt, 0}, report);
+    detail::confirmLogical(source, s.cursor.position);
+    return static_cast<int64_t>(batch.rows.size());
+  }
+  Checkpoint next = cursor;
+  if (!next.window_to) {
+    auto to = detail::currentPosition(source);
+    if (to == next.position) return 0;
+    next.window_to = to;
+    next.window_seq = 0;
+  }
+  const auto rows = detail::readWindow(source, next.position, *next.window_to, next.window_seq,
+                                       options.change_batch);
+  if (static_cast<int64_t>(rows.size()) < options.change_batch) {
+    next.position = *next.window_to;
+    next.window_to.reset();
+    next.window_seq = 0;
+  } else {
+    next.window_seq = rows.back().seq;
+  }
+  if (rows.empty()) {
+    cursor = next;  // a window without changes: nothing to record
     return 0;
   }
-  applyRows(s, rows, static_cast<int64_t>(rows.size()) < options.change_batch, report);
-  s.window_rows += static_cast<int64_t>(rows.size());
+  applyRows(s, rows, next, report);
   return static_cast<int64_t>(rows.size());
 }
 
-void SyncEngine::Impl::applyRows(Stream& s, const std::vector<detail::ChangeRow>& rows, bool last,
-                                 RunReport& report) {
+void SyncEngine::Impl::applyRows(Stream& s, const std::vector<detail::ChangeRow>& rows,
+                                 const Checkpoint& next, RunReport& report) {
   const Direction d = s.direction;
   Side& source = sourceOf(d);
   Side& target = targetOf(d);
@@ -158,22 +169,31 @@ void SyncEngine::Impl::applyRows(Stream& s, const std::vector<detail::ChangeRow>
     // The owner's changes that its own stream has not carried over yet: its committed
     // checkpoint lives in this stream's source database.
     const Checkpoint owner_cp = readState(source, other(d)).checkpoint;
-    long long pk = 0;
-    std::string cols;
-    soci::indicator cols_ind = soci::i_null;
-    soci::statement st =
-        (target.sql->prepare << "SELECT pk, cols FROM strangler_changes WHERE table_name = :t"
-                                " AND origin = 'app' AND pk IN (" +
-                                    keyList(keys) + ") AND " + detail::notCovered(target, owner_cp),
-         soci::use(target.table), soci::into(pk), soci::into(cols, cols_ind));
-    st.execute();
     std::map<int64_t, Delta> pending;
-    while (st.fetch()) {
+    const auto note = [&](int64_t pk, const std::optional<std::string>& cols) {
       Delta owner_change;
-      if (cols_ind == soci::i_ok)
-        owner_change = fieldsNamed(target, detail::parseChangedColumns(cols));
+      if (cols) owner_change = fieldsNamed(target, detail::parseChangedColumns(*cols));
       auto [it, inserted] = pending.emplace(pk, owner_change);
       if (!inserted) merge(it->second, owner_change);
+    };
+    if (target.logical) {
+      const std::set<int64_t> wanted(keys.begin(), keys.end());
+      for (const auto& change :
+           detail::readLogical(target, owner_cp.position, std::numeric_limits<int>::max()).rows)
+        if (wanted.count(change.pk)) note(change.pk, change.cols);
+    } else {
+      long long pk = 0;
+      std::string cols;
+      soci::indicator cols_ind = soci::i_null;
+      soci::statement st =
+          (target.sql->prepare << "SELECT pk, cols FROM strangler_changes WHERE table_name = :t"
+                                  " AND origin = 'app' AND pk IN (" +
+                                      keyList(keys) + ") AND " +
+                                      detail::notCovered(target, owner_cp),
+           soci::use(target.table), soci::into(pk), soci::into(cols, cols_ind));
+      st.execute();
+      while (st.fetch())
+        note(pk, cols_ind == soci::i_ok ? std::optional<std::string>(cols) : std::nullopt);
     }
     for (const auto& [key, owner_change] : pending) {
       Delta& mine = deltas[key];
@@ -256,14 +276,6 @@ void SyncEngine::Impl::applyRows(Stream& s, const std::vector<detail::ChangeRow>
     if (!target.constants.empty()) del += " AND " + target.whereConstants();
     *target.sql << del, soci::use(k);
   }
-  Checkpoint next = s.cursor;
-  if (last) {
-    next.position = *next.window_to;
-    next.window_to.reset();
-    next.window_seq = 0;
-  } else {
-    next.window_seq = rows.back().seq;
-  }
   detail::State state = s.state;
   state.checkpoint = next;
   state.changes_applied += static_cast<int64_t>(keys.size());
@@ -281,7 +293,7 @@ void SyncEngine::Impl::applyRows(Stream& s, const std::vector<detail::ChangeRow>
 void SyncEngine::Impl::pruneApplied() {
   for (Direction d : {Direction::kForward, Direction::kReverse}) {
     Stream& s = streamOf(d);
-    if (!s.ready || s.state.checkpoint.position.empty()) continue;
+    if (!s.ready || s.state.checkpoint.position.empty() || sourceOf(d).logical) continue;
     detail::pruneChanges(sourceOf(d), s.state.checkpoint.position);
   }
 }

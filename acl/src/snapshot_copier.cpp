@@ -18,7 +18,7 @@ void SyncEngine::Impl::snapshot(Direction d, detail::State& state, RunReport& re
   Side& source = sourceOf(d);
   Side& target = targetOf(d);
   if (state.phase == "new") {
-    state.checkpoint = detail::Checkpoint{detail::currentPosition(source), std::nullopt, 0};
+    state.checkpoint = detail::Checkpoint{positionNow(source), std::nullopt, 0};
     state.last_key.reset();
     state.rows_copied = 0;
     state.phase = "snapshot";

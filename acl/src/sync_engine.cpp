@@ -10,6 +10,7 @@
 
 #include "change_capture.h"
 #include "change_log.h"
+#include "logical_log.h"
 #include "strangler/common/db.h"
 #include "sync_engine_impl.h"
 #include "sync_lease.h"
@@ -130,9 +131,8 @@ State SyncEngine::Impl::readState(Side& target, Direction d) {
     // Written by a version that kept a sequence number: exact on SQLite; on PostgreSQL the
     // stream starts over from now.
     Side& source = d == Direction::kForward ? monolith : service;
-    state.checkpoint.position = source.backend() == DbBackend::kSqlite3
-                                    ? std::to_string(last_seq)
-                                    : detail::currentPosition(source);
+    state.checkpoint.position =
+        source.backend() == DbBackend::kSqlite3 ? std::to_string(last_seq) : positionNow(source);
   }
   if (win_ind == soci::i_ok && !window_to.empty()) {
     state.checkpoint.window_to = window_to;
@@ -150,18 +150,21 @@ void SyncEngine::Impl::writeState(Side& target, Direction d, const State& s) {
   soci::indicator win_ind = s.checkpoint.window_to ? soci::i_ok : soci::i_null;
   Int window_seq = s.checkpoint.window_seq, rows = s.rows_copied, applied = s.changes_applied,
       now = detail::nowSeconds(), zero = 0;
+  const Side& source = d == Direction::kForward ? monolith : service;
+  const std::string capture = source.logical ? "logical" : "trigger";
   *target.sql
       << "INSERT INTO strangler_sync_state (mapping, direction, phase, last_key, stream_from,"
-         " last_seq, rows_copied, changes_applied, updated_at, position, window_to, window_seq)"
-         " VALUES (:m, :d, :p, :k, :f, :s, :r, :a, :u, :pos, :w, :ws) ON CONFLICT (mapping,"
-         " direction) DO UPDATE SET phase = excluded.phase, last_key = excluded.last_key,"
-         " rows_copied = excluded.rows_copied, changes_applied = excluded.changes_applied,"
-         " updated_at = excluded.updated_at, position = excluded.position,"
-         " window_to = excluded.window_to, window_seq = excluded.window_seq",
+         " last_seq, rows_copied, changes_applied, updated_at, position, window_to, window_seq,"
+         " capture) VALUES (:m, :d, :p, :k, :f, :s, :r, :a, :u, :pos, :w, :ws, :cap) ON CONFLICT"
+         " (mapping, direction) DO UPDATE SET phase = excluded.phase, last_key ="
+         " excluded.last_key, rows_copied = excluded.rows_copied, changes_applied ="
+         " excluded.changes_applied, updated_at = excluded.updated_at, position ="
+         " excluded.position, window_to = excluded.window_to, window_seq = excluded.window_seq,"
+         " capture = excluded.capture",
       soci::use(translator.name()), soci::use(dir), soci::use(s.phase),
       soci::use(last_key, key_ind), soci::use(zero), soci::use(zero), soci::use(rows),
       soci::use(applied), soci::use(now), soci::use(s.checkpoint.position),
-      soci::use(window_to, win_ind), soci::use(window_seq);
+      soci::use(window_to, win_ind), soci::use(window_seq), soci::use(capture);
 }
 
 void SyncEngine::Impl::createServiceTable() {
@@ -249,8 +252,25 @@ common::Result<void> SyncEngine::Impl::install() {
   detail::ensureSyncTables(monolith);
   detail::ensureSyncTables(service);
   createServiceTable();
-  detail::installCapture(monolith, translator.name());
+  if (monolith.logical) {
+    // A slot is created once, before the first snapshot. Missing later, changes since it went
+    // are gone from the WAL's reach: say so rather than start a new slot over the gap.
+    if (!detail::slotState(monolith).exists &&
+        readState(service, Direction::kForward).phase != "new") {
+      throw soci::soci_error("the replication slot " + monolith.slot +
+                             " is gone (dropped, or invalidated when it fell too far behind): "
+                             "run `strangler sync uninstall`, then `strangler sync run` to copy "
+                             "the rows again");
+    }
+    detail::installLogical(monolith);
+  } else {
+    detail::installCapture(monolith, translator.name());
+  }
   return {};
+}
+
+std::string SyncEngine::Impl::positionNow(Side& side) {
+  return side.logical ? detail::currentLsn(side) : detail::currentPosition(side);
 }
 
 // ---- the run and watch loop -----------------------------------------------------------------
@@ -324,7 +344,19 @@ common::Result<StatusReport> SyncEngine::Impl::status() {
     }
     return n;
   };
-  if (fwd.phase == "stream") report.pending_changes = pending(monolith, fwd);
+  report.capture = monolith.logical ? "logical" : "trigger";
+  if (monolith.logical) {
+    const auto slot = detail::slotState(monolith);
+    if (slot.exists) report.slot_lag_bytes = slot.lag_bytes;
+    if (fwd.phase == "stream" && slot.exists) {
+      const auto rows = detail::readLogical(monolith, fwd.checkpoint.position, 1000000).rows;
+      report.pending_changes = static_cast<int64_t>(rows.size());
+      for (const auto& row : rows)
+        oldest = std::max(oldest.value_or(0), detail::nowSeconds() - row.changed_at);
+    }
+  } else if (fwd.phase == "stream") {
+    report.pending_changes = pending(monolith, fwd);
+  }
   if (rev.phase == "stream") report.reverse_pending = pending(service, rev);
   report.pending_changes += report.reverse_pending;
   report.oldest_pending_age_s = oldest;
@@ -354,7 +386,7 @@ common::Result<StatusReport> SyncEngine::Impl::status() {
 // ---- ownership ------------------------------------------------------------------------------
 
 Positions SyncEngine::Impl::positions() {
-  return Positions{detail::currentPosition(monolith), detail::currentPosition(service)};
+  return Positions{positionNow(monolith), positionNow(service)};
 }
 
 Backlog SyncEngine::Impl::backlog(const Positions& fence) {
@@ -367,7 +399,17 @@ Backlog SyncEngine::Impl::backlog(const Positions& fence) {
                          detail::atOrBefore(source, at) + " AND " +
                          detail::notCovered(source, s.checkpoint));
   };
-  backlog.forward = count(monolith, service, Direction::kForward, fence.monolith);
+  if (monolith.logical) {
+    const State s = readState(service, Direction::kForward);
+    backlog.forward =
+        s.phase != "stream"
+            ? std::numeric_limits<int64_t>::max() / 2
+            : static_cast<int64_t>(
+                  detail::readLogical(monolith, s.checkpoint.position, 1000000, fence.monolith)
+                      .rows.size());
+  } else {
+    backlog.forward = count(monolith, service, Direction::kForward, fence.monolith);
+  }
   backlog.reverse = count(service, monolith, Direction::kReverse, fence.service);
   return backlog;
 }
@@ -425,6 +467,10 @@ common::Result<Direction> SyncEngine::Impl::flip(bool back, bool force) {
 
 std::vector<std::string> SyncEngine::Impl::uninstall() {
   std::vector<std::string> removed;
+  if (monolith.logical) {
+    for (auto& what : detail::uninstallLogical(monolith))
+      removed.push_back("monolith: " + what);
+  }
   for (Side* side : {&monolith, &service}) {
     for (auto& what : detail::uninstallCapture(*side, translator.name()))
       removed.push_back(side->name + ": " + what);
@@ -504,6 +550,43 @@ common::Result<std::unique_ptr<SyncEngine>> SyncEngine::open(const std::string& 
       return Error{"unreachable", "cannot open the " + side->name + " database (" +
                                       side->target.original + "): " + e.what()};
     }
+  }
+  // The monolith's capture: what an earlier run installed wins, then the option.
+  try {
+    Side& mono = impl->monolith;
+    std::string installed;
+    if (impl->service.tableExists("strangler_sync_state") &&
+        impl->service.columnExists("strangler_sync_state", "capture")) {
+      soci::indicator ind = soci::i_null;
+      std::string name = impl->translator.name();
+      *impl->service.sql << "SELECT capture FROM strangler_sync_state WHERE mapping = :m AND"
+                            " direction = 'forward'",
+          soci::use(name), soci::into(installed, ind);
+      if (ind != soci::i_ok) installed.clear();
+    }
+    const std::string wanted = impl->options.capture;
+    if (wanted != "auto" && wanted != "trigger" && wanted != "logical")
+      return Error{"usage", "--capture: '" + wanted + "' is not auto, trigger or logical"};
+    if (!installed.empty() && wanted != "auto" && wanted != installed) {
+      return Error{"refused", "this sync was set up with " + installed +
+                                  " capture; to change it, `strangler sync uninstall` first"};
+    }
+    const std::string chosen = !installed.empty() ? installed
+                               : wanted == "auto"
+                                   ? (detail::logicalAvailable(mono) ? "logical" : "trigger")
+                                   : wanted;
+    if (chosen == "logical") {
+      if (!detail::logicalAvailable(mono)) {
+        return Error{"refused",
+                     "logical capture needs a PostgreSQL monolith with wal_level=logical"};
+      }
+      mono.logical = true;
+      mono.slot = detail::slotName(mono, impl->translator.name());
+      mono.slot_sql = std::make_unique<soci::session>();
+      common::openSession(*mono.slot_sql, mono.target);
+    }
+  } catch (const soci::soci_error& e) {
+    return Error{"unreachable", std::string("cannot inspect the monolith's capture: ") + e.what()};
   }
   // Everything the sync reads must exist before it writes anything.
   try {

@@ -39,7 +39,6 @@ struct Stream {
   Direction direction;
   State state;        ///< as committed in the target
   Checkpoint cursor;  ///< may run ahead of state.checkpoint over windows without changes
-  int64_t window_rows = 0;
   bool ready = false;
   std::unique_ptr<ChunkSource> reader;                    ///< the source's current rows
   std::map<std::string, std::unique_ptr<RowSink>> sinks;  ///< per updated-column set
@@ -87,6 +86,9 @@ struct SyncEngine::Impl {
   void setOwner(Direction owner, const std::string& fence);
   std::vector<std::string> uninstall();
 
+  /// The position of a side's change log now (an LSN for logical capture).
+  std::string positionNow(detail::Side& side);
+
   // snapshot_copier.cpp
   /// Copies every source row of direction `d` in chunks, resumable from state.last_key.
   void snapshot(Direction d, detail::State& state, RunReport& report);
@@ -105,8 +107,8 @@ struct SyncEngine::Impl {
   void recheckInFlight(VerifyReport& report);
 
  private:
-  void applyRows(detail::Stream& s, const std::vector<detail::ChangeRow>& rows, bool last,
-                 RunReport& report);
+  void applyRows(detail::Stream& s, const std::vector<detail::ChangeRow>& rows,
+                 const detail::Checkpoint& next, RunReport& report);
 };
 
 }  // namespace strangler::acl::sync

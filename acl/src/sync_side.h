@@ -80,9 +80,12 @@ struct Side {
   std::unique_ptr<soci::session> sql;
   std::string table;
   std::string key;
-  std::vector<std::string> columns;   // mapped columns on this side (key included)
-  std::vector<bool> integer_columns;  // which of them hold integers
-  Row constants;                      // legacy side only
+  std::vector<std::string> columns;         // mapped columns on this side (key included)
+  std::vector<bool> integer_columns;        // which of them hold integers
+  Row constants;                            // legacy side only
+  bool logical = false;                     // capture from the WAL (logical_log.h), not triggers
+  std::string slot;                         // the replication slot, when logical
+  std::unique_ptr<soci::session> slot_sql;  // reads the slot outside the applying transaction
 
   DbBackend backend() const { return target.backend; }
 
@@ -193,6 +196,11 @@ struct Side {
   /// Adds a column to one of the sync's own tables when an older version created it without.
   void addColumnIfMissing(const std::string& table_name, const std::string& column,
                           const std::string& type) {
+    if (!columnExists(table_name, column))
+      *sql << "ALTER TABLE " + table_name + " ADD COLUMN " + column + " " + type;
+  }
+
+  bool columnExists(const std::string& table_name, const std::string& column) {
     int n = 0;
     if (backend() == DbBackend::kSqlite3) {
       *sql << "SELECT COUNT(*) FROM pragma_table_info('" + table_name + "') WHERE name = :c",
@@ -202,7 +210,7 @@ struct Side {
               " AND column_name = :c AND table_schema = current_schema()",
           soci::use(table_name), soci::use(column), soci::into(n);
     }
-    if (n == 0) *sql << "ALTER TABLE " + table_name + " ADD COLUMN " + column + " " + type;
+    return n > 0;
   }
 
   std::string conditionOn(const std::string& row) const {

@@ -6,6 +6,7 @@
 #include <set>
 #include <thread>
 
+#include "logical_log.h"
 #include "sync_engine_impl.h"
 #include "sync_lease.h"
 
@@ -129,7 +130,15 @@ void SyncEngine::Impl::recheckInFlight(VerifyReport& report) {
     for (Direction stream : {Direction::kForward, Direction::kReverse}) {
       Side& from = sourceOf(stream);
       const State state = readState(targetOf(stream), stream);
-      if (state.phase != "stream" || !from.tableExists("strangler_changes")) continue;
+      if (state.phase != "stream") continue;
+      if (from.logical) {
+        const std::set<int64_t> wanted(keys.begin(), keys.end());
+        for (const auto& change :
+             detail::readLogical(from, state.checkpoint.position, 1000000).rows)
+          if (wanted.count(change.pk)) found.insert(change.pk);
+        continue;
+      }
+      if (!from.tableExists("strangler_changes")) continue;
       long long pk = 0;
       soci::statement st =
           (from.sql->prepare << "SELECT DISTINCT pk FROM strangler_changes"

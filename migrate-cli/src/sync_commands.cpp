@@ -21,6 +21,7 @@ struct SyncArgs {
   std::string from;
   std::string to;
   std::string mapping = "drivers";
+  std::string capture = "auto";
   int64_t chunk = 5000;
   bool json_output = false;
   bool back = false;
@@ -56,6 +57,7 @@ common::Result<std::unique_ptr<sync::SyncEngine>> openEngine(const SyncArgs& arg
                                                              SyncStatusServer* status = nullptr) {
   sync::SyncOptions options;
   options.chunk_rows = args.chunk;
+  options.capture = args.capture;
   const bool print = !args.json_output;
   options.on_progress = [print, status](const sync::Progress& p) {
     if (print) printProgress(p);
@@ -102,6 +104,12 @@ void addCommon(CLI::App* cmd, SyncArgs& args) {
       ->capture_default_str();
   cmd->add_option("--chunk", args.chunk, "rows per snapshot chunk")
       ->check(CLI::Range(int64_t{1}, int64_t{1000000}))
+      ->capture_default_str();
+  cmd->add_option("--capture", args.capture,
+                  "how the monolith's changes are captured: logical (PostgreSQL's WAL through a "
+                  "replication slot), trigger, or auto (what was installed, else logical where "
+                  "wal_level=logical, else trigger)")
+      ->check(CLI::IsMember({"auto", "logical", "trigger"}))
       ->capture_default_str();
   cmd->add_flag("--json", args.json_output, "print the result as JSON");
 }
@@ -297,6 +305,8 @@ void registerSyncCommands(CLI::App& app, GlobalOptions&, Action& action) {
            s->lease ? json{{"holder", s->lease->holder}, {"expires_in_ms", s->lease->expires_in_ms}}
                     : json(nullptr)},
           {"fence", s->fence},
+          {"capture", s->capture},
+          {"slot_lag_bytes", s->slot_lag_bytes ? json(*s->slot_lag_bytes) : json(nullptr)},
           {"oldest_pending_age_s",
            s->oldest_pending_age_s ? json(*s->oldest_pending_age_s) : json(nullptr)},
           {"dead_letters", s->dead_letters}};

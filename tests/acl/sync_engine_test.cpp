@@ -16,12 +16,18 @@ using testing::TestDatabase;
 class SyncEngineTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    const auto [from, to] = testing::enginePair(GetParam());
+    auto [from, to] = testing::enginePair(GetParam());
+    // "postgresql+trigger": a PostgreSQL monolith captured by triggers (logical is the default
+    // where the server allows it).
+    SyncOptions options;
+    if (const auto plus = from.find('+'); plus != std::string::npos) {
+      options.capture = from.substr(plus + 1);
+      from = from.substr(0, plus);
+    }
     if (from == "postgresql" || to == "postgresql") STRANGLER_NEED_POSTGRES();
     monolith_ = std::make_unique<TestDatabase>(from, dir_, "monolith");
     service_ = std::make_unique<TestDatabase>(to, dir_, "service");
     monolith_->seedMonolith(300);
-    SyncOptions options;
     options.chunk_rows = 64;  // many chunks even for a small table
     auto engine = SyncEngine::open(monolith_->conn(), service_->conn(), "drivers", options);
     ASSERT_TRUE(engine.ok()) << engine.error().message;
@@ -300,12 +306,79 @@ TEST_P(SyncEngineTest, UninstallRemovesCaptureFromBothSides) {
 
 INSTANTIATE_TEST_SUITE_P(Engines, SyncEngineTest,
                          ::testing::Values("sqlite3/sqlite3", "postgresql/postgresql",
-                                           "sqlite3/postgresql", "postgresql/sqlite3"),
+                                           "sqlite3/postgresql", "postgresql/sqlite3",
+                                           "postgresql+trigger/postgresql"),
                          [](const auto& param_info) {
                            auto name = param_info.param;
                            name.replace(name.find('/'), 1, "_to_");
+                           if (const auto plus = name.find('+'); plus != std::string::npos)
+                             name[plus] = '_';
                            return name;
                          });
+
+// Logical capture reads PostgreSQL's WAL through a slot: no trigger, no change row in the
+// monolith; a dropped slot is a clear error with the way back.
+TEST(LogicalCaptureTest, AddsNothingToTheMonolithsWritesAndSaysWhenTheSlotIsGone) {
+  STRANGLER_NEED_POSTGRES();
+  strangler::testing::TempDir dir;
+  TestDatabase monolith("postgresql", dir, "monolith");
+  TestDatabase service("postgresql", dir, "service");
+  if (monolith.scalar("SELECT COUNT(*) FROM pg_settings WHERE name = 'wal_level' AND setting = "
+                      "'logical'") == 0) {
+    if (strangler::testing::postgresRequired())
+      FAIL() << "the test server must run with wal_level=logical";
+    GTEST_SKIP() << "the server runs without wal_level=logical";
+  }
+  monolith.seedMonolith(100);
+  SyncOptions options;
+  options.capture = "logical";
+  auto engine = SyncEngine::open(monolith.conn(), service.conn(), "drivers", options);
+  ASSERT_TRUE(engine.ok()) << engine.error().message;
+  ASSERT_TRUE((*engine)->run().ok());
+  EXPECT_EQ((*engine)->status()->capture, "logical");
+  monolith.exec("UPDATE users SET lat_e6 = lat_e6 + 5 WHERE user_type = 2 AND id % 3 = 0");
+  monolith.exec("UPDATE users SET email = 'x@y' WHERE user_type = 1");  // not a driver
+  monolith.exec(
+      "INSERT INTO users (id, user_type, full_name, phone, car_plate, car_model, drv_status,"
+      " created_at, updated_at) VALUES (5001, 2, 'Short Stay', '+82-10-2', 'P2', 'K5', 0, 1, 1)");
+  monolith.exec("DELETE FROM users WHERE id = 5001");
+  EXPECT_EQ(monolith.scalar("SELECT COUNT(*) FROM pg_trigger t JOIN pg_class c ON c.oid ="
+                            " t.tgrelid WHERE c.relnamespace = current_schema()::regnamespace"
+                            " AND NOT t.tgisinternal"),
+            0);
+  EXPECT_EQ(monolith.scalar("SELECT COUNT(*) FROM strangler_changes"), 0);
+  auto status = (*engine)->status();
+  ASSERT_TRUE(status.ok());
+  EXPECT_EQ(status->pending_changes, 35);  // 33 moved drivers, one inserted and deleted
+  ASSERT_TRUE(status->slot_lag_bytes.has_value());
+  EXPECT_GT(*status->slot_lag_bytes, 0);
+  auto applied = (*engine)->run();
+  ASSERT_TRUE(applied.ok()) << applied.error().message;
+  EXPECT_EQ(applied->changes_applied, 34);
+  EXPECT_TRUE((*engine)->verify()->identical());
+  EXPECT_EQ((*engine)->status()->pending_changes, 0);
+
+  // The slot dropped behind the sync's back (or invalidated): a clear error, then the way back.
+  monolith.exec(
+      "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE"
+      " slot_name LIKE 'strangler_drivers_' || current_schema()");
+  auto broken = (*engine)->run();
+  ASSERT_FALSE(broken.ok());
+  EXPECT_NE(broken.error().message.find("sync uninstall"), std::string::npos)
+      << broken.error().message;
+  auto removed = (*engine)->uninstall();
+  ASSERT_TRUE(removed.ok()) << removed.error().message;
+  auto again = SyncEngine::open(monolith.conn(), service.conn(), "drivers", options);
+  ASSERT_TRUE(again.ok());
+  auto recopied = (*again)->run();
+  ASSERT_TRUE(recopied.ok()) << recopied.error().message;
+  EXPECT_EQ(recopied->snapshot_rows, 100);
+  EXPECT_TRUE((*again)->verify()->identical());
+  ASSERT_TRUE((*again)->uninstall().ok());
+  EXPECT_EQ(monolith.scalar("SELECT COUNT(*) FROM pg_replication_slots WHERE slot_name LIKE"
+                            " 'strangler_drivers_' || current_schema()"),
+            0);
+}
 
 TEST(SyncEngineOpenTest, RefusesBeforeAnyWrite) {
   strangler::testing::TempDir dir;

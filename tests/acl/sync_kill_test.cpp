@@ -22,13 +22,16 @@ using testing::TestDatabase;
 class SyncKillTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    if (GetParam() == "postgresql") STRANGLER_NEED_POSTGRES();
-    monolith_ = std::make_unique<TestDatabase>(GetParam(), dir_, "monolith");
-    service_ = std::make_unique<TestDatabase>(GetParam(), dir_, "service");
+    engine_ = GetParam().substr(0, GetParam().find('_'));
+    if (GetParam() != engine_) capture_ = GetParam().substr(GetParam().find('_') + 1);
+    if (engine_ == "postgresql") STRANGLER_NEED_POSTGRES();
+    monolith_ = std::make_unique<TestDatabase>(engine_, dir_, "monolith");
+    service_ = std::make_unique<TestDatabase>(engine_, dir_, "service");
     monolith_->seedMonolith(3000);
   }
   std::vector<std::string> args(const std::string& verb, const std::string& chunk = "25") const {
-    return {"sync", verb, "--from", monolith_->conn(), "--to", service_->conn(), "--chunk", chunk};
+    return {"sync",           verb,      "--from", monolith_->conn(), "--to",
+            service_->conn(), "--chunk", chunk,    "--capture",       capture_};
   }
   // Legacy writes the sync must not lose: moves and status changes of random drivers.
   void legacyWrites(std::mt19937& rng, int count) {
@@ -42,6 +45,8 @@ class SyncKillTest : public ::testing::TestWithParam<std::string> {
     }
   }
 
+  std::string engine_;
+  std::string capture_ = "auto";  // postgresql: logical (the default there); "_trigger": triggers
   strangler::testing::TempDir dir_;
   std::unique_ptr<TestDatabase> monolith_;
   std::unique_ptr<TestDatabase> service_;
@@ -117,7 +122,7 @@ TEST_P(SyncKillTest, KilledAnywhereItResumesToIdenticalData) {
   EXPECT_EQ(service_->scalar("SELECT COUNT(*) FROM strangler_dead_letters"), 0);
 
   // The figures of the fault suite (RELIABILITY.md).
-  const std::string engine = GetParam();
+  const std::string engine = GetParam();  // the figure names carry the capture kind too
   const auto duplicates = service_->scalar("SELECT COUNT(*) - COUNT(DISTINCT id) FROM drivers");
   EXPECT_EQ(duplicates, 0);
   strangler::testing::reportFigure(
@@ -139,7 +144,8 @@ TEST_P(SyncKillTest, KilledAnywhereItResumesToIdenticalData) {
                                    "service rows sharing an id with another");
 }
 
-INSTANTIATE_TEST_SUITE_P(Engines, SyncKillTest, ::testing::Values("sqlite3", "postgresql"),
+INSTANTIATE_TEST_SUITE_P(Engines, SyncKillTest,
+                         ::testing::Values("sqlite3", "postgresql", "postgresql_trigger"),
                          [](const auto& param_info) { return param_info.param; });
 
 }  // namespace

@@ -35,6 +35,11 @@ PostgresSchema::~PostgresSchema() {
   try {
     soci::session admin(*soci::factory_postgresql(), dsn_);
     admin << "DROP SCHEMA IF EXISTS " + name_ + " CASCADE";
+    // Replication slots (logical capture) belong to the cluster, not the schema: drop the ones
+    // named after it, or they keep WAL and take slots forever.
+    admin << "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE"
+             " slot_name LIKE '%\\_" +
+                 name_ + "' AND NOT active";
   } catch (const std::exception& e) {
     std::cerr << "dropping test schema " << name_ << " failed: " << e.what() << "\n";
   }

@@ -44,6 +44,11 @@ struct SyncOptions {
   /// Who holds the single-writer lease while this engine applies (default: host:pid).
   std::string lease_holder;
   int lease_ttl_ms = 5000;
+  /// How the monolith's changes are captured: "logical" (PostgreSQL's WAL through a replication
+  /// slot and wal2json: nothing added to the monolith's writes), "trigger" (a change table fed
+  /// by triggers), or "auto": what an earlier run installed, else logical on a PostgreSQL server
+  /// with wal_level=logical, else trigger.
+  std::string capture = "auto";
 };
 
 struct RunReport {
@@ -88,7 +93,9 @@ struct StatusReport {
   std::optional<int64_t> oldest_pending_age_s;
   int64_t dead_letters = 0;
   std::optional<LeaseInfo> lease;
-  std::string fence;  ///< the fence the last ownership change was made at
+  std::string fence;                      ///< the fence the last ownership change was made at
+  std::string capture;                    ///< "trigger" or "logical" (the monolith's side)
+  std::optional<int64_t> slot_lag_bytes;  ///< logical: WAL the slot holds behind the end
 };
 
 struct VerifyReport {

@@ -18,6 +18,34 @@ using detail::kRangeWidth;
 using detail::Side;
 using detail::State;
 
+namespace {
+
+/// A read-only transaction that sees one snapshot of the database until it ends.
+class ReadSnapshot {
+ public:
+  explicit ReadSnapshot(Side& side) : side_(side) {
+    if (side.backend() == common::DbBackend::kPostgresql) {
+      *side.sql << "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+    } else {
+      *side.sql << "BEGIN";  // WAL mode: a read transaction keeps the snapshot of its first read
+    }
+  }
+  ~ReadSnapshot() {
+    try {
+      *side_.sql << "COMMIT";
+    } catch (const std::exception&) {
+      // Nothing was written; the session goes on.
+    }
+  }
+  ReadSnapshot(const ReadSnapshot&) = delete;
+  ReadSnapshot& operator=(const ReadSnapshot&) = delete;
+
+ private:
+  Side& side_;
+};
+
+}  // namespace
+
 common::Result<VerifyReport> SyncEngine::Impl::verify() {
   const Direction d = direction();
   Side& source = sourceOf(d);
@@ -30,6 +58,9 @@ common::Result<VerifyReport> SyncEngine::Impl::verify() {
   };
   std::map<int64_t, Range> source_ranges, target_ranges;
   std::map<int64_t, std::string> bad_source;
+  // Each side is read from one consistent snapshot (a repeatable-read transaction): a row moved
+  // during the scan is seen once, as it was; what changed since is rechecked below.
+  auto source_snapshot = std::make_unique<ReadSnapshot>(source);
   for (std::optional<int64_t> after;;) {
     auto rows = source.readRange(after, std::nullopt, 20000);
     if (rows.empty() || (after && rows.back().first <= *after)) break;
@@ -49,6 +80,8 @@ common::Result<VerifyReport> SyncEngine::Impl::verify() {
       range.sum += fnv1a(canonical(*translated));
     }
   }
+  source_snapshot.reset();
+  auto target_snapshot = std::make_unique<ReadSnapshot>(target);
   for (std::optional<int64_t> after;;) {
     auto rows = target.readRange(after, std::nullopt, 20000);
     if (rows.empty() || (after && rows.back().first <= *after)) break;
@@ -60,6 +93,7 @@ common::Result<VerifyReport> SyncEngine::Impl::verify() {
       range.sum += fnv1a(canonical(row));
     }
   }
+  target_snapshot.reset();
   std::set<int64_t> all_ranges;
   for (const auto& [r, v] : source_ranges)
     all_ranges.insert(r);

@@ -84,6 +84,7 @@ void SyncEngine::Impl::snapshot(Direction d, detail::State& state, RunReport& re
     tx.commit();
     copied_now += static_cast<int64_t>(n);
     report.snapshot_rows += static_cast<int64_t>(n);
+    if (heartbeat) heartbeat();
     if (options.on_progress) {
       const double seconds =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();

@@ -280,6 +280,13 @@ common::Result<RunReport> SyncEngine::Impl::runOnce(const std::atomic<bool>* sto
   if (!installed.ok()) return installed.error();
   LeaseGuard lease(service, translator.name(), options.lease_holder, options.lease_ttl_ms);
   if (auto taken = lease.take(); !taken.ok()) return taken.error();
+  heartbeat = [&lease] {
+    if (auto kept = lease.keep(); !kept.ok()) throw std::runtime_error(kept.error().message);
+  };
+  struct ClearHeartbeat {
+    std::function<void()>& beat;
+    ~ClearHeartbeat() { beat = nullptr; }
+  } clear_heartbeat{heartbeat};
   RunReport report;
   report.direction = direction();
   State state = readState(service, Direction::kForward);

@@ -6,6 +6,7 @@
 // sync_lease.cpp (one applier at a time), row_io.h (bulk reads and writes per engine).
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -56,6 +57,8 @@ struct SyncEngine::Impl {
   SyncOptions options;
   detail::Side monolith;
   detail::Side service;
+  /// Called after each snapshot chunk: keeps the single-writer lease while a long copy runs.
+  std::function<void()> heartbeat;
   detail::Stream forward{Direction::kForward};
   detail::Stream reverse{Direction::kReverse};
 

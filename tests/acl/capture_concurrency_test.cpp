@@ -1,11 +1,11 @@
-// Trigger capture under concurrent business transactions on a real PostgreSQL server: capture
-// must add no lock of its own. Pairs of transactions update drivers A then S, and S then B, with
-// the two row locks taken in separate statements and the pair interleaved (each takes its first
-// row before either asks for its second). Every row has one role (A, S or B) and every
-// transaction locks in role order, so without capture no deadlock is possible; a lock shared by
-// all captured transactions (an earlier version took a global advisory lock in the trigger)
-// deadlocks most pairs. Meanwhile a watch applies the changes; at the end both sides are
-// identical.
+// Change capture under concurrent business transactions on a real PostgreSQL server, by
+// triggers and from the WAL: capture must add no lock of its own. Pairs of transactions update
+// drivers A then S, and S then B, with the two row locks taken in separate statements and the pair
+// interleaved (each takes its first row before either asks for its second). Every row has one role
+// (A, S or B) and every transaction locks in role order, so without capture no deadlock is
+// possible; a lock shared by all captured transactions (an earlier version took a global advisory
+// lock in the trigger) deadlocks most pairs. Meanwhile a watch applies the changes; at the end both
+// sides are identical.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -68,7 +68,8 @@ struct LoadFigures {
   }
 };
 
-class CaptureConcurrencyTest : public ::testing::Test {
+/// A seeded PostgreSQL monolith, an empty service database and the pairs' load.
+class CaptureLoadTest : public ::testing::Test {
  protected:
   void SetUp() override {
     STRANGLER_NEED_POSTGRES();
@@ -182,13 +183,28 @@ class CaptureConcurrencyTest : public ::testing::Test {
   std::vector<long long> drivers_;
 };
 
-TEST_F(CaptureConcurrencyTest, OppositeOrderTransactionsNeverWaitOnCapture) {
-  auto opened = SyncEngine::open(monolith_->conn(), service_->conn(), "drivers");
+/// The load with each kind of capture: "trigger" (a change table fed by triggers) and "logical"
+/// (the WAL through a replication slot).
+class CaptureConcurrencyTest : public CaptureLoadTest,
+                               public ::testing::WithParamInterface<std::string> {};
+
+TEST_P(CaptureConcurrencyTest, OppositeOrderTransactionsNeverWaitOnCapture) {
+  if (GetParam() == "logical" &&
+      monolith_->scalar("SELECT COUNT(*) FROM pg_settings WHERE name = 'wal_level' AND"
+                        " setting = 'logical'") == 0) {
+    if (strangler::testing::postgresRequired())
+      FAIL() << "the test server must run with wal_level=logical";
+    GTEST_SKIP() << "the server runs without wal_level=logical";
+  }
+  SyncOptions options;
+  options.capture = GetParam();
+  auto opened = SyncEngine::open(monolith_->conn(), service_->conn(), "drivers", options);
   ASSERT_TRUE(opened.ok()) << opened.error().message;
   auto engine = std::move(opened.value());
   auto first = engine->run();
   ASSERT_TRUE(first.ok()) << first.error().message;
   ASSERT_EQ(first->snapshot_rows, 300);
+  ASSERT_EQ(engine->status()->capture, GetParam());
 
   std::atomic<bool> stop{false};
   int64_t applied_while_loaded = 0;
@@ -207,20 +223,23 @@ TEST_F(CaptureConcurrencyTest, OppositeOrderTransactionsNeverWaitOnCapture) {
   stop = true;
   watcher.join();
 
-  strangler::testing::reportFigure("capture.pg.failed_transactions",
+  strangler::testing::reportFigure("capture.pg." + GetParam() + ".failed_transactions",
                                    static_cast<double>(figures.failures.size()), "0",
                                    "of " + std::to_string(figures.transactions));
-  strangler::testing::reportFigure("capture.pg.txn_p50_ms", figures.p50_ms, "-",
+  strangler::testing::reportFigure("capture.pg." + GetParam() + ".txn_p50_ms", figures.p50_ms, "-",
                                    "A,S / S,B transaction latency");
-  strangler::testing::reportFigure("capture.pg.txn_p99_ms", figures.p99_ms, "< 250",
-                                   "A,S / S,B transaction latency");
-  strangler::testing::reportFigure("capture.pg.txn_max_ms", figures.max_ms, "< 1000",
-                                   "deadlock_timeout is 1000 ms");
-  strangler::testing::reportFigure("capture.pg.first_statement_max_ms", figures.first_max_ms, "-",
+  strangler::testing::reportFigure("capture.pg." + GetParam() + ".txn_p99_ms", figures.p99_ms,
+                                   "< 250", "A,S / S,B transaction latency");
+  strangler::testing::reportFigure("capture.pg." + GetParam() + ".txn_max_ms", figures.max_ms,
+                                   "< 1000", "deadlock_timeout is 1000 ms");
+  strangler::testing::reportFigure("capture.pg." + GetParam() + ".first_statement_max_ms",
+                                   figures.first_max_ms, "-",
                                    "a first statement never meets a row lock");
-  strangler::testing::reportFigure("capture.pg.partner_late", figures.rendezvous_timeouts, "-",
+  strangler::testing::reportFigure("capture.pg." + GetParam() + ".partner_late",
+                                   figures.rendezvous_timeouts, "-",
                                    "a partner's first statement came after 300 ms");
-  strangler::testing::reportFigure("capture.pg.second_statement_waited", figures.second_waited, "-",
+  strangler::testing::reportFigure("capture.pg." + GetParam() + ".second_statement_waited",
+                                   figures.second_waited, "-",
                                    "left updates of S that waited on the right's row lock");
 
   EXPECT_EQ(figures.transactions, 1600);
@@ -249,10 +268,16 @@ TEST_F(CaptureConcurrencyTest, OppositeOrderTransactionsNeverWaitOnCapture) {
             4 * 8 * 3);
 }
 
+INSTANTIATE_TEST_SUITE_P(Capture, CaptureConcurrencyTest, ::testing::Values("trigger", "logical"),
+                         [](const auto& param_info) { return param_info.param; });
+
 // The harness itself: with a lock shared by every captured transaction (what the capture took
 // before), the same pairs deadlock, and the checks above would fail.
-TEST_F(CaptureConcurrencyTest, AGlobalLockInCaptureWouldBeCaught) {
-  auto opened = SyncEngine::open(monolith_->conn(), service_->conn(), "drivers");
+
+TEST_F(CaptureLoadTest, AGlobalLockInCaptureWouldBeCaught) {
+  SyncOptions options;
+  options.capture = "trigger";
+  auto opened = SyncEngine::open(monolith_->conn(), service_->conn(), "drivers", options);
   ASSERT_TRUE(opened.ok()) << opened.error().message;
   ASSERT_TRUE(opened.value()->install().ok());
   monolith_->exec(

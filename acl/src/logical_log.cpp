@@ -104,6 +104,19 @@ bool logicalAvailable(Side& side) {
   return level == "logical";
 }
 
+void settleSlot(Side& side) {
+  // A process killed while creating the slot leaves its backend finishing (or abandoning) the
+  // creation: until then the slot shows as active and may still vanish. Wait for it to settle.
+  for (int attempt = 0; attempt < 600; ++attempt) {
+    int busy = 0;
+    *side.sql << "SELECT COUNT(*) FROM pg_replication_slots WHERE slot_name = :s AND active AND"
+                 " active_pid <> pg_backend_pid()",
+        soci::use(side.slot), soci::into(busy);
+    if (busy == 0) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
 void installLogical(Side& side) {
   const std::string& slot = side.slot;
   int identity_full = 0;

@@ -29,6 +29,10 @@ std::string slotName(Side& side, const std::string& mapping);
 /// Whether the server can decode logically (wal_level=logical).
 bool logicalAvailable(Side& side);
 
+/// Waits while another backend holds the slot (a killed process's backend may still be creating
+/// it, or reading it), at most 30 s.
+void settleSlot(Side& side);
+
 /// REPLICA IDENTITY FULL on the mapped table and the slot (created once; its start is before
 /// anything the snapshot copies).
 void installLogical(Side& side);

@@ -255,6 +255,7 @@ common::Result<void> SyncEngine::Impl::install() {
   if (monolith.logical) {
     // A slot is created once, before the first snapshot. Missing later, changes since it went
     // are gone from the WAL's reach: say so rather than start a new slot over the gap.
+    detail::settleSlot(monolith);
     if (!detail::slotState(monolith).exists &&
         readState(service, Direction::kForward).phase != "new") {
       throw soci::soci_error("the replication slot " + monolith.slot +

@@ -95,9 +95,18 @@ void installPostgres(Side& side, const std::string& mapping) {
                    "; IF c = '' THEN RETURN NULL; END IF; END IF; " + record("NEW", "U", "c") +
                    " IF OLD." + side.key + " IS DISTINCT FROM NEW." + side.key + " THEN " +
                    record("OLD", "D", "NULL") + " END IF; RETURN NULL; END $body$ LANGUAGE plpgsql";
-  *side.sql << "CREATE OR REPLACE TRIGGER " + prefix +
-                   "_capture AFTER INSERT OR UPDATE OR DELETE ON " + side.table +
-                   " FOR EACH ROW EXECUTE FUNCTION " + prefix + "_capture()";
+  // The trigger itself only when missing: CREATE OR REPLACE TRIGGER locks the monolith's table
+  // (a run or watch starting under load would queue its writers); the function above is
+  // replaced in place.
+  int present = 0;
+  *side.sql << "SELECT COUNT(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
+               " WHERE c.relnamespace = current_schema()::regnamespace AND t.tgname = '" +
+                   prefix + "_capture'",
+      soci::into(present);
+  if (present == 0)
+    *side.sql << "CREATE OR REPLACE TRIGGER " + prefix +
+                     "_capture AFTER INSERT OR UPDATE OR DELETE ON " + side.table +
+                     " FOR EACH ROW EXECUTE FUNCTION " + prefix + "_capture()";
   tx.commit();
 }
 

@@ -26,7 +26,7 @@
 #include <thread>
 #include <vector>
 
-#include "monolith/persistence/schema.h"
+#include "bench_db.h"
 #include "strangler/acl/sync_engine.h"
 #include "strangler/common/db.h"
 
@@ -35,30 +35,8 @@ namespace {
 using Clock = std::chrono::steady_clock;
 namespace sync = strangler::acl::sync;
 namespace common = strangler::common;
-
-std::unique_ptr<soci::session> open(const std::string& conn) {
-  auto s = std::make_unique<soci::session>();
-  common::openSession(*s, common::parseConnectionString(conn).value());
-  return s;
-}
-
-// DRIVERS legacy drivers, generated in the database itself.
-void fillMonolith(const std::string& conn, long long rows) {
-  auto sql = open(conn);
-  strangler::monolith::persistence::ensureSchema(*sql,
-                                                 common::parseConnectionString(conn)->backend);
-  const bool sqlite = conn.rfind("sqlite", 0) == 0;
-  const std::string series =
-      sqlite ? "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < " +
-                   std::to_string(rows) + ") SELECT i FROM n"
-             : "SELECT i FROM generate_series(1, " + std::to_string(rows) + ") AS i";
-  *sql << "INSERT INTO users (id, user_type, full_name, phone, car_plate, car_model, drv_status,"
-          " lat_e6, lng_e6, loc_updated_at, created_at, updated_at) SELECT i, 2, 'Driver ' || i,"
-          " '+82-10-' || (1000 + i % 9000), 'P' || i, 'Kia K5', i % 3, 37400000 + i % 300000,"
-          " 126800000 + (i * 7) % 300000, 1767225600 + i, 1767225600, 1767225600 FROM (" +
-              series + ") AS s";
-  if (!sqlite) *sql << "ANALYZE users";
-}
+using strangler::bench::fillMonolith;
+using strangler::bench::openDb;
 
 // `sessions` writers move random drivers for `seconds`; returns writes per second.
 double writeRate(const std::string& conn, long long drivers, int sessions, double seconds,
@@ -69,7 +47,7 @@ double writeRate(const std::string& conn, long long drivers, int sessions, doubl
   std::vector<std::thread> writers;
   std::vector<std::unique_ptr<soci::session>> opened;
   for (int w = 0; w < sessions; ++w)
-    opened.push_back(open(conn));
+    opened.push_back(openDb(conn));
   const auto start = Clock::now();
   for (int w = 0; w < sessions; ++w) {
     writers.emplace_back([&, w] {
@@ -139,10 +117,11 @@ struct Mode {
 void runEngine(const std::string& label, const std::string& monolith, const std::string& service,
                long long drivers, double seconds, int rounds, int sessions, bool with_watch) {
   fillMonolith(monolith, drivers);
+  if (monolith.rfind("sqlite", 0) != 0) *openDb(monolith) << "ANALYZE users";
   std::vector<Mode> modes = {{"none", "", false}, {"trigger", "trigger", false}};
   const bool postgres = monolith.rfind("postgresql", 0) == 0;
   if (postgres) {
-    auto sql = open(monolith);
+    auto sql = openDb(monolith);
     std::string level;
     *sql << "SHOW wal_level", soci::into(level);
     if (level == "logical") modes.push_back({"logical", "logical", false});

@@ -18,7 +18,7 @@
 #include <thread>
 #include <vector>
 
-#include "monolith/persistence/schema.h"
+#include "bench_db.h"
 #include "strangler/acl/sync_engine.h"
 #include "strangler/common/db.h"
 
@@ -27,6 +27,8 @@ namespace {
 using Clock = std::chrono::steady_clock;
 namespace sync = strangler::acl::sync;
 namespace common = strangler::common;
+using strangler::bench::fillMonolith;
+using strangler::bench::openDb;
 
 double secondsSince(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
@@ -38,32 +40,9 @@ long long nowMs() {
       .count();
 }
 
-std::unique_ptr<soci::session> open(const std::string& conn) {
-  auto s = std::make_unique<soci::session>();
-  common::openSession(*s, common::parseConnectionString(conn).value());
-  return s;
-}
-
-// ROWS legacy drivers, generated in the database itself.
-void fillMonolith(const std::string& conn, long long rows) {
-  auto sql = open(conn);
-  strangler::monolith::persistence::ensureSchema(*sql,
-                                                 common::parseConnectionString(conn)->backend);
-  const bool sqlite = conn.rfind("sqlite", 0) == 0;
-  const std::string series =
-      sqlite ? "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < " +
-                   std::to_string(rows) + ") SELECT i FROM n"
-             : "SELECT i FROM generate_series(1, " + std::to_string(rows) + ") AS i";
-  *sql << "INSERT INTO users (id, user_type, full_name, phone, car_plate, car_model, drv_status,"
-          " lat_e6, lng_e6, loc_updated_at, created_at, updated_at) SELECT i, 2, 'Driver ' || i,"
-          " '+82-10-' || (1000 + i % 9000), 'P' || i, 'Kia K5', i % 3, 37400000 + i % 300000,"
-          " 126800000 + (i * 7) % 300000, 1767225600 + i, 1767225600, 1767225600 FROM (" +
-              series + ") AS s";
-}
-
 // The anchor: the same copy and translation done by the database in one statement.
 double anchorCopy(const std::string& monolith, const std::string& anchor_target, bool sqlite) {
-  auto sql = open(monolith);
+  auto sql = openDb(monolith);
   std::string target_table = "anchor_drivers";
   if (sqlite) {
     *sql << "ATTACH DATABASE '" + anchor_target + "' AS anchor";
@@ -101,7 +80,7 @@ LagFigures measureLag(sync::SyncEngine& engine, const std::string& monolith,
   std::thread watcher([&] { (void)engine.watch(watch_stop, 20); });
   std::atomic<long long> written{0};
   std::thread writer([&] {
-    auto sql = open(monolith);
+    auto sql = openDb(monolith);
     std::mt19937_64 rng(1);
     const int per_batch = rate / 100;
     auto next = Clock::now();
@@ -122,7 +101,7 @@ LagFigures measureLag(sync::SyncEngine& engine, const std::string& monolith,
   });
   std::vector<long long> lags;
   const long long load_start_ms = nowMs();
-  auto probe = open(service);
+  auto probe = openDb(service);
   // The probe reads the newest write often; an index keeps it from scanning the table each time.
   *probe << "CREATE INDEX IF NOT EXISTS bench_drivers_lu ON drivers (location_updated_at)";
   const auto start = Clock::now();

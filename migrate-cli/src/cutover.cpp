@@ -99,6 +99,7 @@ class Cutover {
 int Cutover::fail(const std::string& why) {
   std::string undone;
   if (route_switched_) {
+    route_switched_ = false;  // the undo below is not itself undone
     auto back = switchRoute(before_step_, "rollback", ordered_json{{"undo", "cutover failed"}});
     undone += back.ok() ? "; the route is back at " + before_step_.dump()
                         : "; putting the route back failed too: " + back.error().message;
@@ -108,8 +109,9 @@ int Cutover::fail(const std::string& why) {
     undone += back.ok() ? "; the data's owner is unchanged"
                         : "; giving ownership back failed too: " + back.error().message;
   }
+  const bool held = !held_.empty();
   release();
-  if (!held_.empty() || !admins_.empty()) undone += "; the hold is released";
+  if (held) undone += "; the hold is released";
   return refuse("cutover of route '" + request_.route + "' refused: " + why + undone);
 }
 
@@ -165,7 +167,7 @@ common::Result<void> Cutover::switchRoute(const ordered_json& step, const std::s
     if (!committed.ok() && committed.error().code == "conflict") continue;
     if (!committed.ok()) return committed.error();
     config_json_ = store->json();
-    route_switched_ = action != "rollback" || extra.value("undo", "").empty();
+    route_switched_ = true;
     if (!common::isEtcdUrl(global_.config)) {
       for (const auto& admin : admins_) {
         auto reloaded = reloadProxy(admin, store->json());

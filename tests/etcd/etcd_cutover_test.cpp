@@ -10,6 +10,7 @@
 
 #include "etcd_cluster.h"
 #include "strangler/testing/counter_writers.h"
+#include "strangler/testing/sync_cli.h"
 
 namespace strangler::etcd::testing {
 namespace {
@@ -64,22 +65,8 @@ TEST(EtcdCutoverTest, EveryReplicaIsFencedAndSwitched) {
   const auto service_port = listeningPort(*service);
 
   setenv("ETCD_CUTOVER_TOKEN", "etcd-cutover-secret", 1);
-  const json config{
-      {"listen", "127.0.0.1:0"},
-      {"admin", {{"listen", "127.0.0.1:0"}, {"token_env", "ETCD_CUTOVER_TOKEN"}}},
-      {"debug_headers", true},
-      {"upstreams",
-       {{"monolith", {{"endpoints", {"127.0.0.1:" + std::to_string(monolith_port)}}}},
-        {"driver-service", {{"endpoints", {"127.0.0.1:" + std::to_string(service_port)}}}}}},
-      {"default_upstream", "monolith"},
-      {"routes",
-       {{{"name", "drivers"},
-         {"match", {{"path", "/api/drivers/**"}, {"methods", {"GET", "PUT"}}}},
-         {"target", "driver-service"},
-         {"stage", "canary"},
-         {"percent", 50},
-         {"data", "drivers"},
-         {"sticky", {{"header", "X-User-Id"}}}}}}};
+  const json config = strangler::testing::driversDataRouteConfig(
+      monolith_port, service_port, "ETCD_CUTOVER_TOKEN", {{"stage", "canary"}, {"percent", 50}});
   const std::string file = dir.file("push.json");
   std::ofstream(file) << config.dump(2);
   const auto cli = [&](std::vector<std::string> args) {
@@ -98,11 +85,8 @@ TEST(EtcdCutoverTest, EveryReplicaIsFencedAndSwitched) {
         return doc.is_object() && doc["replicas"].is_array() && doc["replicas"].size() == 2;
       },
       std::chrono::seconds(10)));
-  for (int i = 0; i < 200; ++i) {  // the watch holds the sync's lease
-    auto status = runCommand(STRANGLER_CLI_BIN, sync_args({"status", "--json"}));
-    if (json::parse(status.output.substr(status.output.find('{')))["lease"].is_object()) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(25));
-  }
+  strangler::testing::waitForSync(STRANGLER_CLI_BIN, monolith_db, service_db,
+                                  strangler::testing::watchHoldsLease);
 
   CounterWriters writers({a.port(), b.port()}, kSeed + 1, 2 * kSeed, 4);
   writers.start();
@@ -127,12 +111,8 @@ TEST(EtcdCutoverTest, EveryReplicaIsFencedAndSwitched) {
   writers.stop();
   EXPECT_GT(writers.sent(), 100);
   EXPECT_EQ(writers.failed(), 0) << writers.lastFailure();
-  for (int i = 0; i < 200; ++i) {
-    auto status = runCommand(STRANGLER_CLI_BIN, sync_args({"status", "--json"}));
-    if (json::parse(status.output.substr(status.output.find('{'))).value("pending_changes", 1) == 0)
-      break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
+  strangler::testing::waitForSync(STRANGLER_CLI_BIN, monolith_db, service_db,
+                                  strangler::testing::caughtUp);
   EXPECT_EQ(
       runCommand(STRANGLER_CLI_BIN, sync_args({"verify"}), std::chrono::seconds(60)).exit_code, 0);
   for (const auto& [id, counter] : writers.acknowledged()) {

@@ -21,6 +21,7 @@
 #include "strangler/testing/http_client.h"
 #include "strangler/testing/postgres.h"
 #include "strangler/testing/process.h"
+#include "strangler/testing/sync_cli.h"
 #include "strangler/testing/temp_dir.h"
 
 namespace strangler::cli {
@@ -67,33 +68,17 @@ class CutoverTest : public ::testing::TestWithParam<std::string> {
     ASSERT_TRUE(watch_->waitForLine("sync status on", std::chrono::seconds(30)))
         << watch_->output();
     // The watch holds the single-writer lease once it applies.
-    for (int i = 0; i < 200; ++i) {
-      auto status = sync({"status", "--json"});
-      if (json::parse(status.output.substr(status.output.find('{')))["lease"].is_object()) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(25));
-    }
+    strangler::testing::waitForSync(STRANGLER_CLI_BIN, monolith_db_, service_db_,
+                                    strangler::testing::watchHoldsLease);
     service_ = ChildProcess::start(STRANGLER_DRIVER_SERVICE_BIN,
                                    {"--listen", "127.0.0.1:0", "--db", service_db_, "--monolith",
                                     "http://127.0.0.1:" + std::to_string(monolith_port)});
     const auto service_port = listeningPort(*service_);
     config_ = dir_.file("strangler.json");
-    std::ofstream(config_) << json{
-        {"listen", "127.0.0.1:0"},
-        {"admin", {{"listen", "127.0.0.1:0"}, {"token_env", "CUTOVER_TEST_TOKEN"}}},
-        {"debug_headers", true},
-        {"upstreams",
-         {{"monolith", {{"endpoints", {"127.0.0.1:" + std::to_string(monolith_port)}}}},
-          {"driver-service", {{"endpoints", {"127.0.0.1:" + std::to_string(service_port)}}}}}},
-        {"default_upstream", "monolith"},
-        {"routes",
-         {{{"name", "drivers"},
-           {"match", {{"path", "/api/drivers/**"}, {"methods", {"GET", "PUT"}}}},
-           {"target", "driver-service"},
-           {"stage", "monolith"},
-           {"data", "drivers"},
-           {"sticky",
-            {{"header",
-              "X-User-Id"}}}}}}}.dump(2);
+    std::ofstream(config_) << strangler::testing::driversDataRouteConfig(
+                                  monolith_port, service_port, "CUTOVER_TEST_TOKEN",
+                                  {{"stage", "monolith"}})
+                                  .dump(2);
     setenv("CUTOVER_TEST_TOKEN", "cutover-secret", 1);
     proxy_ = ChildProcess::start(STRANGLER_PROXY_BIN, {"--config", config_},
                                  {{"CUTOVER_TEST_TOKEN", "cutover-secret"}});
@@ -127,8 +112,8 @@ class CutoverTest : public ::testing::TestWithParam<std::string> {
             monolith_db_, "--to",    service_db_, "--json"};
   }
   std::string owner() {
-    auto status = sync({"status", "--json"});
-    return json::parse(status.output.substr(status.output.find('{'))).value("owner", "");
+    return strangler::testing::syncStatus(STRANGLER_CLI_BIN, monolith_db_, service_db_)
+        .value("owner", "");
   }
   std::string stage() {
     std::ifstream in(config_);
@@ -139,12 +124,8 @@ class CutoverTest : public ::testing::TestWithParam<std::string> {
   // Every acknowledged write is in both databases and is what the proxy serves.
   void expectEveryAcknowledgedWrite(CounterWriters& writers) {
     // The sync catches up (no pending change on either side).
-    for (int i = 0; i < 200; ++i) {
-      auto status = sync({"status", "--json"});
-      const auto doc = json::parse(status.output.substr(status.output.find('{')));
-      if (doc.value("pending_changes", 1) == 0) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
+    strangler::testing::waitForSync(STRANGLER_CLI_BIN, monolith_db_, service_db_,
+                                    strangler::testing::caughtUp);
     auto verify = sync({"verify", "--json"});
     EXPECT_EQ(verify.exit_code, 0) << verify.output;
     const auto acked = writers.acknowledged();

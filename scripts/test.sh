@@ -4,12 +4,14 @@
 # loopback port for the run (needs root or a user allowed to run PostgreSQL) and stopped after.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+root=$(pwd)
 scripts/install-deps.sh
 scripts/build.sh
 build_dir=${STRANGLER_BUILD_DIR:-build}
 
 pg_dir=""
-cleanup() { [ -n "$pg_dir" ] && scripts/pg-throwaway.sh stop "$pg_dir"; [ -n "$pg_dir" ] && rm -rf "$pg_dir"; return 0; }
+# The trap runs after the cd into the build dir below: paths from the repository's root.
+cleanup() { [ -n "$pg_dir" ] && "$root/scripts/pg-throwaway.sh" stop "$pg_dir"; [ -n "$pg_dir" ] && rm -rf "$pg_dir"; return 0; }
 trap cleanup EXIT
 if [ -z "${STRANGLER_PG_DSN:-}" ]; then
   pg_dir=$(mktemp -d "${TMPDIR:-/tmp}/strangler-pg.XXXXXX")

@@ -156,31 +156,47 @@ void SyncEngine::Impl::applyRows(Stream& s, const std::vector<detail::ChangeRow>
   }
   const bool into_owner = direction() == other(d);  // this stream writes into the owner's side
 
+  // The rows' keys on the target side (key_map.h): where they differ, and the service's new
+  // rows that have no key in the monolith yet.
+  const auto twin = key_map->translate(keys, d == Direction::kForward);
+  const auto target_key = [&](int64_t k) {
+    auto it = twin.find(k);
+    return it == twin.end() ? k : it->second;
+  };
+  std::vector<int64_t> target_keys;
+  std::map<int64_t, int64_t> source_key;  // target key → source key
+  for (auto k : keys) {
+    if (d == Direction::kReverse && key_map->needsAllocation(k, twin)) continue;
+    target_keys.push_back(target_key(k));
+    source_key[target_key(k)] = k;
+  }
+
   common::Transaction tx(*target.sql, target.backend(), common::Transaction::Mode::kWrite);
   detail::markApplying(target);
-  if (into_owner && !keys.empty()) {
+  if (into_owner && !target_keys.empty()) {
     // Lock the owner's rows first, so an owner write either committed before (and is seen
     // below as pending) or waits for this batch (and is captured after it).
     if (target.backend() == common::DbBackend::kPostgresql) {
       *target.sql << "SELECT COUNT(*) FROM (SELECT " + target.key + " FROM " + target.table +
-                         " WHERE " + target.key + " IN (" + keyList(keys) + ") ORDER BY " +
+                         " WHERE " + target.key + " IN (" + keyList(target_keys) + ") ORDER BY " +
                          target.key + " FOR UPDATE) locked";
     }
     // The owner's changes that its own stream has not carried over yet: its committed
     // checkpoint lives in this stream's source database.
     const Checkpoint owner_cp = readState(source, other(d)).checkpoint;
     std::map<int64_t, Delta> pending;
-    const auto note = [&](int64_t pk, const std::optional<std::string>& cols) {
+    const auto note = [&](int64_t target_pk, const std::optional<std::string>& cols) {
+      const auto mine = source_key.find(target_pk);
+      if (mine == source_key.end()) return;
       Delta owner_change;
       if (cols) owner_change = fieldsNamed(target, detail::parseChangedColumns(*cols));
-      auto [it, inserted] = pending.emplace(pk, owner_change);
+      auto [it, inserted] = pending.emplace(mine->second, owner_change);
       if (!inserted) merge(it->second, owner_change);
     };
     if (target.logical) {
-      const std::set<int64_t> wanted(keys.begin(), keys.end());
       for (const auto& change :
            detail::readLogical(target, owner_cp.position, std::numeric_limits<int>::max()).rows)
-        if (wanted.count(change.pk)) note(change.pk, change.cols);
+        note(change.pk, change.cols);
     } else {
       long long pk = 0;
       std::string cols;
@@ -188,7 +204,7 @@ void SyncEngine::Impl::applyRows(Stream& s, const std::vector<detail::ChangeRow>
       soci::statement st =
           (target.sql->prepare << "SELECT pk, cols FROM strangler_changes WHERE table_name = :t"
                                   " AND origin = 'app' AND pk IN (" +
-                                      keyList(keys) + ") AND " +
+                                      keyList(target_keys) + ") AND " +
                                       detail::notCovered(target, owner_cp),
            soci::use(target.table), soci::into(pk), soci::into(cols, cols_ind));
       st.execute();
@@ -216,6 +232,7 @@ void SyncEngine::Impl::applyRows(Stream& s, const std::vector<detail::ChangeRow>
   const std::set<int64_t> present(chunk.keys.begin(), chunk.keys.end());
   const auto& fields = translator.fields();
   const auto errors = translator.translateColumns(chunk.columns, d == Direction::kForward);
+  const auto unborn = retarget(d, chunk, twin);
 
   // Rows grouped by the columns they update (every column for a whole-row change).
   std::map<std::string, std::vector<std::size_t>> groups;
@@ -226,6 +243,7 @@ void SyncEngine::Impl::applyRows(Stream& s, const std::vector<detail::ChangeRow>
       rejected.push_back(chunk.keys[r]);
       continue;
     }
+    if (unborn.count(r)) continue;
     const Delta& delta = deltas[chunk.keys[r]];
     std::string name = "*";
     if (delta) {
@@ -263,15 +281,26 @@ void SyncEngine::Impl::applyRows(Stream& s, const std::vector<detail::ChangeRow>
     }
     sink->write(out);
   }
+  for (auto r : unborn)
+    if (!errors[r]) insertAllocated(chunk, r);
   // A key that now translates, or is gone, is no longer a dead letter.
   const bool any_dead =
       target.scalar("SELECT COUNT(*) FROM strangler_dead_letters WHERE mapping = '" +
                     translator.name() + "' AND direction = '" + toString(d) + "'") > 0;
   const std::set<int64_t> still_rejected(rejected.begin(), rejected.end());
+  std::vector<int64_t> unmapped;  // monolith keys of deleted pairs, forgotten after the commit
   for (auto key : keys) {
     if (any_dead && !still_rejected.count(key)) clearDeadLetter(target, d, key);
     if (present.count(key)) continue;
-    long long k = key;
+    if (d == Direction::kReverse && key_map->needsAllocation(key, twin)) continue;  // never there
+    if (twin.count(key)) {
+      if (d == Direction::kReverse) {
+        key_map->forget(key, false);
+      } else {
+        unmapped.push_back(key);
+      }
+    }
+    long long k = target_key(key);
     std::string del = "DELETE FROM " + target.table + " WHERE " + target.key + " = :k";
     if (!target.constants.empty()) del += " AND " + target.whereConstants();
     *target.sql << del, soci::use(k);
@@ -282,12 +311,42 @@ void SyncEngine::Impl::applyRows(Stream& s, const std::vector<detail::ChangeRow>
   writeState(target, d, state);
   detail::unmarkApplying(target);
   tx.commit();
+  // Killed before this, a pair outlives its deleted row: harmless unless the monolith gives the
+  // same key to a new row, which an allocator taking the largest key plus one does only for the
+  // largest key.
+  for (auto key : unmapped)
+    key_map->forget(key, true);
   s.state = state;
   s.cursor = next;
   (d == Direction::kForward ? report.changes_applied : report.reverse_applied) +=
       static_cast<int64_t>(keys.size());
   if (options.on_batch)
     options.on_batch({d, static_cast<int64_t>(keys.size()), next.position, newest_change_s});
+}
+
+std::set<std::size_t> SyncEngine::Impl::retarget(Direction d, Chunk& chunk,
+                                                 const std::map<int64_t, int64_t>& twin) {
+  std::set<std::size_t> unborn;
+  if (key_map->mode() == detail::KeyMode::kShared) return unborn;
+  const std::size_t k = keyIndex(targetOf(d));
+  for (std::size_t r = 0; r < chunk.rows(); ++r) {
+    const int64_t key = chunk.keys[r];
+    if (d == Direction::kReverse && key_map->needsAllocation(key, twin)) {
+      unborn.insert(r);
+      continue;
+    }
+    if (auto it = twin.find(key); it != twin.end()) chunk.columns[k][r] = Value(it->second);
+  }
+  return unborn;
+}
+
+void SyncEngine::Impl::insertAllocated(Chunk& chunk, std::size_t r) {
+  Row row;
+  for (std::size_t c = 0; c < monolith.columns.size(); ++c)
+    row[monolith.columns[c]] = chunk.columns[c][r];
+  for (const auto& [column, value] : monolith.constants)
+    row[column] = value;
+  key_map->insertAllocated(chunk.keys[r], row);
 }
 
 void SyncEngine::Impl::pruneApplied() {

@@ -50,11 +50,14 @@ void SyncEngine::Impl::snapshot(Direction d, detail::State& state, RunReport& re
     }
     auto& columns = chunk.columns;
     const auto errors = translator.translateColumns(columns, d == Direction::kForward);
+    // Keys the key map gives another value on the target (a copy made again after a flip).
+    const auto twin = key_map->translate(chunk.keys, d == Direction::kForward);
+    const auto unborn = retarget(d, chunk, twin);
     RowTranslator::Columns out(fields.size() + target.constants.size());
     for (auto& column : out)
       column.reserve(n);
     for (std::size_t r = 0; r < n; ++r) {
-      if (errors[r]) continue;
+      if (errors[r] || unborn.count(r)) continue;
       for (std::size_t c = 0; c < fields.size(); ++c)
         out[c].push_back(std::move(columns[c][r]));
       std::size_t j = fields.size();
@@ -77,6 +80,8 @@ void SyncEngine::Impl::snapshot(Direction d, detail::State& state, RunReport& re
       ++report.dead_letters;
     }
     sink->write(out);
+    for (auto r : unborn)
+      if (!errors[r]) insertAllocated(chunk, r);
     state.last_key = chunk_last;
     state.rows_copied += static_cast<int64_t>(n);
     writeState(target, d, state);

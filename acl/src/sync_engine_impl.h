@@ -1,9 +1,11 @@
 #pragma once
 // The sync engine's state and its parts, private to the sync's sources. Each job has a file:
-// sync_engine.cpp (open, the run/watch loop, ownership, status), snapshot_copier.cpp (the
+// sync_engine.cpp (open, the run/watch loop), sync_ownership.cpp (status, owner, fence,
+// uninstall), snapshot_copier.cpp (the
 // initial copy in chunks), change_player.cpp (applying change logs), verifier.cpp (comparing
 // both sides); change_capture.cpp and change_log.cpp (per-engine capture and positions),
-// sync_lease.cpp (one applier at a time), row_io.h (bulk reads and writes per engine).
+// sync_lease.cpp (one applier at a time), row_io.h (bulk reads and writes; row_io_sqlite.h,
+// row_io_postgres.h per engine), key_map.h (keys across the sides).
 
 #include <cstdint>
 #include <functional>
@@ -15,6 +17,7 @@
 #include <vector>
 
 #include "change_log.h"
+#include "key_map.h"
 #include "row_io.h"
 #include "strangler/acl/sync_engine.h"
 #include "sync_side.h"
@@ -45,6 +48,10 @@ struct Stream {
   std::map<std::string, std::unique_ptr<RowSink>> sinks;  ///< per updated-column set
 };
 
+inline std::string ownerName(Direction d) {
+  return d == Direction::kForward ? "monolith" : "service";
+}
+
 /// Which fields a key's changes touched: nullopt for the whole row.
 using Delta = std::optional<std::set<std::size_t>>;
 
@@ -57,6 +64,8 @@ struct SyncEngine::Impl {
   SyncOptions options;
   detail::Side monolith;
   detail::Side service;
+  /// How a row's key on one side relates to its key on the other (key_map.h).
+  std::unique_ptr<detail::KeyMap> key_map;
   /// Called after each snapshot chunk: keeps the single-writer lease while a long copy runs.
   std::function<void()> heartbeat;
   detail::Stream forward{Direction::kForward};
@@ -103,11 +112,18 @@ struct SyncEngine::Impl {
   int64_t applyNext(Direction d, RunReport& report);
   /// Deletes change rows both directions' committed checkpoints cover.
   void pruneApplied();
+  /// Gives translated rows of `chunk` (moved from the source `d` reads) their keys on the target
+  /// side; returns the rows the monolith must allocate a key for (insertAllocated), which are
+  /// then left out of `out`-style writes by the caller.
+  std::set<std::size_t> retarget(Direction d, detail::Chunk& chunk,
+                                 const std::map<int64_t, int64_t>& twin);
+  /// Inserts row `r` of a translated chunk into the monolith under a key its allocator picks.
+  void insertAllocated(detail::Chunk& chunk, std::size_t r);
 
   // verifier.cpp
   common::Result<VerifyReport> verify();
   /// Compares differing keys again once the sync applied their pending changes.
-  void recheckInFlight(VerifyReport& report);
+  void recheckInFlight(VerifyReport& report, const detail::ServiceKeys& keys);
 
  private:
   void applyRows(detail::Stream& s, const std::vector<detail::ChangeRow>& rows,

@@ -58,6 +58,7 @@ common::Result<VerifyReport> SyncEngine::Impl::verify() {
   };
   std::map<int64_t, Range> source_ranges, target_ranges;
   std::map<int64_t, std::string> bad_source;
+  const detail::ServiceKeys keys(monolith, key_map->all());
   // Each side is read from one consistent snapshot (a repeatable-read transaction): a row moved
   // during the scan is seen once, as it was; what changed since is rechecked below.
   auto source_snapshot = std::make_unique<ReadSnapshot>(source);
@@ -65,9 +66,11 @@ common::Result<VerifyReport> SyncEngine::Impl::verify() {
     auto rows = source.readRange(after, std::nullopt, 20000);
     if (rows.empty() || (after && rows.back().first <= *after)) break;
     after = rows.back().first;
-    for (const auto& [key, row] : rows) {
+    for (const auto& [own_key, row] : rows) {
       ++report.source_rows;
+      const int64_t key = keys.of(source, own_key);
       auto translated = translate(d, row);
+      if (translated.ok() && key != own_key) (*translated)[target.key] = Value(key);
       auto& range = source_ranges[key / kRangeWidth];
       ++range.count;
       if (!translated.ok()) {
@@ -86,7 +89,7 @@ common::Result<VerifyReport> SyncEngine::Impl::verify() {
     auto rows = target.readRange(after, std::nullopt, 20000);
     if (rows.empty() || (after && rows.back().first <= *after)) break;
     after = rows.back().first;
-    for (const auto& [key, row] : rows) {
+    for (const auto& [key, row] : keys.normalized(target, std::move(rows))) {
       ++report.target_rows;
       auto& range = target_ranges[key / kRangeWidth];
       ++range.count;
@@ -107,27 +110,28 @@ common::Result<VerifyReport> SyncEngine::Impl::verify() {
     ++report.differing_ranges;
     // Name the keys: compare the range row by row.
     std::map<int64_t, std::string> left, right;
-    for (const auto& [key, row] :
-         source.readRange(r * kRangeWidth - 1, (r + 1) * kRangeWidth - 1, 0)) {
+    const int64_t lo = r * kRangeWidth;
+    const int64_t hi = (r + 1) * kRangeWidth - 1;
+    for (const auto& [key, row] : keys.readRange(source, lo, hi)) {
       auto translated = translate(d, row);
+      if (translated.ok()) (*translated)[target.key] = Value(key);
       left[key] = translated.ok() ? canonical(*translated) : "untranslatable";
     }
-    for (const auto& [key, row] :
-         target.readRange(r * kRangeWidth - 1, (r + 1) * kRangeWidth - 1, 0))
+    for (const auto& [key, row] : keys.readRange(target, lo, hi))
       right[key] = canonical(row);
-    std::set<int64_t> keys;
+    std::set<int64_t> range_keys;
     for (const auto& [k, v] : left)
-      keys.insert(k);
+      range_keys.insert(k);
     for (const auto& [k, v] : right)
-      keys.insert(k);
-    for (auto k : keys) {
+      range_keys.insert(k);
+    for (auto k : range_keys) {
       if (left.count(k) && right.count(k) && left[k] == right[k]) continue;
       if (report.differing_keys.size() < 100) report.differing_keys.push_back(k);
     }
   }
   // A range can differ in the scan and agree key by key a moment later (a change landed in
   // between): the keys decide, once rechecked.
-  if (report.differing_keys.size() < 100) recheckInFlight(report);
+  if (report.differing_keys.size() < 100) recheckInFlight(report, keys);
   if (target.tableExists("strangler_dead_letters")) {
     report.dead_letters = target.scalar(
         "SELECT COUNT(*) FROM strangler_dead_letters WHERE mapping = '" + translator.name() + "'");
@@ -138,17 +142,19 @@ common::Result<VerifyReport> SyncEngine::Impl::verify() {
 // Both sides are read one after the other while writes go on, so a row changed in between
 // differs for a moment. Such keys are compared again until the sync has applied their pending
 // changes; those that then match, or still have changes in flight, are lag, not differences.
-void SyncEngine::Impl::recheckInFlight(VerifyReport& report) {
+void SyncEngine::Impl::recheckInFlight(VerifyReport& report,
+                                       const detail::ServiceKeys& service_keys) {
   const Direction d = direction();
   Side& source = sourceOf(d);
   Side& target = targetOf(d);
   const auto still_differing = [&](const std::vector<int64_t>& keys) {
     std::map<int64_t, std::string> left, right;
-    for (const auto& [key, row] : source.readKeys(keys)) {
+    for (const auto& [key, row] : service_keys.readKeys(source, keys)) {
       auto translated = translate(d, row);
+      if (translated.ok()) (*translated)[target.key] = Value(key);
       left[key] = translated.ok() ? canonical(*translated) : "untranslatable";
     }
-    for (const auto& [key, row] : target.readKeys(keys))
+    for (const auto& [key, row] : service_keys.readKeys(target, keys))
       right[key] = canonical(row);
     std::vector<int64_t> differing;
     for (auto k : keys)
@@ -158,18 +164,19 @@ void SyncEngine::Impl::recheckInFlight(VerifyReport& report) {
   const auto pending = [&](const std::vector<int64_t>& keys) {
     std::set<int64_t> found;
     if (keys.empty()) return found;
-    std::string list;
-    for (auto k : keys)
-      list += (list.empty() ? "" : ", ") + std::to_string(k);
     for (Direction stream : {Direction::kForward, Direction::kReverse}) {
       Side& from = sourceOf(stream);
+      const auto own = service_keys.own(from, keys);
+      std::string list;
+      for (auto k : own)
+        list += (list.empty() ? "" : ", ") + std::to_string(k);
       const State state = readState(targetOf(stream), stream);
       if (state.phase != "stream") continue;
       if (from.logical) {
-        const std::set<int64_t> wanted(keys.begin(), keys.end());
+        const std::set<int64_t> wanted(own.begin(), own.end());
         for (const auto& change :
              detail::readLogical(from, state.checkpoint.position, 1000000).rows)
-          if (wanted.count(change.pk)) found.insert(change.pk);
+          if (wanted.count(change.pk)) found.insert(service_keys.of(from, change.pk));
         continue;
       }
       if (!from.tableExists("strangler_changes")) continue;
@@ -181,7 +188,7 @@ void SyncEngine::Impl::recheckInFlight(VerifyReport& report) {
            soci::use(from.table), soci::into(pk));
       st.execute();
       while (st.fetch())
-        found.insert(pk);
+        found.insert(service_keys.of(from, pk));
     }
     return found;
   };

@@ -157,8 +157,10 @@ CommandResult runCommand(const std::string& binary, const std::vector<std::strin
     code = child->stop(std::chrono::seconds(1));
   }
   result.exit_code = *code;
-  // Give the reader a moment to collect what the child wrote before it exited.
-  child->waitForLine("\x01never\x01", std::chrono::milliseconds(200));
+  // Let the reader collect what the child wrote before it exited: it returns at the pipe's end,
+  // which comes at once unless a process the child started still holds the pipe. On a loaded
+  // machine the reader may not run for a while, so this waits for the end, not a fixed moment.
+  child->waitForLine("\x01never\x01", std::chrono::seconds(3));
   result.output = child->output();
   return result;
 }

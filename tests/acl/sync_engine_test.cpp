@@ -144,9 +144,13 @@ TEST_P(SyncEngineTest, FlipSendsServiceWritesBackWithoutEcho) {
   EXPECT_EQ(back.changes_applied, 0);  // nothing echoed back to the service
   // The monolith's dispatch reads the location written through the service.
   EXPECT_EQ(monolith_->scalar("SELECT lat_e6 FROM users WHERE id = 320"), 37500000);
-  EXPECT_EQ(monolith_->scalar("SELECT COUNT(*) FROM users WHERE user_type = 2 AND id >= "
-                              "1000000000000"),
-            1);
+  // The driver registered there is in the monolith too: under the service's id where the
+  // monolith allocates from a sequence (shared keys), else under an id of the monolith's own.
+  EXPECT_EQ(monolith_->scalar("SELECT COUNT(*) FROM users WHERE full_name = 'New There'"), 1);
+  const bool mapped = engine_->status()->key_mode == "mapped";
+  EXPECT_EQ(mapped, monolith_->engine() == "sqlite3");
+  EXPECT_EQ(monolith_->scalar("SELECT COUNT(*) FROM users WHERE id >= 1000000000000"),
+            mapped ? 0 : 1);
   EXPECT_TRUE(verified().identical());
   // The sync's own writes are never captured, so they cannot echo.
   EXPECT_EQ(monolith_->scalar("SELECT COUNT(*) FROM strangler_changes WHERE origin = 'sync'"), 0);
@@ -167,6 +171,82 @@ TEST_P(SyncEngineTest, MonolithWritesAfterTheFlipReachTheService) {
   auto report = ran();
   EXPECT_EQ(report.changes_applied, 1);
   EXPECT_EQ(service_->scalar("SELECT COUNT(*) FROM drivers WHERE id = 301 AND status = 'on_trip'"),
+            1);
+  EXPECT_TRUE(verified().identical());
+}
+
+// The monolith allocates its own keys (SQLite's rowid; on PostgreSQL, a key column without a
+// sequence, as an application computing MAX + 1 has): rows the service creates get a key of the
+// monolith's own there, and every later change on either side finds its row through the map.
+TEST_P(SyncEngineTest, RowsTheServiceCreatesGetTheMonolithsOwnKeys) {
+  if (monolith_->engine() != "sqlite3") {
+    engine_.reset();
+    monolith_->exec("ALTER TABLE users ALTER COLUMN id DROP DEFAULT");
+    auto engine = SyncEngine::open(monolith_->conn(), service_->conn(), "drivers");
+    ASSERT_TRUE(engine.ok()) << engine.error().message;
+    engine_ = std::move(engine.value());
+  }
+  EXPECT_EQ(engine_->status()->key_mode, "mapped");
+  ran();
+  ASSERT_TRUE(engine_->flip(false).ok());
+  const auto register_driver = [&](const std::string& name) {
+    service_->exec(
+        "INSERT INTO drivers (name, phone, vehicle_plate, vehicle_model, status, created_at,"
+        " updated_at) VALUES ('" +
+        name + "', '+82-10-5', 'P1', 'Ioniq', 'available', 4, 4)");
+  };
+  register_driver("First There");
+  register_driver("Second There");
+  ran();
+  const int64_t first_s = service_->scalar("SELECT id FROM drivers WHERE name = 'First There'");
+  const int64_t first_m = monolith_->scalar("SELECT id FROM users WHERE full_name = 'First There'");
+  EXPECT_GE(first_s, 1000000000000);
+  EXPECT_LT(first_m, 1000000000000);  // the monolith's allocator never left its own range
+  EXPECT_GT(first_m, 300);
+  EXPECT_EQ(engine_->status()->mapped_keys, 2);
+  EXPECT_TRUE(verified().identical());
+
+  // The monolith's own features write the row under its key; the service's row follows.
+  monolith_->exec("UPDATE users SET drv_status = 2, updated_at = 8 WHERE id = " +
+                  std::to_string(first_m));
+  ran();
+  EXPECT_EQ(service_->scalar("SELECT COUNT(*) FROM drivers WHERE id = " + std::to_string(first_s) +
+                             " AND status = 'on_trip'"),
+            1);
+  // And the service's writes reach the monolith's row.
+  service_->exec("UPDATE drivers SET lat = 2.5, updated_at = 9 WHERE id = " +
+                 std::to_string(first_s));
+  ran();
+  EXPECT_EQ(monolith_->scalar("SELECT lat_e6 FROM users WHERE id = " + std::to_string(first_m)),
+            2500000);
+  EXPECT_TRUE(verified().identical());
+
+  // A driver the monolith registers meanwhile takes the next key of its own, with no collision.
+  monolith_->exec(
+      "INSERT INTO users (id, user_type, full_name, phone, car_plate, car_model, drv_status,"
+      " created_at, updated_at) VALUES ((SELECT MAX(id) + 1 FROM users), 2, 'Signed Up Here',"
+      " '+82-10-6', 'P2', 'Niro', 0, 5, 5)");
+  ran();
+  EXPECT_EQ(service_->scalar("SELECT COUNT(*) FROM drivers WHERE name = 'Signed Up Here' AND id < "
+                             "1000000000000"),
+            1);
+
+  // Deleted on the service: gone from the monolith, and from the map.
+  service_->exec("DELETE FROM drivers WHERE id = " + std::to_string(first_s));
+  ran();
+  EXPECT_EQ(monolith_->scalar("SELECT COUNT(*) FROM users WHERE id = " + std::to_string(first_m)),
+            0);
+  EXPECT_EQ(engine_->status()->mapped_keys, 1);
+  EXPECT_TRUE(verified().identical());
+
+  // Back to the monolith: its own writes to the service-born row still reach the service.
+  ASSERT_TRUE(engine_->flip(true).ok());
+  monolith_->exec(
+      "UPDATE users SET drv_status = 2, updated_at = 10 WHERE full_name = "
+      "'Second There'");
+  ran();
+  EXPECT_EQ(service_->scalar("SELECT COUNT(*) FROM drivers WHERE name = 'Second There' AND status"
+                             " = 'on_trip' AND id >= 1000000000000"),
             1);
   EXPECT_TRUE(verified().identical());
 }

@@ -32,6 +32,10 @@ class TestDatabase {
     target_ = common::parseConnectionString(conn_).value();
   }
   const std::string& conn() const { return conn_; }
+  /// "sqlite3" or "postgresql".
+  std::string engine() const {
+    return target_.backend == common::DbBackend::kSqlite3 ? "sqlite3" : "postgresql";
+  }
   /// A new session on this database.
   std::unique_ptr<soci::session> session() const {
     auto s = std::make_unique<soci::session>();

@@ -96,6 +96,10 @@ struct StatusReport {
   std::string fence;                      ///< the fence the last ownership change was made at
   std::string capture;                    ///< "trigger" or "logical" (the monolith's side)
   std::optional<int64_t> slot_lag_bytes;  ///< logical: WAL the slot holds behind the end
+  /// How keys relate across the sides: "shared" (a row has one key on both) or "mapped" (rows
+  /// the service created have a key of the monolith's own in the monolith: strangler_key_map).
+  std::string key_mode;
+  int64_t mapped_keys = 0;  ///< pairs in the key map
 };
 
 struct VerifyReport {

@@ -193,18 +193,6 @@ Int affectedRows(soci::statement& st) {
   return static_cast<Int>(st.get_affected_rows());
 }
 
-// The next users.id. Ids from kServiceIdFloor up belong to extracted services (they allocate
-// there once they own their rows, and the sync copies them back here), so the monolith keeps
-// below it. PostgreSQL's sequence never follows explicit inserts; SQLite's AUTOINCREMENT does,
-// hence the explicit choice there (safe: SQLite write transactions are serialized).
-std::string nextUserId(soci::session& sql) {
-  if (sql.get_backend_name() == "sqlite3") {
-    return "(SELECT COALESCE(MAX(id), 0) + 1 FROM users WHERE id < " +
-           std::to_string(kServiceIdFloor) + ")";
-  }
-  return "nextval(pg_get_serial_sequence('users', 'id'))";
-}
-
 }  // namespace
 
 // ---- SociPassengerRepository -------------------------------------------------------------
@@ -214,9 +202,8 @@ domain::Passenger SociPassengerRepository::insert(const domain::Passenger& passe
   const Int created_at = passenger.created_at;
   const std::string email = passenger.email.value_or("");
   soci::indicator email_ind = passenger.email ? soci::i_ok : soci::i_null;
-  sql_ << "INSERT INTO users (id, user_type, full_name, phone, email, created_at, updated_at)"
-          " VALUES (" +
-              nextUserId(sql_) + ", :t, :n, :p, :e, :c, :u) RETURNING id",
+  sql_ << "INSERT INTO users (user_type, full_name, phone, email, created_at, updated_at)"
+          " VALUES (:t, :n, :p, :e, :c, :u) RETURNING id",
       soci::use(kPassengerType), soci::use(passenger.name), soci::use(passenger.phone),
       soci::use(email, email_ind), soci::use(created_at), soci::use(created_at), soci::into(id);
   auto stored = passenger;
@@ -268,10 +255,9 @@ domain::Driver SociDriverRepository::insert(const domain::Driver& driver) {
   soci::indicator loc_at_ind = driver.location_updated_at ? soci::i_ok : soci::i_null;
   const Int created_at = driver.created_at;
   const Int updated_at = driver.updated_at;
-  sql_ << "INSERT INTO users (id, user_type, full_name, phone, car_plate, car_model, drv_status,"
-          " lat_e6, lng_e6, loc_updated_at, created_at, updated_at) VALUES (" +
-              nextUserId(sql_) +
-              ", :t, :n, :p, :plate, :model, :s, :lat, :lng, :la, :c, :u) RETURNING id",
+  sql_ << "INSERT INTO users (user_type, full_name, phone, car_plate, car_model, drv_status,"
+          " lat_e6, lng_e6, loc_updated_at, created_at, updated_at) VALUES (:t, :n, :p, :plate,"
+          " :model, :s, :lat, :lng, :la, :c, :u) RETURNING id",
       soci::use(kDriverType), soci::use(driver.name), soci::use(driver.phone),
       soci::use(driver.vehicle.plate), soci::use(driver.vehicle.model), soci::use(status),
       soci::use(lat, loc_ind), soci::use(lng, loc_ind), soci::use(loc_at, loc_at_ind),

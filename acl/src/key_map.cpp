@@ -1,0 +1,164 @@
+#include "key_map.h"
+
+#include <algorithm>
+#include <cctype>
+#include <stdexcept>
+
+namespace strangler::acl::sync::detail {
+
+namespace {
+
+std::string lower(std::string text) {
+  std::transform(text.begin(), text.end(), text.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return text;
+}
+
+std::string keyList(const std::vector<int64_t>& keys) {
+  std::string list;
+  for (auto k : keys)
+    list += (list.empty() ? "" : ", ") + std::to_string(k);
+  return list;
+}
+
+}  // namespace
+
+const char* toString(KeyMode mode) {
+  return mode == KeyMode::kShared ? "shared" : "mapped";
+}
+
+KeyMap::KeyMap(Side& monolith, std::string mapping, int64_t floor)
+    : monolith_(monolith), mapping_(std::move(mapping)), floor_(floor) {}
+
+void KeyMap::open() {
+  Side& m = monolith_;
+  bool sequence = false;
+  if (m.backend() == DbBackend::kSqlite3) {
+    // An INTEGER PRIMARY KEY is the rowid: it allocates by itself (from the largest key, or
+    // past every key ever used with AUTOINCREMENT).
+    std::string type;
+    int pk_columns = 0;
+    *m.sql << "SELECT COUNT(*) FROM pragma_table_info('" + m.table + "') WHERE pk > 0",
+        soci::into(pk_columns);
+    *m.sql << "SELECT type FROM pragma_table_info('" + m.table + "') WHERE name = :c",
+        soci::use(m.key), soci::into(type);
+    has_default_ = pk_columns == 1 && lower(type) == "integer";
+  } else {
+    std::string column_default, identity;
+    soci::indicator default_ind = soci::i_null;
+    *m.sql << "SELECT COALESCE(column_default, ''), is_identity FROM information_schema.columns"
+              " WHERE table_name = :t AND column_name = :c AND table_schema = current_schema()",
+        soci::use(m.table), soci::use(m.key), soci::into(column_default, default_ind),
+        soci::into(identity);
+    sequence = identity == "YES" || lower(column_default).rfind("nextval(", 0) == 0;
+    has_default_ = sequence;
+  }
+  mode_ = sequence ? KeyMode::kShared : KeyMode::kMapped;
+  if (mode_ == KeyMode::kShared && size() > 0) mode_ = KeyMode::kMapped;  // pairs stay in force
+}
+
+void KeyMap::install() {
+  Side& m = monolith_;
+  const std::string bigint = m.backend() == DbBackend::kSqlite3 ? "INTEGER" : "BIGINT";
+  if (mode_ == KeyMode::kMapped) {
+    *m.sql << "CREATE TABLE IF NOT EXISTS strangler_key_map (mapping TEXT NOT NULL, service_key " +
+                  bigint + " NOT NULL, monolith_key " + bigint +
+                  " NOT NULL, PRIMARY KEY (mapping, service_key))";
+    *m.sql << "CREATE UNIQUE INDEX IF NOT EXISTS strangler_key_map_monolith ON strangler_key_map"
+              " (mapping, monolith_key)";
+  }
+}
+
+int64_t KeyMap::size() {
+  if (!monolith_.tableExists("strangler_key_map")) return 0;
+  return monolith_.scalar("SELECT COUNT(*) FROM strangler_key_map WHERE mapping = '" + mapping_ +
+                          "'");
+}
+
+KeyPairs KeyMap::all() {
+  KeyPairs pairs;
+  if (mode_ != KeyMode::kMapped || !monolith_.tableExists("strangler_key_map")) return pairs;
+  Int service_key = 0;
+  Int monolith_key = 0;
+  soci::statement st =
+      (monolith_.sql->prepare
+           << "SELECT service_key, monolith_key FROM strangler_key_map WHERE mapping = :m",
+       soci::use(mapping_), soci::into(service_key), soci::into(monolith_key));
+  st.execute();
+  while (st.fetch()) {
+    pairs.to_service[monolith_key] = service_key;
+    pairs.to_monolith[service_key] = monolith_key;
+  }
+  return pairs;
+}
+
+std::map<int64_t, int64_t> KeyMap::translate(const std::vector<int64_t>& keys, bool from_monolith) {
+  std::map<int64_t, int64_t> found;
+  if (mode_ != KeyMode::kMapped || keys.empty()) return found;
+  // Only keys of the service's space have a monolith twin with another key, so only they are
+  // looked up that way; any monolith key may be one the map gave out.
+  std::vector<int64_t> wanted;
+  for (auto k : keys)
+    if (from_monolith || k >= floor_) wanted.push_back(k);
+  if (wanted.empty()) return found;
+  const std::string from = from_monolith ? "monolith_key" : "service_key";
+  const std::string to = from_monolith ? "service_key" : "monolith_key";
+  Int a = 0;
+  Int b = 0;
+  soci::statement st = (monolith_.sql->prepare << "SELECT " + from + ", " + to +
+                                                      " FROM strangler_key_map WHERE mapping = :m"
+                                                      " AND " +
+                                                      from + " IN (" + keyList(wanted) + ")",
+                        soci::use(mapping_), soci::into(a), soci::into(b));
+  st.execute();
+  while (st.fetch())
+    found[a] = b;
+  return found;
+}
+
+bool KeyMap::needsAllocation(int64_t service_key, const std::map<int64_t, int64_t>& known) const {
+  return mode_ == KeyMode::kMapped && service_key >= floor_ && !known.count(service_key);
+}
+
+int64_t KeyMap::insertAllocated(int64_t service_key, const Row& row) {
+  Side& m = monolith_;
+  std::string columns;
+  std::string values;
+  for (const auto& [column, value] : row) {
+    if (column == m.key) continue;
+    columns += (columns.empty() ? "" : ", ") + column;
+    values += (values.empty() ? "" : ", ") + sqlLiteral(value);
+  }
+  Int key = 0;
+  if (!has_default_) {
+    // The largest key below the service's space, plus one: what an application computing its
+    // keys does. SQLite runs one write transaction at a time; on PostgreSQL a racing insert
+    // fails on the key and the batch is tried again.
+    key = m.scalar("SELECT COALESCE(MAX(" + m.key + "), 0) + 1 FROM " + m.table + " WHERE " +
+                   m.key + " < " + std::to_string(floor_));
+    *m.sql << "INSERT INTO " + m.table + " (" + m.key + ", " + columns + ") VALUES (" +
+                  std::to_string(key) + ", " + values + ")";
+  } else if (m.backend() == DbBackend::kSqlite3) {
+    *m.sql << "INSERT INTO " + m.table + " (" + columns + ") VALUES (" + values + ")";
+    key = m.scalar("SELECT last_insert_rowid()");
+  } else {
+    *m.sql << "INSERT INTO " + m.table + " (" + columns + ") VALUES (" + values + ") RETURNING " +
+                  m.key,
+        soci::into(key);
+  }
+  Int s = service_key;
+  *m.sql << "INSERT INTO strangler_key_map (mapping, service_key, monolith_key) VALUES (:m, :s, "
+            ":k)",
+      soci::use(mapping_), soci::use(s), soci::use(key);
+  return key;
+}
+
+void KeyMap::forget(int64_t key, bool monolith_key) {
+  if (mode_ != KeyMode::kMapped) return;
+  Int k = key;
+  *monolith_.sql << std::string("DELETE FROM strangler_key_map WHERE mapping = :m AND ") +
+                        (monolith_key ? "monolith_key" : "service_key") + " = :k",
+      soci::use(mapping_), soci::use(k);
+}
+
+}  // namespace strangler::acl::sync::detail

@@ -308,8 +308,8 @@ void registerSyncCommands(CLI::App& app, GlobalOptions&, Action& action) {
           {"capture", s->capture},
           {"slot_lag_bytes", s->slot_lag_bytes ? json(*s->slot_lag_bytes) : json(nullptr)},
           // How far behind the slot is in time: the age of its oldest change not applied yet.
-          {"slot_lag_s", s->slot_lag_bytes ? json(s->oldest_pending_age_s.value_or(0))
-                                           : json(nullptr)},
+          {"slot_lag_s",
+           s->slot_lag_bytes ? json(s->oldest_pending_age_s.value_or(0)) : json(nullptr)},
           {"keys", s->key_mode},
           {"mapped_keys", s->mapped_keys},
           {"oldest_pending_age_s",

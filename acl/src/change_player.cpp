@@ -20,6 +20,7 @@ namespace strangler::acl::sync {
 using detail::Checkpoint;
 using detail::Chunk;
 using detail::Delta;
+using detail::keyList;
 using detail::Side;
 using detail::Stream;
 
@@ -27,13 +28,6 @@ namespace {
 
 Direction other(Direction d) {
   return d == Direction::kForward ? Direction::kReverse : Direction::kForward;
-}
-
-std::string keyList(const std::vector<int64_t>& keys) {
-  std::string list;
-  for (auto k : keys)
-    list += (list.empty() ? "" : ", ") + std::to_string(k);
-  return list;
 }
 
 /// Field indexes of a side's column names.
@@ -165,8 +159,12 @@ void SyncEngine::Impl::applyRows(Stream& s, const std::vector<detail::ChangeRow>
   };
   std::vector<int64_t> target_keys;
   std::map<int64_t, int64_t> source_key;  // target key → source key
+  std::set<int64_t> unborn_keys;          // no row in the monolith yet
   for (auto k : keys) {
-    if (d == Direction::kReverse && key_map->needsAllocation(k, twin)) continue;
+    if (d == Direction::kReverse && key_map->needsAllocation(k, twin)) {
+      unborn_keys.insert(k);
+      continue;
+    }
     target_keys.push_back(target_key(k));
     source_key[target_key(k)] = k;
   }
@@ -292,7 +290,7 @@ void SyncEngine::Impl::applyRows(Stream& s, const std::vector<detail::ChangeRow>
   for (auto key : keys) {
     if (any_dead && !still_rejected.count(key)) clearDeadLetter(target, d, key);
     if (present.count(key)) continue;
-    if (d == Direction::kReverse && key_map->needsAllocation(key, twin)) continue;  // never there
+    if (unborn_keys.count(key)) continue;  // never there
     if (twin.count(key)) {
       if (d == Direction::kReverse) {
         key_map->forget(key, false);

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cctype>
-#include <stdexcept>
 
 namespace strangler::acl::sync::detail {
 
@@ -12,13 +11,6 @@ std::string lower(std::string text) {
   std::transform(text.begin(), text.end(), text.begin(),
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   return text;
-}
-
-std::string keyList(const std::vector<int64_t>& keys) {
-  std::string list;
-  for (auto k : keys)
-    list += (list.empty() ? "" : ", ") + std::to_string(k);
-  return list;
 }
 
 }  // namespace

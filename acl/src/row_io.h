@@ -149,10 +149,7 @@ class ChunkReader {
 
   /// The rows with these keys (those that exist), in no particular order.
   TypedColumns& byKeys(const std::vector<int64_t>& keys) {
-    std::string list;
-    for (auto k : keys)
-      list += (list.empty() ? "" : ", ") + std::to_string(k);
-    std::string where = side_.key + " IN (" + list + ")";
+    std::string where = side_.key + " IN (" + keyList(keys) + ")";
     for (const auto& [column, value] : side_.constants) {
       // An expression on the column keeps the planner on the primary key.
       where += " AND " +

@@ -55,10 +55,7 @@ class SqliteChunkSource : public ChunkSource {
     chunk.columns.assign(columns_, {});
     chunk.keys.clear();
     if (keys.empty()) return;
-    std::string list;
-    for (auto k : keys)
-      list += (list.empty() ? "" : ", ") + std::to_string(k);
-    std::string where = side_.key + " IN (" + list + ")";
+    std::string where = side_.key + " IN (" + keyList(keys) + ")";
     // "+column" keeps the planner on the primary key (an index on the constant's column would
     // make it scan every mapped row).
     for (const auto& [column, value] : side_.constants)

@@ -57,6 +57,14 @@ inline Value readValue(const soci::row& row, std::size_t i) {
   }
 }
 
+/// "1, 2, 3": keys for an SQL IN list.
+inline std::string keyList(const std::vector<int64_t>& keys) {
+  std::string list;
+  for (auto k : keys)
+    list += (list.empty() ? "" : ", ") + std::to_string(k);
+  return list;
+}
+
 inline uint64_t fnv1a(const std::string& text) {
   uint64_t hash = 1469598103934665603ULL;
   for (unsigned char c : text) {
@@ -147,10 +155,7 @@ struct Side {
 
   std::vector<std::pair<int64_t, Row>> readKeys(const std::vector<int64_t>& keys) {
     if (keys.empty()) return {};
-    std::string list;
-    for (auto k : keys)
-      list += (list.empty() ? "" : ", ") + std::to_string(k);
-    std::string where = key + " IN (" + list + ")";
+    std::string where = key + " IN (" + keyList(keys) + ")";
     if (!constants.empty()) where += " AND " + whereConstants();
     return fetch("SELECT " + selectList() + " FROM " + table + " WHERE " + where);
   }

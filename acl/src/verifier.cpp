@@ -167,9 +167,7 @@ void SyncEngine::Impl::recheckInFlight(VerifyReport& report,
     for (Direction stream : {Direction::kForward, Direction::kReverse}) {
       Side& from = sourceOf(stream);
       const auto own = service_keys.own(from, keys);
-      std::string list;
-      for (auto k : own)
-        list += (list.empty() ? "" : ", ") + std::to_string(k);
+      const std::string list = detail::keyList(own);
       const State state = readState(targetOf(stream), stream);
       if (state.phase != "stream") continue;
       if (from.logical) {

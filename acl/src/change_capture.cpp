@@ -62,39 +62,49 @@ void installPostgres(Side& side, const std::string& mapping) {
       side.constants.empty() ? "TRUE" : "coalesce(" + side.conditionOn("NEW") + ", FALSE)";
   const std::string when_old =
       side.constants.empty() ? "TRUE" : "coalesce(" + side.conditionOn("OLD") + ", FALSE)";
+  // txid_current() is the writing transaction's 64-bit id (pg_current_xact_id() as a bigint,
+  // without the round trip through text); date_part yields a double where extract yields a
+  // numeric.
   const auto record = [&](const std::string& row, const std::string& op, const std::string& cols) {
     return "INSERT INTO strangler_changes (table_name, pk, op, origin, changed_at, cols, txid)"
            " VALUES ('" +
            side.table + "', " + row + "." + side.key + ", '" + op +
-           "', 'app', CAST(extract(epoch FROM now()) AS BIGINT), " + cols +
-           ", pg_current_xact_id()::text::bigint);";
+           "', 'app', CAST(date_part('epoch', now()) AS BIGINT), " + cols + ", txid_current());";
   };
   std::string changed;
   for (const auto& c : trackedColumns(side))
     changed += ", CASE WHEN OLD." + c + " IS DISTINCT FROM NEW." + c + " THEN '" + c + "' END";
   const std::string changed_expr = changed.empty() ? "''" : "concat_ws(','" + changed + ")";
+  const std::string key_moved = "OLD." + side.key + " IS DISTINCT FROM NEW." + side.key;
+  const std::string not_ours = "current_setting('strangler.origin', true) = 'sync'";
   // No lock: the txid in each change row lets the reader take exactly the changes a snapshot
   // sees as committed (change_log.cpp), whatever order concurrent writers commit in.
+  // PL/pgSQL prepares each expression anew in every transaction, and a captured write is
+  // usually a transaction of its own: the update path comes first and evaluates as few
+  // expressions as it can (the membership and origin tests in one, the changed columns and the
+  // whole-row test in another).
   common::Transaction tx(*side.sql, side.backend(), common::Transaction::Mode::kWrite);
   *side.sql << "CREATE OR REPLACE FUNCTION " + prefix +
                    "_capture() RETURNS trigger AS $body$ DECLARE c text; BEGIN"
-                   " IF current_setting('strangler.origin', true) = 'sync' THEN RETURN NULL;"
-                   " END IF;"
+                   " IF TG_OP = 'UPDATE' THEN"
+                   " IF NOT (" +
+                   when_new + " OR " + when_old + ") OR " + not_ours +
+                   " THEN RETURN NULL; END IF;"
+                   " c := CASE WHEN " +
+                   key_moved + " OR NOT " + when_new + " OR NOT " + when_old + " THEN NULL ELSE " +
+                   changed_expr + " END; IF c = '' THEN RETURN NULL; END IF; " +
+                   record("NEW", "U", "c") + " IF " + key_moved + " THEN " +
+                   record("OLD", "D", "NULL") +
+                   " END IF; RETURN NULL; END IF;"
+                   " IF " +
+                   not_ours +
+                   " THEN RETURN NULL; END IF;"
                    " IF TG_OP = 'DELETE' THEN IF " +
                    when_old + " THEN " + record("OLD", "D", "NULL") +
                    " END IF; RETURN NULL; END IF;"
-                   " IF TG_OP = 'INSERT' THEN IF " +
+                   " IF " +
                    when_new + " THEN " + record("NEW", "I", "NULL") +
-                   " END IF; RETURN NULL; END IF;"
-                   " IF NOT (" +
-                   when_new + " OR " + when_old +
-                   ") THEN RETURN NULL; END IF;"
-                   " IF OLD." +
-                   side.key + " IS DISTINCT FROM NEW." + side.key + " OR NOT " + when_new +
-                   " OR NOT " + when_old + " THEN c := NULL; ELSE c := " + changed_expr +
-                   "; IF c = '' THEN RETURN NULL; END IF; END IF; " + record("NEW", "U", "c") +
-                   " IF OLD." + side.key + " IS DISTINCT FROM NEW." + side.key + " THEN " +
-                   record("OLD", "D", "NULL") + " END IF; RETURN NULL; END $body$ LANGUAGE plpgsql";
+                   " END IF; RETURN NULL; END $body$ LANGUAGE plpgsql";
   // The trigger itself only when missing: CREATE OR REPLACE TRIGGER locks the monolith's table
   // (a run or watch starting under load would queue its writers); the function above is
   // replaced in place.
@@ -114,7 +124,11 @@ void installPostgres(Side& side, const std::string& mapping) {
 
 void ensureSyncTables(Side& side) {
   const bool sqlite = side.backend() == DbBackend::kSqlite3;
-  const std::string serial = sqlite ? "INTEGER PRIMARY KEY AUTOINCREMENT" : "BIGSERIAL PRIMARY KEY";
+  // SQLite: a plain rowid, not AUTOINCREMENT, which rewrites sqlite_sequence's page in every
+  // captured transaction. A rowid is only reused after the newest row is deleted, and
+  // pruneChanges never deletes it, so seq still only grows. (Tables created with AUTOINCREMENT
+  // by earlier versions keep it and work as before.)
+  const std::string serial = sqlite ? "INTEGER PRIMARY KEY" : "BIGSERIAL PRIMARY KEY";
   common::Transaction tx(*side.sql, side.backend(), common::Transaction::Mode::kWrite);
   // cols: the mapped columns an update changed (NULL: the whole row); txid: the writing
   // transaction (PostgreSQL), which decides when a reader may take the change.
@@ -124,8 +138,10 @@ void ensureSyncTables(Side& side) {
                    " txid BIGINT NOT NULL DEFAULT 0)";
   side.addColumnIfMissing("strangler_changes", "cols", "TEXT");
   side.addColumnIfMissing("strangler_changes", "txid", "BIGINT NOT NULL DEFAULT 0");
-  *side.sql << "CREATE INDEX IF NOT EXISTS strangler_changes_by_table ON strangler_changes"
-               " (table_name, seq)";
+  // No (table_name, seq) index: every captured write paid for it, and the readers' seq ranges
+  // and order come from the primary key (the log holds few tables, and is pruned). Earlier
+  // versions created it.
+  *side.sql << "DROP INDEX IF EXISTS strangler_changes_by_table";
   if (!sqlite) {
     *side.sql << "CREATE INDEX IF NOT EXISTS strangler_changes_by_txid ON strangler_changes"
                  " (table_name, txid)";

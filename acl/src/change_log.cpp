@@ -110,8 +110,11 @@ std::vector<ChangeRow> readWindow(Side& side, const std::string& from, const std
 void pruneChanges(Side& side, const std::string& position) {
   common::Transaction tx(*side.sql, side.backend(), common::Transaction::Mode::kWrite);
   if (side.backend() == DbBackend::kSqlite3) {
+    // The newest row stays: without AUTOINCREMENT, SQLite would hand its seq (and those below
+    // it) out again once it is gone, below positions readers already hold (change_capture.cpp).
     *side.sql << "DELETE FROM strangler_changes WHERE table_name = :t AND " +
-                     atOrBefore(side, position),
+                     atOrBefore(side, position) +
+                     " AND seq < (SELECT MAX(seq) FROM strangler_changes)",
         soci::use(side.table);
   } else {
     // Below the snapshot's xmin every transaction had finished: cheap and exact enough (the

@@ -183,9 +183,18 @@ std::vector<std::string> SyncEngine::Impl::uninstall() {
     common::Transaction tx(*side->sql, side->backend(), common::Transaction::Mode::kWrite);
     const int64_t rows = side->scalar(
         "SELECT COUNT(*) FROM strangler_changes WHERE table_name = '" + side->table + "'");
-    *side->sql << "DELETE FROM strangler_changes WHERE table_name = '" + side->table + "'";
-    const int64_t left = side->scalar("SELECT COUNT(*) FROM strangler_changes");
-    if (left == 0) *side->sql << "DROP TABLE strangler_changes";
+    const int64_t left = side->scalar(
+        "SELECT COUNT(*) FROM strangler_changes WHERE table_name <> '" + side->table + "'");
+    if (left == 0) {
+      *side->sql << "DROP TABLE strangler_changes";
+    } else {
+      // Other tables' changes stay, and so does the newest row on SQLite, whose seq would
+      // otherwise be handed out again (change_capture.cpp).
+      *side->sql << "DELETE FROM strangler_changes WHERE table_name = '" + side->table + "'" +
+                        (side->backend() == DbBackend::kSqlite3
+                             ? " AND seq < (SELECT MAX(seq) FROM strangler_changes)"
+                             : "");
+    }
     *side->sql << "DELETE FROM strangler_sync_state WHERE mapping = '" + translator.name() + "'";
     tx.commit();
     removed.push_back(side->name + ": " + std::to_string(rows) + " change rows" +

@@ -171,15 +171,25 @@ std::vector<std::string> uninstallLogical(Side& side) {
   return done;
 }
 
+std::string createTemporarySlot(Side& side, const std::string& slot) {
+  // Like the sync's own slot, a new one waits for the transactions running now to finish.
+  std::string created;
+  *side.slot_sql << "SET lock_timeout = 0";
+  *side.slot_sql << "SELECT lsn::text FROM pg_create_logical_replication_slot(:s, 'wal2json',"
+                    " true)",
+      soci::use(slot), soci::into(created);
+  return created;
+}
+
 std::string currentLsn(Side& side) {
   std::string lsn;
   *side.sql << "SELECT pg_current_wal_lsn()::text", soci::into(lsn);
   return lsn;
 }
 
-SlotState slotState(Side& side) {
+SlotState slotState(Side& side, const std::string& slot_name) {
   SlotState state;
-  const std::string& slot = side.slot;
+  const std::string& slot = slot_name.empty() ? side.slot : slot_name;
   std::string confirmed;
   long long lag = 0;
   soci::indicator ind = soci::i_null, lag_ind = soci::i_null;
@@ -193,9 +203,9 @@ SlotState slotState(Side& side) {
   return state;
 }
 
-void confirmLogical(Side& side, const std::string& position) {
-  const std::string& slot = side.slot;
-  const SlotState state = slotState(side);
+void confirmLogical(Side& side, const std::string& position, const std::string& slot_name) {
+  const std::string& slot = slot_name.empty() ? side.slot : slot_name;
+  const SlotState state = slotState(side, slot);
   if (!state.exists || parseLsn(position) <= parseLsn(state.confirmed)) return;
   withSlot([&] {
     std::string moved;
@@ -206,9 +216,9 @@ void confirmLogical(Side& side, const std::string& position) {
 }
 
 LogicalBatch readLogical(Side& side, const std::string& after, int64_t limit,
-                         const std::optional<std::string>& upto) {
-  const std::string& slot = side.slot;
-  if (!slotState(side).exists) {
+                         const std::optional<std::string>& upto, const SlotReader& reader) {
+  const std::string& slot = reader.slot.empty() ? side.slot : reader.slot;
+  if (!slotState(side, slot).exists) {
     throw soci::soci_error("the replication slot " + slot +
                            " is gone (dropped, or invalidated when it fell too far behind): "
                            "run `strangler sync uninstall`, then `strangler sync run` to copy "
@@ -253,7 +263,8 @@ LogicalBatch readLogical(Side& side, const std::string& after, int64_t limit,
     auto doc = nlohmann::json::parse(raw.data, nullptr, false);
     if (!doc.is_object()) continue;
     const std::string action = doc.value("action", "");
-    if (action == "M" && doc.value("prefix", "") == "strangler-sync") own.insert(raw.xid);
+    if (action == "M" && reader.skip_own && doc.value("prefix", "") == "strangler-sync")
+      own.insert(raw.xid);
     if (action == "I" || action == "U" || action == "D")
       open_changes[raw.xid].push_back(std::move(doc));
     if (action != "C") continue;

@@ -56,6 +56,9 @@ struct LogicalBatch {
 struct SlotReader {
   std::string slot;  ///< empty: side.slot
   bool skip_own = true;
+  /// The session that reads and advances it (nullptr: side.slot_sql). A temporary slot can be
+  /// used only by the session that created it, and PostgreSQL drops it on any error there.
+  soci::session* session = nullptr;
 };
 
 /// Decodes the slot's changes after `after` (an LSN), at most about `limit` output rows, skipping
@@ -66,9 +69,8 @@ LogicalBatch readLogical(Side& side, const std::string& after, int64_t limit,
                          const std::optional<std::string>& upto = std::nullopt,
                          const SlotReader& reader = {});
 
-/// Confirms the slot (`slot`, else side.slot) up to `position` (the WAL before it may be
-/// recycled).
-void confirmLogical(Side& side, const std::string& position, const std::string& slot = {});
+/// Confirms the slot up to `position` (the WAL before it may be recycled).
+void confirmLogical(Side& side, const std::string& position, const SlotReader& reader = {});
 
 /// The slot's confirmed position and its lag behind the WAL's end, in bytes.
 struct SlotState {
@@ -78,9 +80,9 @@ struct SlotState {
 };
 SlotState slotState(Side& side, const std::string& slot = {});
 
-/// Creates a temporary slot on side.slot_sql (dropped by PostgreSQL when that session ends, so a
-/// killed reader retains no WAL); returns its start LSN. Changes committed after it are read
-/// from it.
-std::string createTemporarySlot(Side& side, const std::string& slot);
+/// Creates a temporary slot on `session` (dropped by PostgreSQL when that session ends, so a
+/// killed reader retains no WAL, and on any error in it); returns its start LSN. Changes
+/// committed after it are read from it.
+std::string createTemporarySlot(soci::session& session, const std::string& slot);
 
 }  // namespace strangler::acl::sync::detail

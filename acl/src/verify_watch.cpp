@@ -148,9 +148,9 @@ class VerifyWatcher {
         // It expires by itself.
       }
     }
-    if (!slot_created_) return;
+    if (!slot_session_) return;
     try {
-      *engine_.monolith.slot_sql << "SELECT pg_drop_replication_slot(:s)", soci::use(slot_);
+      *slot_session_ << "SELECT pg_drop_replication_slot(:s)", soci::use(slot_);
     } catch (const std::exception&) {
       // Temporary: it goes with the session.
     }
@@ -198,11 +198,7 @@ class VerifyWatcher {
     if (engine_.direction() != direction_)
       return fullPass(n, "the owner changed since the last round: full pass again");
     auto changed = collect();
-    if (!changed) {
-      return fullPass(n,
-                      "the change log was pruned past this verifier's position (its registration "
-                      "expired while it stalled): full pass again");
-    }
+    if (!changed) return fullPass(n, lost_);
     std::set<int64_t> wanted = std::move(*changed);
     wanted.insert(carry_.begin(), carry_.end());
     // Known differences are read again too (cheap while they are few): one healed by a write
@@ -224,12 +220,15 @@ class VerifyWatcher {
     for (auto& feed : feeds_) {
       Side& side = *feed.side;
       if (feed.logical) {
-        if (!slot_created_) {
-          feed.position = detail::createTemporarySlot(side, slot_);
-          slot_created_ = true;
+        if (!slot_session_ || !detail::slotState(side, slot_).exists) {
+          // A session of its own: the engine's slot session peeks at the sync's slot, and an
+          // error there ("active for PID") would drop a temporary slot.
+          slot_session_ = std::make_unique<soci::session>();
+          common::openSession(*slot_session_, side.target);
+          feed.position = detail::createTemporarySlot(*slot_session_, slot_);
         } else {
           feed.position = detail::currentLsn(side);
-          detail::confirmLogical(side, feed.position, slot_);
+          detail::confirmLogical(side, feed.position, slotReader());
         }
         continue;
       }
@@ -243,39 +242,66 @@ class VerifyWatcher {
     std::set<int64_t> keys;
     for (auto& feed : feeds_) {
       Side& side = *feed.side;
-      if (feed.logical) {
-        const std::string upto = detail::currentLsn(side);
-        for (;;) {
-          auto batch = detail::readLogical(side, feed.position, kChangesPerRead, upto,
-                                           detail::SlotReader{slot_, false});
-          for (const auto& change : batch.rows)
-            keys.insert(change.pk);
-          const bool moved = batch.next_position != feed.position;
-          feed.position = batch.next_position;
-          if (!moved || detail::parseLsn(feed.position) >= detail::parseLsn(upto)) break;
-        }
-        detail::confirmLogical(side, feed.position, slot_);
-        continue;
-      }
       // Still registered here means no prune went past the position since it was set.
-      if (!renew(side, feed.position)) return std::nullopt;
-      std::string to = detail::currentPosition(side);
-      // SQLite's MAX(seq) falls back when the log was emptied; the position never moves back.
-      if (side.backend() == common::DbBackend::kSqlite3 &&
-          std::stoll(to) < std::stoll(feed.position))
-        to = feed.position;
-      for (int64_t after_seq = 0;;) {
-        const auto rows = detail::readWindow(side, feed.position, to, after_seq, kChangesPerRead);
-        for (const auto& change : rows)
-          keys.insert(change.pk);
-        if (static_cast<int64_t>(rows.size()) < kChangesPerRead) break;
-        after_seq = rows.back().seq;
+      if (!feed.logical && !renew(side, feed.position)) {
+        lost_ =
+            "the change log was pruned past this verifier's position (its registration expired "
+            "while it stalled): full pass again";
+        return std::nullopt;
       }
-      feed.position = to;
-      if (!renew(side, feed.position))
+      if (feed.logical && !detail::slotState(side, slot_).exists) {
+        lost_ =
+            "this verifier's replication slot is gone (an error in its session drops it): "
+            "full pass again from a new one";
+        return std::nullopt;
+      }
+      feed.position = readChanges(feed, keys);
+      if (feed.logical) {
+        detail::confirmLogical(side, feed.position, slotReader());
+      } else if (!renew(side, feed.position)) {
         detail::registerReader(side, reader_, feed.position, options_.reader_ttl_s);
+      }
     }
     return keys;
+  }
+
+  /// Adds the keys changed in `feed`'s stream after its position, up to now, to `keys`; returns
+  /// the position read through (the feed itself does not move).
+  std::string readChanges(const Feed& feed, std::set<int64_t>& keys) {
+    Side& side = *feed.side;
+    std::string at = feed.position;
+    if (feed.logical) {
+      const std::string upto = detail::currentLsn(side);
+      for (;;) {
+        auto batch = detail::readLogical(side, at, kChangesPerRead, upto, slotReader());
+        for (const auto& change : batch.rows)
+          keys.insert(change.pk);
+        const bool moved = batch.next_position != at;
+        at = batch.next_position;
+        if (!moved || detail::parseLsn(at) >= detail::parseLsn(upto)) return at;
+      }
+    }
+    std::string to = detail::currentPosition(side);
+    // SQLite's MAX(seq) falls back when the log was emptied; the position never moves back.
+    if (side.backend() == common::DbBackend::kSqlite3 && std::stoll(to) < std::stoll(at)) to = at;
+    for (int64_t after_seq = 0;;) {
+      const auto rows = detail::readWindow(side, at, to, after_seq, kChangesPerRead);
+      for (const auto& change : rows)
+        keys.insert(change.pk);
+      if (static_cast<int64_t>(rows.size()) < kChangesPerRead) return to;
+      after_seq = rows.back().seq;
+    }
+  }
+
+  /// Those of `keys` changed on either side since this round's positions.
+  std::set<int64_t> changedSince(const std::vector<int64_t>& keys) {
+    std::set<int64_t> changed;
+    for (const auto& feed : feeds_)
+      readChanges(feed, changed);
+    std::set<int64_t> found;
+    for (auto k : keys)
+      if (changed.count(k)) found.insert(k);
+    return found;
   }
 
   // A prune holds the registration's row for a moment (PostgreSQL's lock timeout is short).
@@ -292,6 +318,8 @@ class VerifyWatcher {
       }
     }
   }
+
+  detail::SlotReader slotReader() { return detail::SlotReader{slot_, false, slot_session_.get()}; }
 
   /// The hash of a side's row as compared: a source row through the translator.
   uint64_t hashRow(int64_t key, const Row& row, bool source) {
@@ -355,7 +383,11 @@ class VerifyWatcher {
   // Keys that differ while the sync still has captured changes of theirs to apply are lag, not
   // differences: like verify(), wait for a running sync to apply them (up to 5 s), then what
   // still differs with nothing pending is a difference, and what is still pending is in flight
-  // (and read again next round).
+  // (and read again next round). The pending changes are looked up before the rows are read: a
+  // batch the sync commits in between would otherwise hide a change the read did not see yet.
+  // A key changed again since this round's positions is in flight too: the sync may have
+  // applied that newer change to the target after the source was read (the target ahead,
+  // nothing pending); the next round, which reads that change, decides it.
   void settle(const std::vector<int64_t>& candidates, WatchRound& out) {
     std::vector<int64_t> keys;
     for (auto k : candidates)
@@ -364,14 +396,20 @@ class VerifyWatcher {
     std::set<int64_t> busy;
     for (int attempt = 0; !keys.empty(); ++attempt) {
       busy = engine_.pendingKeys(keys);
-      if (busy.empty() || !applying || attempt >= 25) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(200));
       reread(keys);
       out.keys_rechecked += static_cast<int64_t>(keys.size());
       std::vector<int64_t> still;
       for (auto k : keys)
         if (differing_.count(k)) still.push_back(k);
       keys.swap(still);
+      if (keys.empty()) break;
+      const auto moved = changedSince(keys);
+      busy.insert(moved.begin(), moved.end());
+      bool any_busy = false;
+      for (auto k : keys)
+        any_busy = any_busy || busy.count(k) > 0;
+      if (!any_busy || !applying || attempt >= 25) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }
     carry_.clear();
     for (auto k : keys)
@@ -414,8 +452,9 @@ class VerifyWatcher {
   const std::atomic<bool>& stop_;
   std::string reader_;
   std::string slot_;
-  bool slot_created_ = false;
-  Feed feeds_[2];  // the monolith's, the service's
+  std::unique_ptr<soci::session> slot_session_;  // holds the temporary slot
+  std::string lost_;                             // why the last collect() gave up
+  Feed feeds_[2];                                // the monolith's, the service's
   Direction direction_ = Direction::kForward;
   KeyHashes source_, target_;
   std::set<int64_t> differing_;  // keys whose hashes differ (in flight ones included)

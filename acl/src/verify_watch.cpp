@@ -399,17 +399,24 @@ class VerifyWatcher {
       reread(keys);
       out.keys_rechecked += static_cast<int64_t>(keys.size());
       std::vector<int64_t> still;
-      for (auto k : keys)
-        if (differing_.count(k)) still.push_back(k);
+      bool any_pending = false;
+      for (auto k : keys) {
+        if (!differing_.count(k)) continue;
+        still.push_back(k);
+        any_pending = any_pending || busy.count(k) > 0;
+      }
       keys.swap(still);
-      if (keys.empty()) break;
-      const auto moved = changedSince(keys);
-      busy.insert(moved.begin(), moved.end());
-      bool any_busy = false;
-      for (auto k : keys)
-        any_busy = any_busy || busy.count(k) > 0;
-      if (!any_busy || !applying || attempt >= 25) break;
+      // Waiting helps only for changes the sync has yet to apply; a key that keeps changing is
+      // decided by a later round.
+      if (!any_pending || !applying || attempt >= 25) break;
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    std::vector<int64_t> undecided;
+    for (auto k : keys)
+      if (!busy.count(k)) undecided.push_back(k);
+    if (!undecided.empty()) {
+      const auto moved = changedSince(undecided);
+      busy.insert(moved.begin(), moved.end());
     }
     carry_.clear();
     for (auto k : keys)

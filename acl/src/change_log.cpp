@@ -107,24 +107,93 @@ std::vector<ChangeRow> readWindow(Side& side, const std::string& from, const std
   return rows;
 }
 
+namespace {
+
+// The oldest position live readers have read through, as a bound on what may be deleted:
+// SQLite, a seq (changes at or below it are read); PostgreSQL, the xmin of the reader's snapshot
+// (transactions below it are visible in the snapshot, so read). Removes expired registrations.
+std::optional<int64_t> readersFloor(Side& side) {
+  if (!side.tableExists("strangler_readers")) return std::nullopt;
+  const long long now = nowSeconds();
+  *side.sql << "DELETE FROM strangler_readers WHERE expires_at < :n", soci::use(now);
+  std::optional<int64_t> floor;
+  std::string position;
+  soci::statement st = (side.sql->prepare << "SELECT position FROM strangler_readers WHERE"
+                                             " table_name = :t",
+                        soci::use(side.table), soci::into(position));
+  st.execute();
+  while (st.fetch()) {
+    // A malformed row (not written by a reader) holds nothing back.
+    if (!validPosition(side, position)) continue;
+    int64_t bound = 0;
+    try {
+      bound = std::stoll(position.substr(0, position.find(':')));
+    } catch (const std::exception&) {
+      continue;
+    }
+    floor = floor ? std::min(*floor, bound) : bound;
+  }
+  return floor;
+}
+
+}  // namespace
+
 void pruneChanges(Side& side, const std::string& position) {
   common::Transaction tx(*side.sql, side.backend(), common::Transaction::Mode::kWrite);
+  const auto floor = readersFloor(side);
   if (side.backend() == DbBackend::kSqlite3) {
     // The newest row stays: without AUTOINCREMENT, SQLite would hand its seq (and those below
     // it) out again once it is gone, below positions readers already hold (change_capture.cpp).
-    *side.sql << "DELETE FROM strangler_changes WHERE table_name = :t AND " +
-                     atOrBefore(side, position) +
-                     " AND seq < (SELECT MAX(seq) FROM strangler_changes)",
+    std::string condition =
+        atOrBefore(side, position) + " AND seq < (SELECT MAX(seq) FROM strangler_changes)";
+    if (floor) condition += " AND seq <= " + std::to_string(*floor);
+    *side.sql << "DELETE FROM strangler_changes WHERE table_name = :t AND " + condition,
         soci::use(side.table);
   } else {
     // Below the snapshot's xmin every transaction had finished: cheap and exact enough (the
     // rest goes with a later prune).
-    *side.sql << "DELETE FROM strangler_changes WHERE table_name = :t AND txid < "
-                 "pg_snapshot_xmin(" +
-                     snapshotLiteral(side, position) + ")::text::bigint",
+    std::string condition =
+        "txid < pg_snapshot_xmin(" + snapshotLiteral(side, position) + ")::text::bigint";
+    if (floor) condition += " AND txid < " + std::to_string(*floor);
+    *side.sql << "DELETE FROM strangler_changes WHERE table_name = :t AND " + condition,
         soci::use(side.table);
   }
   tx.commit();
+}
+
+void registerReader(Side& side, const std::string& reader, const std::string& position, int ttl_s) {
+  if (!validPosition(side, position))
+    throw soci::soci_error("invalid change log position '" + position + "'");
+  const long long expires = nowSeconds() + ttl_s;
+  common::Transaction tx(*side.sql, side.backend(), common::Transaction::Mode::kWrite);
+  *side.sql << "CREATE TABLE IF NOT EXISTS strangler_readers (reader VARCHAR(200) PRIMARY KEY,"
+               " table_name VARCHAR(63) NOT NULL, position TEXT NOT NULL,"
+               " expires_at BIGINT NOT NULL)";
+  *side.sql << "INSERT INTO strangler_readers (reader, table_name, position, expires_at) VALUES"
+               " (:r, :t, :p, :e) ON CONFLICT (reader) DO UPDATE SET table_name ="
+               " excluded.table_name, position = excluded.position, expires_at ="
+               " excluded.expires_at",
+      soci::use(reader), soci::use(side.table), soci::use(position), soci::use(expires);
+  tx.commit();
+}
+
+bool renewReader(Side& side, const std::string& reader, const std::string& position, int ttl_s) {
+  if (!validPosition(side, position))
+    throw soci::soci_error("invalid change log position '" + position + "'");
+  const long long expires = nowSeconds() + ttl_s;
+  common::Transaction tx(*side.sql, side.backend(), common::Transaction::Mode::kWrite);
+  soci::statement st = (side.sql->prepare << "UPDATE strangler_readers SET position = :p,"
+                                             " expires_at = :e WHERE reader = :r",
+                        soci::use(position), soci::use(expires), soci::use(reader));
+  st.execute(true);
+  const bool found = st.get_affected_rows() > 0;
+  tx.commit();
+  return found;
+}
+
+void unregisterReader(Side& side, const std::string& reader) {
+  if (!side.tableExists("strangler_readers")) return;
+  *side.sql << "DELETE FROM strangler_readers WHERE reader = :r", soci::use(reader);
 }
 
 }  // namespace strangler::acl::sync::detail

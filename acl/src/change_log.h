@@ -51,8 +51,21 @@ std::string notCovered(const Side& side, const Checkpoint& checkpoint);
 /// A SQL condition over strangler_changes' columns: the change is at or before `position`.
 std::string atOrBefore(const Side& side, const std::string& position);
 
-/// Deletes `side.table`'s changes at or before `position` (applied, and read by no one else).
+/// Deletes `side.table`'s changes at or before `position` (applied by the sync) that every live
+/// registered reader (strangler_readers) has read too. Expired registrations are removed first,
+/// in the same transaction, so a reader that was killed holds pruning back for one TTL at most.
 void pruneChanges(Side& side, const std::string& position);
+
+// Readers besides the sync (`sync verify --watch`) register the position they have read through
+// in strangler_readers, with an expiry they renew while they run.
+
+/// Registers (or moves) `reader` on `side.table`'s change log at `position` for `ttl_s` seconds.
+void registerReader(Side& side, const std::string& reader, const std::string& position, int ttl_s);
+/// Moves a live registration to `position` and renews it; false when the registration is gone
+/// (it expired and a prune removed it: changes after its position may have been deleted).
+bool renewReader(Side& side, const std::string& reader, const std::string& position, int ttl_s);
+/// Removes the registration.
+void unregisterReader(Side& side, const std::string& reader);
 
 /// Whether `position` is well-formed for the side's engine (it is embedded in SQL).
 bool validPosition(const Side& side, const std::string& position);

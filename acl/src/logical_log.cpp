@@ -171,15 +171,25 @@ std::vector<std::string> uninstallLogical(Side& side) {
   return done;
 }
 
+std::string createTemporarySlot(soci::session& session, const std::string& slot) {
+  // Like the sync's own slot, a new one waits for the transactions running now to finish.
+  std::string created;
+  session << "SET lock_timeout = 0";
+  session << "SELECT lsn::text FROM pg_create_logical_replication_slot(:s, 'wal2json',"
+             " true)",
+      soci::use(slot), soci::into(created);
+  return created;
+}
+
 std::string currentLsn(Side& side) {
   std::string lsn;
   *side.sql << "SELECT pg_current_wal_lsn()::text", soci::into(lsn);
   return lsn;
 }
 
-SlotState slotState(Side& side) {
+SlotState slotState(Side& side, const std::string& slot_name) {
   SlotState state;
-  const std::string& slot = side.slot;
+  const std::string& slot = slot_name.empty() ? side.slot : slot_name;
   std::string confirmed;
   long long lag = 0;
   soci::indicator ind = soci::i_null, lag_ind = soci::i_null;
@@ -193,22 +203,24 @@ SlotState slotState(Side& side) {
   return state;
 }
 
-void confirmLogical(Side& side, const std::string& position) {
-  const std::string& slot = side.slot;
-  const SlotState state = slotState(side);
+void confirmLogical(Side& side, const std::string& position, const SlotReader& reader) {
+  const std::string& slot = reader.slot.empty() ? side.slot : reader.slot;
+  soci::session& session = reader.session != nullptr ? *reader.session : *side.slot_sql;
+  const SlotState state = slotState(side, slot);
   if (!state.exists || parseLsn(position) <= parseLsn(state.confirmed)) return;
   withSlot([&] {
     std::string moved;
-    *side.slot_sql << "SELECT end_lsn::text FROM pg_replication_slot_advance(:s, :p::pg_lsn)",
+    session << "SELECT end_lsn::text FROM pg_replication_slot_advance(:s, :p::pg_lsn)",
         soci::use(slot), soci::use(position), soci::into(moved);
     return 0;
   });
 }
 
 LogicalBatch readLogical(Side& side, const std::string& after, int64_t limit,
-                         const std::optional<std::string>& upto) {
-  const std::string& slot = side.slot;
-  if (!slotState(side).exists) {
+                         const std::optional<std::string>& upto, const SlotReader& reader) {
+  const std::string& slot = reader.slot.empty() ? side.slot : reader.slot;
+  soci::session& session = reader.session != nullptr ? *reader.session : *side.slot_sql;
+  if (!slotState(side, slot).exists) {
     throw soci::soci_error("the replication slot " + slot +
                            " is gone (dropped, or invalidated when it fell too far behind): "
                            "run `strangler sync uninstall`, then `strangler sync run` to copy "
@@ -221,25 +233,23 @@ LogicalBatch readLogical(Side& side, const std::string& after, int64_t limit,
     long long xid;
     std::string data;
   };
-  std::vector<Raw> raws =
-      withSlot([&] {
-        std::vector<Raw> out;
-        std::string lsn, data;
-        long long xid = 0;
-        const long long max_rows = limit;
-        soci::statement st =
-            (side.slot_sql->prepare
-                 << "SELECT lsn::text, xid::text::bigint, data FROM"
-                    " pg_logical_slot_peek_changes(:s, :to::pg_lsn, :n, 'format-version',"
-                    " '2', 'include-xids', '1', 'include-timestamp', '1',"
-                    " 'include-type-oids', '0', 'add-tables', :t)",
-             soci::use(slot), soci::use(to), soci::use(max_rows), soci::use(table), soci::into(lsn),
-             soci::into(xid), soci::into(data));
-        st.execute();
-        while (st.fetch())
-          out.push_back({lsn, xid, data});
-        return out;
-      });
+  std::vector<Raw> raws = withSlot([&] {
+    std::vector<Raw> out;
+    std::string lsn, data;
+    long long xid = 0;
+    const long long max_rows = limit;
+    soci::statement st =
+        (session.prepare << "SELECT lsn::text, xid::text::bigint, data FROM"
+                            " pg_logical_slot_peek_changes(:s, :to::pg_lsn, :n, 'format-version',"
+                            " '2', 'include-xids', '1', 'include-timestamp', '1',"
+                            " 'include-type-oids', '0', 'add-tables', :t)",
+         soci::use(slot), soci::use(to), soci::use(max_rows), soci::use(table), soci::into(lsn),
+         soci::into(xid), soci::into(data));
+    st.execute();
+    while (st.fetch())
+      out.push_back({lsn, xid, data});
+    return out;
+  });
   LogicalBatch batch;
   batch.next_position = after;
   const uint64_t skip_upto = parseLsn(after);
@@ -253,7 +263,8 @@ LogicalBatch readLogical(Side& side, const std::string& after, int64_t limit,
     auto doc = nlohmann::json::parse(raw.data, nullptr, false);
     if (!doc.is_object()) continue;
     const std::string action = doc.value("action", "");
-    if (action == "M" && doc.value("prefix", "") == "strangler-sync") own.insert(raw.xid);
+    if (action == "M" && reader.skip_own && doc.value("prefix", "") == "strangler-sync")
+      own.insert(raw.xid);
     if (action == "I" || action == "U" || action == "D")
       open_changes[raw.xid].push_back(std::move(doc));
     if (action != "C") continue;

@@ -50,14 +50,27 @@ struct LogicalBatch {
   std::string next_position;
 };
 
+/// Which slot a read takes, and whether the sync's own transactions count. The sync reads its
+/// slot (side.slot) and skips its own writes (nothing echoes back); the verifier reads its own
+/// temporary slot and takes them too (a key the sync wrote changed all the same).
+struct SlotReader {
+  std::string slot;  ///< empty: side.slot
+  bool skip_own = true;
+  /// The session that reads and advances it (nullptr: side.slot_sql). A temporary slot can be
+  /// used only by the session that created it, and PostgreSQL drops it on any error there.
+  soci::session* session = nullptr;
+};
+
 /// Decodes the slot's changes after `after` (an LSN), at most about `limit` output rows, skipping
-/// the sync's own transactions and rows outside the mapping's constants. When everything up to
-/// now (or `upto`) was read, next_position is that LSN. Reads through side.slot_sql.
+/// rows outside the mapping's constants (and the sync's own transactions unless told not to).
+/// When everything up to now (or `upto`) was read, next_position is that LSN. Reads through
+/// side.slot_sql.
 LogicalBatch readLogical(Side& side, const std::string& after, int64_t limit,
-                         const std::optional<std::string>& upto = std::nullopt);
+                         const std::optional<std::string>& upto = std::nullopt,
+                         const SlotReader& reader = {});
 
 /// Confirms the slot up to `position` (the WAL before it may be recycled).
-void confirmLogical(Side& side, const std::string& position);
+void confirmLogical(Side& side, const std::string& position, const SlotReader& reader = {});
 
 /// The slot's confirmed position and its lag behind the WAL's end, in bytes.
 struct SlotState {
@@ -65,6 +78,11 @@ struct SlotState {
   int64_t lag_bytes = 0;
   bool exists = false;
 };
-SlotState slotState(Side& side);
+SlotState slotState(Side& side, const std::string& slot = {});
+
+/// Creates a temporary slot on `session` (dropped by PostgreSQL when that session ends, so a
+/// killed reader retains no WAL, and on any error in it); returns its start LSN. Changes
+/// committed after it are read from it.
+std::string createTemporarySlot(soci::session& session, const std::string& slot);
 
 }  // namespace strangler::acl::sync::detail

@@ -465,6 +465,10 @@ common::Result<RunReport> SyncEngine::watch(const std::atomic<bool>& stop, int p
 common::Result<VerifyReport> SyncEngine::verify() {
   return guarded([&] { return impl_->verify(); });
 }
+common::Result<WatchRound> SyncEngine::verifyWatch(const std::atomic<bool>& stop,
+                                                   const VerifyWatchOptions& options) {
+  return guarded([&] { return impl_->verifyWatch(stop, options); });
+}
 common::Result<StatusReport> SyncEngine::status() {
   return guarded([&] { return impl_->status(); });
 }

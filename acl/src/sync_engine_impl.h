@@ -124,6 +124,16 @@ struct SyncEngine::Impl {
   common::Result<VerifyReport> verify();
   /// Compares differing keys again once the sync applied their pending changes.
   void recheckInFlight(VerifyReport& report, const detail::ServiceKeys& keys);
+  /// Those of `keys` with captured changes the sync has not applied yet (either stream).
+  /// Keys are the service's (key_map.h).
+  std::set<int64_t> pendingKeys(const std::vector<int64_t>& keys,
+                                const detail::ServiceKeys& service_keys);
+  /// Whether a running sync holds the lease (so waiting for it to apply helps).
+  bool leaseHeld();
+
+  // verify_watch.cpp
+  common::Result<WatchRound> verifyWatch(const std::atomic<bool>& stop,
+                                         const VerifyWatchOptions& watch);
 
  private:
   void applyRows(detail::Stream& s, const std::vector<detail::ChangeRow>& rows,

@@ -227,4 +227,28 @@ struct Side {
   }
 };
 
+/// A read-only transaction that sees one snapshot of the database until it ends.
+class ReadSnapshot {
+ public:
+  explicit ReadSnapshot(Side& side) : side_(side) {
+    if (side.backend() == common::DbBackend::kPostgresql) {
+      *side.sql << "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+    } else {
+      *side.sql << "BEGIN";  // WAL mode: a read transaction keeps the snapshot of its first read
+    }
+  }
+  ~ReadSnapshot() {
+    try {
+      *side_.sql << "COMMIT";
+    } catch (const std::exception&) {
+      // Nothing was written; the session goes on.
+    }
+  }
+  ReadSnapshot(const ReadSnapshot&) = delete;
+  ReadSnapshot& operator=(const ReadSnapshot&) = delete;
+
+ private:
+  Side& side_;
+};
+
 }  // namespace strangler::acl::sync::detail

@@ -15,36 +15,9 @@ namespace strangler::acl::sync {
 using detail::canonical;
 using detail::fnv1a;
 using detail::kRangeWidth;
+using detail::ReadSnapshot;
 using detail::Side;
 using detail::State;
-
-namespace {
-
-/// A read-only transaction that sees one snapshot of the database until it ends.
-class ReadSnapshot {
- public:
-  explicit ReadSnapshot(Side& side) : side_(side) {
-    if (side.backend() == common::DbBackend::kPostgresql) {
-      *side.sql << "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
-    } else {
-      *side.sql << "BEGIN";  // WAL mode: a read transaction keeps the snapshot of its first read
-    }
-  }
-  ~ReadSnapshot() {
-    try {
-      *side_.sql << "COMMIT";
-    } catch (const std::exception&) {
-      // Nothing was written; the session goes on.
-    }
-  }
-  ReadSnapshot(const ReadSnapshot&) = delete;
-  ReadSnapshot& operator=(const ReadSnapshot&) = delete;
-
- private:
-  Side& side_;
-};
-
-}  // namespace
 
 common::Result<VerifyReport> SyncEngine::Impl::verify() {
   const Direction d = direction();
@@ -162,39 +135,12 @@ void SyncEngine::Impl::recheckInFlight(VerifyReport& report,
     return differing;
   };
   const auto pending = [&](const std::vector<int64_t>& keys) {
-    std::set<int64_t> found;
-    if (keys.empty()) return found;
-    for (Direction stream : {Direction::kForward, Direction::kReverse}) {
-      Side& from = sourceOf(stream);
-      const auto own = service_keys.own(from, keys);
-      const std::string list = detail::keyList(own);
-      const State state = readState(targetOf(stream), stream);
-      if (state.phase != "stream") continue;
-      if (from.logical) {
-        const std::set<int64_t> wanted(own.begin(), own.end());
-        for (const auto& change :
-             detail::readLogical(from, state.checkpoint.position, 1000000).rows)
-          if (wanted.count(change.pk)) found.insert(service_keys.of(from, change.pk));
-        continue;
-      }
-      if (!from.tableExists("strangler_changes")) continue;
-      long long pk = 0;
-      soci::statement st =
-          (from.sql->prepare << "SELECT DISTINCT pk FROM strangler_changes"
-                                " WHERE table_name = :t AND pk IN (" +
-                                    list + ") AND " + detail::notCovered(from, state.checkpoint),
-           soci::use(from.table), soci::into(pk));
-      st.execute();
-      while (st.fetch())
-        found.insert(service_keys.of(from, pk));
-    }
-    return found;
+    return pendingKeys(keys, service_keys);
   };
   std::vector<int64_t> keys = report.differing_keys;
   std::set<int64_t> in_flight;
   // Waiting helps only while someone applies (a running watch holds the lease).
-  const bool applying = service.tableExists("strangler_sync_lease") &&
-                        detail::currentLease(service, translator.name()).has_value();
+  const bool applying = leaseHeld();
   for (int round = 0; round < (applying ? 25 : 0) && !keys.empty(); ++round) {
     keys = still_differing(keys);
     const auto busy = pending(keys);
@@ -217,6 +163,46 @@ void SyncEngine::Impl::recheckInFlight(VerifyReport& report,
   }
   report.in_flight.assign(in_flight.begin(), in_flight.end());
   report.differing_ranges = static_cast<int64_t>(differing_ranges.size());
+}
+
+bool SyncEngine::Impl::leaseHeld() {
+  return service.tableExists("strangler_sync_lease") &&
+         detail::currentLease(service, translator.name()).has_value();
+}
+
+std::set<int64_t> SyncEngine::Impl::pendingKeys(const std::vector<int64_t>& keys,
+                                                const detail::ServiceKeys& service_keys) {
+  std::set<int64_t> found;
+  if (keys.empty()) return found;
+  for (Direction stream : {Direction::kForward, Direction::kReverse}) {
+    Side& from = sourceOf(stream);
+    const State state = readState(targetOf(stream), stream);
+    if (state.phase != "stream") continue;
+    const auto own = service_keys.own(from, keys);
+    if (from.logical) {
+      const std::set<int64_t> wanted(own.begin(), own.end());
+      for (const auto& change : detail::readLogical(from, state.checkpoint.position, 1000000).rows)
+        if (wanted.count(change.pk)) found.insert(service_keys.of(from, change.pk));
+      continue;
+    }
+    if (!from.tableExists("strangler_changes")) continue;
+    // In slices: a full pass under load can hand over many thousands of keys.
+    for (std::size_t at = 0; at < own.size(); at += 1000) {
+      const std::vector<int64_t> slice(
+          own.begin() + static_cast<std::ptrdiff_t>(at),
+          own.begin() + static_cast<std::ptrdiff_t>(std::min(own.size(), at + 1000)));
+      long long pk = 0;
+      soci::statement st = (from.sql->prepare << "SELECT DISTINCT pk FROM strangler_changes"
+                                                 " WHERE table_name = :t AND pk IN (" +
+                                                     detail::keyList(slice) + ") AND " +
+                                                     detail::notCovered(from, state.checkpoint),
+                            soci::use(from.table), soci::into(pk));
+      st.execute();
+      while (st.fetch())
+        found.insert(service_keys.of(from, pk));
+    }
+  }
+  return found;
 }
 
 }  // namespace strangler::acl::sync

@@ -28,6 +28,10 @@ struct SyncArgs {
   bool force = false;
   std::string status_listen;  // watch: serve live figures on GET /status
   int verify_every_s = 0;     // watch: verify both sides this often (0: never)
+  bool verify_watch = false;  // verify: keep the comparison current from the change streams
+  double interval_s = 5;      // verify --watch: seconds between rounds
+  int64_t rounds = 0;         // verify --watch: rounds after the full pass (0: until stopped)
+  int reader_ttl_s = 60;      // verify --watch: how long a killed verifier holds pruning back
 };
 
 std::atomic<bool> g_stop{false};
@@ -181,6 +185,79 @@ int watchCommand(const SyncArgs& args) {
   }
 }
 
+json verifyJson(const sync::VerifyReport& r) {
+  return json{{"direction", sync::toString(r.direction)},
+              {"identical", r.identical()},
+              {"source_rows", r.source_rows},
+              {"target_rows", r.target_rows},
+              {"ranges", r.ranges},
+              {"differing_ranges", r.differing_ranges},
+              {"differing_keys", r.differing_keys},
+              {"in_flight", r.in_flight},
+              {"untranslatable", r.untranslatable},
+              {"dead_letters", r.dead_letters}};
+}
+
+// One line per round: what differs, the rows each side has, the keys read again, the time.
+void printRound(const SyncArgs& args, const sync::WatchRound& r) {
+  const auto& report = r.report;
+  if (args.json_output) {
+    json out = verifyJson(report);
+    out["round"] = r.round;
+    out["full_pass"] = r.full_pass;
+    out["differing"] = r.differing;
+    out["keys_rechecked"] = r.keys_rechecked;
+    out["ms"] = r.millis;
+    out["memory_bytes"] = r.memory_bytes;
+    if (!r.note.empty()) out["note"] = r.note;
+    std::cout << out.dump() << std::endl;
+    return;
+  }
+  if (!r.note.empty()) std::cout << "note: " << r.note << "\n";
+  std::cout << (r.full_pass ? "full pass" : "round " + std::to_string(r.round)) << ": ";
+  if (report.identical()) {
+    std::cout << "identical";
+  } else {
+    std::cout << r.differing << " differing";
+    if (!report.differing_keys.empty()) {
+      std::cout << " (keys";
+      for (auto k : report.differing_keys)
+        std::cout << " " << k;
+      std::cout << (r.differing > static_cast<int64_t>(report.differing_keys.size()) ? " …)" : ")");
+    }
+    if (!report.untranslatable.empty())
+      std::cout << ", " << report.untranslatable.size() << " untranslatable";
+  }
+  if (!report.in_flight.empty()) std::cout << ", " << report.in_flight.size() << " in flight";
+  std::cout << ", " << report.source_rows << "/" << report.target_rows << " rows, "
+            << r.keys_rechecked << " keys rechecked, " << r.millis << " ms";
+  if (r.full_pass) std::cout << ", " << r.memory_bytes / (1024 * 1024) << " MiB of hashes";
+  std::cout << std::endl;
+  for (const auto& why : report.untranslatable)
+    std::cout << "untranslatable: " << why << "\n";
+}
+
+int verifyWatchCommand(const SyncArgs& args) {
+  auto engine = openEngine(args);
+  if (!engine.ok()) return fail(engine.error());
+  std::signal(SIGINT, onStopSignal);
+  std::signal(SIGTERM, onStopSignal);
+  sync::VerifyWatchOptions options;
+  options.interval_ms = static_cast<int>(args.interval_s * 1000);
+  options.rounds = args.rounds;
+  options.reader_ttl_s = args.reader_ttl_s;
+  options.on_round = [&args](const sync::WatchRound& r) { printRound(args, r); };
+  auto last = (*engine)->verifyWatch(g_stop, options);
+  if (!last.ok()) {
+    if (last.error().code == "not_streaming") {
+      std::cerr << "strangler sync: " << last.error().message << "\n";
+      return 2;
+    }
+    return fail(last.error());
+  }
+  return last->report.identical() ? 0 : 1;
+}
+
 }  // namespace
 
 void registerSyncCommands(CLI::App& app, GlobalOptions&, Action& action) {
@@ -235,26 +312,40 @@ void registerSyncCommands(CLI::App& app, GlobalOptions&, Action& action) {
 
   auto* verify = sync_cmd->add_subcommand("verify", "compare both sides; exit 1 when they differ");
   addCommon(verify, *args);
-  verify->footer(example);
+  verify->add_flag("--watch", args->verify_watch,
+                   "after one full comparison, keep it current from the change streams: each "
+                   "round compares only the keys changed since the one before, and prints one "
+                   "line (identical / N differing / in flight, rows, keys rechecked, ms). Its own "
+                   "reading of the streams (a temporary replication slot, or a registered position "
+                   "on the change tables) never disturbs a running watch. Refused (exit 2) during "
+                   "the snapshot");
+  verify->add_option("--interval", args->interval_s, "--watch: seconds between rounds")
+      ->check(CLI::Range(0.05, 3600.0))
+      ->capture_default_str();
+  verify
+      ->add_option("--rounds", args->rounds,
+                   "--watch: rounds after the full pass, then exit 1 if the last one found "
+                   "differences, else 0 (0: until SIGINT/SIGTERM)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1000000000}))
+      ->capture_default_str();
+  verify
+      ->add_option("--reader-ttl", args->reader_ttl_s,
+                   "--watch: seconds a registration on a change table holds the sync's pruning "
+                   "back after the verifier stopped renewing it (killed)")
+      ->check(CLI::Range(1, 86400))
+      ->capture_default_str();
+  verify->footer(std::string(example) +
+                 "  strangler sync verify --watch --interval 5 --from sqlite3://db=monolith.db "
+                 "--to sqlite3://db=driver-service.db\n");
   verify->callback([&action, args] {
     action = [args] {
+      if (args->verify_watch) return verifyWatchCommand(*args);
       auto engine = openEngine(*args);
       if (!engine.ok()) return fail(engine.error());
       auto report = (*engine)->verify();
       if (!report.ok()) return fail(report.error());
       if (args->json_output) {
-        std::cout << json{{"direction", sync::toString(report->direction)},
-                          {"identical", report->identical()},
-                          {"source_rows", report->source_rows},
-                          {"target_rows", report->target_rows},
-                          {"ranges", report->ranges},
-                          {"differing_ranges", report->differing_ranges},
-                          {"differing_keys", report->differing_keys},
-                          {"in_flight", report->in_flight},
-                          {"untranslatable", report->untranslatable},
-                          {"dead_letters", report->dead_letters}}
-                         .dump()
-                  << "\n";
+        std::cout << verifyJson(*report).dump() << "\n";
       } else {
         std::cout << "verify " << args->mapping << " (" << sync::toString(report->direction)
                   << "): " << report->source_rows << " source rows, " << report->target_rows

@@ -221,6 +221,30 @@ TEST_P(SyncEngineTest, RowsTheServiceCreatesGetTheMonolithsOwnKeys) {
             2500000);
   EXPECT_TRUE(verified().identical());
 
+  // verify --watch compares under the service's keys too: a full pass, then a round over the
+  // keys changed since, one of them a paired row changed on the monolith.
+  VerifyWatchOptions watch;
+  watch.interval_ms = 50;
+  watch.rounds = 1;
+  std::vector<WatchRound> rounds;
+  watch.on_round = [&](const WatchRound& r) {
+    rounds.push_back(r);
+    if (r.round != 0) return;
+    monolith_->exec("UPDATE users SET drv_status = 0, updated_at = 11 WHERE id = " +
+                    std::to_string(first_m));
+    ran();
+  };
+  std::atomic<bool> stop{false};
+  auto watched = engine_->verifyWatch(stop, watch);
+  ASSERT_TRUE(watched.ok()) << watched.error().message;
+  ASSERT_EQ(rounds.size(), 2u);
+  for (const auto& r : rounds)
+    EXPECT_TRUE(r.report.identical())
+        << "round " << r.round << ": first differing "
+        << (r.report.differing_keys.empty() ? -1 : r.report.differing_keys[0]);
+  EXPECT_GE(rounds[1].keys_rechecked, 1);
+  EXPECT_EQ(rounds[1].report.source_rows, rounds[1].report.target_rows);
+
   // A driver the monolith registers meanwhile takes the next key of its own, with no collision.
   monolith_->exec(
       "INSERT INTO users (id, user_type, full_name, phone, car_plate, car_model, drv_status,"

@@ -117,6 +117,29 @@ struct VerifyReport {
   bool identical() const { return differing_ranges == 0 && untranslatable.empty(); }
 };
 
+/// One round of `sync verify --watch`: round 0 is the full pass, later rounds compare only the
+/// keys the change streams touched since the round before.
+struct WatchRound {
+  int64_t round = 0;
+  bool full_pass = false;
+  std::string note;       ///< why a full pass was made again, when it was
+  VerifyReport report;    ///< the state after this round; source/target_rows: rows each side has
+  int64_t differing = 0;  ///< keys that differ (report.differing_keys lists at most 100)
+  int64_t keys_rechecked = 0;  ///< keys read again from both sides in this round
+  int64_t millis = 0;          ///< how long the round took
+  int64_t memory_bytes = 0;    ///< what the kept per-key hashes take
+};
+
+struct VerifyWatchOptions {
+  int interval_ms = 5000;  ///< from the start of one round to the start of the next
+  int64_t rounds = 0;      ///< rounds after the full pass; 0: until `stop`
+  /// How long a registration on a change log (strangler_readers) holds pruning back after the
+  /// verifier stopped renewing it (it is renewed every round).
+  int reader_ttl_s = 60;
+  /// Called after each round on the verifying thread (the full pass included).
+  std::function<void(const WatchRound&)> on_round;
+};
+
 /// The data-sync job between a monolith database and a service database, for one mapping.
 /// Change capture is a trigger-fed change log in each database (no lock beyond the row it
 /// writes); the checkpoint and dead letters of each stream live in its target database and are
@@ -141,6 +164,12 @@ class SyncEngine {
   common::Result<RunReport> watch(const std::atomic<bool>& stop, int poll_ms = 50);
   /// Compares both sides through the translator: counts and checksums per key range, then keys.
   common::Result<VerifyReport> verify();
+  /// Like verify(), then keeps the comparison current from the change streams: each round
+  /// compares only the keys changed since the round before (its own reading of both sides'
+  /// capture, which never disturbs a running watch). Refused ("not_streaming") while the sync is
+  /// still copying its snapshot. Returns the last round.
+  common::Result<WatchRound> verifyWatch(const std::atomic<bool>& stop,
+                                         const VerifyWatchOptions& options);
   /// Checkpoint, lag and counters.
   common::Result<StatusReport> status();
   /// Moves ownership to the service (reverse direction) or, with `back`, to the monolith.

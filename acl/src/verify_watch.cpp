@@ -1,0 +1,538 @@
+// `sync verify --watch`: one full comparison like verify(), keeping a hash per key of both sides,
+// then rounds that compare only the keys the change streams touched since the round before.
+//
+// Memory: per side a vector of (key, hash) sorted by key, filled by the full pass (16 bytes a
+// row), and a hash map for keys that appeared since (merged into the vector once it holds more
+// than an eighth of it). A deleted key keeps its slot in the vector with hash 0 until then. The
+// set of differing keys is kept exactly, so no per-range sums are needed to find them again.
+//
+// The verifier reads both sides' change streams itself and never moves the sync's checkpoints:
+// - trigger capture (SQLite, PostgreSQL with --capture trigger, the service side always): its
+//   own position on strangler_changes, registered in strangler_readers so the sync's prune keeps
+//   what the verifier has not read yet; the registration is renewed every round and expires
+//   after reader_ttl_s, so a killed verifier holds pruning back for that long at most. When the
+//   renewal finds the registration gone (the verifier stalled past its TTL and a prune removed
+//   it), changes may be missing: the verifier says so and makes a full pass again.
+// - logical capture (a PostgreSQL monolith with wal_level=logical): a temporary replication slot
+//   of its own, created before the full pass reads anything, so every change committed after the
+//   snapshot was taken is in the slot. PostgreSQL drops it when the verifier's session ends.
+//   Unlike the sync, it takes the sync's own writes too (a key the sync wrote changed as well).
+// Keys are compared in the service's key space, as verify() does (key_map.h): a monolith row whose
+// key is paired with a service key takes that key; the pairs are read again every round, after
+// the change streams, so a pair recorded meanwhile is known before its keys are read.
+// The sync's writes into either side are not captured by the triggers (nothing echoes), so a key
+// whose change was still in flight at the end of a round is read again every round until both
+// sides agree or nothing for it is pending any more.
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <random>
+#include <thread>
+#include <unordered_map>
+
+#include "change_log.h"
+#include "logical_log.h"
+#include "sync_engine_impl.h"
+#include "sync_lease.h"
+
+namespace strangler::acl::sync {
+namespace {
+
+using detail::canonical;
+using detail::ReadSnapshot;
+using detail::Side;
+using Clock = std::chrono::steady_clock;
+
+constexpr uint64_t kAbsent = 0;
+constexpr std::size_t kKeysPerRead = 1000;
+constexpr int64_t kChangesPerRead = 50000;
+constexpr std::size_t kListed = 100;
+
+uint64_t hashOf(const std::string& text) {
+  const uint64_t hash = detail::fnv1a(text);
+  return hash == kAbsent ? 1 : hash;
+}
+
+/// The hash of each key's row on one side (kAbsent: no row).
+class KeyHashes {
+ public:
+  void clear() {
+    sorted_.clear();
+    added_.clear();
+    size_ = 0;
+  }
+  /// Filled by the full pass: keys ascending.
+  void append(int64_t key, uint64_t hash) {
+    sorted_.emplace_back(key, hash);
+    ++size_;
+  }
+  /// Paired monolith keys arrive out of order: sorted once, at the end.
+  void finishPass() {
+    if (!std::is_sorted(sorted_.begin(), sorted_.end())) std::sort(sorted_.begin(), sorted_.end());
+    sorted_.shrink_to_fit();
+  }
+  uint64_t get(int64_t key) const {
+    if (const auto* slot = find(key)) return slot->second;
+    const auto it = added_.find(key);
+    return it == added_.end() ? kAbsent : it->second;
+  }
+  void set(int64_t key, uint64_t hash) {
+    const uint64_t old = get(key);
+    size_ += (hash != kAbsent ? 1 : 0) - (old != kAbsent ? 1 : 0);
+    if (auto* slot = find(key)) {
+      slot->second = hash;
+    } else if (hash == kAbsent) {
+      added_.erase(key);
+    } else {
+      added_[key] = hash;
+    }
+    if (added_.size() > std::max<std::size_t>(4096, sorted_.size() / 8)) compact();
+  }
+  int64_t size() const { return size_; }
+  const std::vector<std::pair<int64_t, uint64_t>>& sorted() const { return sorted_; }
+  int64_t bytes() const {
+    // A node of the map: the pair, the next pointer and the cached hash, plus its bucket.
+    return static_cast<int64_t>(sorted_.capacity() * sizeof(sorted_[0]) +
+                                added_.size() * (sizeof(std::pair<int64_t, uint64_t>) + 16) +
+                                added_.bucket_count() * sizeof(void*));
+  }
+
+ private:
+  std::pair<int64_t, uint64_t>* find(int64_t key) {
+    auto it = std::lower_bound(sorted_.begin(), sorted_.end(), key,
+                               [](const auto& entry, int64_t k) { return entry.first < k; });
+    return it != sorted_.end() && it->first == key ? &*it : nullptr;
+  }
+  const std::pair<int64_t, uint64_t>* find(int64_t key) const {
+    return const_cast<KeyHashes*>(this)->find(key);
+  }
+  void compact() {
+    std::vector<std::pair<int64_t, uint64_t>> merged(added_.begin(), added_.end());
+    std::sort(merged.begin(), merged.end());
+    for (const auto& entry : sorted_)
+      if (entry.second != kAbsent) merged.push_back(entry);
+    std::inplace_merge(merged.begin(), merged.begin() + static_cast<std::ptrdiff_t>(added_.size()),
+                       merged.end());
+    merged.shrink_to_fit();
+    sorted_.swap(merged);
+    added_.clear();
+  }
+
+  std::vector<std::pair<int64_t, uint64_t>> sorted_;
+  std::unordered_map<int64_t, uint64_t> added_;
+  int64_t size_ = 0;
+};
+
+/// Thrown out of a full pass when the caller asked to stop.
+struct Stopped {};
+
+/// The verifier's reading of one side's change stream.
+struct Feed {
+  Side* side = nullptr;
+  std::string position;  ///< read through here
+  bool logical = false;
+};
+
+class VerifyWatcher {
+ public:
+  VerifyWatcher(SyncEngine::Impl& engine, const VerifyWatchOptions& options,
+                const std::atomic<bool>& stop)
+      : engine_(engine), options_(options), stop_(stop) {
+    std::random_device random;
+    const std::string tag = std::to_string(random() % 1000000000);
+    reader_ = "verify " + engine.translator.name() + " " + detail::defaultHolder() + " " + tag;
+    slot_ = "strangler_verify_" + std::to_string(getpid()) + "_" + tag;
+    feeds_[0].side = &engine.monolith;
+    feeds_[0].logical = engine.monolith.logical;
+    feeds_[1].side = &engine.service;
+  }
+  ~VerifyWatcher() {
+    for (auto& feed : feeds_) {
+      try {
+        if (!feed.logical) detail::unregisterReader(*feed.side, reader_);
+      } catch (const std::exception&) {
+        // It expires by itself.
+      }
+    }
+    if (!slot_session_) return;
+    try {
+      *slot_session_ << "SELECT pg_drop_replication_slot(:s)", soci::use(slot_);
+    } catch (const std::exception&) {
+      // Temporary: it goes with the session.
+    }
+  }
+  VerifyWatcher(const VerifyWatcher&) = delete;
+  VerifyWatcher& operator=(const VerifyWatcher&) = delete;
+
+  WatchRound fullPass(int64_t n, const std::string& note) {
+    const auto started = Clock::now();
+    direction_ = engine_.direction();
+    // Positions first: whatever changes after them is read again in the next round.
+    startFeeds();
+    refreshKeys();
+    source_.clear();
+    target_.clear();
+    differing_.clear();
+    untranslatable_.clear();
+    carry_.clear();
+    scan(engine_.sourceOf(direction_), source_, true);
+    scan(engine_.targetOf(direction_), target_, false);
+    std::vector<int64_t> candidates;
+    const auto& a = source_.sorted();
+    const auto& b = target_.sorted();
+    for (std::size_t i = 0, j = 0; i < a.size() || j < b.size();) {
+      if (j == b.size() || (i < a.size() && a[i].first < b[j].first)) {
+        candidates.push_back(a[i++].first);
+      } else if (i == a.size() || b[j].first < a[i].first) {
+        candidates.push_back(b[j++].first);
+      } else {
+        if (a[i].second != b[j].second) candidates.push_back(a[i].first);
+        ++i;
+        ++j;
+      }
+    }
+    differing_.insert(candidates.begin(), candidates.end());
+    WatchRound out;
+    out.round = n;
+    out.full_pass = true;
+    out.note = note;
+    settle(candidates, out);
+    return finish(out, started);
+  }
+
+  WatchRound round(int64_t n) {
+    const auto started = Clock::now();
+    if (engine_.direction() != direction_)
+      return fullPass(n, "the owner changed since the last round: full pass again");
+    auto changed = collect();
+    if (!changed) return fullPass(n, lost_);
+    std::set<int64_t> wanted = std::move(*changed);
+    wanted.insert(carry_.begin(), carry_.end());
+    // Known differences are read again too (cheap while they are few): one healed by a write
+    // the triggers do not capture (the sync's own) stops being reported.
+    std::size_t known = 0;
+    for (auto it = differing_.begin(); it != differing_.end() && known < 1000; ++it, ++known)
+      wanted.insert(*it);
+    const std::vector<int64_t> keys(wanted.begin(), wanted.end());
+    reread(keys);
+    WatchRound out;
+    out.round = n;
+    out.keys_rechecked = static_cast<int64_t>(keys.size());
+    settle(keys, out);
+    return finish(out, started);
+  }
+
+ private:
+  void startFeeds() {
+    for (auto& feed : feeds_) {
+      Side& side = *feed.side;
+      if (feed.logical) {
+        if (!slot_session_ || !detail::slotState(side, slot_).exists) {
+          // A session of its own: the engine's slot session peeks at the sync's slot, and an
+          // error there ("active for PID") would drop a temporary slot.
+          slot_session_ = std::make_unique<soci::session>();
+          common::openSession(*slot_session_, side.target);
+          feed.position = detail::createTemporarySlot(*slot_session_, slot_);
+        } else {
+          feed.position = detail::currentLsn(side);
+          detail::confirmLogical(side, feed.position, slotReader());
+        }
+        continue;
+      }
+      feed.position = detail::currentPosition(side);
+      detail::registerReader(side, reader_, feed.position, options_.reader_ttl_s);
+    }
+  }
+
+  /// The keys changed on both sides since the last round (service keys); nullopt when a
+  /// registration was lost.
+  std::optional<std::set<int64_t>> collect() {
+    std::set<int64_t> own[2];
+    for (std::size_t i = 0; i < 2; ++i) {
+      Feed& feed = feeds_[i];
+      Side& side = *feed.side;
+      // Still registered here means no prune went past the position since it was set.
+      if (!feed.logical && !renew(side, feed.position)) {
+        lost_ =
+            "the change log was pruned past this verifier's position (its registration expired "
+            "while it stalled): full pass again";
+        return std::nullopt;
+      }
+      if (feed.logical && !detail::slotState(side, slot_).exists) {
+        lost_ =
+            "this verifier's replication slot is gone (an error in its session drops it): "
+            "full pass again from a new one";
+        return std::nullopt;
+      }
+      feed.position = readChanges(feed, own[i]);
+      if (feed.logical) {
+        detail::confirmLogical(side, feed.position, slotReader());
+      } else if (!renew(side, feed.position)) {
+        detail::registerReader(side, reader_, feed.position, options_.reader_ttl_s);
+      }
+    }
+    return serviceKeys(own);
+  }
+
+  /// Keys read from the feeds (the monolith's, the service's), in the service's key space, with
+  /// the pairs read after the feeds.
+  std::set<int64_t> serviceKeys(const std::set<int64_t> (&own)[2]) {
+    refreshKeys();
+    std::set<int64_t> keys(own[1]);
+    for (auto k : own[0])
+      keys.insert(keys_->of(*feeds_[0].side, k));
+    return keys;
+  }
+
+  void refreshKeys() { keys_.emplace(engine_.monolith, engine_.key_map->all()); }
+
+  /// Adds the keys changed in `feed`'s stream after its position, up to now, to `keys`; returns
+  /// the position read through (the feed itself does not move).
+  std::string readChanges(const Feed& feed, std::set<int64_t>& keys) {
+    Side& side = *feed.side;
+    std::string at = feed.position;
+    if (feed.logical) {
+      const std::string upto = detail::currentLsn(side);
+      for (;;) {
+        auto batch = detail::readLogical(side, at, kChangesPerRead, upto, slotReader());
+        for (const auto& change : batch.rows)
+          keys.insert(change.pk);
+        const bool moved = batch.next_position != at;
+        at = batch.next_position;
+        if (!moved || detail::parseLsn(at) >= detail::parseLsn(upto)) return at;
+      }
+    }
+    std::string to = detail::currentPosition(side);
+    // SQLite's MAX(seq) falls back when the log was emptied; the position never moves back.
+    if (side.backend() == common::DbBackend::kSqlite3 && std::stoll(to) < std::stoll(at)) to = at;
+    for (int64_t after_seq = 0;;) {
+      const auto rows = detail::readWindow(side, at, to, after_seq, kChangesPerRead);
+      for (const auto& change : rows)
+        keys.insert(change.pk);
+      if (static_cast<int64_t>(rows.size()) < kChangesPerRead) return to;
+      after_seq = rows.back().seq;
+    }
+  }
+
+  /// Those of `keys` changed on either side since this round's positions.
+  std::set<int64_t> changedSince(const std::vector<int64_t>& keys) {
+    std::set<int64_t> own[2];
+    for (std::size_t i = 0; i < 2; ++i)
+      readChanges(feeds_[i], own[i]);
+    const auto changed = serviceKeys(own);
+    std::set<int64_t> found;
+    for (auto k : keys)
+      if (changed.count(k)) found.insert(k);
+    return found;
+  }
+
+  // A prune holds the registration's row for a moment (PostgreSQL's lock timeout is short).
+  bool renew(Side& side, const std::string& position) {
+    for (int attempt = 0;; ++attempt) {
+      try {
+        return detail::renewReader(side, reader_, position, options_.reader_ttl_s);
+      } catch (const soci::soci_error& e) {
+        const std::string what = e.what();
+        const bool busy = what.find("lock timeout") != std::string::npos ||
+                          what.find("database is locked") != std::string::npos;
+        if (!busy || attempt >= 20) throw;
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+    }
+  }
+
+  detail::SlotReader slotReader() { return detail::SlotReader{slot_, false, slot_session_.get()}; }
+
+  /// The hash of a side's row as compared: a source row through the translator.
+  uint64_t hashRow(int64_t key, const Row& row, bool source) {
+    if (!source) return hashOf(canonical(row));
+    auto translated = engine_.translate(direction_, row);
+    if (translated.ok()) {
+      (*translated)[engine_.targetOf(direction_).key] = Value(key);
+      untranslatable_.erase(key);
+      return hashOf(canonical(*translated));
+    }
+    untranslatable_[key] = translated.error().message();
+    // Never equal to a target row's hash.
+    return hashOf("untranslatable|" + translated.error().message());
+  }
+
+  // Every row of a side from one snapshot, under its service key.
+  void scan(Side& side, KeyHashes& into, bool source) {
+    ReadSnapshot snapshot(side);
+    for (std::optional<int64_t> after;;) {
+      if (stop_) throw Stopped{};
+      auto rows = side.readRange(after, std::nullopt, 20000);
+      if (rows.empty() || (after && rows.back().first <= *after)) break;
+      after = rows.back().first;
+      for (auto& [own, row] : rows) {
+        const int64_t key = keys_->of(side, own);
+        if (!source && key != own) row[side.key] = Value(key);
+        into.append(key, hashRow(key, row, source));
+      }
+    }
+    into.finishPass();
+  }
+
+  /// Reads `keys` from both sides (one snapshot each) and updates their hashes.
+  void reread(const std::vector<int64_t>& keys) {
+    const auto read = [&](Side& side, bool source) {
+      std::unordered_map<int64_t, uint64_t> hashes;
+      ReadSnapshot snapshot(side);
+      for (std::size_t at = 0; at < keys.size(); at += kKeysPerRead) {
+        const std::vector<int64_t> slice(
+            keys.begin() + static_cast<std::ptrdiff_t>(at),
+            keys.begin() + static_cast<std::ptrdiff_t>(std::min(keys.size(), at + kKeysPerRead)));
+        for (const auto& [key, row] : keys_->readKeys(side, slice))
+          hashes[key] = hashRow(key, row, source);
+      }
+      return hashes;
+    };
+    const auto left = read(engine_.sourceOf(direction_), true);
+    const auto right = read(engine_.targetOf(direction_), false);
+    for (auto k : keys) {
+      const auto l = left.find(k);
+      const auto r = right.find(k);
+      const uint64_t a = l == left.end() ? kAbsent : l->second;
+      const uint64_t b = r == right.end() ? kAbsent : r->second;
+      if (a == kAbsent) untranslatable_.erase(k);
+      source_.set(k, a);
+      target_.set(k, b);
+      if (a != b) {
+        differing_.insert(k);
+      } else {
+        differing_.erase(k);
+      }
+    }
+  }
+
+  // Keys that differ while the sync still has captured changes of theirs to apply are lag, not
+  // differences: like verify(), wait for a running sync to apply them (up to 5 s), then what
+  // still differs with nothing pending is a difference, and what is still pending is in flight
+  // (and read again next round). The pending changes are looked up before the rows are read: a
+  // batch the sync commits in between would otherwise hide a change the read did not see yet.
+  // A key changed again since this round's positions is in flight too: the sync may have
+  // applied that newer change to the target after the source was read (the target ahead,
+  // nothing pending); the next round, which reads that change, decides it.
+  void settle(const std::vector<int64_t>& candidates, WatchRound& out) {
+    std::vector<int64_t> keys;
+    for (auto k : candidates)
+      if (differing_.count(k)) keys.push_back(k);
+    const bool applying = !keys.empty() && engine_.leaseHeld();
+    std::set<int64_t> busy;
+    for (int attempt = 0; !keys.empty(); ++attempt) {
+      busy = engine_.pendingKeys(keys, *keys_);
+      reread(keys);
+      out.keys_rechecked += static_cast<int64_t>(keys.size());
+      std::vector<int64_t> still;
+      bool any_pending = false;
+      for (auto k : keys) {
+        if (!differing_.count(k)) continue;
+        still.push_back(k);
+        any_pending = any_pending || busy.count(k) > 0;
+      }
+      keys.swap(still);
+      // Waiting helps only for changes the sync has yet to apply; a key that keeps changing is
+      // decided by a later round.
+      if (!any_pending || !applying || attempt >= 25) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    std::vector<int64_t> undecided;
+    for (auto k : keys)
+      if (!busy.count(k)) undecided.push_back(k);
+    if (!undecided.empty()) {
+      const auto moved = changedSince(undecided);
+      busy.insert(moved.begin(), moved.end());
+    }
+    carry_.clear();
+    for (auto k : keys)
+      if (busy.count(k)) carry_.insert(k);
+    out.report.in_flight.assign(carry_.begin(), carry_.end());
+  }
+
+  WatchRound& finish(WatchRound& out, Clock::time_point started) {
+    VerifyReport& report = out.report;
+    report.direction = direction_;
+    report.source_rows = source_.size();
+    report.target_rows = target_.size();
+    std::set<int64_t> ranges;
+    for (auto k : differing_) {
+      if (carry_.count(k)) continue;
+      ranges.insert(k / detail::kRangeWidth);
+      ++out.differing;
+      if (report.differing_keys.size() < kListed) report.differing_keys.push_back(k);
+    }
+    report.differing_ranges = static_cast<int64_t>(ranges.size());
+    for (const auto& [key, why] : untranslatable_) {
+      if (report.untranslatable.size() >= kListed) break;
+      report.untranslatable.push_back(std::to_string(key) + ": " + why);
+    }
+    Side& target = engine_.targetOf(direction_);
+    if (target.tableExists("strangler_dead_letters")) {
+      report.dead_letters = target.scalar(
+          "SELECT COUNT(*) FROM strangler_dead_letters WHERE"
+          " mapping = '" +
+          engine_.translator.name() + "'");
+    }
+    out.memory_bytes = source_.bytes() + target_.bytes();
+    out.millis =
+        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count();
+    return out;
+  }
+
+  SyncEngine::Impl& engine_;
+  const VerifyWatchOptions& options_;
+  const std::atomic<bool>& stop_;
+  std::string reader_;
+  std::string slot_;
+  std::unique_ptr<soci::session> slot_session_;  // holds the temporary slot
+  std::string lost_;                             // why the last collect() gave up
+  Feed feeds_[2];                                // the monolith's, the service's
+  std::optional<detail::ServiceKeys> keys_;      // the pairs as of the last read
+  Direction direction_ = Direction::kForward;
+  KeyHashes source_, target_;
+  std::set<int64_t> differing_;  // keys whose hashes differ (in flight ones included)
+  std::set<int64_t> carry_;      // in flight at the end of the last round: read again
+  std::map<int64_t, std::string> untranslatable_;
+};
+
+}  // namespace
+
+common::Result<WatchRound> SyncEngine::Impl::verifyWatch(const std::atomic<bool>& stop,
+                                                         const VerifyWatchOptions& watch) {
+  // Rounds follow the change streams, which run from the end of the snapshot on (the service's
+  // capture starts only then).
+  if (readState(service, Direction::kForward).phase != "stream" ||
+      readState(monolith, Direction::kReverse).phase != "stream") {
+    return common::Error{"not_streaming",
+                         "mapping '" + translator.name() +
+                             "' is still copying its snapshot (or was never run): `verify "
+                             "--watch` follows the change streams, which start after it; use "
+                             "`sync verify` meanwhile"};
+  }
+  VerifyWatcher watcher(*this, watch, stop);
+  WatchRound last;
+  try {
+    last = watcher.fullPass(0, "");
+  } catch (const Stopped&) {
+    return common::Error{"stopped", "stopped during the full pass"};
+  }
+  if (watch.on_round) watch.on_round(last);
+  auto next = Clock::now() + std::chrono::milliseconds(watch.interval_ms);
+  for (int64_t n = 1; watch.rounds == 0 || n <= watch.rounds; ++n) {
+    while (!stop && Clock::now() < next)
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    if (stop) break;
+    next = Clock::now() + std::chrono::milliseconds(watch.interval_ms);
+    try {
+      last = watcher.round(n);
+    } catch (const Stopped&) {
+      return common::Error{"stopped", "stopped during a full pass"};
+    }
+    if (watch.on_round) watch.on_round(last);
+  }
+  return last;
+}
+
+}  // namespace strangler::acl::sync

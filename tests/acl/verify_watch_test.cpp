@@ -1,0 +1,254 @@
+// `sync verify --watch` against real databases: rounds under concurrent writes while a watch
+// applies, a change the sync lost named by the next round, and a SIGKILLed verifier that leaves
+// nothing behind that holds pruning (or WAL) back for longer than its registration's TTL.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <csignal>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "strangler/acl/sync_engine.h"
+#include "strangler/testing/process.h"
+#include "sync_fixture.h"
+
+namespace strangler::acl::sync {
+namespace {
+
+using strangler::testing::ChildProcess;
+using testing::TestDatabase;
+
+constexpr int kDrivers = 500;  // seeded drivers have ids kDrivers + 1 … 2 * kDrivers
+
+class VerifyWatchTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    const std::string& param = GetParam();
+    engine_ = param.substr(0, param.find('_'));
+    if (param != engine_) capture_ = param.substr(param.find('_') + 1);
+    if (engine_ == "postgresql") STRANGLER_NEED_POSTGRES();
+    monolith_ = std::make_unique<TestDatabase>(engine_, dir_, "monolith");
+    service_ = std::make_unique<TestDatabase>(engine_, dir_, "service");
+    monolith_->seedMonolith(kDrivers);
+    sync_ = open();
+    auto first = sync_->run();
+    ASSERT_TRUE(first.ok()) << first.error().message;
+  }
+  void TearDown() override {
+    stopWatch();
+    stopWriters();
+  }
+
+  std::unique_ptr<SyncEngine> open() {
+    SyncOptions options;
+    options.capture = capture_;
+    auto engine = SyncEngine::open(monolith_->conn(), service_->conn(), "drivers", options);
+    EXPECT_TRUE(engine.ok()) << engine.error().message;
+    return engine.ok() ? std::move(engine).value() : nullptr;
+  }
+
+  void startWatch() {
+    watch_stop_ = false;
+    watch_ = std::thread([this] {
+      auto report = sync_->watch(watch_stop_, 20);
+      EXPECT_TRUE(report.ok()) << report.error().message;
+    });
+  }
+  void stopWatch() {
+    watch_stop_ = true;
+    if (watch_.joinable()) watch_.join();
+  }
+
+  // The legacy app: moves and status changes of random drivers, and now and then a new one.
+  void startWriters() {
+    writers_stop_ = false;
+    writer_ = std::thread([this] {
+      auto sql = monolith_->session();
+      std::mt19937 rng(20260101);
+      long long next_id = 100000;
+      while (!writers_stop_) {
+        const long long id = kDrivers + 1 + static_cast<long long>(rng() % kDrivers);
+        const long long delta = static_cast<long long>(rng() % 1000);
+        const int status = static_cast<int>(rng() % 2);
+        try {
+          *sql << "UPDATE users SET lat_e6 = lat_e6 + :d, drv_status = :s, updated_at ="
+                  " updated_at + 1 WHERE id = :id",
+              soci::use(delta), soci::use(status), soci::use(id);
+          if (rng() % 20 == 0) {
+            *sql << "INSERT INTO users (id, user_type, full_name, phone, car_plate, car_model,"
+                    " drv_status, created_at, updated_at) VALUES (:id, 2, 'New', '+82-10-5',"
+                    " 'P5', 'K5', 0, 1, 1)",
+                soci::use(next_id);
+            ++next_id;
+          }
+          ++writes_;
+        } catch (const soci::soci_error&) {
+          // A busy SQLite file: the next write goes on.
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      }
+    });
+  }
+  void stopWriters() {
+    writers_stop_ = true;
+    if (writer_.joinable()) writer_.join();
+  }
+
+  /// A change the sync lost: a service write (captured) whose reverse checkpoint is moved past
+  /// it as if it had been applied, so the monolith never gets it. A real, lasting difference.
+  void loseServiceChange(long long id) {
+    service_->exec("UPDATE drivers SET name = 'Lost Change' WHERE id = " + std::to_string(id));
+    std::string position;
+    {
+      auto sql = service_->session();
+      if (engine_ == "sqlite3") {
+        long long seq = 0;
+        *sql << "SELECT MAX(seq) FROM strangler_changes", soci::into(seq);
+        position = std::to_string(seq);
+      } else {
+        *sql << "SELECT pg_current_snapshot()::text", soci::into(position);
+      }
+    }
+    monolith_->exec("UPDATE strangler_sync_state SET position = '" + position +
+                    "', window_to = NULL WHERE mapping = 'drivers' AND direction = 'reverse'");
+  }
+
+  std::vector<std::string> cliArgs() const {
+    return {"sync", "verify",         "--watch",   "--from", monolith_->conn(),
+            "--to", service_->conn(), "--capture", capture_, "--interval",
+            "0.2",  "--reader-ttl",   "2"};
+  }
+
+  std::string engine_;
+  std::string capture_ = "auto";  // postgresql: logical (the default there); "_trigger": triggers
+  strangler::testing::TempDir dir_;
+  std::unique_ptr<TestDatabase> monolith_;
+  std::unique_ptr<TestDatabase> service_;
+  std::unique_ptr<SyncEngine> sync_;
+  std::atomic<bool> watch_stop_{false};
+  std::thread watch_;
+  std::atomic<bool> writers_stop_{false};
+  std::atomic<int64_t> writes_{0};
+  std::thread writer_;
+};
+
+TEST_P(VerifyWatchTest, RoundsAgreeUnderWritesThenNameTheKeyALostChangeLeftBehind) {
+  auto verifier = open();
+  ASSERT_TRUE(verifier);
+  startWatch();
+  startWriters();
+  std::vector<WatchRound> rounds;
+  constexpr long long kLost = kDrivers + 7;
+  VerifyWatchOptions options;
+  options.interval_ms = 300;
+  options.rounds = 6;
+  options.on_round = [&](const WatchRound& r) {
+    rounds.push_back(r);
+    if (r.round != 3) return;
+    // Between rounds 3 and 4: the writes stop, the watch applies what is left and stops, a
+    // change gets lost, and a watch runs again.
+    stopWriters();
+    stopWatch();
+    ASSERT_TRUE(sync_->run().ok());
+    loseServiceChange(kLost);
+    startWatch();
+  };
+  std::atomic<bool> stop{false};
+  auto last = verifier->verifyWatch(stop, options);
+  ASSERT_TRUE(last.ok()) << last.error().message;
+  ASSERT_EQ(rounds.size(), 7u);
+  EXPECT_TRUE(rounds[0].full_pass);
+  EXPECT_GT(writes_.load(), 100);
+  int64_t rechecked = 0;
+  for (int i = 0; i <= 3; ++i) {
+    EXPECT_TRUE(rounds[i].report.identical())
+        << "round " << i << ": " << rounds[i].differing << " differing, first "
+        << (rounds[i].report.differing_keys.empty() ? -1 : rounds[i].report.differing_keys[0]);
+    EXPECT_GE(rounds[i].report.source_rows, kDrivers);
+    if (i > 0) rechecked += rounds[i].keys_rechecked;
+  }
+  // The rounds under writes did look at the changed keys.
+  EXPECT_GT(rechecked, 10);
+  for (int i = 4; i <= 6; ++i) {
+    EXPECT_FALSE(rounds[i].report.identical()) << "round " << i;
+    EXPECT_EQ(rounds[i].report.differing_keys, std::vector<int64_t>{kLost}) << "round " << i;
+    EXPECT_EQ(rounds[i].differing, 1);
+  }
+  EXPECT_EQ(last->round, 6);
+  // Rows the other side has equally many of, the lost one included.
+  EXPECT_EQ(rounds[6].report.source_rows, rounds[6].report.target_rows);
+}
+
+TEST_P(VerifyWatchTest, RefusedDuringTheSnapshot) {
+  auto fresh_service = std::make_unique<TestDatabase>(engine_, dir_, "fresh");
+  SyncOptions options;
+  options.capture = capture_;
+  auto engine = SyncEngine::open(monolith_->conn(), fresh_service->conn(), "drivers", options);
+  ASSERT_TRUE(engine.ok()) << engine.error().message;
+  std::atomic<bool> stop{false};
+  auto refused = (*engine)->verifyWatch(stop, {});
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, "not_streaming");
+}
+
+TEST_P(VerifyWatchTest, KilledVerifierHoldsNothingBackPastItsTtl) {
+  auto job = ChildProcess::start(STRANGLER_CLI_BIN, cliArgs());
+  ASSERT_TRUE(job->waitForLine("full pass", std::chrono::seconds(60))) << job->output();
+  ASSERT_TRUE(job->waitForLine("round 2", std::chrono::seconds(30))) << job->output();
+  const bool logical = engine_ == "postgresql" && capture_ != "trigger";
+  const std::string slot_like =
+      "SELECT COUNT(*) FROM pg_replication_slots WHERE slot_name LIKE 'strangler_verify_" +
+      std::to_string(job->pid()) + "_%'";
+  if (logical) {
+    EXPECT_EQ(monolith_->scalar(slot_like), 1);
+  }
+  EXPECT_EQ(service_->scalar("SELECT COUNT(*) FROM strangler_readers"), 1);
+  if (!logical) {
+    EXPECT_EQ(monolith_->scalar("SELECT COUNT(*) FROM strangler_readers"), 1);
+  }
+  // Killed in the middle of whatever it does: changes are being written.
+  startWriters();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  job->signal(SIGKILL);
+  job->wait(std::chrono::seconds(10));
+  stopWriters();
+  service_->exec("UPDATE drivers SET name = 'Service Side' WHERE id = " +
+                 std::to_string(kDrivers + 3));
+  // While its registration lives, the sync's prune keeps what the verifier has not read.
+  ASSERT_TRUE(sync_->run().ok());
+  EXPECT_GT(service_->scalar("SELECT COUNT(*) FROM strangler_changes"), 0);
+  if (!logical) {
+    EXPECT_GT(monolith_->scalar("SELECT COUNT(*) FROM strangler_changes"), 0);
+  }
+  if (logical) {
+    // Its temporary slot went with its session.
+    for (int i = 0; i < 100 && monolith_->scalar(slot_like) > 0; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    EXPECT_EQ(monolith_->scalar(slot_like), 0);
+  }
+  // Past the TTL the registration goes with the next prune, and so does the backlog (SQLite
+  // keeps the newest change row, so that its seq is never handed out again).
+  std::this_thread::sleep_for(std::chrono::milliseconds(3200));
+  ASSERT_TRUE(sync_->run().ok());
+  const int64_t kept = engine_ == "sqlite3" ? 1 : 0;
+  EXPECT_EQ(service_->scalar("SELECT COUNT(*) FROM strangler_readers"), 0);
+  EXPECT_EQ(service_->scalar("SELECT COUNT(*) FROM strangler_changes"), kept);
+  if (!logical) {
+    EXPECT_EQ(monolith_->scalar("SELECT COUNT(*) FROM strangler_readers"), 0);
+    EXPECT_EQ(monolith_->scalar("SELECT COUNT(*) FROM strangler_changes"), kept);
+  }
+  // The CLI verifier, run again for a few rounds, agrees.
+  auto again = cliArgs();
+  again.insert(again.end(), {"--rounds", "2"});
+  const auto result = strangler::testing::runCommand(STRANGLER_CLI_BIN, again);
+  EXPECT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_NE(result.output.find("round 2: identical"), std::string::npos) << result.output;
+}
+
+INSTANTIATE_TEST_SUITE_P(Engines, VerifyWatchTest,
+                         ::testing::Values("sqlite3", "postgresql", "postgresql_trigger"),
+                         [](const auto& param_info) { return param_info.param; });
+
+}  // namespace
+}  // namespace strangler::acl::sync

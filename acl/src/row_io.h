@@ -122,15 +122,8 @@ class ChunkReader {
         columns_(std::move(classes)),
         key_column_(key_column),
         chunk_(static_cast<std::size_t>(chunk)) {
-    // Walk the primary key: a constant's column is wrapped in an expression so the planner
-    // cannot pick an index on it (which would scan and sort the whole table for every chunk).
-    std::string where;
-    for (const auto& [column, value] : side.constants) {
-      // An expression on the column hides its indexes from the planner.
-      const std::string hidden = std::holds_alternative<int64_t>(value) ? "(" + column + " + 0)"
-                                                                        : "(" + column + " || '')";
-      where += (where.empty() ? "" : " AND ") + hidden + " = " + sqlLiteral(value);
-    }
+    // Walk the primary key (whereConstants() keeps the planner off the constants' indexes).
+    std::string where = side.whereConstants();
     where += (where.empty() ? "" : " AND ") + side.key + " > :after";
     std::string list;
     for (const auto& c : side.columns)
@@ -150,13 +143,7 @@ class ChunkReader {
   /// The rows with these keys (those that exist), in no particular order.
   TypedColumns& byKeys(const std::vector<int64_t>& keys) {
     std::string where = side_.key + " IN (" + keyList(keys) + ")";
-    for (const auto& [column, value] : side_.constants) {
-      // An expression on the column keeps the planner on the primary key.
-      where += " AND " +
-               (std::holds_alternative<int64_t>(value) ? "(" + column + " + 0)"
-                                                       : "(" + column + " || '')") +
-               " = " + sqlLiteral(value);
-    }
+    if (!side_.constants.empty()) where += " AND " + side_.whereConstants();
     return run("SELECT " + columnList() + " FROM " + side_.table + " WHERE " + where, keys.size(),
                false);
   }

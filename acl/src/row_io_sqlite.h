@@ -56,10 +56,7 @@ class SqliteChunkSource : public ChunkSource {
     chunk.keys.clear();
     if (keys.empty()) return;
     std::string where = side_.key + " IN (" + keyList(keys) + ")";
-    // "+column" keeps the planner on the primary key (an index on the constant's column would
-    // make it scan every mapped row).
-    for (const auto& [column, value] : side_.constants)
-      where += " AND +" + column + " = " + sqlLiteral(value);
+    if (!side_.constants.empty()) where += " AND " + side_.whereConstants();
     std::string columns;
     for (const auto& c : side_.columns)
       columns += (columns.empty() ? "" : ", ") + c;
@@ -100,9 +97,7 @@ class SqliteChunkSource : public ChunkSource {
 
  public:
   static std::string chunkQuery(const Side& side, int64_t chunk) {
-    std::string where;
-    for (const auto& [column, value] : side.constants)
-      where += (where.empty() ? "+" : " AND +") + column + " = " + sqlLiteral(value);
+    std::string where = side.whereConstants();
     where += (where.empty() ? "" : " AND ") + side.key + " > ?";
     std::string list;
     for (const auto& c : side.columns)

@@ -122,6 +122,10 @@ struct SyncEngine::Impl {
 
   // verifier.cpp
   common::Result<VerifyReport> verify();
+  /// Compares both sides by key range (count and checksum, one snapshot each), then the
+  /// differing ranges key by key: fills the row and range counts and the untranslatable rows of
+  /// `report`, and returns every key that differed.
+  std::vector<int64_t> scanRanges(const detail::ServiceKeys& keys, VerifyReport& report);
   /// Compares differing keys again once the sync applied their pending changes.
   void recheckInFlight(VerifyReport& report, const detail::ServiceKeys& keys);
   /// Those of `keys` with captured changes the sync has not applied yet (either stream).
@@ -134,6 +138,9 @@ struct SyncEngine::Impl {
   // verify_watch.cpp
   common::Result<WatchRound> verifyWatch(const std::atomic<bool>& stop,
                                          const VerifyWatchOptions& watch);
+  /// verify() while both change streams run: scanRanges() between the verifier's own positions
+  /// on both streams, then the differing keys settled as a watch round settles them.
+  common::Result<VerifyReport> verifyStreaming();
 
  private:
   void applyRows(detail::Stream& s, const std::vector<detail::ChangeRow>& rows,

@@ -97,10 +97,17 @@ struct Side {
 
   DbBackend backend() const { return target.backend; }
 
+  /// The legacy constants as a condition (user_type = 2). Each column is wrapped in an
+  /// expression that hides its indexes from the planner: reads here go by the key (a range, an
+  /// IN list), and an index on the constant's column (every mapped row has the same value) would
+  /// make the planner scan and sort all mapped rows for every chunk or key set instead.
   std::string whereConstants() const {
     std::string where;
-    for (const auto& [column, value] : constants)
-      where += (where.empty() ? "" : " AND ") + column + " = " + sqlLiteral(value);
+    for (const auto& [column, value] : constants) {
+      const std::string hidden = std::holds_alternative<int64_t>(value) ? "(" + column + " + 0)"
+                                                                        : "(" + column + " || '')";
+      where += (where.empty() ? "" : " AND ") + hidden + " = " + sqlLiteral(value);
+    }
     return where;
   }
   /// Columns written on this side: the mapped ones plus the legacy constants (user_type = 2).

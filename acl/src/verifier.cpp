@@ -20,18 +20,35 @@ using detail::Side;
 using detail::State;
 
 common::Result<VerifyReport> SyncEngine::Impl::verify() {
-  const Direction d = direction();
+  // While both change streams run, the verifier follows them (verify_watch.cpp): a key that
+  // differs with nothing pending is checked against the changes made since the scan began.
+  if (readState(service, Direction::kForward).phase == "stream" &&
+      readState(monolith, Direction::kReverse).phase == "stream")
+    return verifyStreaming();
+  const detail::ServiceKeys keys(monolith, key_map->all());
+  VerifyReport report;
+  report.direction = direction();
+  report.differing_keys = scanRanges(keys, report);
+  recheckInFlight(report, keys);
+  Side& target = targetOf(report.direction);
+  if (target.tableExists("strangler_dead_letters")) {
+    report.dead_letters = target.scalar(
+        "SELECT COUNT(*) FROM strangler_dead_letters WHERE mapping = '" + translator.name() + "'");
+  }
+  return report;
+}
+
+std::vector<int64_t> SyncEngine::Impl::scanRanges(const detail::ServiceKeys& keys,
+                                                  VerifyReport& report) {
+  const Direction d = report.direction;
   Side& source = sourceOf(d);
   Side& target = targetOf(d);
-  VerifyReport report;
-  report.direction = d;
+  std::vector<int64_t> differing;
   struct Range {
     int64_t count = 0;
     uint64_t sum = 0;
   };
   std::map<int64_t, Range> source_ranges, target_ranges;
-  std::map<int64_t, std::string> bad_source;
-  const detail::ServiceKeys keys(monolith, key_map->all());
   // Each side is read from one consistent snapshot (a repeatable-read transaction): a row moved
   // during the scan is seen once, as it was; what changed since is rechecked below.
   auto source_snapshot = std::make_unique<ReadSnapshot>(source);
@@ -50,7 +67,6 @@ common::Result<VerifyReport> SyncEngine::Impl::verify() {
         if (report.untranslatable.size() < 100)
           report.untranslatable.push_back(std::to_string(key) + ": " +
                                           translated.error().message());
-        bad_source[key] = translated.error().message();
         continue;
       }
       range.sum += fnv1a(canonical(*translated));
@@ -99,39 +115,39 @@ common::Result<VerifyReport> SyncEngine::Impl::verify() {
       range_keys.insert(k);
     for (auto k : range_keys) {
       if (left.count(k) && right.count(k) && left[k] == right[k]) continue;
-      if (report.differing_keys.size() < 100) report.differing_keys.push_back(k);
+      differing.push_back(k);
     }
   }
-  // A range can differ in the scan and agree key by key a moment later (a change landed in
-  // between): the keys decide, once rechecked.
-  if (report.differing_keys.size() < 100) recheckInFlight(report, keys);
-  if (target.tableExists("strangler_dead_letters")) {
-    report.dead_letters = target.scalar(
-        "SELECT COUNT(*) FROM strangler_dead_letters WHERE mapping = '" + translator.name() + "'");
-  }
-  return report;
+  return differing;
 }
 
-// Both sides are read one after the other while writes go on, so a row changed in between
-// differs for a moment. Such keys are compared again until the sync has applied their pending
+// A range can differ in the scan and agree key by key a moment later (a change landed in
+// between): the keys decide. They are compared again until the sync has applied their pending
 // changes; those that then match, or still have changes in flight, are lag, not differences.
+// (While the sync streams, verify() goes through verify_watch.cpp instead, which also knows the
+// changes made since the scan began.)
 void SyncEngine::Impl::recheckInFlight(VerifyReport& report,
                                        const detail::ServiceKeys& service_keys) {
   const Direction d = direction();
   Side& source = sourceOf(d);
   Side& target = targetOf(d);
   const auto still_differing = [&](const std::vector<int64_t>& keys) {
-    std::map<int64_t, std::string> left, right;
-    for (const auto& [key, row] : service_keys.readKeys(source, keys)) {
-      auto translated = translate(d, row);
-      if (translated.ok()) (*translated)[target.key] = Value(key);
-      left[key] = translated.ok() ? canonical(*translated) : "untranslatable";
-    }
-    for (const auto& [key, row] : service_keys.readKeys(target, keys))
-      right[key] = canonical(row);
     std::vector<int64_t> differing;
-    for (auto k : keys)
-      if (left[k] != right[k]) differing.push_back(k);
+    for (std::size_t at = 0; at < keys.size(); at += 1000) {
+      const std::vector<int64_t> slice(
+          keys.begin() + static_cast<std::ptrdiff_t>(at),
+          keys.begin() + static_cast<std::ptrdiff_t>(std::min(keys.size(), at + 1000)));
+      std::map<int64_t, std::string> left, right;
+      for (const auto& [key, row] : service_keys.readKeys(source, slice)) {
+        auto translated = translate(d, row);
+        if (translated.ok()) (*translated)[target.key] = Value(key);
+        left[key] = translated.ok() ? canonical(*translated) : "untranslatable";
+      }
+      for (const auto& [key, row] : service_keys.readKeys(target, slice))
+        right[key] = canonical(row);
+      for (auto k : slice)
+        if (left[k] != right[k]) differing.push_back(k);
+    }
     return differing;
   };
   const auto pending = [&](const std::vector<int64_t>& keys) {
@@ -158,7 +174,7 @@ void SyncEngine::Impl::recheckInFlight(VerifyReport& report,
       continue;
     }
     in_flight.erase(k);
-    report.differing_keys.push_back(k);
+    if (report.differing_keys.size() < 100) report.differing_keys.push_back(k);
     differing_ranges.insert(k / kRangeWidth);
   }
   report.in_flight.assign(in_flight.begin(), in_flight.end());

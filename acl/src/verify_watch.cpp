@@ -1,10 +1,12 @@
 // `sync verify --watch`: one full comparison like verify(), keeping a hash per key of both sides,
 // then rounds that compare only the keys the change streams touched since the round before.
 //
-// Memory: per side a vector of (key, hash) sorted by key, filled by the full pass (16 bytes a
-// row), and a hash map for keys that appeared since (merged into the vector once it holds more
-// than an eighth of it). A deleted key keeps its slot in the vector with hash 0 until then. The
-// set of differing keys is kept exactly, so no per-range sums are needed to find them again.
+// Memory: per side a hash per key (key_hashes.h, 16 bytes a row). The set of differing keys is
+// kept exactly, so no per-range sums are needed to find them again.
+//
+// `sync verify` while the sync streams goes through here too (once()): its positions are taken
+// before its scan, so a key that differs after the scan, with nothing pending for it, is checked
+// against the changes made since, and reported as in flight rather than as a difference.
 //
 // The verifier reads both sides' change streams itself and never moves the sync's checkpoints:
 // - trigger capture (SQLite, PostgreSQL with --capture trigger, the service side always): its
@@ -32,6 +34,7 @@
 #include <unordered_map>
 
 #include "change_log.h"
+#include "key_hashes.h"
 #include "logical_log.h"
 #include "sync_engine_impl.h"
 #include "sync_lease.h"
@@ -43,86 +46,13 @@ using detail::canonical;
 using detail::ReadSnapshot;
 using detail::Side;
 using Clock = std::chrono::steady_clock;
+using detail::hashOf;
+using detail::kAbsent;
+using detail::KeyHashes;
 
-constexpr uint64_t kAbsent = 0;
 constexpr std::size_t kKeysPerRead = 1000;
 constexpr int64_t kChangesPerRead = 50000;
 constexpr std::size_t kListed = 100;
-
-uint64_t hashOf(const std::string& text) {
-  const uint64_t hash = detail::fnv1a(text);
-  return hash == kAbsent ? 1 : hash;
-}
-
-/// The hash of each key's row on one side (kAbsent: no row).
-class KeyHashes {
- public:
-  void clear() {
-    sorted_.clear();
-    added_.clear();
-    size_ = 0;
-  }
-  /// Filled by the full pass: keys ascending.
-  void append(int64_t key, uint64_t hash) {
-    sorted_.emplace_back(key, hash);
-    ++size_;
-  }
-  /// Paired monolith keys arrive out of order: sorted once, at the end.
-  void finishPass() {
-    if (!std::is_sorted(sorted_.begin(), sorted_.end())) std::sort(sorted_.begin(), sorted_.end());
-    sorted_.shrink_to_fit();
-  }
-  uint64_t get(int64_t key) const {
-    if (const auto* slot = find(key)) return slot->second;
-    const auto it = added_.find(key);
-    return it == added_.end() ? kAbsent : it->second;
-  }
-  void set(int64_t key, uint64_t hash) {
-    const uint64_t old = get(key);
-    size_ += (hash != kAbsent ? 1 : 0) - (old != kAbsent ? 1 : 0);
-    if (auto* slot = find(key)) {
-      slot->second = hash;
-    } else if (hash == kAbsent) {
-      added_.erase(key);
-    } else {
-      added_[key] = hash;
-    }
-    if (added_.size() > std::max<std::size_t>(4096, sorted_.size() / 8)) compact();
-  }
-  int64_t size() const { return size_; }
-  const std::vector<std::pair<int64_t, uint64_t>>& sorted() const { return sorted_; }
-  int64_t bytes() const {
-    // A node of the map: the pair, the next pointer and the cached hash, plus its bucket.
-    return static_cast<int64_t>(sorted_.capacity() * sizeof(sorted_[0]) +
-                                added_.size() * (sizeof(std::pair<int64_t, uint64_t>) + 16) +
-                                added_.bucket_count() * sizeof(void*));
-  }
-
- private:
-  std::pair<int64_t, uint64_t>* find(int64_t key) {
-    auto it = std::lower_bound(sorted_.begin(), sorted_.end(), key,
-                               [](const auto& entry, int64_t k) { return entry.first < k; });
-    return it != sorted_.end() && it->first == key ? &*it : nullptr;
-  }
-  const std::pair<int64_t, uint64_t>* find(int64_t key) const {
-    return const_cast<KeyHashes*>(this)->find(key);
-  }
-  void compact() {
-    std::vector<std::pair<int64_t, uint64_t>> merged(added_.begin(), added_.end());
-    std::sort(merged.begin(), merged.end());
-    for (const auto& entry : sorted_)
-      if (entry.second != kAbsent) merged.push_back(entry);
-    std::inplace_merge(merged.begin(), merged.begin() + static_cast<std::ptrdiff_t>(added_.size()),
-                       merged.end());
-    merged.shrink_to_fit();
-    sorted_.swap(merged);
-    added_.clear();
-  }
-
-  std::vector<std::pair<int64_t, uint64_t>> sorted_;
-  std::unordered_map<int64_t, uint64_t> added_;
-  int64_t size_ = 0;
-};
 
 /// Thrown out of a full pass when the caller asked to stop.
 struct Stopped {};
@@ -199,6 +129,26 @@ class VerifyWatcher {
     out.note = note;
     settle(candidates, out);
     return finish(out, started);
+  }
+
+  /// One verify: the range scan (verifier.cpp) from this verifier's positions on, its differing
+  /// keys settled like a round's.
+  VerifyReport once() {
+    const auto started = Clock::now();
+    direction_ = engine_.direction();
+    startFeeds();
+    refreshKeys();
+    VerifyReport scanned;
+    scanned.direction = direction_;
+    const auto candidates = engine_.scanRanges(*keys_, scanned);
+    differing_.insert(candidates.begin(), candidates.end());
+    WatchRound out;
+    settle(candidates, out);
+    VerifyReport report = std::move(finish(out, started).report);
+    report.source_rows = scanned.source_rows;
+    report.target_rows = scanned.target_rows;
+    report.ranges = scanned.ranges;
+    return report;
   }
 
   WatchRound round(int64_t n) {
@@ -420,8 +370,10 @@ class VerifyWatcher {
     for (auto k : candidates)
       if (differing_.count(k)) keys.push_back(k);
     const bool applying = !keys.empty() && engine_.leaseHeld();
+    // Bounded in time, not attempts: against a sync far behind, each lookup reads its backlog.
+    const auto give_up = Clock::now() + std::chrono::seconds(5);
     std::set<int64_t> busy;
-    for (int attempt = 0; !keys.empty(); ++attempt) {
+    while (!keys.empty()) {
       busy = engine_.pendingKeys(keys, *keys_);
       reread(keys);
       out.keys_rechecked += static_cast<int64_t>(keys.size());
@@ -435,7 +387,7 @@ class VerifyWatcher {
       keys.swap(still);
       // Waiting helps only for changes the sync has yet to apply; a key that keeps changing is
       // decided by a later round.
-      if (!any_pending || !applying || attempt >= 25) break;
+      if (!any_pending || !applying || Clock::now() >= give_up) break;
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }
     std::vector<int64_t> undecided;
@@ -533,6 +485,13 @@ common::Result<WatchRound> SyncEngine::Impl::verifyWatch(const std::atomic<bool>
     if (watch.on_round) watch.on_round(last);
   }
   return last;
+}
+
+common::Result<VerifyReport> SyncEngine::Impl::verifyStreaming() {
+  const std::atomic<bool> never{false};
+  const VerifyWatchOptions defaults;
+  VerifyWatcher watcher(*this, defaults, never);
+  return watcher.once();
 }
 
 }  // namespace strangler::acl::sync

@@ -60,39 +60,44 @@ class VerifyWatchTest : public ::testing::TestWithParam<std::string> {
     if (watch_.joinable()) watch_.join();
   }
 
-  // The legacy app: moves and status changes of random drivers, and now and then a new one.
-  void startWriters() {
+  // The legacy app: moves and status changes of random drivers, and now and then a new one;
+  // `threads` writers, each pausing `pause_ms` between writes.
+  void startWriters(int threads = 1, int pause_ms = 2) {
     writers_stop_ = false;
-    writer_ = std::thread([this] {
-      auto sql = monolith_->session();
-      std::mt19937 rng(20260101);
-      long long next_id = 100000;
-      while (!writers_stop_) {
-        const long long id = kDrivers + 1 + static_cast<long long>(rng() % kDrivers);
-        const long long delta = static_cast<long long>(rng() % 1000);
-        const int status = static_cast<int>(rng() % 2);
-        try {
-          *sql << "UPDATE users SET lat_e6 = lat_e6 + :d, drv_status = :s, updated_at ="
-                  " updated_at + 1 WHERE id = :id",
-              soci::use(delta), soci::use(status), soci::use(id);
-          if (rng() % 20 == 0) {
-            *sql << "INSERT INTO users (id, user_type, full_name, phone, car_plate, car_model,"
-                    " drv_status, created_at, updated_at) VALUES (:id, 2, 'New', '+82-10-5',"
-                    " 'P5', 'K5', 0, 1, 1)",
-                soci::use(next_id);
-            ++next_id;
+    for (int t = 0; t < threads; ++t) {
+      writers_.emplace_back([this, t, pause_ms] {
+        auto sql = monolith_->session();
+        std::mt19937 rng(20260101 + t);
+        long long next_id = 100000 + t * 1000000LL;
+        while (!writers_stop_) {
+          const long long id = kDrivers + 1 + static_cast<long long>(rng() % kDrivers);
+          const long long delta = static_cast<long long>(rng() % 1000);
+          const int status = static_cast<int>(rng() % 2);
+          try {
+            *sql << "UPDATE users SET lat_e6 = lat_e6 + :d, drv_status = :s, updated_at ="
+                    " updated_at + 1 WHERE id = :id",
+                soci::use(delta), soci::use(status), soci::use(id);
+            if (rng() % 20 == 0) {
+              *sql << "INSERT INTO users (id, user_type, full_name, phone, car_plate, car_model,"
+                      " drv_status, created_at, updated_at) VALUES (:id, 2, 'New', '+82-10-5',"
+                      " 'P5', 'K5', 0, 1, 1)",
+                  soci::use(next_id);
+              ++next_id;
+            }
+            ++writes_;
+          } catch (const soci::soci_error&) {
+            // A busy SQLite file: the next write goes on.
           }
-          ++writes_;
-        } catch (const soci::soci_error&) {
-          // A busy SQLite file: the next write goes on.
+          if (pause_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(pause_ms));
         }
-        std::this_thread::sleep_for(std::chrono::milliseconds(2));
-      }
-    });
+      });
+    }
   }
   void stopWriters() {
     writers_stop_ = true;
-    if (writer_.joinable()) writer_.join();
+    for (auto& writer : writers_)
+      writer.join();
+    writers_.clear();
   }
 
   /// A change the sync lost: a service write (captured) whose reverse checkpoint is moved past
@@ -130,7 +135,7 @@ class VerifyWatchTest : public ::testing::TestWithParam<std::string> {
   std::thread watch_;
   std::atomic<bool> writers_stop_{false};
   std::atomic<int64_t> writes_{0};
-  std::thread writer_;
+  std::vector<std::thread> writers_;
 };
 
 TEST_P(VerifyWatchTest, RoundsAgreeUnderWritesThenNameTheKeyALostChangeLeftBehind) {
@@ -178,6 +183,45 @@ TEST_P(VerifyWatchTest, RoundsAgreeUnderWritesThenNameTheKeyALostChangeLeftBehin
   EXPECT_EQ(last->round, 6);
   // Rows the other side has equally many of, the lost one included.
   EXPECT_EQ(rounds[6].report.source_rows, rounds[6].report.target_rows);
+}
+
+// `sync verify` (one pass) while writers keep the sync busy: keys changed during the scan are lag
+// (in flight), never differences, however many there are (a sync paused with hundreds of keys
+// pending, then a running one); a change the sync really lost is still named, alone.
+TEST_P(VerifyWatchTest, VerifyUnderWritesReportsLagNotDifferences) {
+  auto verifier = open();
+  ASSERT_TRUE(verifier);
+  startWriters(3, 1);
+  while (writes_ < 600)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  auto paused = verifier->verify();
+  ASSERT_TRUE(paused.ok()) << paused.error().message;
+  EXPECT_TRUE(paused->identical()) << paused->differing_ranges << " ranges differ";
+  EXPECT_GE(paused->in_flight.size(), 150u);
+  startWatch();
+  const int64_t before = writes_;
+  for (int pass = 0; pass < 4; ++pass) {
+    auto report = verifier->verify();
+    ASSERT_TRUE(report.ok()) << report.error().message;
+    EXPECT_TRUE(report->identical())
+        << "pass " << pass << ": " << report->differing_ranges << " ranges differ, first key "
+        << (report->differing_keys.empty() ? -1 : report->differing_keys[0]);
+  }
+  // The passes ran under writes.
+  EXPECT_GT(writes_ - before, 100);
+  stopWriters();
+  stopWatch();
+  ASSERT_TRUE(sync_->run().ok());
+  auto settled = verifier->verify();
+  ASSERT_TRUE(settled.ok()) << settled.error().message;
+  EXPECT_TRUE(settled->identical());
+  EXPECT_TRUE(settled->in_flight.empty());
+  constexpr long long kLost = kDrivers + 11;
+  loseServiceChange(kLost);
+  auto lost = verifier->verify();
+  ASSERT_TRUE(lost.ok()) << lost.error().message;
+  EXPECT_FALSE(lost->identical());
+  EXPECT_EQ(lost->differing_keys, std::vector<int64_t>{kLost});
 }
 
 TEST_P(VerifyWatchTest, RefusedDuringTheSnapshot) {

@@ -4,84 +4,27 @@
 #include <stdexcept>
 
 namespace strangler::acl::sync::detail {
-namespace {
-
-std::string snapshotLiteral(const Side& side, const std::string& position) {
-  if (!validPosition(side, position))
-    throw soci::soci_error("invalid change log position '" + position + "'");
-  return "'" + position + "'::pg_snapshot";
-}
-
-std::string visibleIn(const Side& side, const std::string& position) {
-  return "pg_visible_in_snapshot(txid::text::xid8, " + snapshotLiteral(side, position) + ")";
-}
-
-}  // namespace
 
 bool validPosition(const Side& side, const std::string& position) {
-  if (position.empty()) return false;
-  if (side.backend() == DbBackend::kSqlite3) {
-    for (char c : position)
-      if (c < '0' || c > '9') return false;
-    return true;
-  }
-  int colons = 0;
-  for (char c : position) {
-    if (c == ':') {
-      ++colons;
-    } else if ((c < '0' || c > '9') && c != ',') {
-      return false;
-    }
-  }
-  return colons == 2;
+  return side.engine().validPosition(position);
 }
 
 std::string currentPosition(Side& side) {
-  if (side.backend() == DbBackend::kSqlite3) {
-    return std::to_string(side.scalar("SELECT MAX(seq) FROM strangler_changes"));
-  }
-  std::string snapshot;
-  *side.sql << "SELECT pg_current_snapshot()::text", soci::into(snapshot);
-  return snapshot;
+  return side.engine().currentPosition(side);
 }
 
 std::string atOrBefore(const Side& side, const std::string& position) {
-  if (side.backend() == DbBackend::kSqlite3) {
-    if (!validPosition(side, position))
-      throw soci::soci_error("invalid change log position '" + position + "'");
-    return "seq <= " + position;
-  }
-  // Transactions below the snapshot's xmin are all visible in it: the range test lets the
-  // planner use the (table_name, txid) index before the exact test.
-  return "(txid < pg_snapshot_xmax(" + snapshotLiteral(side, position) + ")::text::bigint AND " +
-         visibleIn(side, position) + ")";
+  return side.engine().atOrBefore(position);
 }
 
 std::string notCovered(const Side& side, const Checkpoint& checkpoint) {
-  if (side.backend() == DbBackend::kSqlite3) {
-    int64_t through = std::stoll(checkpoint.position);
-    if (checkpoint.window_to) through = std::max(through, checkpoint.window_seq);
-    return "seq > " + std::to_string(through);
-  }
-  std::string condition = "(txid >= pg_snapshot_xmin(" +
-                          snapshotLiteral(side, checkpoint.position) + ")::text::bigint AND NOT " +
-                          visibleIn(side, checkpoint.position);
-  if (checkpoint.window_to) {
-    condition += " AND NOT (" + visibleIn(side, *checkpoint.window_to) +
-                 " AND seq <= " + std::to_string(checkpoint.window_seq) + ")";
-  }
-  return condition + ")";
+  return side.engine().notCovered(checkpoint);
 }
 
 std::vector<ChangeRow> readWindow(Side& side, const std::string& from, const std::string& to,
                                   int64_t after_seq, int64_t limit) {
-  std::string where = "table_name = :t AND seq > :a AND " + atOrBefore(side, to);
-  if (side.backend() == DbBackend::kSqlite3) {
-    where += " AND seq > " + from;
-    if (!validPosition(side, from)) throw soci::soci_error("invalid position '" + from + "'");
-  } else {
-    where += " AND " + notCovered(side, Checkpoint{from, std::nullopt, 0});
-  }
+  const std::string where = "table_name = :t AND seq > :a AND " + atOrBefore(side, to) + " AND " +
+                            side.engine().after(from);
   std::vector<ChangeRow> rows;
   long long seq = 0, pk = 0, changed_at = 0;
   std::string op, cols;
@@ -127,7 +70,7 @@ std::optional<int64_t> readersFloor(Side& side) {
     if (!validPosition(side, position)) continue;
     int64_t bound = 0;
     try {
-      bound = std::stoll(position.substr(0, position.find(':')));
+      bound = side.engine().readerBound(position);
     } catch (const std::exception&) {
       continue;
     }
@@ -141,23 +84,10 @@ std::optional<int64_t> readersFloor(Side& side) {
 void pruneChanges(Side& side, const std::string& position) {
   common::Transaction tx(*side.sql, side.backend(), common::Transaction::Mode::kWrite);
   const auto floor = readersFloor(side);
-  if (side.backend() == DbBackend::kSqlite3) {
-    // The newest row stays: without AUTOINCREMENT, SQLite would hand its seq (and those below
-    // it) out again once it is gone, below positions readers already hold (change_capture.cpp).
-    std::string condition =
-        atOrBefore(side, position) + " AND seq < (SELECT MAX(seq) FROM strangler_changes)";
-    if (floor) condition += " AND seq <= " + std::to_string(*floor);
-    *side.sql << "DELETE FROM strangler_changes WHERE table_name = :t AND " + condition,
-        soci::use(side.table);
-  } else {
-    // Below the snapshot's xmin every transaction had finished: cheap and exact enough (the
-    // rest goes with a later prune).
-    std::string condition =
-        "txid < pg_snapshot_xmin(" + snapshotLiteral(side, position) + ")::text::bigint";
-    if (floor) condition += " AND txid < " + std::to_string(*floor);
-    *side.sql << "DELETE FROM strangler_changes WHERE table_name = :t AND " + condition,
-        soci::use(side.table);
-  }
+  std::string condition = side.engine().prunable(position, floor);
+  if (const auto keep = side.engine().keepInLog(); !keep.empty()) condition += " AND " + keep;
+  *side.sql << "DELETE FROM strangler_changes WHERE table_name = :t AND " + condition,
+      soci::use(side.table);
   tx.commit();
 }
 

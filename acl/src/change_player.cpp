@@ -61,14 +61,7 @@ void SyncEngine::Impl::startReverseStream() {
                service.scalar("SELECT MAX(" + service.key + ") FROM " + service.table));
   {
     common::Transaction tx(*service.sql, service.backend(), common::Transaction::Mode::kWrite);
-    if (service.backend() == common::DbBackend::kSqlite3) {
-      *service.sql << "DELETE FROM sqlite_sequence WHERE name = '" + service.table + "'";
-      *service.sql << "INSERT INTO sqlite_sequence (name, seq) VALUES ('" + service.table + "', " +
-                          std::to_string(floor) + ")";
-    } else {
-      *service.sql << "SELECT setval(pg_get_serial_sequence('" + service.table + "', '" +
-                          service.key + "'), " + std::to_string(floor) + ")";
-    }
+    service.engine().setNextKey(service, floor);
     tx.commit();
   }
   state = detail::State{};
@@ -174,11 +167,7 @@ void SyncEngine::Impl::applyRows(Stream& s, const std::vector<detail::ChangeRow>
   if (into_owner && !target_keys.empty()) {
     // Lock the owner's rows first, so an owner write either committed before (and is seen
     // below as pending) or waits for this batch (and is captured after it).
-    if (target.backend() == common::DbBackend::kPostgresql) {
-      *target.sql << "SELECT COUNT(*) FROM (SELECT " + target.key + " FROM " + target.table +
-                         " WHERE " + target.key + " IN (" + keyList(target_keys) + ") ORDER BY " +
-                         target.key + " FOR UPDATE) locked";
-    }
+    target.engine().lockRows(target, keyList(target_keys));
     // The owner's changes that its own stream has not carried over yet: its committed
     // checkpoint lives in this stream's source database.
     const Checkpoint owner_cp = readState(source, other(d)).checkpoint;

@@ -1,19 +1,7 @@
 #include "key_map.h"
 
-#include <algorithm>
-#include <cctype>
 
 namespace strangler::acl::sync::detail {
-
-namespace {
-
-std::string lower(std::string text) {
-  std::transform(text.begin(), text.end(), text.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return text;
-}
-
-}  // namespace
 
 const char* toString(KeyMode mode) {
   return mode == KeyMode::kShared ? "shared" : "mapped";
@@ -24,34 +12,16 @@ KeyMap::KeyMap(Side& monolith, std::string mapping, int64_t floor)
 
 void KeyMap::open() {
   Side& m = monolith_;
-  bool sequence = false;
-  if (m.backend() == DbBackend::kSqlite3) {
-    // An INTEGER PRIMARY KEY is the rowid: it allocates by itself (from the largest key, or
-    // past every key ever used with AUTOINCREMENT).
-    std::string type;
-    int pk_columns = 0;
-    *m.sql << "SELECT COUNT(*) FROM pragma_table_info('" + m.table + "') WHERE pk > 0",
-        soci::into(pk_columns);
-    *m.sql << "SELECT type FROM pragma_table_info('" + m.table + "') WHERE name = :c",
-        soci::use(m.key), soci::into(type);
-    has_default_ = pk_columns == 1 && lower(type) == "integer";
-  } else {
-    std::string column_default, identity;
-    soci::indicator default_ind = soci::i_null;
-    *m.sql << "SELECT COALESCE(column_default, ''), is_identity FROM information_schema.columns"
-              " WHERE table_name = :t AND column_name = :c AND table_schema = current_schema()",
-        soci::use(m.table), soci::use(m.key), soci::into(column_default, default_ind),
-        soci::into(identity);
-    sequence = identity == "YES" || lower(column_default).rfind("nextval(", 0) == 0;
-    has_default_ = sequence;
-  }
+  const auto key_default = m.engine().keyDefault(m);
+  has_default_ = key_default.allocates;
+  const bool sequence = key_default.sequence;
   mode_ = sequence ? KeyMode::kShared : KeyMode::kMapped;
   if (mode_ == KeyMode::kShared && size() > 0) mode_ = KeyMode::kMapped;  // pairs stay in force
 }
 
 void KeyMap::install() {
   Side& m = monolith_;
-  const std::string bigint = m.backend() == DbBackend::kSqlite3 ? "INTEGER" : "BIGINT";
+  const std::string bigint = m.engine().bigintType();
   if (mode_ == KeyMode::kMapped) {
     *m.sql << "CREATE TABLE IF NOT EXISTS strangler_key_map (mapping TEXT NOT NULL, service_key " +
                   bigint + " NOT NULL, monolith_key " + bigint +
@@ -130,13 +100,8 @@ int64_t KeyMap::insertAllocated(int64_t service_key, const Row& row) {
                    m.key + " < " + std::to_string(floor_));
     *m.sql << "INSERT INTO " + m.table + " (" + m.key + ", " + columns + ") VALUES (" +
                   std::to_string(key) + ", " + values + ")";
-  } else if (m.backend() == DbBackend::kSqlite3) {
-    *m.sql << "INSERT INTO " + m.table + " (" + columns + ") VALUES (" + values + ")";
-    key = m.scalar("SELECT last_insert_rowid()");
   } else {
-    *m.sql << "INSERT INTO " + m.table + " (" + columns + ") VALUES (" + values + ") RETURNING " +
-                  m.key,
-        soci::into(key);
+    key = m.engine().insertAllocating(m, columns, values);
   }
   Int s = service_key;
   *m.sql << "INSERT INTO strangler_key_map (mapping, service_key, monolith_key) VALUES (:m, :s, "

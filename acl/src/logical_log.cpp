@@ -98,7 +98,7 @@ std::string slotName(Side& side, const std::string& mapping) {
 }
 
 bool logicalAvailable(Side& side) {
-  if (side.backend() != DbBackend::kPostgresql) return false;
+  if (!side.engine().hasLogicalDecoding()) return false;
   std::string level;
   *side.sql << "SHOW wal_level", soci::into(level);
   return level == "logical";

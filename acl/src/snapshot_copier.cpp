@@ -100,10 +100,7 @@ void SyncEngine::Impl::snapshot(Direction d, detail::State& state, RunReport& re
   state.phase = "stream";
   writeState(target, d, state);
   tx.commit();
-  // A bulk load leaves a large SQLite write-ahead log; fold it in now rather than in the
-  // middle of the stream, where a checkpoint would stall the first applies.
-  if (target.backend() == common::DbBackend::kSqlite3)
-    *target.sql << "PRAGMA wal_checkpoint(TRUNCATE)";
+  target.engine().afterBulkLoad(target);
 }
 
 }  // namespace strangler::acl::sync

@@ -126,11 +126,10 @@ State SyncEngine::Impl::readState(Side& target, Direction d) {
   if (pos_ind == soci::i_ok && !position.empty()) {
     state.checkpoint.position = position;
   } else {
-    // Written by a version that kept a sequence number: exact on SQLite; on PostgreSQL the
-    // stream starts over from now.
+    // Written by a version that kept a sequence number.
     Side& source = d == Direction::kForward ? monolith : service;
     state.checkpoint.position =
-        source.backend() == DbBackend::kSqlite3 ? std::to_string(last_seq) : positionNow(source);
+        source.logical ? positionNow(source) : source.engine().positionFromSeq(source, last_seq);
   }
   if (win_ind == soci::i_ok && !window_to.empty()) {
     state.checkpoint.window_to = window_to;
@@ -167,19 +166,19 @@ void SyncEngine::Impl::writeState(Side& target, Direction d, const State& s) {
 
 void SyncEngine::Impl::createServiceTable() {
   if (service.tableExists(service.table)) return;
-  const bool sqlite = service.backend() == DbBackend::kSqlite3;
+  const detail::Engine& engine = service.engine();
   std::string ddl = "CREATE TABLE IF NOT EXISTS " + service.table + " (";
   bool first = true;
   for (const auto& f : translator.fields()) {
     ddl += first ? "" : ", ";
     first = false;
     if (f.service == service.key) {
-      ddl += f.service + (sqlite ? " INTEGER PRIMARY KEY AUTOINCREMENT" : " BIGSERIAL PRIMARY KEY");
+      ddl += f.service + " " + engine.serviceKeyType();
       continue;
     }
     const auto type = detail::serviceType(f.kind);
     ddl += f.service + (type == ColumnType::kInteger ? " BIGINT"
-                        : type == ColumnType::kReal  ? (sqlite ? " REAL" : " DOUBLE PRECISION")
+                        : type == ColumnType::kReal  ? " " + engine.realType()
                                                      : " TEXT");
     if (!f.nullable) ddl += " NOT NULL";
   }
@@ -225,21 +224,15 @@ std::size_t SyncEngine::Impl::keyIndex(const Side& side) const {
 
 std::unique_ptr<detail::RowSink> SyncEngine::Impl::sinkFor(Side& target,
                                                            const std::set<std::string>* updated) {
-  if (target.backend() == DbBackend::kSqlite3)
-    return std::make_unique<detail::SqliteRowSink>(target, target.writeColumns(), updated);
   auto classes = classesOf(target);
   for (const auto& [column, value] : target.constants)
     classes.push_back(std::holds_alternative<int64_t>(value) ? Cls::kInt : Cls::kText);
-  return std::make_unique<detail::PostgresRowSink>(target, target.writeColumns(),
-                                                   std::move(classes), updated);
+  return target.engine().rowSink(target, std::move(classes), updated);
 }
 
 std::unique_ptr<detail::ChunkSource> SyncEngine::Impl::sourceFor(Side& source) {
-  if (source.backend() == DbBackend::kSqlite3)
-    return std::make_unique<detail::SqliteChunkSource>(source, keyIndex(source),
-                                                       options.chunk_rows);
-  return std::make_unique<detail::SociChunkSource>(source, classesOf(source), keyIndex(source),
-                                                   options.chunk_rows);
+  return source.engine().chunkSource(source, classesOf(source), keyIndex(source),
+                                     options.chunk_rows);
 }
 
 Translated<Row> SyncEngine::Impl::translate(Direction d, const Row& row) {
@@ -368,16 +361,7 @@ common::Result<std::unique_ptr<SyncEngine>> SyncEngine::open(const std::string& 
     try {
       side->sql = std::make_unique<soci::session>();
       common::openSession(*side->sql, side->target);
-      if (side->backend() == DbBackend::kPostgresql) {
-        // The sync walks tables by primary key in chunks. Without fresh statistics the planner
-        // prefers a full scan and a sort for every chunk (quadratic over a snapshot); on this
-        // session only, tell it to walk the index.
-        *side->sql << "SET enable_seqscan = off";
-        *side->sql << "SET enable_sort = off";
-        // The sync never makes the monolith's own transactions wait long: a batch that cannot
-        // lock a row at once gives up and is retried (see runOnce).
-        *side->sql << "SET lock_timeout = '200ms'";
-      }
+      side->engine().configureSession(*side->sql);
     } catch (const std::exception& e) {
       return Error{"unreachable", "cannot open the " + side->name + " database (" +
                                       side->target.original + "): " + e.what()};

@@ -3,7 +3,8 @@
 // sync_engine.cpp (open, the run/watch loop), sync_ownership.cpp (status, owner, fence,
 // uninstall), snapshot_copier.cpp (the
 // initial copy in chunks), change_player.cpp (applying change logs), verifier.cpp (comparing
-// both sides); change_capture.cpp and change_log.cpp (per-engine capture and positions),
+// both sides); change_capture.cpp and change_log.cpp (capture and positions), engine.h with
+// engine_sqlite.cpp and engine_postgres.cpp (everything each database does its own way),
 // sync_lease.cpp (one applier at a time), row_io.h (bulk reads and writes; row_io_sqlite.h,
 // row_io_postgres.h per engine), key_map.h (keys across the sides).
 

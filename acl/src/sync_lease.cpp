@@ -50,14 +50,7 @@ std::optional<LeaseRow> acquireLease(Side& side, const std::string& mapping,
                                      const std::string& holder, int ttl_ms) {
   common::Transaction tx(*side.sql, side.backend(), common::Transaction::Mode::kWrite);
   const int64_t now = nowMs();
-  if (side.backend() == DbBackend::kPostgresql) {
-    // Two candidates read "free" at once on PostgreSQL: the row lock decides.
-    *side.sql << "INSERT INTO strangler_sync_lease (mapping, holder, expires_at_ms) VALUES"
-                 " (:m, '', 0) ON CONFLICT (mapping) DO NOTHING",
-        soci::use(mapping);
-    *side.sql << "SELECT 1 FROM strangler_sync_lease WHERE mapping = :m FOR UPDATE",
-        soci::use(mapping);
-  }
+  side.engine().lockLease(side, mapping);
   auto current = readLease(side, mapping, now);
   if (current && current->holder != holder && !current->holder.empty() &&
       current->expires_in_ms > 0 && !holderIsGone(current->holder)) {

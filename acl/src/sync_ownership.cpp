@@ -188,12 +188,10 @@ std::vector<std::string> SyncEngine::Impl::uninstall() {
     if (left == 0) {
       *side->sql << "DROP TABLE strangler_changes";
     } else {
-      // Other tables' changes stay, and so does the newest row on SQLite, whose seq would
-      // otherwise be handed out again (change_capture.cpp).
+      // Other tables' changes stay, and so do the rows the engine keeps (engine.h keepInLog).
+      const std::string keep = side->engine().keepInLog();
       *side->sql << "DELETE FROM strangler_changes WHERE table_name = '" + side->table + "'" +
-                        (side->backend() == DbBackend::kSqlite3
-                             ? " AND seq < (SELECT MAX(seq) FROM strangler_changes)"
-                             : "");
+                        (keep.empty() ? "" : " AND " + keep);
     }
     *side->sql << "DELETE FROM strangler_sync_state WHERE mapping = '" + translator.name() + "'";
     tx.commit();

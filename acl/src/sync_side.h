@@ -5,6 +5,7 @@
 #include <soci/soci.h>
 #include <soci/sqlite3/soci-sqlite3.h>
 
+#include <cctype>
 #include <cstdint>
 #include <ctime>
 #include <memory>
@@ -12,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "engine.h"
 #include "strangler/acl/row.h"
 #include "strangler/common/db.h"
 #include "strangler/common/result.h"
@@ -65,6 +67,12 @@ inline std::string keyList(const std::vector<int64_t>& keys) {
   return list;
 }
 
+inline std::string lowerCase(std::string text) {
+  for (auto& c : text)
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return text;
+}
+
 inline uint64_t fnv1a(const std::string& text) {
   uint64_t hash = 1469598103934665603ULL;
   for (unsigned char c : text) {
@@ -96,6 +104,16 @@ struct Side {
   std::unique_ptr<soci::session> slot_sql;  // reads the slot outside the applying transaction
 
   DbBackend backend() const { return target.backend; }
+  /// What this database does its own way (engine.h).
+  const Engine& engine() const { return engineFor(target.backend); }
+
+  /// The columns an update can change: the mapped ones; the constants decide membership.
+  std::vector<std::string> trackedColumns() const {
+    std::vector<std::string> tracked;
+    for (const auto& c : columns)
+      if (c != key) tracked.push_back(c);
+    return tracked;
+  }
 
   /// The legacy constants as a condition (user_type = 2). Each column is wrapped in an
   /// expression that hides its indexes from the planner: reads here go by the key (a range, an
@@ -128,13 +146,13 @@ struct Side {
   // SOCI reads SQLite columns declared INTEGER as 32-bit ints (silently truncating larger
   // values), so integer columns are read as text there and parsed back exactly.
   std::string selectColumn(const std::string& column, bool integer) const {
-    if (integer && backend() == DbBackend::kSqlite3) return "CAST(" + column + " AS TEXT)";
+    if (integer && engine().integersAsText()) return "CAST(" + column + " AS TEXT)";
     return column;
   }
   Value columnValue(const soci::row& r, std::size_t i, bool integer) const {
     Value v = readValue(r, i);
     const auto* text = std::get_if<std::string>(&v);
-    if (!integer || text == nullptr || backend() != DbBackend::kSqlite3) return v;
+    if (!integer || text == nullptr || !engine().integersAsText()) return v;
     std::size_t used = 0;
     try {
       const long long n = std::stoll(*text, &used);
@@ -185,18 +203,7 @@ struct Side {
     return rows;
   }
 
-  bool tableExists(const std::string& table_name) {
-    int n = 0;
-    if (backend() == DbBackend::kSqlite3) {
-      *sql << "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = :n",
-          soci::use(table_name), soci::into(n);
-    } else {
-      *sql << "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = :n"
-              " AND table_schema = current_schema()",
-          soci::use(table_name), soci::into(n);
-    }
-    return n > 0;
-  }
+  bool tableExists(const std::string& table_name) { return engine().tableExists(*sql, table_name); }
 
   int64_t scalar(const std::string& query) {
     Int value = 0;
@@ -213,16 +220,7 @@ struct Side {
   }
 
   bool columnExists(const std::string& table_name, const std::string& column) {
-    int n = 0;
-    if (backend() == DbBackend::kSqlite3) {
-      *sql << "SELECT COUNT(*) FROM pragma_table_info('" + table_name + "') WHERE name = :c",
-          soci::use(column), soci::into(n);
-    } else {
-      *sql << "SELECT COUNT(*) FROM information_schema.columns WHERE table_name = :t"
-              " AND column_name = :c AND table_schema = current_schema()",
-          soci::use(table_name), soci::use(column), soci::into(n);
-    }
-    return n > 0;
+    return engine().columnExists(*sql, table_name, column);
   }
 
   std::string conditionOn(const std::string& row) const {
@@ -237,13 +235,7 @@ struct Side {
 /// A read-only transaction that sees one snapshot of the database until it ends.
 class ReadSnapshot {
  public:
-  explicit ReadSnapshot(Side& side) : side_(side) {
-    if (side.backend() == common::DbBackend::kPostgresql) {
-      *side.sql << "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
-    } else {
-      *side.sql << "BEGIN";  // WAL mode: a read transaction keeps the snapshot of its first read
-    }
-  }
+  explicit ReadSnapshot(Side& side) : side_(side) { *side.sql << side.engine().beginSnapshot(); }
   ~ReadSnapshot() {
     try {
       *side_.sql << "COMMIT";

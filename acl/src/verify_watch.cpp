@@ -253,9 +253,7 @@ class VerifyWatcher {
         if (!moved || detail::parseLsn(at) >= detail::parseLsn(upto)) return at;
       }
     }
-    std::string to = detail::currentPosition(side);
-    // SQLite's MAX(seq) falls back when the log was emptied; the position never moves back.
-    if (side.backend() == common::DbBackend::kSqlite3 && std::stoll(to) < std::stoll(at)) to = at;
+    const std::string to = side.engine().laterOf(at, detail::currentPosition(side));
     for (int64_t after_seq = 0;;) {
       const auto rows = detail::readWindow(side, at, to, after_seq, kChangesPerRead);
       for (const auto& change : rows)

@@ -133,6 +133,8 @@ struct SyncEngine::Impl {
   /// Keys are the service's (key_map.h).
   std::set<int64_t> pendingKeys(const std::vector<int64_t>& keys,
                                 const detail::ServiceKeys& service_keys);
+  /// Whether both directions stream changes (their snapshots are done).
+  bool streaming();
   /// Whether a running sync holds the lease (so waiting for it to apply helps).
   bool leaseHeld();
 

@@ -5,6 +5,7 @@
 #include <soci/soci.h>
 #include <soci/sqlite3/soci-sqlite3.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cstdint>
 #include <ctime>
@@ -65,6 +66,17 @@ inline std::string keyList(const std::vector<int64_t>& keys) {
   for (auto k : keys)
     list += (list.empty() ? "" : ", ") + std::to_string(k);
   return list;
+}
+
+/// Calls `fn` with `keys` in slices of at most `size` (IN lists stay within statement limits).
+template <typename Fn>
+void forEachSlice(const std::vector<int64_t>& keys, std::size_t size, Fn&& fn) {
+  for (std::size_t at = 0; at < keys.size(); at += size) {
+    const std::vector<int64_t> slice(
+        keys.begin() + static_cast<std::ptrdiff_t>(at),
+        keys.begin() + static_cast<std::ptrdiff_t>(std::min(keys.size(), at + size)));
+    fn(slice);
+  }
 }
 
 inline std::string lowerCase(std::string text) {

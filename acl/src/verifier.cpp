@@ -22,9 +22,7 @@ using detail::State;
 common::Result<VerifyReport> SyncEngine::Impl::verify() {
   // While both change streams run, the verifier follows them (verify_watch.cpp): a key that
   // differs with nothing pending is checked against the changes made since the scan began.
-  if (readState(service, Direction::kForward).phase == "stream" &&
-      readState(monolith, Direction::kReverse).phase == "stream")
-    return verifyStreaming();
+  if (streaming()) return verifyStreaming();
   const detail::ServiceKeys keys(monolith, key_map->all());
   VerifyReport report;
   report.direction = direction();
@@ -133,10 +131,7 @@ void SyncEngine::Impl::recheckInFlight(VerifyReport& report,
   Side& target = targetOf(d);
   const auto still_differing = [&](const std::vector<int64_t>& keys) {
     std::vector<int64_t> differing;
-    for (std::size_t at = 0; at < keys.size(); at += 1000) {
-      const std::vector<int64_t> slice(
-          keys.begin() + static_cast<std::ptrdiff_t>(at),
-          keys.begin() + static_cast<std::ptrdiff_t>(std::min(keys.size(), at + 1000)));
+    detail::forEachSlice(keys, 1000, [&](const std::vector<int64_t>& slice) {
       std::map<int64_t, std::string> left, right;
       for (const auto& [key, row] : service_keys.readKeys(source, slice)) {
         auto translated = translate(d, row);
@@ -147,7 +142,7 @@ void SyncEngine::Impl::recheckInFlight(VerifyReport& report,
         right[key] = canonical(row);
       for (auto k : slice)
         if (left[k] != right[k]) differing.push_back(k);
-    }
+    });
     return differing;
   };
   const auto pending = [&](const std::vector<int64_t>& keys) {
@@ -181,6 +176,11 @@ void SyncEngine::Impl::recheckInFlight(VerifyReport& report,
   report.differing_ranges = static_cast<int64_t>(differing_ranges.size());
 }
 
+bool SyncEngine::Impl::streaming() {
+  return readState(service, Direction::kForward).phase == "stream" &&
+         readState(monolith, Direction::kReverse).phase == "stream";
+}
+
 bool SyncEngine::Impl::leaseHeld() {
   return service.tableExists("strangler_sync_lease") &&
          detail::currentLease(service, translator.name()).has_value();
@@ -203,10 +203,7 @@ std::set<int64_t> SyncEngine::Impl::pendingKeys(const std::vector<int64_t>& keys
     }
     if (!from.tableExists("strangler_changes")) continue;
     // In slices: a full pass under load can hand over many thousands of keys.
-    for (std::size_t at = 0; at < own.size(); at += 1000) {
-      const std::vector<int64_t> slice(
-          own.begin() + static_cast<std::ptrdiff_t>(at),
-          own.begin() + static_cast<std::ptrdiff_t>(std::min(own.size(), at + 1000)));
+    detail::forEachSlice(own, 1000, [&](const std::vector<int64_t>& slice) {
       long long pk = 0;
       soci::statement st = (from.sql->prepare << "SELECT DISTINCT pk FROM strangler_changes"
                                                  " WHERE table_name = :t AND pk IN (" +
@@ -216,7 +213,7 @@ std::set<int64_t> SyncEngine::Impl::pendingKeys(const std::vector<int64_t>& keys
       st.execute();
       while (st.fetch())
         found.insert(service_keys.of(from, pk));
-    }
+    });
   }
   return found;
 }

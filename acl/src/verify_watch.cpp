@@ -328,13 +328,10 @@ class VerifyWatcher {
     const auto read = [&](Side& side, bool source) {
       std::unordered_map<int64_t, uint64_t> hashes;
       ReadSnapshot snapshot(side);
-      for (std::size_t at = 0; at < keys.size(); at += kKeysPerRead) {
-        const std::vector<int64_t> slice(
-            keys.begin() + static_cast<std::ptrdiff_t>(at),
-            keys.begin() + static_cast<std::ptrdiff_t>(std::min(keys.size(), at + kKeysPerRead)));
+      detail::forEachSlice(keys, kKeysPerRead, [&](const std::vector<int64_t>& slice) {
         for (const auto& [key, row] : keys_->readKeys(side, slice))
           hashes[key] = hashRow(key, row, source);
-      }
+      });
       return hashes;
     };
     const auto left = read(engine_.sourceOf(direction_), true);
@@ -453,8 +450,7 @@ common::Result<WatchRound> SyncEngine::Impl::verifyWatch(const std::atomic<bool>
                                                          const VerifyWatchOptions& watch) {
   // Rounds follow the change streams, which run from the end of the snapshot on (the service's
   // capture starts only then).
-  if (readState(service, Direction::kForward).phase != "stream" ||
-      readState(monolith, Direction::kReverse).phase != "stream") {
+  if (!streaming()) {
     return common::Error{"not_streaming",
                          "mapping '" + translator.name() +
                              "' is still copying its snapshot (or was never run): `verify "

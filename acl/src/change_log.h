@@ -34,6 +34,7 @@ struct ChangeRow {
   std::string op;
   int64_t changed_at = 0;           ///< Unix seconds
   std::optional<std::string> cols;  ///< changed mapped columns; nullopt: the whole row
+  uint64_t commit_lsn = 0;          ///< logical capture: where its transaction committed
 };
 
 /// The position now: everything committed so far.

@@ -216,6 +216,58 @@ void confirmLogical(Side& side, const std::string& position, const SlotReader& r
   });
 }
 
+namespace {
+
+/// One decoded change as ChangeRows (none when it does not touch the mapping's rows): taken
+/// as soon as it is read, so a read of many changes keeps rows, not parsed documents.
+void toChangeRows(const Side& side, const nlohmann::json& doc, int64_t now_s,
+                  std::vector<ChangeRow>& out) {
+  const std::string action = doc.value("action", "");
+  const auto& fresh = doc.contains("columns") ? doc["columns"] : nlohmann::json::array();
+  const auto& old = doc.contains("identity") ? doc["identity"] : nlohmann::json::array();
+  const bool new_in = action != "D" && matches(side, fresh);
+  const bool old_in = action != "I" && matches(side, old);
+  if (!new_in && !old_in) return;
+  // Plain values (an optional here trips GCC 12's maybe-uninitialized check).
+  const auto new_found = new_in ? keyOf(side, fresh) : std::nullopt;
+  const auto old_found = action != "I" ? keyOf(side, old) : std::nullopt;
+  const bool has_new = new_found.has_value(), has_old = old_found.has_value();
+  const int64_t new_key = new_found.value_or(0), old_key = old_found.value_or(0);
+  ChangeRow row;
+  row.changed_at = commitSeconds(doc, now_s);
+  row.op = action;
+  if (action == "U" && new_in && old_in && has_new && has_old && new_key == old_key) {
+    std::string cols;
+    for (const auto& c : fresh) {
+      const std::string name = c.value("name", "");
+      if (name == side.key) continue;
+      bool mapped = false;
+      for (const auto& m : side.columns)
+        mapped = mapped || m == name;
+      if (!mapped) continue;
+      for (const auto& o : old)
+        if (o.value("name", "") == name && o["value"] != c["value"]) cols += name + ",";
+    }
+    if (cols.empty()) return;
+    row.pk = new_key;
+    row.cols = cols;
+    out.push_back(row);
+    return;
+  }
+  // Inserts, deletes, key changes and rows entering or leaving the constants: whole rows
+  // (the applier reads the current row, or deletes the key when it is gone).
+  if (has_new) {
+    row.pk = new_key;
+    out.push_back(row);
+  }
+  if (has_old && (!has_new || old_key != new_key)) {
+    row.pk = old_key;
+    out.push_back(row);
+  }
+}
+
+}  // namespace
+
 LogicalBatch readLogical(Side& side, const std::string& after, int64_t limit,
                          const std::optional<std::string>& upto, const SlotReader& reader) {
   const std::string& slot = reader.slot.empty() ? side.slot : reader.slot;
@@ -228,15 +280,21 @@ LogicalBatch readLogical(Side& side, const std::string& after, int64_t limit,
   }
   const std::string to = upto ? *upto : currentLsn(side);
   const std::string table = currentSchema(side) + "." + side.table;
-  struct Raw {
-    std::string lsn;
-    long long xid;
-    std::string data;
-  };
-  std::vector<Raw> raws = withSlot([&] {
-    std::vector<Raw> out;
+  const uint64_t skip_upto = parseLsn(after);
+  const auto now_s = nowSeconds();
+  LogicalBatch batch;
+  std::string last_commit;
+  // Whole transactions come out of the slot, each ending in its commit: a transaction is taken
+  // when it committed after `after` (its records may be older), and it is not the sync's own.
+  // Each change is decoded as it is read; only its rows wait for the commit.
+  const long long rows_read = withSlot([&] {
+    batch.rows.clear();
+    last_commit.clear();
+    std::map<long long, std::vector<ChangeRow>> open;
+    std::set<long long> own;
     std::string lsn, data;
     long long xid = 0;
+    long long count = 0;
     const long long max_rows = limit;
     soci::statement st =
         (session.prepare << "SELECT lsn::text, xid::text::bigint, data FROM"
@@ -246,86 +304,35 @@ LogicalBatch readLogical(Side& side, const std::string& after, int64_t limit,
          soci::use(slot), soci::use(to), soci::use(max_rows), soci::use(table), soci::into(lsn),
          soci::into(xid), soci::into(data));
     st.execute();
-    while (st.fetch())
-      out.push_back({lsn, xid, data});
-    return out;
-  });
-  LogicalBatch batch;
-  batch.next_position = after;
-  const uint64_t skip_upto = parseLsn(after);
-  // Whole transactions come out of the slot, each ending in its commit: a transaction is taken
-  // when it committed after `after` (its records may be older), and it is not the sync's own.
-  std::map<long long, std::vector<nlohmann::json>> open_changes;
-  std::set<long long> own;
-  std::vector<nlohmann::json> changes;
-  std::string last_commit;
-  for (const auto& raw : raws) {
-    auto doc = nlohmann::json::parse(raw.data, nullptr, false);
-    if (!doc.is_object()) continue;
-    const std::string action = doc.value("action", "");
-    if (action == "M" && reader.skip_own && doc.value("prefix", "") == "strangler-sync")
-      own.insert(raw.xid);
-    if (action == "I" || action == "U" || action == "D")
-      open_changes[raw.xid].push_back(std::move(doc));
-    if (action != "C") continue;
-    last_commit = raw.lsn;
-    auto committed = open_changes.find(raw.xid);
-    if (committed == open_changes.end()) continue;
-    if (parseLsn(raw.lsn) > skip_upto && !own.count(raw.xid))
-      for (auto& change : committed->second)
-        changes.push_back(std::move(change));
-    open_changes.erase(committed);
-  }
-  int64_t seq = 0;
-  const auto now_s = nowSeconds();
-  for (auto& doc : changes) {
-    const std::string action = doc.value("action", "");
-    const auto& fresh = doc.contains("columns") ? doc["columns"] : nlohmann::json::array();
-    const auto& old = doc.contains("identity") ? doc["identity"] : nlohmann::json::array();
-    const bool new_in = action != "D" && matches(side, fresh);
-    const bool old_in = action != "I" && matches(side, old);
-    if (!new_in && !old_in) continue;
-    // Plain values (an optional here trips GCC 12's maybe-uninitialized check).
-    const auto new_found = new_in ? keyOf(side, fresh) : std::nullopt;
-    const auto old_found = action != "I" ? keyOf(side, old) : std::nullopt;
-    const bool has_new = new_found.has_value(), has_old = old_found.has_value();
-    const int64_t new_key = new_found.value_or(0), old_key = old_found.value_or(0);
-    ChangeRow row;
-    row.seq = ++seq;
-    row.changed_at = commitSeconds(doc, now_s);
-    row.op = action;
-    if (action == "U" && new_in && old_in && has_new && has_old && new_key == old_key) {
-      std::string cols;
-      for (const auto& c : fresh) {
-        const std::string name = c.value("name", "");
-        if (name == side.key) continue;
-        bool mapped = false;
-        for (const auto& m : side.columns)
-          mapped = mapped || m == name;
-        if (!mapped) continue;
-        for (const auto& o : old)
-          if (o.value("name", "") == name && o["value"] != c["value"]) cols += name + ",";
+    int64_t seq = 0;
+    while (st.fetch()) {
+      ++count;
+      auto doc = nlohmann::json::parse(data, nullptr, false);
+      if (!doc.is_object()) continue;
+      const std::string action = doc.value("action", "");
+      if (action == "M" && reader.skip_own && doc.value("prefix", "") == "strangler-sync")
+        own.insert(xid);
+      if (action == "I" || action == "U" || action == "D")
+        toChangeRows(side, doc, now_s, open[xid]);
+      if (action != "C") continue;
+      last_commit = lsn;
+      auto committed = open.find(xid);
+      if (committed == open.end()) continue;
+      const uint64_t commit_lsn = parseLsn(lsn);
+      if (commit_lsn > skip_upto && !own.count(xid)) {
+        for (auto& row : committed->second) {
+          row.seq = ++seq;
+          row.commit_lsn = commit_lsn;
+          batch.rows.push_back(std::move(row));
+        }
       }
-      if (cols.empty()) continue;
-      row.pk = new_key;
-      row.cols = cols;
-      batch.rows.push_back(row);
-      continue;
+      open.erase(committed);
     }
-    // Inserts, deletes, key changes and rows entering or leaving the constants: whole rows
-    // (the applier reads the current row, or deletes the key when it is gone).
-    if (has_new) {
-      row.pk = new_key;
-      batch.rows.push_back(row);
-    }
-    if (has_old && (!has_new || old_key != new_key)) {
-      row.pk = old_key;
-      row.seq = ++seq;
-      batch.rows.push_back(row);
-    }
-  }
+    return count;
+  });
   // Everything up to `to` was read unless the row limit cut the read short.
-  if (static_cast<int64_t>(raws.size()) < limit) {
+  batch.next_position = after;
+  if (rows_read < limit) {
     batch.next_position = to;
   } else if (!last_commit.empty()) {
     batch.next_position = last_commit;

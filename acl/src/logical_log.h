@@ -13,6 +13,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "change_log.h"
@@ -79,6 +80,26 @@ struct SlotState {
   bool exists = false;
 };
 SlotState slotState(Side& side, const std::string& slot = {});
+
+/// What a reader of its own slot knows about the monolith's keys: where the latest change of
+/// each committed, for changes committed after `since` (its slot's start) that the sync had not
+/// applied when last pruned. Once the sync's checkpoint has passed `since`, a key absent here has
+/// nothing pending up to the reader's position, and the lookup costs a hash probe instead of a
+/// read of the sync's whole backlog.
+struct KnownCommits {
+  uint64_t since = 0;  ///< 0: nothing known
+  std::unordered_map<int64_t, uint64_t> latest;
+
+  void add(const ChangeRow& change) {
+    auto& at = latest[change.pk];
+    if (change.commit_lsn > at) at = change.commit_lsn;
+  }
+  /// Forgets what the sync has applied (committed at or before `applied`).
+  void prune(uint64_t applied) {
+    for (auto it = latest.begin(); it != latest.end();)
+      it = it->second <= applied ? latest.erase(it) : std::next(it);
+  }
+};
 
 /// Creates a temporary slot on `session` (dropped by PostgreSQL when that session ends, so a
 /// killed reader retains no WAL, and on any error in it); returns its start LSN. Changes

@@ -26,6 +26,8 @@
 namespace strangler::acl::sync {
 namespace detail {
 
+struct KnownCommits;  // logical_log.h
+
 constexpr int64_t kRangeWidth = 1024;               // keys per verify range
 constexpr int64_t kServiceIdFloor = 1000000000000;  // ids the service allocates
 
@@ -130,9 +132,11 @@ struct SyncEngine::Impl {
   /// Compares differing keys again once the sync applied their pending changes.
   void recheckInFlight(VerifyReport& report, const detail::ServiceKeys& keys);
   /// Those of `keys` with captured changes the sync has not applied yet (either stream).
-  /// Keys are the service's (key_map.h).
+  /// Keys are the service's (key_map.h). With `known` (a verifier's own slot), a logical stream
+  /// whose checkpoint has passed known->since is looked up there instead of in the sync's slot.
   std::set<int64_t> pendingKeys(const std::vector<int64_t>& keys,
-                                const detail::ServiceKeys& service_keys);
+                                const detail::ServiceKeys& service_keys,
+                                detail::KnownCommits* known = nullptr);
   /// Whether both directions stream changes (their snapshots are done).
   bool streaming();
   /// Whether a running sync holds the lease (so waiting for it to apply helps).

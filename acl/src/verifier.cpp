@@ -187,7 +187,8 @@ bool SyncEngine::Impl::leaseHeld() {
 }
 
 std::set<int64_t> SyncEngine::Impl::pendingKeys(const std::vector<int64_t>& keys,
-                                                const detail::ServiceKeys& service_keys) {
+                                                const detail::ServiceKeys& service_keys,
+                                                detail::KnownCommits* known) {
   std::set<int64_t> found;
   if (keys.empty()) return found;
   for (Direction stream : {Direction::kForward, Direction::kReverse}) {
@@ -196,6 +197,14 @@ std::set<int64_t> SyncEngine::Impl::pendingKeys(const std::vector<int64_t>& keys
     if (state.phase != "stream") continue;
     const auto own = service_keys.own(from, keys);
     if (from.logical) {
+      const uint64_t applied = detail::parseLsn(state.checkpoint.position);
+      if (known != nullptr && known->since != 0 && applied >= known->since) {
+        known->prune(applied);
+        for (auto k : own)
+          if (known->latest.count(k)) found.insert(service_keys.of(from, k));
+        continue;
+      }
+      // The sync's backlog from its checkpoint on, read whole: a cost that grows with it.
       const std::set<int64_t> wanted(own.begin(), own.end());
       for (const auto& change : detail::readLogical(from, state.checkpoint.position, 1000000).rows)
         if (wanted.count(change.pk)) found.insert(service_keys.of(from, change.pk));

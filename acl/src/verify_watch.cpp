@@ -19,6 +19,9 @@
 //   of its own, created before the full pass reads anything, so every change committed after the
 //   snapshot was taken is in the slot. PostgreSQL drops it when the verifier's session ends.
 //   Unlike the sync, it takes the sync's own writes too (a key the sync wrote changed as well).
+//   What it reads also says where each key's latest change committed (KnownCommits), so once
+//   the sync's checkpoint has passed the slot's start, "is a change of this key still pending?"
+//   is a lookup in memory, not a read of the sync's backlog from its slot.
 // Keys are compared in the service's key space, as verify() does (key_map.h): a monolith row whose
 // key is paired with a service key takes that key; the pairs are read again every round, after
 // the change streams, so a pair recorded meanwhile is known before its keys are read.
@@ -184,6 +187,8 @@ class VerifyWatcher {
           slot_session_ = std::make_unique<soci::session>();
           common::openSession(*slot_session_, side.target);
           feed.position = detail::createTemporarySlot(*slot_session_, slot_);
+          known_ = detail::KnownCommits{};
+          known_.since = detail::parseLsn(feed.position);
         } else {
           feed.position = detail::currentLsn(side);
           detail::confirmLogical(side, feed.position, slotReader());
@@ -246,8 +251,10 @@ class VerifyWatcher {
       const std::string upto = detail::currentLsn(side);
       for (;;) {
         auto batch = detail::readLogical(side, at, kChangesPerRead, upto, slotReader());
-        for (const auto& change : batch.rows)
+        for (const auto& change : batch.rows) {
           keys.insert(change.pk);
+          known_.add(change);
+        }
         const bool moved = batch.next_position != at;
         at = batch.next_position;
         if (!moved || detail::parseLsn(at) >= detail::parseLsn(upto)) return at;
@@ -365,11 +372,12 @@ class VerifyWatcher {
     for (auto k : candidates)
       if (differing_.count(k)) keys.push_back(k);
     const bool applying = !keys.empty() && engine_.leaseHeld();
-    // Bounded in time, not attempts: against a sync far behind, each lookup reads its backlog.
+    // Bounded in time, not attempts: until a logical sync passes this verifier's slot start,
+    // each lookup reads the sync's backlog.
     const auto give_up = Clock::now() + std::chrono::seconds(5);
     std::set<int64_t> busy;
     while (!keys.empty()) {
-      busy = engine_.pendingKeys(keys, *keys_);
+      busy = engine_.pendingKeys(keys, *keys_, &known_);
       reread(keys);
       out.keys_rechecked += static_cast<int64_t>(keys.size());
       std::vector<int64_t> still;
@@ -437,6 +445,7 @@ class VerifyWatcher {
   std::string lost_;                             // why the last collect() gave up
   Feed feeds_[2];                                // the monolith's, the service's
   std::optional<detail::ServiceKeys> keys_;      // the pairs as of the last read
+  detail::KnownCommits known_;                   // what the verifier's slot saw, not yet applied
   Direction direction_ = Direction::kForward;
   KeyHashes source_, target_;
   std::set<int64_t> differing_;  // keys whose hashes differ (in flight ones included)

@@ -1,5 +1,5 @@
 // strangler-proxy: parses the command line, starts the proxy and turns signals into reloads
-// (SIGHUP) and graceful stops (SIGTERM, SIGINT).
+// (SIGHUP), log reopening (SIGUSR1, after a rotation) and graceful stops (SIGTERM, SIGINT).
 #include <sys/resource.h>
 
 #include <csignal>
@@ -69,6 +69,7 @@ int main(int argc, char** argv) {
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGHUP);
+  sigaddset(&signals, SIGUSR1);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
@@ -95,6 +96,10 @@ int main(int argc, char** argv) {
   for (;;) {
     int signal_number = 0;
     if (sigwait(&signals, &signal_number) != 0) continue;
+    if (signal_number == SIGUSR1) {
+      (*app)->reopenLogs();
+      continue;
+    }
     if (signal_number == SIGHUP) {
       auto version = (*app)->reload();
       if (version) {

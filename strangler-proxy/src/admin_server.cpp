@@ -498,6 +498,11 @@ std::string renderMetrics(ProxyApp& app) {
     out << "strangler_proxy_upstream_errors_total{upstream=\"" << label(key.first) << "\",kind=\""
         << label(key.second) << "\"} " << count << "\n";
   }
+  out << "# HELP strangler_proxy_client_events_total Client messages or connections the proxy "
+         "changed or refused instead of forwarding them as sent, by kind.\n"
+      << "# TYPE strangler_proxy_client_events_total counter\n";
+  for (const auto& [kind, count] : totals.client_events)
+    out << "strangler_proxy_client_events_total{kind=\"" << label(kind) << "\"} " << count << "\n";
   const auto now = CircuitBreaker::Clock::now();
   out << "# HELP strangler_proxy_circuit_state Circuit breaker state: 0 closed, 1 open, 2 "
          "half-open.\n"

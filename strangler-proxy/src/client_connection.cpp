@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "forwarded_headers.h"
 #include "http_util.h"
 #include "strangler/proxy/path_normalizer.h"
 
@@ -17,7 +18,6 @@ namespace {
 
 constexpr size_t kMaxPendingOutput = 1024 * 1024;  // stop reading the upstream beyond this
 constexpr size_t kMaxPipelinedInput = 256 * 1024;  // stop reading the client beyond this
-constexpr const char* kVia = "1.1 strangler";
 
 }  // namespace
 
@@ -54,6 +54,19 @@ int ClientConnection::onMessageBegin(http_parser* parser) {
   self->headers_.clear();
   self->body_.clear();
   self->had_body_framing_ = false;
+  self->head_complete_ = false;
+  self->trailers_seen_ = false;
+  self->head_ready_ = false;
+  self->dispatched_ = false;
+  self->streamed_ = false;
+  self->body_done_ = false;
+  self->body_kept_ = true;
+  self->chunked_in_ = false;
+  self->declared_length_ = 0;
+  self->body_bytes_ = 0;
+  self->pending_body_.clear();
+  self->absolute_form_ = false;
+  self->absolute_host_.clear();
   self->decision_ = Decision{};
   self->target_ok_ = false;
   self->started_ = self->worker_.now();
@@ -76,6 +89,16 @@ int ClientConnection::onUrl(http_parser* parser, const char* at, size_t length) 
 
 int ClientConnection::onHeaderField(http_parser* parser, const char* at, size_t length) {
   auto* self = static_cast<ClientConnection*>(parser->data);
+  if (self->head_complete_) {
+    // A chunked body's trailer: never merged into the head (the upstream would take it for
+    // a header nothing inspected) and not forwarded, as the body goes on with its length.
+    self->trailers_seen_ = true;
+    self->header_bytes_ += length;
+    return self->header_bytes_ >
+                   static_cast<size_t>(self->runtime_->config->limits.max_header_bytes)
+               ? 1
+               : 0;
+  }
   if (self->headers_.empty() || self->header_value_last_) self->headers_.emplace_back();
   self->header_value_last_ = false;
   self->headers_.back().first.append(at, length);
@@ -89,6 +112,13 @@ int ClientConnection::onHeaderField(http_parser* parser, const char* at, size_t 
 
 int ClientConnection::onHeaderValue(http_parser* parser, const char* at, size_t length) {
   auto* self = static_cast<ClientConnection*>(parser->data);
+  if (self->head_complete_) {
+    self->header_bytes_ += length;
+    return self->header_bytes_ >
+                   static_cast<size_t>(self->runtime_->config->limits.max_header_bytes)
+               ? 1
+               : 0;
+  }
   if (self->headers_.empty()) return 1;
   self->header_value_last_ = true;
   self->headers_.back().second.append(at, length);
@@ -102,24 +132,40 @@ int ClientConnection::onHeaderValue(http_parser* parser, const char* at, size_t 
 
 int ClientConnection::onHeadersComplete(http_parser* parser) {
   auto* self = static_cast<ClientConnection*>(parser->data);
+  self->head_complete_ = true;
+  if (self->fold_seen_) {
+    self->error_status_ = 400;
+    return -1;
+  }
   // The parser may be built lenient about field names; a name that is not an RFC 9110 token
   // ("Transfer-Encoding :", "Bad Header") could be read differently upstream, so refuse it.
   for (const auto& [name, value] : self->headers_) {
     if (!isToken(name)) {
       self->error_status_ = 400;
+      self->error_reason_ = "invalid header field name";
       return -1;  // not 1: that would mean "no body", not "error"
     }
+  }
+  if ((parser->flags & F_CHUNKED) && parser->http_major == 1 && parser->http_minor == 0) {
+    // RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 message is faulty framing (a 1.0 hop
+    // behind us may not know it).
+    self->error_status_ = 400;
+    self->error_reason_ = "Transfer-Encoding in an HTTP/1.0 request";
+    return -1;
   }
   self->method_ = http_method_str(static_cast<http_method>(parser->method));
   self->http_minor_ = parser->http_major == 1 ? parser->http_minor : 0;
   self->had_body_framing_ = (parser->flags & (F_CHUNKED | F_CONTENTLENGTH)) != 0;
-  const auto& limits = self->runtime_->config->limits;
-  if ((parser->flags & F_CONTENTLENGTH) &&
-      parser->content_length > static_cast<uint64_t>(limits.max_body_bytes)) {
+  self->chunked_in_ = (parser->flags & F_CHUNKED) != 0;
+  self->declared_length_ = (parser->flags & F_CONTENTLENGTH) ? parser->content_length : 0;
+  self->streamed_ = self->chunked_in_ || self->declared_length_ > 0;
+  self->keep_alive_ = http_should_keep_alive(parser) != 0;  // a streamed request is proxied now
+  self->routeRequest();
+  const int64_t limit = self->bodyLimit();
+  if (limit > 0 && self->declared_length_ > static_cast<uint64_t>(limit)) {
     self->error_status_ = 413;
     return -1;  // not 1: that would mean "no body", not "error"
   }
-  self->routeRequest();
   if (self->holdIfFenced()) {
     // Parked right after the head: the body stays unread (and unasked for, no 100 Continue)
     // until the hold is over. The parser stops here and resumes from the same byte.
@@ -128,6 +174,12 @@ int ClientConnection::onHeadersComplete(http_parser* parser) {
   }
   self->expectBody();
   return 0;
+}
+
+int64_t ClientConnection::bodyLimit() const {
+  if (decision_.route != nullptr && decision_.route->max_body_bytes)
+    return *decision_.route->max_body_bytes;
+  return runtime_->config->limits.max_body_bytes;
 }
 
 void ClientConnection::expectBody() {
@@ -143,11 +195,22 @@ void ClientConnection::expectBody() {
 
 void ClientConnection::routeRequest() {
   std::string_view target(url_);
+  std::string rooted;
   if (startsWithIgnoreCase(target, "http://") || startsWithIgnoreCase(target, "https://")) {
-    // absolute-form: route on its path (the Host header still names the authority)
+    // absolute-form: route on its path; its authority is the host (RFC 9112 §3.2.2: the Host
+    // header the client sent is replaced by it).
     const size_t authority = target.find("//") + 2;
-    const size_t slash = target.find('/', authority);
-    target = slash == std::string_view::npos ? std::string_view("/") : target.substr(slash);
+    const size_t end = target.find_first_of("/?", authority);
+    absolute_form_ = true;
+    absolute_host_ = std::string(target.substr(authority, end - authority));
+    if (end == std::string_view::npos) {
+      target = "/";
+    } else if (target[end] == '?') {
+      rooted = "/" + std::string(target.substr(end));  // "http://host?q" asks for "/?q"
+      target = rooted;
+    } else {
+      target = target.substr(end);
+    }
   }
   auto normalized = normalizeTarget(target);
   if (!normalized) {
@@ -250,19 +313,43 @@ void ClientConnection::onClosed() {
 
 int ClientConnection::onBody(http_parser* parser, const char* at, size_t length) {
   auto* self = static_cast<ClientConnection*>(parser->data);
-  if (self->body_.size() + length >
-      static_cast<size_t>(self->runtime_->config->limits.max_body_bytes)) {
+  const int64_t limit = self->bodyLimit();
+  self->body_bytes_ += length;
+  if (limit > 0 && self->body_bytes_ > static_cast<uint64_t>(limit)) {
     self->error_status_ = 413;
     return 1;
   }
-  self->body_.append(at, length);
+  if (!self->dispatched_) {
+    // Read before the request goes on, up to kShadowCaptureBytes: a body within that is sent
+    // whole (and kept for a retry, a fallback or a shadow copy); past it, the request goes on
+    // with what was read and the rest streams after it (none of those then).
+    self->body_.append(at, length);
+    if (self->body_.size() > kShadowCaptureBytes && !self->head_ready_) {
+      self->head_ready_ = true;
+      http_parser_pause(parser, 1);
+    }
+    return 0;
+  }
+  // Framed here, sent by pushBody() once the parser returns (never from inside it).
+  if (self->chunked_in_) {
+    char size_line[24];
+    const int n = std::snprintf(size_line, sizeof size_line, "%zx\r\n", length);
+    self->pending_body_.append(size_line, static_cast<size_t>(n));
+    self->pending_body_.append(at, length);
+    self->pending_body_ += "\r\n";
+  } else {
+    self->pending_body_.append(at, length);
+  }
   return 0;
 }
 
 int ClientConnection::onMessageComplete(http_parser* parser) {
   auto* self = static_cast<ClientConnection*>(parser->data);
   self->message_done_ = true;
+  if (self->streamed_) self->body_done_ = true;
   self->keep_alive_ = http_should_keep_alive(parser) != 0;
+  if (self->trailers_seen_)
+    self->worker_.shared().metrics.recordClientEvent(self->worker_.index(), "trailers_dropped");
   http_parser_pause(parser, 1);
   return 0;
 }
@@ -275,8 +362,22 @@ void ClientConnection::onEvents(uint32_t events) {
   if (events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP)) {
     readAll();
     if (closed) return;
+    if (state_ == State::kClosing && linger_ && peer_closed_ && out_pos_ >= out_.size()) {
+      worker_.closeClient(this);
+      return;
+    }
     processInput();
   }
+}
+
+void ClientConnection::onUpstreamWritable() {
+  if (closed || !streamed_ || body_done_ || state_ != State::kProxying) return;
+  if (read_paused_) {
+    read_paused_ = false;
+    readAll();
+    if (closed) return;
+  }
+  processInput();
 }
 
 void ClientConnection::readAll() {
@@ -286,11 +387,12 @@ void ClientConnection::readAll() {
       read_paused_ = true;  // a parked request's body waits in the kernel: resumed on release
       return;
     }
-    if (state_ != State::kReading && in_.size() - in_pos_ > kMaxPipelinedInput) {
-      read_paused_ = true;  // resumed once the request in flight is done
+    if (in_.size() - in_pos_ > kMaxPipelinedInput) {
+      read_paused_ = true;  // resumed once parsed, or once the request in flight is done
       return;
     }
     const ssize_t n = ::recv(fd, buffer, sizeof buffer, 0);
+    if (n > 0 && state_ == State::kClosing) continue;  // a body nobody will read: dropped
     if (n > 0) {
       in_.append(buffer, static_cast<size_t>(n));
       // A body may take long to upload; what must not happen is a long silence.
@@ -318,18 +420,42 @@ void ClientConnection::processInput() {
 void ClientConnection::processLoop() {
   // A parked request's body is not parsed, whatever of it is buffered, until checkHold() lets
   // the request go.
-  while (!closed && state_ == State::kReading && parked_on_ == nullptr) {
+  while (!closed && parked_on_ == nullptr) {
+    if (head_ready_) {  // a body too large to keep: the request goes on, the rest streams
+      head_ready_ = false;
+      startProxy();
+      body_kept_ = false;
+      std::string().swap(body_);
+      continue;
+    }
+    const bool streaming = state_ == State::kProxying && streamed_ && !body_done_;
+    if (state_ != State::kReading && !streaming) return;
+    // Back-pressure: the body is read no faster than the upstream takes it
+    // (onUpstreamWritable() goes on).
+    if (streaming && upstream != nullptr && upstream->pendingOutput() >= kStreamWindow) return;
     if (in_pos_ < in_.size()) {
+      if (!scan_done_ && !streaming) scanHead(in_.data() + in_pos_, in_.size() - in_pos_);
+      size_t length = in_.size() - in_pos_;
+      if (streaming) length = std::min(length, kStreamWindow / 4);
       const size_t parsed =
-          http_parser_execute(&parser_, &settings(), in_.data() + in_pos_, in_.size() - in_pos_);
+          http_parser_execute(&parser_, &settings(), in_.data() + in_pos_, length);
       in_pos_ += parsed;
       const auto error = HTTP_PARSER_ERRNO(&parser_);
+      if (streaming) pushBody();
+      if (closed) return;
       if (error == HPE_PAUSED) {
         http_parser_pause(&parser_, 0);
         if (parked_on_ != nullptr) return;
+        if (head_ready_) continue;
       } else if (error != HPE_OK) {
-        if (error_status_ == 400) {
-          respondError(400, "bad_request", "malformed request: invalid header field name");
+        if (streaming) {
+          failStream();
+        } else if (fold_seen_) {
+          worker_.shared().metrics.recordClientEvent(worker_.index(), "obs_fold");
+          respondError(400, "bad_request",
+                       "malformed request: a header line continued on the next line (obs-fold)");
+        } else if (error_status_ == 400) {
+          respondError(400, "bad_request", "malformed request: " + error_reason_);
         } else if (error_status_ == 413) {
           respondError(413, "body_too_large", "request body exceeds limits.max_body_bytes");
         } else if (error_status_ == 431 || error == HPE_HEADER_OVERFLOW) {
@@ -346,11 +472,24 @@ void ClientConnection::processLoop() {
       in_pos_ = 0;
     }
     if (message_done_) {
-      startProxy();
+      if (dispatched_) {
+        finishBody();
+      } else {
+        startProxy();
+      }
       continue;
     }
+    if (streaming && in_pos_ < in_.size()) continue;
+    if (read_paused_ && (state_ == State::kReading || streaming)) {  // the buffer is parsed now
+      read_paused_ = false;
+      readAll();
+      if (closed) return;
+      if (in_pos_ < in_.size()) continue;
+    }
     if (peer_closed_) {
-      if (message_started_) {
+      if (streaming) {
+        failStream();
+      } else if (message_started_) {
         respondError(400, "bad_request", "connection closed in the middle of a request");
       } else {
         worker_.closeClient(this);
@@ -362,7 +501,88 @@ void ClientConnection::processLoop() {
   }
 }
 
+void ClientConnection::pushBody() {
+  if (pending_body_.empty()) return;
+  std::string bytes;
+  bytes.swap(pending_body_);  // a retry from inside sendMore() rebuilds from body_, not these
+  if (upstream != nullptr) upstream->sendMore(bytes);
+  if (bytes.capacity() > kStreamWindow) return;
+  bytes.clear();
+  pending_body_.swap(bytes);  // the buffer is used again
+}
+
+void ClientConnection::finishBody() {
+  message_done_ = false;
+  message_started_ = false;
+  reading_body_ = false;
+  if (chunked_in_) pending_body_ += "0\r\n\r\n";  // trailers are not forwarded
+  pushBody();
+  if (upstream != nullptr) upstream->requestDone();
+}
+
+void ClientConnection::failStream() {
+  dropUpstream();
+  const bool too_large = error_status_ == 413;
+  if (response_started_) {
+    worker_.closeClient(this);  // part of the answer is out: only the cut can tell
+  } else if (too_large) {
+    respondError(413, "body_too_large", "request body exceeds max_body_bytes");
+  } else if (peer_closed_) {
+    respondError(400, "bad_request", "connection closed in the middle of a request");
+  } else {
+    respondError(400, "bad_request",
+                 std::string("malformed request body: ") +
+                     http_errno_description(HTTP_PARSER_ERRNO(&parser_)));
+  }
+}
+
+void ClientConnection::dropUpstream() {
+  if (upstream == nullptr) return;
+  UpstreamConnection* connection = upstream;
+  upstream = nullptr;
+  connection->client = nullptr;
+  worker_.closeUpstream(connection);
+}
+
+void ClientConnection::scanHead(const char* data, size_t length) {
+  for (size_t i = 0; i < length && !scan_done_; ++i) {
+    const char c = data[i];
+    if (!scan_started_) {
+      if (c == '\r' || c == '\n') continue;  // empty lines before a request line are allowed
+      scan_started_ = true;
+    }
+    if (scan_after_lf_) {
+      if (c == ' ' || c == '\t') {
+        fold_seen_ = true;  // reported once the parser reaches the end of the head
+        scan_done_ = true;
+        return;
+      }
+      if (c == '\r') continue;
+      if (c == '\n') {
+        scan_done_ = true;  // the empty line: the head ends here
+        return;
+      }
+      scan_after_lf_ = false;
+    }
+    if (c == '\n') scan_after_lf_ = true;
+  }
+}
+
+bool ClientConnection::peerTrusted() const {
+  const auto& trusted = runtime_->config->trusted_proxies;
+  if (trusted.empty()) return false;
+  const auto address = parseIp(peer_);
+  if (!address) return false;
+  for (const auto& cidr : trusted)
+    if (cidr.contains(*address)) return true;
+  return false;
+}
+
 bool ClientConnection::checkDeadline(Worker::Clock::time_point now) {
+  if (!closed && state_ == State::kClosing && linger_ && now >= deadline_) {
+    worker_.closeClient(this);
+    return true;
+  }
   if (closed || parked_on_ != nullptr || state_ != State::kReading || now < deadline_) return false;
   if (message_started_ && !message_done_) {
     respondError(408, "request_timeout", "the request did not arrive in time");
@@ -385,8 +605,12 @@ void ClientConnection::onStop() {
 
 void ClientConnection::startProxy() {
   state_ = State::kProxying;
-  message_started_ = false;
-  message_done_ = false;
+  scan_started_ = scan_after_lf_ = scan_done_ = fold_seen_ = false;  // for the next head
+  dispatched_ = true;
+  if (!streamed_ || body_done_) {  // else finishBody() ends the message
+    message_started_ = false;
+    message_done_ = false;
+  }
   worker_.shared().active_requests.fetch_add(1, std::memory_order_relaxed);
   fell_back_ = false;
   retried_stale_ = false;
@@ -427,41 +651,38 @@ void ClientConnection::startProxy() {
     respondError(400, "bad_request", "a request needs exactly one Host header");
     return;
   }
+  if (absolute_form_) {
+    if (absolute_host_.empty() || !validHost(absolute_host_)) {
+      decision_ = Decision{};
+      respondError(400, "bad_request", "the request target's authority is empty or malformed");
+      return;
+    }
+    host = absolute_host_;
+  }
+  if (!validHost(host)) {
+    decision_ = Decision{};
+    respondError(400, "bad_request", "the Host header is malformed");
+    return;
+  }
   if (!target_ok_) {  // routeRequest() could not normalize the target
     respondError(400, "bad_path", target_error_);
     return;
   }
+  host_ = host;  // empty (HTTP/1.0 without one): buildRequest() names the upstream instead
 
   // Headers for the upstream: end-to-end ones as received, then the proxy's own.
-  std::string forwarded_for;
-  std::string via;
-  forwarded_headers_.clear();
-  for (const auto& [name, value] : headers_) {
-    if (iequals(name, "x-forwarded-for")) {
-      forwarded_for += (forwarded_for.empty() ? "" : ", ") + value;
-      continue;
-    }
-    if (iequals(name, "via")) {
-      via += (via.empty() ? "" : ", ") + value;
-      continue;
-    }
-    if (isHopByHop(name) || startsWithIgnoreCase(name, "x-strangler-") || iequals(name, "host") ||
-        iequals(name, "x-forwarded-proto") || iequals(name, "x-forwarded-host") ||
-        namedByConnection(headers_, name)) {
-      continue;
-    }
-    addHeader(name, value);
-  }
-  forwarded_for += (forwarded_for.empty() ? "" : ", ") + peer_;
-  via += (via.empty() ? "" : ", ") + std::string(kVia);
-  addHeader("X-Forwarded-For", forwarded_for);
-  addHeader("X-Forwarded-Proto", "http");
-  if (!host.empty()) addHeader("X-Forwarded-Host", host);
-  addHeader("Via", via);
-  if (!host.empty()) addHeader("Host", host);
-  if (!body_.empty() || had_body_framing_ || method_ == "POST" || method_ == "PUT" ||
-      method_ == "PATCH") {
-    addHeader("Content-Length", std::to_string(body_.size()));
+  forwarded_headers_ = forwardedHeaders(
+      ForwardInput{&headers_, peer_, peerTrusted(), host, std::string_view("http")});
+  if (streamed_ && chunked_in_) {
+    // Re-chunked by the proxy; codings before `chunked` ("gzip, chunked") pass on as they are.
+    std::string codings;
+    for (const auto& [name, value] : headers_)
+      if (iequals(name, "transfer-encoding")) codings += (codings.empty() ? "" : ", ") + value;
+    addHeader("Transfer-Encoding", codings.empty() ? std::string("chunked") : codings);
+  } else if (streamed_) {
+    addHeader("Content-Length", std::to_string(declared_length_));
+  } else if (had_body_framing_ || method_ == "POST" || method_ == "PUT" || method_ == "PATCH") {
+    addHeader("Content-Length", "0");
   }
 
   shadow_.reset();
@@ -477,8 +698,7 @@ void ClientConnection::startProxy() {
       shadow_->target_path = decision_.shadow_path;
       shadow_->query = query_;
       shadow_->has_query = has_query_;
-      shadow_->headers = headers_;
-      shadow_->body = body_;
+      shadow_->headers = headers_;  // the body (if kept) is added once it was all read
     }
   }
 
@@ -527,8 +747,27 @@ std::string ClientConnection::buildRequest(const std::string& path) const {
   }
   request += " HTTP/1.1\r\n";
   request += forwarded_headers_;
+  if (host_.empty()) {
+    // HTTP/1.1 needs a Host: an HTTP/1.0 client that sent none gets the upstream's address.
+    const RuntimeUpstream* to = runtime_->upstream(upstream_name_);
+    request += "Host: ";
+    request += to != nullptr && !to->endpoints.empty() ? to->endpoints.front()->key : "localhost";
+    request += "\r\n";
+  }
   request += "\r\n";
-  request += body_;
+  // A streamed body: what was kept of it so far (the rest follows through sendMore()).
+  if (streamed_ && chunked_in_) {
+    if (!body_.empty()) {
+      char size_line[24];
+      const int n = std::snprintf(size_line, sizeof size_line, "%zx\r\n", body_.size());
+      request.append(size_line, static_cast<size_t>(n));
+      request += body_;
+      request += "\r\n";
+    }
+    if (body_done_) request += "0\r\n\r\n";
+  } else {
+    request += body_;
+  }
   return request;
 }
 
@@ -544,7 +783,8 @@ void ClientConnection::dispatch(const std::string& upstream_name, const std::str
     return;
   }
   if (reset_tries) tried_.clear();
-  if (upstream_name != upstream_name_ || path != upstream_path_ || request_bytes_.empty()) {
+  if (upstream_name != upstream_name_ || path != upstream_path_ || request_bytes_.empty() ||
+      streamed_) {
     upstream_name_ = upstream_name;
     upstream_path_ = path;
     request_bytes_ = buildRequest(path);
@@ -583,7 +823,7 @@ void ClientConnection::dispatch(const std::string& upstream_name, const std::str
   upstream = connection;
   connection->begin(this, request_bytes_, std::chrono::milliseconds(target->config->timeout_ms),
                     std::chrono::milliseconds(target->config->connect_timeout_ms),
-                    method_ == "HEAD");
+                    method_ == "HEAD", !streamed_ || body_done_);
 }
 
 ClientConnection::HeadVerdict ClientConnection::onResponseHead(UpstreamConnection& from) {
@@ -598,8 +838,10 @@ ClientConnection::HeadVerdict ClientConnection::onResponseHead(UpstreamConnectio
   }
   if (from.status >= 500)
     worker_.shared().metrics.recordUpstreamError(worker_.index(), upstream_name_, "5xx");
-  if (to_target && from.status >= 500 && !decision_.fallback_upstream.empty())
-    return HeadVerdict::kAbandon;
+  if (to_target && from.status >= 500 && !decision_.fallback_upstream.empty()) {
+    if (replayable()) return HeadVerdict::kAbandon;
+    worker_.shared().metrics.recordClientEvent(worker_.index(), "body_not_kept");
+  }
 
   status_ = from.status;
   response_started_ = true;
@@ -692,6 +934,14 @@ void ClientConnection::onResponseComplete(UpstreamConnection&) {
   upstream = nullptr;
   if (closed) return;
   if (chunked_out_) queue("0\r\n\r\n");
+  if (shadow_ && streamed_) {
+    if (body_kept_ && body_done_) {
+      shadow_->body = body_;
+    } else {
+      worker_.shared().shadow->tooLarge(shadow_->route->name);
+      shadow_.reset();
+    }
+  }
   // The client has its answer: only now is the copy offered, so the shadow side can never
   // delay or fail it.
   if (shadow_) worker_.shared().shadow->offer(std::move(*shadow_));
@@ -721,6 +971,8 @@ void ClientConnection::onUpstreamFailure(UpstreamConnection* from, const char* k
     worker_.closeClient(this);
     return;
   }
+  // A body too large to keep went (partly) to this upstream: it cannot be sent again.
+  const bool replay = replayable();
   const bool connect_failed = what == "connect" || what == "connect_timeout";
   if (connect_failed && from != nullptr) {
     const RuntimeUpstream* current = runtime_->upstream(upstream_name_);
@@ -735,7 +987,7 @@ void ClientConnection::onUpstreamFailure(UpstreamConnection* from, const char* k
   // Nothing was sent, or a kept-alive connection was closed under us before answering:
   // another endpoint (or a fresh connection) can take the request safely.
   const RuntimeUpstream* current = runtime_->upstream(upstream_name_);
-  if (connect_failed && current != nullptr && tried_.size() < current->endpoints.size()) {
+  if (replay && connect_failed && current != nullptr && tried_.size() < current->endpoints.size()) {
     dispatch(upstream_name_, upstream_path_, false);
     return;
   }
@@ -743,7 +995,7 @@ void ClientConnection::onUpstreamFailure(UpstreamConnection* from, const char* k
                      (what == "closed" || what == "reset" || what == "send");
   // A failed write means the upstream never got the whole request, so even a non-idempotent
   // one can be sent again.
-  if (stale && !retried_stale_ && (isIdempotent(method_) || what == "send")) {
+  if (replay && stale && !retried_stale_ && (isIdempotent(method_) || what == "send")) {
     retried_stale_ = true;
     tried_.clear();
     dispatch(upstream_name_, upstream_path_, false);
@@ -751,7 +1003,9 @@ void ClientConnection::onUpstreamFailure(UpstreamConnection* from, const char* k
   }
   if (sentToTarget() && current != nullptr && current->breaker)
     current->breaker->onFailure(worker_.now());
-  if (sentToTarget() && !decision_.fallback_upstream.empty()) {
+  if (sentToTarget() && !decision_.fallback_upstream.empty() && !replay)
+    worker_.shared().metrics.recordClientEvent(worker_.index(), "body_not_kept");
+  if (sentToTarget() && !decision_.fallback_upstream.empty() && replay) {
     fell_back_ = true;
     worker_.shared().metrics.recordFallback(worker_.index(), decision_.route->name, kind);
     dispatch(decision_.fallback_upstream, decision_.fallback_path, true);
@@ -797,6 +1051,13 @@ void ClientConnection::respondError(int status, const std::string& code, const s
 }
 
 void ClientConnection::finishExchange(int status) {
+  if (streamed_ && !body_done_) {
+    // Answered before the body was all read: the connection ends here (the rest of the body
+    // is read and dropped for a moment, so the close does not reset the answer away).
+    dropUpstream();
+    close_after_ = true;
+    linger_ = true;
+  }
   auto& shared = worker_.shared();
   shared.active_requests.fetch_sub(1, std::memory_order_relaxed);
   const double seconds = std::chrono::duration<double>(worker_.now() - started_).count();
@@ -868,6 +1129,10 @@ void ClientConnection::flush() {
   out_pos_ = 0;
   if (state_ == State::kClosing) {
     ::shutdown(fd, SHUT_WR);
+    if (linger_ && !peer_closed_) {
+      deadline_ = worker_.now() + std::chrono::seconds(2);
+      return;  // onEvents() closes at the client's end, checkDeadline() at the deadline
+    }
     worker_.closeClient(this);
     return;
   }

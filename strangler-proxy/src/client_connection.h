@@ -49,6 +49,9 @@ class ClientConnection : public Pollable {
   void onUpstreamFailure(UpstreamConnection* upstream, const char* kind);
   void onAbandoned(UpstreamConnection& upstream);
 
+  /// The upstream took a streamed body's bytes: reading the body goes on.
+  void onUpstreamWritable();
+
   /// True while a request is being proxied or answered.
   bool inExchange() const { return state_ == State::kProxying; }
 
@@ -90,6 +93,22 @@ class ClientConnection : public Pollable {
   void addHeader(std::string_view name, std::string_view value);
   bool sentToTarget() const;
 
+  /// The body limit in force: the route's max_body_bytes, else the global one (0: none).
+  int64_t bodyLimit() const;
+  /// Hands the body bytes the parser framed to the upstream.
+  void pushBody();
+  /// The whole body was read: its end goes to the upstream.
+  void finishBody();
+  /// The body could not be read to its end (malformed, too large, the client went away).
+  void failStream();
+  /// Whether the request can be sent again (a retry, a fallback): all of its body was kept.
+  bool replayable() const { return !streamed_ || body_kept_; }
+  /// Closes the exchange's upstream connection (it holds part of a request).
+  void dropUpstream();
+  /// Scans head bytes for an obs-fold (see fold_seen_); stops at the end of the head.
+  void scanHead(const char* data, size_t length);
+  bool peerTrusted() const;
+
   Worker& worker_;
   std::string peer_;
   http_parser parser_{};
@@ -110,6 +129,7 @@ class ClientConnection : public Pollable {
   bool header_value_last_ = false;
   size_t header_bytes_ = 0;
   int error_status_ = 0;
+  std::string error_reason_;  ///< for a 400 decided by a callback
   std::string method_;
   std::string url_;
   HeaderList headers_;
@@ -119,7 +139,31 @@ class ClientConnection : public Pollable {
   int http_minor_ = 1;
   std::shared_ptr<const Runtime> runtime_;
   Decision decision_;
-  bool target_ok_ = false;  ///< the target normalized (else target_error_ says why)
+  bool target_ok_ = false;      ///< the target normalized (else target_error_ says why)
+  bool absolute_form_ = false;  ///< "GET http://host/path": the authority is the host
+  std::string absolute_host_;   ///< its authority
+  std::string host_;            ///< forwarded as Host ("" : the upstream's address)
+  bool head_complete_ = false;  ///< header fields after this are trailers: dropped
+  // A request body is read whole before the request goes on when it is within
+  // kShadowCaptureBytes (kept for a retry, a fallback or a shadow copy); a larger one goes on
+  // once that much was read and the rest streams to the upstream as it arrives, never held.
+  bool head_ready_ = false;       ///< a body past the keep cap: processLoop() starts the proxying
+  bool dispatched_ = false;       ///< the request went to an upstream (its body may still stream)
+  bool streamed_ = false;         ///< this request's body streams
+  bool body_done_ = false;        ///< all of it was read
+  bool body_kept_ = true;         ///< body_ holds all of it so far
+  bool chunked_in_ = false;       ///< framed chunked by the client: forwarded chunked
+  uint64_t declared_length_ = 0;  ///< its Content-Length
+  uint64_t body_bytes_ = 0;       ///< read so far
+  std::string pending_body_;      ///< framed body bytes for the upstream, from the last parse
+  bool linger_ = false;           ///< closing with the body unread: read and drop it for a moment
+  bool trailers_seen_ = false;
+  // The raw head is scanned for obs-fold (a field line continued on the next) before it is
+  // parsed: the parser would join the two halves without the space between.
+  bool scan_started_ = false;
+  bool scan_after_lf_ = false;
+  bool scan_done_ = false;
+  bool fold_seen_ = false;
   std::string target_error_;
   std::string normalized_path_;
   std::string query_;

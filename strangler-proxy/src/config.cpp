@@ -227,7 +227,7 @@ void readRoute(Checker& check, const json& value, const std::string& path, Proxy
   if (!check.isObject(value, path)) return;
   check.onlyKeys(value, path,
                  {"name", "match", "target", "stage", "percent", "sticky", "fallback", "rewrite",
-                  "cohort", "data", "shadow", "plan", "gates"});
+                  "cohort", "data", "shadow", "plan", "gates", "max_body_bytes"});
   RouteConfig route;
   if (!value.contains("name")) {
     check.fail(path + ".name", "is required");
@@ -335,6 +335,11 @@ void readRoute(Checker& check, const json& value, const std::string& path, Proxy
       }
       route.rewrite = config_rewrite;
     }
+  }
+  if (value.contains("max_body_bytes")) {
+    if (auto n =
+            check.integer(value["max_body_bytes"], path + ".max_body_bytes", 0, int64_t{1} << 50))
+      route.max_body_bytes = *n;
   }
   if (value.contains("cohort")) {
     if (auto cohort = check.string(value["cohort"], path + ".cohort")) route.cohort = *cohort;
@@ -526,9 +531,27 @@ ProxyConfig build(Checker& check, const json& doc) {
     check.fail("(root)", "must be a JSON object");
     return config;
   }
-  check.onlyKeys(doc, "",
-                 {"listen", "admin", "debug_headers", "upstreams", "default_upstream", "routes",
-                  "limits", "cutover", "workers", "access_log", "etcd"});
+  check.onlyKeys(
+      doc, "",
+      {"listen", "admin", "debug_headers", "trusted_proxies", "upstreams", "default_upstream",
+       "routes", "limits", "cutover", "workers", "access_log", "etcd"});
+  if (doc.contains("trusted_proxies")) {
+    const auto& list = doc["trusted_proxies"];
+    if (!list.is_array()) {
+      check.fail("trusted_proxies", "must be an array of addresses or CIDR blocks");
+    } else {
+      for (size_t i = 0; i < list.size(); ++i) {
+        const std::string at = "trusted_proxies[" + std::to_string(i) + "]";
+        auto text = check.string(list[i], at);
+        if (!text) continue;
+        if (auto cidr = Cidr::parse(*text)) {
+          config.trusted_proxies.push_back(std::move(*cidr));
+        } else {
+          check.fail(at, "'" + *text + "' is not an address or a CIDR block (10.0.0.0/8, ::1/128)");
+        }
+      }
+    }
+  }
   if (doc.contains("etcd")) {
     if (auto text = check.string(doc["etcd"], "etcd")) {
       if (auto endpoints = common::parseEtcdEndpoints(*text); !endpoints.ok()) {
@@ -573,7 +596,11 @@ ProxyConfig build(Checker& check, const json& doc) {
     if (check.isObject(limits, "limits")) {
       check.onlyKeys(limits, "limits",
                      {"max_header_bytes", "max_body_bytes", "header_timeout_ms", "idle_timeout_ms",
-                      "shadow_queue", "shadow_concurrency"});
+                      "shadow_queue", "shadow_concurrency", "max_connections"});
+      if (limits.contains("max_connections")) {
+        if (auto n = check.integer(limits["max_connections"], "limits.max_connections", 1, 1000000))
+          config.limits.max_connections = static_cast<int>(*n);
+      }
       if (limits.contains("max_header_bytes")) {
         if (auto n =
                 check.integer(limits["max_header_bytes"], "limits.max_header_bytes", 1024, 1 << 20))
@@ -581,7 +608,7 @@ ProxyConfig build(Checker& check, const json& doc) {
       }
       if (limits.contains("max_body_bytes")) {
         if (auto n = check.integer(limits["max_body_bytes"], "limits.max_body_bytes", 0,
-                                   int64_t{1} << 32))
+                                   int64_t{1} << 50))
           config.limits.max_body_bytes = *n;
       }
       if (limits.contains("header_timeout_ms")) {
@@ -789,6 +816,11 @@ nlohmann::json ProxyConfig::toJson() const {
   if (!admin.token_env.empty()) doc["admin"]["token_env"] = admin.token_env;
   if (!admin.sync_status_url.empty()) doc["admin"]["sync_status_url"] = admin.sync_status_url;
   doc["debug_headers"] = debug_headers;
+  if (!trusted_proxies.empty()) {
+    doc["trusted_proxies"] = json::array();
+    for (const auto& cidr : trusted_proxies)
+      doc["trusted_proxies"].push_back(cidr.text);
+  }
   doc["upstreams"] = json::object();
   for (const auto& [name, upstream] : upstreams) {
     json u;
@@ -828,6 +860,7 @@ nlohmann::json ProxyConfig::toJson() const {
     if (route.rewrite)
       r["rewrite"] = {{"prefix", route.rewrite->prefix}, {"to", route.rewrite->to}};
     if (!route.cohort.empty()) r["cohort"] = route.cohort;
+    if (route.max_body_bytes) r["max_body_bytes"] = *route.max_body_bytes;
     if (!route.data.empty()) r["data"] = route.data;
     if (route.shadow) {
       r["shadow"] = {{"ignore", route.shadow->ignore},
@@ -862,7 +895,8 @@ nlohmann::json ProxyConfig::toJson() const {
                    {"header_timeout_ms", limits.header_timeout_ms},
                    {"idle_timeout_ms", limits.idle_timeout_ms},
                    {"shadow_queue", limits.shadow_queue},
-                   {"shadow_concurrency", limits.shadow_concurrency}};
+                   {"shadow_concurrency", limits.shadow_concurrency},
+                   {"max_connections", limits.max_connections}};
   doc["cutover"] = {{"hold_ms", cutover.hold_ms}};
   if (workers != 0) doc["workers"] = workers;
   if (!access_log.empty()) doc["access_log"] = access_log;

@@ -28,6 +28,13 @@ bool isToken(std::string_view text) {
 
 // Headers that describe one connection, not the message (RFC 9110 7.6.1), plus framing
 // headers the proxy sets itself.
+bool isFieldValue(std::string_view text) {
+  for (unsigned char c : text) {
+    if ((c < 0x20 && c != '\t') || c == 0x7f) return false;
+  }
+  return true;
+}
+
 bool isHopByHop(std::string_view name) {
   static constexpr std::string_view kNames[] = {
       "connection",        "keep-alive", "proxy-connection", "te",     "trailer",

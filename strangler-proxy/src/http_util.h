@@ -14,6 +14,9 @@ namespace strangler::proxy {
 
 /// Bytes read from a socket at a time.
 inline constexpr size_t kReadChunk = 16 * 1024;
+/// A streamed request body: bytes handed to the upstream connection but not yet taken by its
+/// socket, past which the client's body is not read on (back-pressure).
+inline constexpr size_t kStreamWindow = 256 * 1024;
 
 /// Case-insensitive equality (header names).
 bool iequals(std::string_view a, std::string_view b);
@@ -21,6 +24,8 @@ bool iequals(std::string_view a, std::string_view b);
 bool startsWithIgnoreCase(std::string_view text, std::string_view prefix);
 /// True for an RFC 9110 token (a valid header field name).
 bool isToken(std::string_view text);
+/// True for an RFC 9110 field value: no control characters but horizontal tab.
+bool isFieldValue(std::string_view text);
 /// True for headers that describe one connection, not the message (plus framing headers the
 /// proxy sets itself).
 bool isHopByHop(std::string_view name);

@@ -51,6 +51,13 @@ void Metrics::recordUpstreamError(size_t shard_index, std::string_view upstream,
   ++shard.upstream_errors[shard.scratch];
 }
 
+void Metrics::recordClientEvent(size_t shard_index, std::string_view kind) {
+  Shard& shard = *shards_[shard_index % shards_.size()];
+  std::lock_guard lock(shard.mutex);
+  shard.scratch.assign(kind);
+  ++shard.client_events[shard.scratch];
+}
+
 Metrics::Totals Metrics::totals() const {
   Totals totals;
   for (const auto& shard : shards_) {
@@ -68,6 +75,8 @@ Metrics::Totals Metrics::totals() const {
       totals.fallbacks[splitKey(key)] += count;
     for (const auto& [key, count] : shard->upstream_errors)
       totals.upstream_errors[splitKey(key)] += count;
+    for (const auto& [kind, count] : shard->client_events)
+      totals.client_events[kind] += count;
   }
   return totals;
 }

@@ -135,6 +135,10 @@ std::string ProxyApp::adminToken() const {
   return adminTokenFor(*shared_->current()->config);
 }
 
+void ProxyApp::reopenLogs() {
+  if (shared_->access_log) shared_->access_log->reopen();
+}
+
 common::Result<uint64_t> ProxyApp::reload() {
   auto source = readConfigSource(options_.config_path);
   if (!source) {

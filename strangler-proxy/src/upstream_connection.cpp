@@ -33,8 +33,10 @@ const http_parser_settings& UpstreamConnection::settings() {
 
 void UpstreamConnection::begin(ClientConnection* owner, const std::string& request,
                                std::chrono::milliseconds exchange_timeout,
-                               std::chrono::milliseconds connect_timeout, bool head_request) {
+                               std::chrono::milliseconds connect_timeout, bool head_request,
+                               bool request_complete) {
   client = owner;
+  request_done_ = request_complete;
   http_parser_init(&parser_, HTTP_RESPONSE);
   parser_.data = this;
   out_ = request;
@@ -44,6 +46,7 @@ void UpstreamConnection::begin(ClientConnection* owner, const std::string& reque
   interim_ = false;
   done_ = false;
   abandoned_ = false;
+  bad_head_ = false;
   head_done = false;
   bytes_received = 0;
   header_bytes_ = 0;
@@ -84,7 +87,21 @@ void UpstreamConnection::onEvents(uint32_t events) {
   }
   if (events & EPOLLOUT) flush();
   if (closed) return;
+  // A streamed request body waits while the socket is full: room again lets the client go on.
+  if (!request_done_ && client != nullptr && pendingOutput() < kStreamWindow / 2)
+    client->onUpstreamWritable();
+  if (closed) return;
   if (events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP)) readAll();
+}
+
+void UpstreamConnection::sendMore(std::string_view bytes) {
+  if (closed || bytes.empty()) return;
+  if (out_pos_ > 0 && out_pos_ >= out_.size() / 2) {  // keep the buffer from growing
+    out_.erase(0, out_pos_);
+    out_pos_ = 0;
+  }
+  out_.append(bytes);
+  if (state == State::kBusy) flush();  // connecting: flushed once connected
 }
 
 void UpstreamConnection::flush() {
@@ -92,6 +109,8 @@ void UpstreamConnection::flush() {
     const ssize_t n = ::send(fd, out_.data() + out_pos_, out_.size() - out_pos_, MSG_NOSIGNAL);
     if (n > 0) {
       out_pos_ += static_cast<size_t>(n);
+      // A long upload is progress, not an upstream that does not answer.
+      if (!request_done_) deadline = worker_.now() + timeout;
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
@@ -156,7 +175,7 @@ void UpstreamConnection::feed(const char* data, size_t length) {
     ClientConnection* owner = client;
     client = nullptr;
     // Bytes after the response, or a response that ends the connection: do not reuse.
-    const bool reusable = error == HPE_PAUSED && parsed == length &&
+    const bool reusable = error == HPE_PAUSED && parsed == length && request_done_ &&
                           http_should_keep_alive(&parser_) && !worker_.stopping();
     if (reusable) {
       http_parser_pause(&parser_, 0);
@@ -168,7 +187,7 @@ void UpstreamConnection::feed(const char* data, size_t length) {
     return;
   }
   if (error != HPE_OK && error != HPE_PAUSED) {
-    fail("protocol");
+    fail(bad_head_ ? "bad_header" : "protocol");
     return;
   }
   if (error == HPE_PAUSED) http_parser_pause(&parser_, 0);
@@ -228,6 +247,14 @@ int UpstreamConnection::onHeaderValue(http_parser* parser, const char* at, size_
 int UpstreamConnection::onHeadersComplete(http_parser* parser) {
   auto* self = static_cast<UpstreamConnection*>(parser->data);
   self->status = static_cast<int>(parser->status_code);
+  // A field the client could read differently from us (a name with a space, a value with a
+  // control character) is not relayed: the answer becomes a 502.
+  for (const auto& [name, value] : self->headers) {
+    if (!isToken(name) || !isFieldValue(value)) {
+      self->bad_head_ = true;
+      return -1;  // not 1: that would mean "no body", not "error"
+    }
+  }
   if (self->status < 200) {
     self->interim_ = true;  // 1xx: dropped, the final response follows
     return 0;

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "worker.h"
 
@@ -21,10 +22,17 @@ class UpstreamConnection : public Pollable {
       : worker_(worker), endpoint(std::move(to)) {}
 
   void onEvents(uint32_t events) override;
-  /// Starts an exchange: sends `request` and reports the response to `client`.
+  /// Starts an exchange: sends `request` and reports the response to `client`. When the
+  /// request's body is still arriving (`request_complete` false), the client adds it with
+  /// sendMore() and says requestDone() at its end.
   void begin(ClientConnection* client, const std::string& request,
              std::chrono::milliseconds timeout, std::chrono::milliseconds connect_timeout,
-             bool head_request);
+             bool head_request, bool request_complete = true);
+  /// More of the request (a streamed body); sent as the socket takes it.
+  void sendMore(std::string_view bytes);
+  void requestDone() { request_done_ = true; }
+  /// Request bytes not yet taken by the socket (the client stops reading past a window).
+  size_t pendingOutput() const { return out_.size() - out_pos_; }
   /// Stops reading (client's buffer is full) / resumes.
   void pauseReading() { read_paused_ = true; }
   void resumeReading();
@@ -65,6 +73,8 @@ class UpstreamConnection : public Pollable {
   bool interim_ = false;
   bool done_ = false;
   bool abandoned_ = false;
+  bool bad_head_ = false;     ///< a header field failed validation
+  bool request_done_ = true;  ///< the whole request was handed over (else: not reusable)
   bool header_value_last_ = false;
   size_t header_bytes_ = 0;
 

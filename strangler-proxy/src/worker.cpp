@@ -12,6 +12,7 @@
 #include <cerrno>
 
 #include "client_connection.h"
+#include "http_util.h"
 #include "upstream_connection.h"
 
 namespace strangler::proxy {
@@ -204,6 +205,11 @@ void Worker::acceptAll() {
       return;
     }
     setNoDelay(fd);
+    if (shared_->open_connections.load(std::memory_order_relaxed) >=
+        runtime()->config->limits.max_connections) {
+      refuseConnection(fd);
+      continue;
+    }
     auto* client = new ClientConnection(*this, fd, peerAddress(address));
     if (!add(client)) {
       ::close(fd);
@@ -213,6 +219,24 @@ void Worker::acceptAll() {
     clients_.insert(client);
     shared_->open_connections.fetch_add(1, std::memory_order_relaxed);
   }
+}
+
+void Worker::refuseConnection(int fd) {
+  // Past limits.max_connections: a short answer instead of a silent reset, so the client (or
+  // the load balancer in front) knows to go elsewhere. What the client sent already is read
+  // first, so the close is a FIN rather than a reset that could destroy the answer.
+  shared_->metrics.recordClientEvent(index_, "connection_refused");
+  char buffer[kReadChunk];
+  for (int i = 0; i < 4 && ::recv(fd, buffer, sizeof buffer, 0) > 0; ++i) {
+  }
+  static constexpr std::string_view kAnswer =
+      "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+      "Content-Length: 85\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
+      "{\"error\":\"too_many_connections\",\"message\":\"limits.max_connections open; retry "
+      "later\"}";
+  [[maybe_unused]] const ssize_t sent = ::send(fd, kAnswer.data(), kAnswer.size(), MSG_NOSIGNAL);
+  ::shutdown(fd, SHUT_WR);
+  ::close(fd);
 }
 
 UpstreamConnection* Worker::acquire(const std::shared_ptr<EndpointState>& endpoint, int max_idle,

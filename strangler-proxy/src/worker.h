@@ -69,6 +69,8 @@ class Worker {
 
  private:
   void acceptAll();
+  /// Answers 503 on a connection past limits.max_connections and closes it.
+  void refuseConnection(int fd);
   void onTick();
   /// Lets parked requests go whose hold is over, answers those that waited too long.
   void checkParked();

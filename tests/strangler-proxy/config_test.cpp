@@ -249,6 +249,47 @@ TEST(ProxyConfigTest, RejectsABadCutover) {
   EXPECT_TRUE(hasError(errorsOf(doc), "cutover: must be an object"));
 }
 
+TEST(ProxyConfigTest, ReadsTrustedProxiesAndMaxConnections) {
+  auto doc = validConfig();
+  doc["trusted_proxies"] = {"10.0.0.0/8", "192.168.1.7", "::1/128", "2001:db8::/32"};
+  doc["limits"] = {{"max_connections", 50}};
+  auto config = ProxyConfig::create(doc);
+  ASSERT_TRUE(config.ok()) << config.error().message;
+  ASSERT_EQ(config->trusted_proxies.size(), 4u);
+  EXPECT_EQ(config->limits.max_connections, 50);
+  const auto& ten = config->trusted_proxies[0];
+  EXPECT_TRUE(ten.contains(*parseIp("10.200.3.4")));
+  EXPECT_FALSE(ten.contains(*parseIp("11.0.0.1")));
+  EXPECT_FALSE(ten.contains(*parseIp("::1")));
+  EXPECT_TRUE(config->trusted_proxies[1].contains(*parseIp("192.168.1.7")));
+  EXPECT_FALSE(config->trusted_proxies[1].contains(*parseIp("192.168.1.8")));
+  EXPECT_TRUE(config->trusted_proxies[2].contains(*parseIp("::1")));
+  EXPECT_TRUE(config->trusted_proxies[3].contains(*parseIp("2001:db8:ffff::9")));
+  EXPECT_FALSE(config->trusted_proxies[3].contains(*parseIp("2001:db9::1")));
+  const auto again = ProxyConfig::create(config->toJson());
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->trusted_proxies.size(), 4u);
+  EXPECT_EQ(again->limits.max_connections, 50);
+  EXPECT_EQ(ProxyConfig::create(validConfig())->limits.max_connections, 10000);
+}
+
+TEST(ProxyConfigTest, RejectsBadTrustedProxies) {
+  auto doc = validConfig();
+  doc["trusted_proxies"] = {"10.0.0.0/33", "host.example", "1.2.3.4/", 7};
+  const auto errors = errorsOf(doc);
+  EXPECT_TRUE(hasError(errors, "trusted_proxies[0]: '10.0.0.0/33' is not an address"))
+      << joined(errors);
+  EXPECT_TRUE(hasError(errors, "trusted_proxies[1]: 'host.example' is not an address"))
+      << joined(errors);
+  EXPECT_TRUE(hasError(errors, "trusted_proxies[2]")) << joined(errors);
+  EXPECT_TRUE(hasError(errors, "trusted_proxies[3]: must be a string")) << joined(errors);
+  doc["trusted_proxies"] = "10.0.0.0/8";
+  EXPECT_TRUE(hasError(errorsOf(doc), "trusted_proxies: must be an array")) << joined(errors);
+  doc = validConfig();
+  doc["limits"] = {{"max_connections", 0}};
+  EXPECT_TRUE(hasError(errorsOf(doc), "limits.max_connections: 0 is not in 1..1000000"));
+}
+
 TEST(ProxyConfigTest, RejectsInvalidJsonText) {
   auto result = ProxyConfig::parse("{ \"listen\": ");
   ASSERT_FALSE(result.ok());

@@ -229,7 +229,9 @@ TEST_F(HoldTest, AParkedRequestsBodyIsNeitherAskedForNorForwardedUntilRelease) {
   EXPECT_LT(put, get) << both;  // pipelined answers in order
   EXPECT_EQ(received(monolith_, "PUT", "/api/drivers/"), 2u);
   for (const auto& seen : monolith_.requests()) {
-    if (seen.method == "PUT") EXPECT_EQ(seen.body, body);
+    if (seen.method == "PUT") {
+      EXPECT_EQ(seen.body, body);
+    }
   }
 }
 

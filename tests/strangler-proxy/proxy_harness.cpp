@@ -9,6 +9,12 @@
 #include <Poco/Net/ServerSocket.h>
 #include <Poco/StreamCopier.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cctype>
 #include <fstream>
@@ -237,6 +243,98 @@ StartedProxy startProxyBinary(const std::vector<std::string>& args,
   started.port = static_cast<uint16_t>(std::stoi(match[1]));
   started.admin_port = static_cast<uint16_t>(std::stoi(match[2]));
   return started;
+}
+
+RawUpstream::RawUpstream(std::string answer, Mode mode, uint64_t stream_bytes)
+    : answer_(std::move(answer)), mode_(mode), stream_bytes_(stream_bytes) {
+  listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  address.sin_port = 0;
+  socklen_t length = sizeof address;
+  if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
+      ::listen(listen_fd_, 64) != 0 ||
+      ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+    ADD_FAILURE() << "RawUpstream: cannot listen on loopback";
+    return;
+  }
+  port_ = ntohs(address.sin_port);
+  thread_ = std::thread([this] { run(); });
+}
+
+RawUpstream::~RawUpstream() {
+  stop_ = true;
+  if (thread_.joinable()) thread_.join();
+  if (listen_fd_ >= 0) ::close(listen_fd_);
+}
+
+std::string RawUpstream::received() const {
+  std::lock_guard lock(mutex_);
+  return received_;
+}
+
+void RawUpstream::run() {
+  while (!stop_) {
+    pollfd listening{listen_fd_, POLLIN, 0};
+    if (::poll(&listening, 1, 50) <= 0) continue;
+    const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) continue;
+    ++connections_;
+    std::string head;
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+    while (head.find("\r\n\r\n") == std::string::npos && !stop_ &&
+           std::chrono::steady_clock::now() < give_up) {
+      pollfd readable{fd, POLLIN, 0};
+      if (::poll(&readable, 1, 50) <= 0) continue;
+      char buffer[4096];
+      const ssize_t n = ::recv(fd, buffer, sizeof buffer, 0);
+      if (n <= 0) break;
+      head.append(buffer, static_cast<size_t>(n));
+    }
+    const size_t head_end = head.find("\r\n\r\n");
+    std::string answer = answer_;
+    if (mode_ == Mode::kCountBody && head_end != std::string::npos) {
+      std::string lower = head.substr(0, head_end);
+      std::transform(lower.begin(), lower.end(), lower.begin(),
+                     [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+      const size_t at = lower.find("\r\ncontent-length:");
+      const uint64_t expected = at == std::string::npos ? 0 : std::stoull(lower.substr(at + 18));
+      uint64_t got = head.size() - head_end - 4;
+      head.resize(head_end + 4);  // the body is counted, not kept
+      char buffer[65536];
+      while (got < expected && !stop_) {
+        pollfd readable{fd, POLLIN, 0};
+        if (::poll(&readable, 1, 3000) <= 0) break;
+        const ssize_t n = ::recv(fd, buffer, sizeof buffer, 0);
+        if (n <= 0) break;
+        got += static_cast<uint64_t>(n);
+      }
+      const std::string count = std::to_string(got);
+      answer = "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(count.size()) +
+               "\r\nConnection: close\r\n\r\n" + count;
+    }
+    {
+      std::lock_guard lock(mutex_);
+      received_ += head;
+    }
+    if (mode_ == Mode::kStreamBody) {
+      answer = "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(stream_bytes_) +
+               "\r\nConnection: close\r\n\r\n";
+    }
+    [[maybe_unused]] ssize_t sent = ::send(fd, answer.data(), answer.size(), MSG_NOSIGNAL);
+    if (mode_ == Mode::kStreamBody) {
+      const std::string piece(65536, 'd');
+      for (uint64_t left = stream_bytes_; left > 0 && !stop_;) {
+        const size_t size = static_cast<size_t>(std::min<uint64_t>(left, piece.size()));
+        sent = ::send(fd, piece.data(), size, MSG_NOSIGNAL);
+        if (sent <= 0) break;
+        left -= static_cast<uint64_t>(sent);
+      }
+    }
+    ::shutdown(fd, SHUT_WR);
+    ::close(fd);
+  }
 }
 
 nlohmann::json baseConfig(const FakeUpstream& monolith) {

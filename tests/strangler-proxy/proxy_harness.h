@@ -8,6 +8,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -89,6 +90,40 @@ class FakeUpstream {
   std::vector<ReceivedRequest> requests_;
   std::function<nlohmann::json(const ReceivedRequest&)> responder_;
   std::atomic<int> active_{0};
+};
+
+/// A loopback TCP server that answers every request with bytes the test gives, byte for byte
+/// (answers no well-behaved server would send), and keeps every byte it received. It reads a
+/// request up to the end of its head, answers, and closes the connection.
+class RawUpstream {
+ public:
+  /// kAnswer: `answer` as given. kCountBody: reads the request's Content-Length body (not kept)
+  /// and answers 200 with the count as its body. kStreamBody: answers 200 with `stream_bytes`
+  /// bytes of body, written as the socket takes them.
+  enum class Mode { kAnswer, kCountBody, kStreamBody };
+  explicit RawUpstream(std::string answer, Mode mode = Mode::kAnswer, uint64_t stream_bytes = 0);
+  ~RawUpstream();
+  RawUpstream(const RawUpstream&) = delete;
+  RawUpstream& operator=(const RawUpstream&) = delete;
+
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  /// Everything received so far, all connections in order.
+  std::string received() const;
+  size_t connections() const { return connections_.load(); }
+
+ private:
+  void run();
+
+  std::string answer_;
+  Mode mode_ = Mode::kAnswer;
+  uint64_t stream_bytes_ = 0;
+  int listen_fd_ = -1;
+  uint16_t port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::atomic<size_t> connections_{0};
+  mutable std::mutex mutex_;
+  std::string received_;
+  std::thread thread_;
 };
 
 /// The real strangler-proxy binary, started on port 0 with a config written to a temp dir.

@@ -103,8 +103,9 @@ TEST_F(ProxyRoutingTest, PassesChunkedRequestBodiesThrough) {
   ASSERT_EQ(service_.count(), 1u);
   const auto received = service_.requests()[0];
   EXPECT_EQ(received.body, "hello, world");
-  EXPECT_EQ(received.header("content-length"), "12");
-  EXPECT_FALSE(received.has("transfer-encoding"));
+  // Streamed as it arrives, so forwarded chunked (its length is not known up front).
+  EXPECT_EQ(received.header("transfer-encoding"), "chunked");
+  EXPECT_FALSE(received.has("content-length"));
 }
 
 TEST_F(ProxyRoutingTest, PassesContentLengthBodiesAndLargeResponses) {
@@ -182,20 +183,42 @@ TEST_F(ProxyRoutingTest, StripsHopByHopAndClientStranglerHeaders) {
   EXPECT_EQ(answer.find("spoofed-by-upstream"), std::string::npos);
 }
 
-TEST_F(ProxyRoutingTest, AddsForwardingHeaders) {
-  ProxyProcess proxy(config());
+TEST_F(ProxyRoutingTest, ReplacesForwardingHeadersFromAnUntrustedPeer) {
+  ProxyProcess proxy(config());  // no trusted_proxies: nobody may say who the client was
   ASSERT_TRUE(proxy.running());
   const auto response = proxy.get("/api/moved/1", {{"X-Forwarded-For", "203.0.113.9"},
                                                    {"X-Forwarded-Proto", "https"},
+                                                   {"X-Forwarded-Host", "bank.example"},
+                                                   {"Forwarded", "for=203.0.113.9"},
                                                    {"Via", "1.0 edge"},
                                                    {"Host", "shop.example:8443"}});
   ASSERT_EQ(response.status, 200);
   const auto received = service_.requests().at(0);
-  EXPECT_EQ(received.header("x-forwarded-for"), "203.0.113.9, 127.0.0.1");
+  EXPECT_EQ(received.header("x-forwarded-for"), "127.0.0.1");
   EXPECT_EQ(received.header("x-forwarded-proto"), "http");
   EXPECT_EQ(received.header("x-forwarded-host"), "shop.example:8443");
+  EXPECT_EQ(received.header("forwarded"), "for=127.0.0.1;proto=http;host=\"shop.example:8443\"");
+  EXPECT_EQ(received.headers.count("x-forwarded-for"), 1u);
+  EXPECT_EQ(received.headers.count("forwarded"), 1u);
   EXPECT_EQ(received.header("host"), "shop.example:8443");
   EXPECT_EQ(received.header("via"), "1.0 edge, 1.1 strangler");
+}
+
+TEST_F(ProxyRoutingTest, ExtendsForwardingHeadersFromATrustedProxy) {
+  json cfg = config();
+  cfg["trusted_proxies"] = {"10.0.0.0/8", "127.0.0.0/8"};
+  ProxyProcess proxy(cfg);
+  ASSERT_TRUE(proxy.running());
+  const auto response = proxy.get("/api/moved/1", {{"X-Forwarded-For", "203.0.113.9"},
+                                                   {"X-Forwarded-Proto", "https"},
+                                                   {"Forwarded", "for=203.0.113.9;proto=https"},
+                                                   {"Host", "shop.example"}});
+  ASSERT_EQ(response.status, 200);
+  const auto received = service_.requests().at(0);
+  EXPECT_EQ(received.header("x-forwarded-for"), "203.0.113.9, 127.0.0.1");
+  EXPECT_EQ(received.header("x-forwarded-proto"), "https") << "the edge that terminated TLS knows";
+  EXPECT_EQ(received.header("forwarded"),
+            "for=203.0.113.9;proto=https, for=127.0.0.1;proto=http;host=\"shop.example\"");
 }
 
 TEST_F(ProxyRoutingTest, RejectsMalformedRequests) {

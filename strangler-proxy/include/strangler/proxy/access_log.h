@@ -23,13 +23,18 @@ class AccessLog {
 
   /// Queues one line (without the newline).
   void write(const std::string& line);
+  /// Opens the file again by its path before the next write (after a log rotation moved it:
+  /// SIGUSR1). If it cannot be opened, lines keep going to the file already open.
+  void reopen();
 
  private:
-  AccessLog(std::FILE* file, bool owned);
+  AccessLog(std::FILE* file, bool owned, std::string path);
   void run();
 
   std::FILE* file_;
   bool owned_;
+  std::string path_;
+  bool reopen_ = false;
   std::mutex mutex_;
   std::condition_variable wake_;
   std::string pending_;

@@ -11,6 +11,7 @@
 
 #include "strangler/common/host_port.h"
 #include "strangler/common/result.h"
+#include "strangler/proxy/cidr.h"
 
 namespace strangler::proxy {
 
@@ -98,6 +99,8 @@ struct RouteConfig {
   bool fallback = false;
   std::optional<RewriteConfig> rewrite;
   std::string cohort;
+  /// The route's own limits.max_body_bytes (0: no limit); unset: the global one.
+  std::optional<int64_t> max_body_bytes;
   /// "data": the sync mapping whose data the route's writes change (empty: none). Unsafe
   /// methods then go to the side that owns the data and are never shadowed.
   std::string data;
@@ -118,11 +121,14 @@ struct AdminConfig {
 
 struct LimitsConfig {
   int max_header_bytes = 64 * 1024;
+  /// Request bodies stream through in bounded memory whatever their size; past this many
+  /// bytes the request gets 413. 0: no limit.
   int64_t max_body_bytes = 10 * 1024 * 1024;
   int header_timeout_ms = 10000;  ///< a request head must arrive within this
   int idle_timeout_ms = 60000;    ///< idle keep-alive client connections are closed after this
   int shadow_queue = 1024;        ///< shadow copies waiting for replay; more are dropped
   int shadow_concurrency = 4;     ///< shadow replays in flight (read at start only)
+  int max_connections = 10000;    ///< open client connections; past it: 503 and close, counted
 };
 
 /// The fenced cutover (`routes extract NAME --with-data`): how long the proxy parks a request
@@ -157,6 +163,9 @@ class ProxyConfig {
   common::HostPort listen{"127.0.0.1", 8080};
   AdminConfig admin;
   bool debug_headers = false;
+  /// Peers whose X-Forwarded-* and Forwarded headers are kept and extended; from any other peer
+  /// they are replaced (a client cannot claim to be someone else). Default: none.
+  std::vector<Cidr> trusted_proxies;
   std::map<std::string, UpstreamConfig> upstreams;
   std::string default_upstream;
   std::vector<RouteConfig> routes;

@@ -29,6 +29,7 @@ class Metrics {
     std::map<std::pair<std::string, std::string>, Series> series;
     std::map<std::pair<std::string, std::string>, uint64_t> fallbacks;        ///< (route, reason)
     std::map<std::pair<std::string, std::string>, uint64_t> upstream_errors;  ///< (upstream, kind)
+    std::map<std::string, uint64_t> client_events;                            ///< by kind
   };
 
   explicit Metrics(size_t shards);
@@ -40,6 +41,9 @@ class Metrics {
   void recordFallback(size_t shard, std::string_view route, std::string_view reason);
   /// Counts an upstream failure (connect, timeout, reset, protocol, 5xx).
   void recordUpstreamError(size_t shard, std::string_view upstream, std::string_view kind);
+  /// Counts something the proxy did to a client's message or connection rather than forward it
+  /// as sent: trailers_dropped, malformed, obs_fold, connection_refused (max_connections).
+  void recordClientEvent(size_t shard, std::string_view kind);
   /// Sums every shard.
   Totals totals() const;
 
@@ -49,6 +53,7 @@ class Metrics {
     std::unordered_map<std::string, Series> series;  ///< key: route '\n' upstream
     std::unordered_map<std::string, uint64_t> fallbacks;
     std::unordered_map<std::string, uint64_t> upstream_errors;
+    std::unordered_map<std::string, uint64_t> client_events;
     std::string scratch;
   };
   std::vector<std::unique_ptr<Shard>> shards_;

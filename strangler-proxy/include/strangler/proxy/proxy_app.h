@@ -63,6 +63,8 @@ class ProxyApp {
   /// Re-reads the config (file or etcd); on success the new snapshot serves new requests and
   /// its version is returned, on failure the old one keeps serving. Thread-safe.
   common::Result<uint64_t> reload();
+  /// Opens the access log file again (SIGUSR1, after a rotation moved it).
+  void reopenLogs();
   /// The config source and the outcome of its last change.
   ConfigSourceStatus configSource() const;
   /// The instances discovered in etcd, by prefix (upstreams with "discovery").

@@ -1,0 +1,91 @@
+#include "forwarded_headers.h"
+
+#include "http_util.h"
+
+namespace strangler::proxy {
+namespace {
+
+constexpr std::string_view kVia = "1.1 strangler";
+
+void add(std::string& out, std::string_view name, std::string_view value) {
+  out.append(name);
+  out += ": ";
+  out.append(value);
+  out += "\r\n";
+}
+
+void appendList(std::string& list, std::string_view value) {
+  if (!list.empty()) list += ", ";
+  list.append(value);
+}
+
+// RFC 7239 §6: an IPv6 node is bracketed, and then (with its ':') must be quoted.
+std::string node(std::string_view address) {
+  if (address.find(':') == std::string_view::npos) return std::string(address);
+  return "\"[" + std::string(address) + "]\"";
+}
+
+std::string quoted(std::string_view value) {
+  std::string out = "\"";
+  for (char c : value) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  out += '"';
+  return out;
+}
+
+}  // namespace
+
+bool validHost(std::string_view host) {
+  for (unsigned char c : host) {
+    if (c <= 0x20 || c == 0x7f || c == '@' || c == '/' || c == '\\' || c == '"') return false;
+  }
+  return true;
+}
+
+std::string forwardedHeaders(const ForwardInput& in) {
+  std::string out;
+  std::string forwarded_for, forwarded, via;
+  std::string_view proto_in, host_in;
+  for (const auto& [name, value] : *in.headers) {
+    const bool about_client = iequals(name, "x-forwarded-for") || iequals(name, "forwarded") ||
+                              iequals(name, "x-forwarded-proto") ||
+                              iequals(name, "x-forwarded-host");
+    if (about_client) {
+      if (!in.peer_trusted) continue;  // replaced below
+      if (iequals(name, "x-forwarded-for")) appendList(forwarded_for, value);
+      if (iequals(name, "forwarded")) appendList(forwarded, value);
+      if (iequals(name, "x-forwarded-proto")) proto_in = value;
+      if (iequals(name, "x-forwarded-host")) host_in = value;
+      continue;
+    }
+    if (iequals(name, "via")) {
+      appendList(via, value);
+      continue;
+    }
+    if (isHopByHop(name) || startsWithIgnoreCase(name, "x-strangler-") || iequals(name, "host") ||
+        namedByConnection(*in.headers, name)) {
+      continue;
+    }
+    add(out, name, value);
+  }
+  appendList(forwarded_for, in.peer);
+  std::string element = "for=" + node(in.peer) + ";proto=" + std::string(in.proto);
+  if (!in.host.empty()) element += ";host=" + quoted(in.host);
+  appendList(forwarded, element);
+  appendList(via, kVia);
+  add(out, "X-Forwarded-For", forwarded_for);
+  add(out, "X-Forwarded-Proto", proto_in.empty() ? in.proto : proto_in);
+  if (!host_in.empty()) {
+    add(out, "X-Forwarded-Host", host_in);
+  } else if (!in.host.empty()) {
+    add(out, "X-Forwarded-Host", in.host);
+  }
+  add(out, "Forwarded", forwarded);
+  add(out, "Via", via);
+  if (!in.host.empty()) add(out, "Host", in.host);
+  return out;
+}
+
+}  // namespace strangler::proxy

@@ -1,0 +1,375 @@
+// Integration: strict HTTP/1.1 framing at the edge (RFC 9112) and the connection limits, with
+// the real strangler-proxy binary, raw client bytes and upstreams that answer anything.
+#include <gtest/gtest.h>
+
+#include <Poco/Net/SocketAddress.h>
+#include <Poco/Net/StreamSocket.h>
+
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "proxy_harness.h"
+
+namespace strangler::proxy::testing {
+namespace {
+
+using nlohmann::json;
+using std::chrono::milliseconds;
+
+template <typename Condition>
+bool waitFor(Condition condition) {
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (!condition()) {
+    if (std::chrono::steady_clock::now() > give_up) return false;
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  return true;
+}
+
+// The value of one series in /metrics ("name{labels}"), 0 when absent.
+double metricValue(ProxyProcess& proxy, const std::string& series) {
+  const std::string text = proxy.admin("GET", "/metrics").body;
+  const size_t at = text.find("\n" + series + " ");
+  if (at == std::string::npos) return 0;
+  return std::stod(text.substr(at + series.size() + 2));
+}
+
+size_t lineCount(const std::string& path) {
+  std::ifstream in(path);
+  size_t lines = 0;
+  for (std::string line; std::getline(in, line);)
+    ++lines;
+  return lines;
+}
+
+// The proxy's peak resident memory (VmHWM), in bytes.
+uint64_t peakRss(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoull(line.substr(6)) * 1024;
+  }
+  return 0;
+}
+
+class ProxyFramingTest : public ::testing::Test {
+ protected:
+  FakeUpstream monolith_{"monolith"};
+};
+
+TEST_F(ProxyFramingTest, ChunkedTrailersAreDroppedNeverMergedIntoTheHead) {
+  ProxyProcess proxy(baseConfig(monolith_));
+  ASSERT_TRUE(proxy.running());
+  const std::string answer = proxy.raw(
+      "POST /api/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+      "5\r\nhello\r\n0\r\nX-Checksum: abc\r\nX-Injected: yes\r\n\r\n");
+  EXPECT_EQ(rawStatus(answer), 200) << answer;
+  ASSERT_EQ(monolith_.count(), 1u);
+  const auto received = monolith_.requests().at(0);
+  EXPECT_EQ(received.body, "hello");
+  EXPECT_FALSE(received.has("x-checksum")) << "a trailer reached the upstream as a header";
+  EXPECT_FALSE(received.has("x-injected"));
+  EXPECT_EQ(received.header("transfer-encoding"), "chunked");  // streamed, trailers cut
+  EXPECT_EQ(metricValue(proxy, "strangler_proxy_client_events_total{kind=\"trailers_dropped\"}"),
+            1);
+}
+
+TEST_F(ProxyFramingTest, CodingsBeforeChunkedPassOnWithTheRechunkedBody) {
+  RawUpstream raw("HTTP/1.1 204 No Content\r\n\r\n");
+  json cfg = baseConfig(monolith_);
+  cfg["upstreams"]["monolith"]["endpoints"] = {raw.address()};
+  ProxyProcess proxy(cfg);
+  ASSERT_TRUE(proxy.running());
+  const std::string answer = proxy.raw(
+      "POST /z HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\nConnection: "
+      "close\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
+  EXPECT_EQ(rawStatus(answer), 204) << answer;
+  const std::string received = raw.received();
+  EXPECT_NE(received.find("\r\nTransfer-Encoding: gzip, chunked\r\n"), std::string::npos)
+      << received;
+  EXPECT_EQ(received.find("Content-Length"), std::string::npos) << received;
+}
+
+TEST_F(ProxyFramingTest, AnHttp10RequestWithoutHostGetsTheUpstreamsAddress) {
+  ProxyProcess proxy(baseConfig(monolith_));
+  ASSERT_TRUE(proxy.running());
+  const std::string answer = proxy.raw("GET /a HTTP/1.0\r\n\r\n");
+  EXPECT_EQ(rawStatus(answer), 200) << answer;
+  ASSERT_EQ(monolith_.count(), 1u);
+  const auto received = monolith_.requests().at(0);
+  EXPECT_EQ(received.header("host"), monolith_.address());
+  EXPECT_FALSE(received.has("x-forwarded-host"));
+  // HTTP/1.1 still needs one.
+  EXPECT_EQ(rawStatus(proxy.raw("GET /a HTTP/1.1\r\n\r\n")), 400);
+}
+
+TEST_F(ProxyFramingTest, AnAbsoluteFormTargetsAuthorityReplacesTheHostHeader) {
+  ProxyProcess proxy(baseConfig(monolith_));
+  ASSERT_TRUE(proxy.running());
+  std::string answer =
+      proxy.raw("GET http://api.example:81/p?q=1 HTTP/1.1\r\nHost: evil.example\r\n\r\n");
+  EXPECT_EQ(rawStatus(answer), 200) << answer;
+  answer = proxy.raw("GET http://api.example?x=1 HTTP/1.1\r\nHost: api.example\r\n\r\n");
+  EXPECT_EQ(rawStatus(answer), 200) << answer;
+  ASSERT_EQ(monolith_.count(), 2u);
+  const auto first = monolith_.requests().at(0);
+  EXPECT_EQ(first.header("host"), "api.example:81");
+  EXPECT_EQ(first.header("x-forwarded-host"), "api.example:81");
+  EXPECT_EQ(first.uri, "/p?q=1");
+  EXPECT_EQ(monolith_.requests().at(1).uri, "/?x=1");
+  EXPECT_EQ(rawStatus(proxy.raw("GET http://user@api.example/p HTTP/1.1\r\nHost: a\r\n\r\n")), 400);
+  EXPECT_EQ(rawStatus(proxy.raw("GET / HTTP/1.1\r\nHost: a b\r\n\r\n")), 400);
+  EXPECT_EQ(monolith_.count(), 2u);
+}
+
+TEST_F(ProxyFramingTest, ObsFoldIsRefusedAndBodiesMayHoldAnything) {
+  ProxyProcess proxy(baseConfig(monolith_));
+  ASSERT_TRUE(proxy.running());
+  const std::string answer =
+      proxy.raw("GET /a HTTP/1.1\r\nHost: a\r\nX-Long: part1\r\n part2\r\nX-B: 1\r\n\r\n");
+  EXPECT_EQ(rawStatus(answer), 400) << answer;
+  EXPECT_NE(answer.find("obs-fold"), std::string::npos) << answer;
+  EXPECT_EQ(rawStatus(proxy.raw("GET /a HTTP/1.1\r\n Host: a\r\n\r\n")), 400);
+  EXPECT_EQ(monolith_.count(), 0u);
+  EXPECT_EQ(metricValue(proxy, "strangler_proxy_client_events_total{kind=\"obs_fold\"}"), 2);
+  // The same bytes in a body are data; a pipelined request after a fold-free one is read too.
+  const std::string body = "line\r\n folded\r\n\tnot a header";
+  const std::string both =
+      proxy.raw("POST /b HTTP/1.1\r\nHost: a\r\nContent-Length: " + std::to_string(body.size()) +
+                "\r\n\r\n" + body + "GET /c HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(rawStatus(both), 200) << both;
+  ASSERT_EQ(monolith_.count(), 2u);
+  EXPECT_EQ(monolith_.requests().at(0).body, body);
+  EXPECT_EQ(monolith_.requests().at(1).uri, "/c");
+}
+
+TEST_F(ProxyFramingTest, AnUpstreamAnswerWithABadHeaderIs502AndCounted) {
+  RawUpstream spaced("HTTP/1.1 200 OK\r\nBad Name: x\r\nContent-Length: 2\r\n\r\nok");
+  RawUpstream control("HTTP/1.1 200 OK\r\nX-A: a\x01z\r\nContent-Length: 2\r\n\r\nok");
+  RawUpstream fine("HTTP/1.1 200 OK\r\nX-Fine: yes\r\nContent-Length: 2\r\n\r\nok");
+  json cfg = baseConfig(monolith_);
+  cfg["upstreams"]["spaced"] = {{"endpoints", {spaced.address()}}};
+  cfg["upstreams"]["control"] = {{"endpoints", {control.address()}}};
+  cfg["upstreams"]["fine"] = {{"endpoints", {fine.address()}}};
+  cfg["routes"] = json::array();
+  for (const char* name : {"spaced", "control", "fine"}) {
+    cfg["routes"].push_back({{"name", name},
+                             {"match", {{"path", std::string("/") + name + "/**"}}},
+                             {"target", name},
+                             {"stage", "extracted"}});
+  }
+  ProxyProcess proxy(cfg);
+  ASSERT_TRUE(proxy.running());
+  EXPECT_EQ(proxy.get("/spaced/1").status, 502);
+  EXPECT_EQ(proxy.get("/control/1").status, 502);
+  const auto ok = proxy.get("/fine/1");
+  EXPECT_EQ(ok.status, 200);
+  EXPECT_EQ(ok.body, "ok");
+  EXPECT_EQ(
+      metricValue(proxy,
+                  "strangler_proxy_upstream_errors_total{upstream=\"spaced\",kind=\"bad_header\"}"),
+      1);
+  // The parser itself refuses a control character in a value ("protocol"); either way counted.
+  EXPECT_EQ(
+      metricValue(
+          proxy,
+          "strangler_proxy_upstream_errors_total{upstream=\"control\",kind=\"bad_header\"}") +
+          metricValue(
+              proxy,
+              "strangler_proxy_upstream_errors_total{upstream=\"control\",kind=\"protocol\"}"),
+      1);
+  // The proxy goes on serving.
+  EXPECT_EQ(proxy.get("/other").status, 200);
+}
+
+TEST_F(ProxyFramingTest, ConnectionsPastTheLimitGet503AndTheLimitFreesUp) {
+  json cfg = baseConfig(monolith_);
+  cfg["limits"] = {{"max_connections", 2}};
+  ProxyProcess proxy(cfg);
+  ASSERT_TRUE(proxy.running());
+  const Poco::Net::SocketAddress at("127.0.0.1", proxy.port());
+  const std::string request = "GET /held HTTP/1.1\r\nHost: a\r\n\r\n";
+  std::vector<std::unique_ptr<Poco::Net::StreamSocket>> held;
+  for (int i = 0; i < 2; ++i) {
+    auto socket = std::make_unique<Poco::Net::StreamSocket>(at);
+    socket->setReceiveTimeout(Poco::Timespan(5, 0));
+    socket->sendBytes(request.data(), static_cast<int>(request.size()));
+    char buffer[4096];
+    const int n = socket->receiveBytes(buffer, sizeof buffer);
+    ASSERT_GT(n, 0);
+    EXPECT_EQ(rawStatus(std::string(buffer, static_cast<size_t>(n))), 200);
+    held.push_back(std::move(socket));
+  }
+  const std::string refused = proxy.raw("GET /more HTTP/1.1\r\nHost: a\r\n\r\n");
+  EXPECT_EQ(rawStatus(refused), 503) << refused;
+  EXPECT_NE(refused.find("too_many_connections"), std::string::npos) << refused;
+  EXPECT_GE(metricValue(proxy, "strangler_proxy_client_events_total{kind=\"connection_refused\"}"),
+            1);
+  // The two held connections still work, and closing one makes room.
+  held[0]->sendBytes(request.data(), static_cast<int>(request.size()));
+  char buffer[4096];
+  const int n = held[0]->receiveBytes(buffer, sizeof buffer);
+  ASSERT_GT(n, 0);
+  EXPECT_EQ(rawStatus(std::string(buffer, static_cast<size_t>(n))), 200);
+  held[1]->close();
+  EXPECT_TRUE(waitFor([&] { return rawStatus(proxy.raw(request)) == 200; }));
+}
+
+TEST_F(ProxyFramingTest, Sigusr1ReopensTheAccessLogAfterARotation) {
+  strangler::testing::TempDir dir;
+  const std::string path = dir.file("access.log");
+  json cfg = baseConfig(monolith_);
+  cfg["access_log"] = path;
+  ProxyProcess proxy(cfg);
+  ASSERT_TRUE(proxy.running());
+  EXPECT_EQ(proxy.get("/before").status, 200);
+  ASSERT_TRUE(waitFor([&] { return lineCount(path) == 1; }));
+  std::filesystem::rename(path, path + ".1");
+  proxy.process().signal(SIGUSR1);
+  ASSERT_TRUE(waitFor([&] { return std::filesystem::exists(path); }))
+      << "SIGUSR1 did not reopen the log";
+  EXPECT_EQ(proxy.get("/after").status, 200);
+  ASSERT_TRUE(waitFor([&] { return lineCount(path) == 1; }));
+  EXPECT_EQ(lineCount(path + ".1"), 1u);
+  std::ifstream in(path);
+  std::string line;
+  std::getline(in, line);
+  EXPECT_EQ(json::parse(line)["target"], "/after");
+  EXPECT_TRUE(proxy.process().wait(milliseconds(50)) == std::nullopt) << "the proxy exited";
+}
+
+// The raw-bytes suite in data/smuggling_cases.json: each request framed ambiguously gets its
+// status and reaches no upstream; the proxy serves on after all of them.
+TEST_F(ProxyFramingTest, SmugglingPayloadsAreRefusedAndReachNoUpstream) {
+  std::ifstream in(STRANGLER_SMUGGLING_CASES);
+  ASSERT_TRUE(in.good());
+  const json suite = json::parse(in);
+  ASSERT_GE(suite["cases"].size(), 20u);
+  ProxyProcess proxy(baseConfig(monolith_));
+  ASSERT_TRUE(proxy.running());
+  for (const auto& one : suite["cases"]) {
+    const std::string answer = proxy.raw(one["raw"].get<std::string>());
+    EXPECT_EQ(rawStatus(answer), one["expect"].get<int>())
+        << one["name"].get<std::string>() << ": " << answer.substr(0, 200);
+    EXPECT_EQ(answer.find("HTTP/1.1 200"), std::string::npos) << one["name"].get<std::string>();
+    EXPECT_EQ(monolith_.count(), 0u) << one["name"].get<std::string>() << " reached the upstream";
+  }
+  EXPECT_EQ(proxy.get("/still-serving").status, 200);
+}
+
+TEST_F(ProxyFramingTest, A512MiBUploadAndDownloadStreamInBoundedMemory) {
+  constexpr uint64_t kSize = 512ull << 20;
+  RawUpstream sink("", RawUpstream::Mode::kCountBody);
+  RawUpstream source("", RawUpstream::Mode::kStreamBody, kSize);
+  json cfg = baseConfig(monolith_);
+  cfg["upstreams"]["sink"] = {{"endpoints", {sink.address()}}, {"timeout_ms", 30000}};
+  cfg["upstreams"]["source"] = {{"endpoints", {source.address()}}, {"timeout_ms", 30000}};
+  cfg["routes"] = json::array({{{"name", "upload"},
+                                {"match", {{"path", "/upload"}}},
+                                {"target", "sink"},
+                                {"stage", "extracted"},
+                                {"max_body_bytes", 0}},
+                               {{"name", "download"},
+                                {"match", {{"path", "/download"}}},
+                                {"target", "source"},
+                                {"stage", "extracted"}}});
+  ProxyProcess proxy(cfg);
+  ASSERT_TRUE(proxy.running());
+  const Poco::Net::SocketAddress at("127.0.0.1", proxy.port());
+
+  Poco::Net::StreamSocket up(at);
+  up.setReceiveTimeout(Poco::Timespan(60, 0));
+  const std::string head =
+      "PUT /upload HTTP/1.1\r\nHost: a\r\nContent-Length: " + std::to_string(kSize) +
+      "\r\nConnection: close\r\n\r\n";
+  up.sendBytes(head.data(), static_cast<int>(head.size()));
+  const std::string piece(1 << 20, 'u');
+  for (uint64_t sent = 0; sent < kSize; sent += piece.size())
+    ASSERT_EQ(up.sendBytes(piece.data(), static_cast<int>(piece.size())),
+              static_cast<int>(piece.size()));
+  std::string answer;
+  char buffer[65536];
+  for (int n; (n = up.receiveBytes(buffer, sizeof buffer)) > 0;)
+    answer.append(buffer, static_cast<size_t>(n));
+  EXPECT_EQ(rawStatus(answer), 200) << answer.substr(0, 300);
+  EXPECT_EQ(answer.substr(answer.find("\r\n\r\n") + 4), std::to_string(kSize))
+      << "the upstream did not get every byte";
+
+  Poco::Net::StreamSocket down(at);
+  down.setReceiveTimeout(Poco::Timespan(60, 0));
+  const std::string get = "GET /download HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+  down.sendBytes(get.data(), static_cast<int>(get.size()));
+  uint64_t total = 0;
+  std::string start;
+  for (int n; (n = down.receiveBytes(buffer, sizeof buffer)) > 0;) {
+    if (start.size() < 512) start.append(buffer, static_cast<size_t>(std::min(n, 512)));
+    total += static_cast<uint64_t>(n);
+  }
+  ASSERT_EQ(rawStatus(start), 200) << start;
+  const size_t head_size = start.find("\r\n\r\n") + 4;
+  EXPECT_EQ(total - head_size, kSize);
+
+  const uint64_t peak = peakRss(proxy.process().pid());
+  EXPECT_GT(peak, 0u);
+  EXPECT_LT(peak, 64ull << 20) << "the proxy's peak RSS grew with the body size";
+  std::printf("proxy peak RSS after 512 MiB up and down: %.1f MiB\n",
+              static_cast<double>(peak) / (1 << 20));
+}
+
+TEST_F(ProxyFramingTest, ABodyTooLargeToKeepIsNeitherRetriedNorShadowedAndIsCounted) {
+  FakeUpstream service("service");
+  json cfg = baseConfig(monolith_);
+  addUpstream(cfg, service);
+  cfg["limits"] = {{"max_body_bytes", 0}};
+  cfg["routes"] = json::array({{{"name", "big"},
+                                {"match", {{"path", "/big/**"}}},
+                                {"target", "service"},
+                                {"stage", "extracted"},
+                                {"fallback", true}}});
+  ProxyProcess proxy(cfg);
+  ASSERT_TRUE(proxy.running());
+  // Kept (under 1 MiB): a 5xx from the target falls back to the monolith, body and all.
+  service.status = 503;
+  const std::string small(100000, 's');
+  auto response = proxy.request("PUT", "/big/1", small);
+  EXPECT_EQ(response.status, 200);
+  EXPECT_EQ(response.json()["upstream"], "monolith");
+  ASSERT_EQ(monolith_.count(), 1u);
+  EXPECT_EQ(monolith_.requests().at(0).body.size(), small.size());
+  // Not kept (over 1 MiB): the target's 5xx is the answer, the monolith never sees it.
+  const std::string large(3 << 20, 'l');
+  response = proxy.request("PUT", "/big/2", large);
+  EXPECT_EQ(response.status, 503);
+  EXPECT_EQ(monolith_.count(), 1u);
+  EXPECT_GE(service.count(), 2u);
+  EXPECT_EQ(service.requests().back().body.size(), large.size());
+  EXPECT_EQ(metricValue(proxy, "strangler_proxy_client_events_total{kind=\"body_not_kept\"}"), 1);
+}
+
+TEST_F(ProxyFramingTest, BodyLimitsPerRouteAndAnEarlyAnswerEndsTheConnectionCleanly) {
+  json cfg = baseConfig(monolith_);
+  cfg["limits"] = {{"max_body_bytes", 1000}};
+  cfg["upstreams"]["monolith"]["timeout_ms"] = 3000;
+  cfg["routes"] = json::array({{{"name", "roomy"},
+                                {"match", {{"path", "/roomy/**"}}},
+                                {"target", "monolith"},
+                                {"stage", "extracted"},
+                                {"max_body_bytes", 100000}}});
+  ProxyProcess proxy(cfg);
+  ASSERT_TRUE(proxy.running());
+  EXPECT_EQ(proxy.request("POST", "/other", std::string(2000, 'x')).status, 413);
+  EXPECT_EQ(proxy.request("POST", "/roomy/1", std::string(2000, 'x')).status, 200);
+  EXPECT_EQ(proxy.request("POST", "/roomy/1", std::string(200000, 'x')).status, 413);
+  // Chunked past the limit: 413 once the limit is crossed, the connection then ends.
+  const std::string chunked =
+      proxy.raw("POST /other HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3e8\r\n" +
+                std::string(1000, 'y') + "\r\n3e8\r\n" + std::string(1000, 'y') + "\r\n0\r\n\r\n");
+  EXPECT_EQ(rawStatus(chunked), 413) << chunked.substr(0, 200);
+  EXPECT_EQ(monolith_.count(), 1u) << "only the request within its limit reached the monolith";
+  // The proxy goes on serving.
+  EXPECT_EQ(proxy.get("/after").status, 200);
+}
+
+}  // namespace
+}  // namespace strangler::proxy::testing

@@ -176,6 +176,12 @@ int ClientConnection::onHeadersComplete(http_parser* parser) {
   return 0;
 }
 
+size_t ClientConnection::keepLimit() const {
+  const auto* route = decision_.route;
+  if (route != nullptr && route->shadow) return static_cast<size_t>(route->shadow->max_body_bytes);
+  return kShadowCaptureBytes;
+}
+
 int64_t ClientConnection::bodyLimit() const {
   if (decision_.route != nullptr && decision_.route->max_body_bytes)
     return *decision_.route->max_body_bytes;
@@ -320,11 +326,11 @@ int ClientConnection::onBody(http_parser* parser, const char* at, size_t length)
     return 1;
   }
   if (!self->dispatched_) {
-    // Read before the request goes on, up to kShadowCaptureBytes: a body within that is sent
+    // Read before the request goes on, up to keepLimit(): a body within that is sent
     // whole (and kept for a retry, a fallback or a shadow copy); past it, the request goes on
     // with what was read and the rest streams after it (none of those then).
     self->body_.append(at, length);
-    if (self->body_.size() > kShadowCaptureBytes && !self->head_ready_) {
+    if (self->body_.size() > self->keepLimit() && !self->head_ready_) {
       self->head_ready_ = true;
       http_parser_pause(parser, 1);
     }

@@ -95,6 +95,9 @@ class ClientConnection : public Pollable {
 
   /// The body limit in force: the route's max_body_bytes, else the global one (0: none).
   int64_t bodyLimit() const;
+  /// How much of a request body is kept (read whole first): the route's shadow.max_body_bytes,
+  /// else kShadowCaptureBytes (1 MiB).
+  size_t keepLimit() const;
   /// Hands the body bytes the parser framed to the upstream.
   void pushBody();
   /// The whole body was read: its end goes to the upstream.
@@ -145,7 +148,7 @@ class ClientConnection : public Pollable {
   std::string host_;            ///< forwarded as Host ("" : the upstream's address)
   bool head_complete_ = false;  ///< header fields after this are trailers: dropped
   // A request body is read whole before the request goes on when it is within
-  // kShadowCaptureBytes (kept for a retry, a fallback or a shadow copy); a larger one goes on
+  // keepLimit() (kept for a retry, a fallback or a shadow copy); a larger one goes on
   // once that much was read and the rest streams to the upstream as it arrives, never held.
   bool head_ready_ = false;       ///< a body past the keep cap: processLoop() starts the proxying
   bool dispatched_ = false;       ///< the request went to an upstream (its body may still stream)

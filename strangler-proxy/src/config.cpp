@@ -359,8 +359,14 @@ void readRoute(Checker& check, const json& value, const std::string& path, Proxy
     const auto& shadow = value["shadow"];
     if (check.isObject(shadow, path + ".shadow")) {
       check.onlyKeys(shadow, path + ".shadow",
-                     {"ignore", "sample", "unsafe_methods", "acl", "noise_filter", "headers"});
+                     {"ignore", "sample", "unsafe_methods", "acl", "noise_filter", "headers",
+                      "max_body_bytes"});
       ShadowConfig config_shadow;
+      if (shadow.contains("max_body_bytes")) {
+        if (auto n = check.integer(shadow["max_body_bytes"], path + ".shadow.max_body_bytes", 0,
+                                   64 << 20))
+          config_shadow.max_body_bytes = *n;
+      }
       if (shadow.contains("ignore")) {
         const auto& ignore = shadow["ignore"];
         if (!ignore.is_array()) {
@@ -868,6 +874,8 @@ nlohmann::json ProxyConfig::toJson() const {
                      {"unsafe_methods", route.shadow->unsafe_methods}};
       if (!route.shadow->acl.empty()) r["shadow"]["acl"] = route.shadow->acl;
       if (route.shadow->noise_filter) r["shadow"]["noise_filter"] = true;
+      if (route.shadow->max_body_bytes != (1 << 20))
+        r["shadow"]["max_body_bytes"] = route.shadow->max_body_bytes;
       if (route.shadow->headers != std::vector<std::string>{"Content-Type"})
         r["shadow"]["headers"] = route.shadow->headers;
     }

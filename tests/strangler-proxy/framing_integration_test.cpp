@@ -347,6 +347,26 @@ TEST_F(ProxyFramingTest, ABodyTooLargeToKeepIsNeitherRetriedNorShadowedAndIsCoun
   EXPECT_EQ(metricValue(proxy, "strangler_proxy_client_events_total{kind=\"body_not_kept\"}"), 1);
 }
 
+TEST_F(ProxyFramingTest, ARoutesShadowMaxBodyBytesSetsWhatIsKept) {
+  FakeUpstream service("service");
+  json cfg = baseConfig(monolith_);
+  addUpstream(cfg, service);
+  cfg["routes"] = json::array({{{"name", "small"},
+                                {"match", {{"path", "/small/**"}}},
+                                {"target", "service"},
+                                {"stage", "extracted"},
+                                {"fallback", true},
+                                {"shadow", {{"max_body_bytes", 1000}}}}});
+  ProxyProcess proxy(cfg);
+  ASSERT_TRUE(proxy.running());
+  service.status = 503;
+  EXPECT_EQ(proxy.request("PUT", "/small/1", std::string(900, 'k')).status, 200);
+  EXPECT_EQ(monolith_.count(), 1u) << "kept: fell back";
+  EXPECT_EQ(proxy.request("PUT", "/small/2", std::string(5000, 'n')).status, 503);
+  EXPECT_EQ(monolith_.count(), 1u) << "not kept: no fallback";
+  EXPECT_EQ(service.requests().back().body, std::string(5000, 'n'));
+}
+
 TEST_F(ProxyFramingTest, BodyLimitsPerRouteAndAnEarlyAnswerEndsTheConnectionCleanly) {
   json cfg = baseConfig(monolith_);
   cfg["limits"] = {{"max_body_bytes", 1000}};

@@ -59,6 +59,9 @@ struct ShadowConfig {
   std::string acl;                  ///< response translator applied to the target's answer
   bool noise_filter = false;  ///< ask the monolith twice; ignore what differs between its answers
   std::vector<std::string> headers{"Content-Type"};  ///< response headers compared
+  /// A request body up to this is kept (read whole before the request goes on) for a shadow
+  /// copy, a fallback or a retry; a larger one streams and gets none of them.
+  int64_t max_body_bytes = 1 << 20;
 };
 
 /// One step of a route's migration plan: a stage, with the percent for canary steps.

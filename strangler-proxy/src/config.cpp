@@ -152,7 +152,7 @@ void readUpstream(Checker& check, const std::string& name, const json& value,
   if (!check.isObject(value, path)) return;
   check.onlyKeys(value, path,
                  {"endpoints", "discovery", "timeout_ms", "connect_timeout_ms", "eject_ms",
-                  "max_idle_connections", "circuit_breaker"});
+                  "resolve_ms", "max_idle_connections", "circuit_breaker"});
   UpstreamConfig upstream;
   upstream.name = name;
   if (name.empty()) check.fail(path, "upstream names must not be empty");
@@ -198,6 +198,7 @@ void readUpstream(Checker& check, const std::string& name, const json& value,
   readMs("timeout_ms", upstream.timeout_ms, 1, 3600000);
   readMs("connect_timeout_ms", upstream.connect_timeout_ms, 1, 600000);
   readMs("eject_ms", upstream.eject_ms, 0, 3600000);
+  readMs("resolve_ms", upstream.resolve_ms, 0, 86400000);
   readMs("max_idle_connections", upstream.max_idle_connections, 0, 100000);
   if (value.contains("circuit_breaker")) {
     const auto cb_path = Checker::join(path, "circuit_breaker");
@@ -840,6 +841,7 @@ nlohmann::json ProxyConfig::toJson() const {
     u["timeout_ms"] = upstream.timeout_ms;
     u["connect_timeout_ms"] = upstream.connect_timeout_ms;
     u["eject_ms"] = upstream.eject_ms;
+    u["resolve_ms"] = upstream.resolve_ms;
     u["max_idle_connections"] = upstream.max_idle_connections;
     if (upstream.circuit_breaker) {
       u["circuit_breaker"] = {

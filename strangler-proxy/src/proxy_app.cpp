@@ -373,6 +373,25 @@ void ProxyApp::stop(std::chrono::milliseconds grace) {
   if (shared_) shared_->shadow->stop();
 }
 
+void ProxyApp::reresolveTick() {
+  const auto config = shared_->current()->config;
+  const auto changed = registry_.reresolve(*config, std::chrono::steady_clock::now());
+  if (changed.empty()) return;
+  std::lock_guard lock(reload_mutex_);
+  auto runtime = registry_.build(shared_->current()->config, version_ + 1, holds_, discovered());
+  if (!runtime) {
+    std::cerr << "strangler-proxy: re-resolving endpoints: " << runtime.error().message
+              << std::endl;
+    return;
+  }
+  ++version_;
+  shared_->publish(*runtime);
+  for (const auto& key : changed)
+    std::cout << "strangler-proxy endpoint " << key << " resolved to a new address (version "
+              << version_ << ")" << std::endl;
+  updateReplica();
+}
+
 void ProxyApp::guardLoop() {
   std::unique_lock lock(guard_mutex_);
   while (!guard_wake_.wait_for(lock, options_.guard_period, [this] { return guard_stop_; })) {
@@ -382,6 +401,7 @@ void ProxyApp::guardLoop() {
     } catch (const std::exception& error) {
       std::cerr << "strangler-proxy: canary guard: " << error.what() << std::endl;
     }
+    reresolveTick();
     lock.lock();
   }
 }

@@ -1,10 +1,84 @@
 #include "strangler/proxy/runtime.h"
 
+#include <arpa/inet.h>
 #include <netdb.h>
 
 #include <cstring>
 
 namespace strangler::proxy {
+namespace {
+
+bool systemResolve(const common::HostPort& address, sockaddr_storage& out, socklen_t& length,
+                   std::string& error) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  const std::string port = std::to_string(address.port);
+  const int rc = getaddrinfo(address.host.c_str(), port.c_str(), &hints, &found);
+  if (rc != 0 || found == nullptr) {
+    error = gai_strerror(rc);
+    return false;
+  }
+  std::memcpy(&out, found->ai_addr, found->ai_addrlen);
+  length = found->ai_addrlen;
+  freeaddrinfo(found);
+  return true;
+}
+
+// An address literal never resolves differently.
+bool isLiteral(const std::string& host) {
+  in6_addr v6{};
+  in_addr v4{};
+  return inet_pton(AF_INET, host.c_str(), &v4) == 1 || inet_pton(AF_INET6, host.c_str(), &v6) == 1;
+}
+
+}  // namespace
+
+void UpstreamRegistry::setResolver(Resolver resolver) {
+  std::lock_guard lock(mutex_);
+  resolver_ = std::move(resolver);
+}
+
+std::shared_ptr<EndpointState> UpstreamRegistry::resolveEndpoint(const common::HostPort& address,
+                                                                 std::string& error) {
+  auto state = std::make_shared<EndpointState>();
+  const bool ok = resolver_ ? resolver_(address, state->sockaddr, state->sockaddr_len, error)
+                            : systemResolve(address, state->sockaddr, state->sockaddr_len, error);
+  if (!ok) return nullptr;
+  state->address = address;
+  state->key = address.toString();
+  state->pool_key = state->key + "#" + std::to_string(++generation_);
+  return state;
+}
+
+std::vector<std::string> UpstreamRegistry::reresolve(const ProxyConfig& config,
+                                                     std::chrono::steady_clock::time_point now) {
+  std::lock_guard lock(mutex_);
+  std::vector<std::string> changed;
+  for (const auto& [name, upstream] : config.upstreams) {
+    if (upstream.resolve_ms <= 0 || !upstream.discovery_prefix.empty()) continue;
+    for (const auto& address : upstream.endpoints) {
+      const std::string key = address.toString();
+      const auto known = endpoints_.find(key);
+      if (known == endpoints_.end() || isLiteral(address.host)) continue;
+      auto& at = resolved_at_[key];
+      if (now - at < std::chrono::milliseconds(upstream.resolve_ms)) continue;
+      at = now;
+      std::string error;
+      auto fresh = resolveEndpoint(address, error);
+      if (!fresh) continue;  // keeps the address it had: a failing resolver is not a dead upstream
+      const auto& old = *known->second;
+      if (fresh->sockaddr_len == old.sockaddr_len &&
+          std::memcmp(&fresh->sockaddr, &old.sockaddr, old.sockaddr_len) == 0) {
+        continue;
+      }
+      known->second = std::move(fresh);
+      changed.push_back(key);
+    }
+  }
+  return changed;
+}
 
 const RuntimeUpstream* Runtime::upstream(const std::string& name) const {
   const auto it = upstreams.find(name);
@@ -38,26 +112,17 @@ common::Result<std::shared_ptr<const Runtime>> UpstreamRegistry::build(
       const std::string key = address.toString();
       auto& state = endpoints_[key];
       if (!state) {
-        addrinfo hints{};
-        hints.ai_family = AF_UNSPEC;
-        hints.ai_socktype = SOCK_STREAM;
-        addrinfo* found = nullptr;
-        const std::string port = std::to_string(address.port);
-        const int rc = getaddrinfo(address.host.c_str(), port.c_str(), &hints, &found);
-        if (rc != 0 || found == nullptr) {
+        std::string error;
+        state = resolveEndpoint(address, error);
+        if (!state) {
           endpoints_.erase(key);
           // A registered instance that does not resolve is left out; a written one is an error.
           if (!upstream.discovery_prefix.empty()) continue;
           return R::failure("invalid_config", "upstreams." + name + ".endpoints[" +
                                                   std::to_string(i) + "]: cannot resolve '" +
-                                                  address.host + "': " + gai_strerror(rc));
+                                                  address.host + "': " + error);
         }
-        state = std::make_shared<EndpointState>();
-        state->address = address;
-        state->key = key;
-        std::memcpy(&state->sockaddr, found->ai_addr, found->ai_addrlen);
-        state->sockaddr_len = found->ai_addrlen;
-        freeaddrinfo(found);
+        resolved_at_[key] = std::chrono::steady_clock::now();
       }
       entry.endpoints.push_back(state);
     }

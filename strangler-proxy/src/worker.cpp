@@ -241,7 +241,7 @@ void Worker::refuseConnection(int fd) {
 
 UpstreamConnection* Worker::acquire(const std::shared_ptr<EndpointState>& endpoint, int max_idle,
                                     bool& reused) {
-  auto& pool = idle_[endpoint->key];
+  auto& pool = idle_[endpoint->pool_key];
   while (!pool.empty()) {
     UpstreamConnection* connection = pool.back();
     pool.pop_back();
@@ -278,7 +278,7 @@ UpstreamConnection* Worker::acquire(const std::shared_ptr<EndpointState>& endpoi
 }
 
 void Worker::release(UpstreamConnection* connection) {
-  auto& pool = idle_[connection->endpoint->key];
+  auto& pool = idle_[connection->endpoint->pool_key];
   if (stopping_ || static_cast<int>(pool.size()) >= connection->max_idle) {
     closeUpstream(connection);
     return;
@@ -310,7 +310,7 @@ void Worker::closeUpstream(UpstreamConnection* upstream) {
   if (upstream->closed) return;
   upstream->closed = true;
   if (upstream->state == UpstreamConnection::State::kIdle) {
-    auto& pool = idle_[upstream->endpoint->key];
+    auto& pool = idle_[upstream->endpoint->pool_key];
     pool.erase(std::remove(pool.begin(), pool.end(), upstream), pool.end());
   }
   ::close(upstream->fd);

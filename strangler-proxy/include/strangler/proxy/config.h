@@ -37,6 +37,8 @@ struct UpstreamConfig {
   int timeout_ms = 5000;          ///< to the response head, and between reads after it
   int connect_timeout_ms = 1000;  ///< TCP connect
   int eject_ms = 5000;            ///< an endpoint that refused a connection is skipped this long
+  int resolve_ms =
+      30000;  ///< endpoints given by host name are resolved again this often (0: never)
   int max_idle_connections = 64;  ///< kept-alive connections per endpoint and worker
   std::optional<CircuitBreakerConfig> circuit_breaker;
 };

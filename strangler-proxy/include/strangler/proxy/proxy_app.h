@@ -79,6 +79,9 @@ class ProxyApp {
   common::Result<std::vector<std::string>> replicaDocuments() const;
   /// Stops the admin API, lets requests in flight finish (up to `grace`), stops the loops.
   void stop(std::chrono::milliseconds grace);
+  /// Resolves endpoints given by host name again when their upstream's resolve_ms has passed;
+  /// publishes a new snapshot when an address changed (run by the guard thread).
+  void reresolveTick();
 
   /// The address the data path listens on.
   common::HostPort proxyAddress() const;

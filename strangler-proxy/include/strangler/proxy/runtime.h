@@ -3,7 +3,9 @@
 #include <sys/socket.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -22,7 +24,8 @@ namespace strangler::proxy {
 /// One upstream address, resolved; its ejection state outlives config reloads.
 struct EndpointState {
   common::HostPort address;
-  std::string key;  ///< "host:port", also the connection pool key
+  std::string key;       ///< "host:port"
+  std::string pool_key;  ///< its connections' pool: a new address (re-resolved) is a new pool
   sockaddr_storage sockaddr{};
   socklen_t sockaddr_len = 0;
   std::atomic<int64_t> ejected_until_ns{0};  ///< steady clock; skipped by round robin until then
@@ -65,8 +68,26 @@ class UpstreamRegistry {
   /// The breakers of the upstreams that have one, by upstream name.
   std::map<std::string, std::shared_ptr<CircuitBreaker>> breakers() const;
 
+  /// Resolves again, blocking, the endpoints of `config` given by host name whose upstream's
+  /// resolve_ms has passed since they were last resolved. An endpoint whose address changed gets
+  /// a new state (new connections go to the new address; the next build() uses it); one that
+  /// does not resolve now keeps its address. Returns the "host:port" keys that changed.
+  std::vector<std::string> reresolve(const ProxyConfig& config,
+                                     std::chrono::steady_clock::time_point now);
+
+  /// How a host name becomes an address (getaddrinfo by default; tests give another).
+  using Resolver =
+      std::function<bool(const common::HostPort&, sockaddr_storage&, socklen_t&, std::string&)>;
+  void setResolver(Resolver resolver);
+
  private:
+  std::shared_ptr<EndpointState> resolveEndpoint(const common::HostPort& address,
+                                                 std::string& error);
+
   mutable std::mutex mutex_;
+  Resolver resolver_;
+  uint64_t generation_ = 0;
+  std::map<std::string, std::chrono::steady_clock::time_point> resolved_at_;
   std::map<std::string, std::shared_ptr<EndpointState>> endpoints_;
   std::map<std::string, std::shared_ptr<CircuitBreaker>> breakers_;
   std::map<std::string, std::shared_ptr<std::atomic<uint64_t>>> round_robins_;

@@ -5,7 +5,8 @@
 # Environment: ROUNDS (default 5), DURATION (wrk -d, default 5s), WORKERS (strangler-proxy
 # loops, default 1), PROBE_REQUESTS (sequential probe, default 20000), RAW_DIR (keep every raw
 # output there). Needs nginx, wrk and python3. Prints medians of the rounds: req/s and
-# p50/p99 at -c1 and -c64, the ratio to nginx, and RSS at 256 connections.
+# p50/p99 at -c1 and -c64, the ratio to nginx, and RSS at 256 connections; then one run each
+# of 1 MiB POST bodies and of 2,000 connections (with RSS), against nginx.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$root/build}
@@ -23,11 +24,12 @@ nginx_port=$(free_port)
 strangler_port=$(free_port)
 
 # The tiny backend: a fixed JSON answer.
-nginx_conf backend "server { listen 127.0.0.1:$backend_port; keepalive_requests 1000000;
+nginx_conf backend "server { listen 127.0.0.1:$backend_port; keepalive_requests 1000000; client_max_body_size 0;
   location / { default_type application/json; return 200 '{\"id\":7,\"name\":\"tiny\",\"ok\":true}'; } }"
 # nginx as the reverse proxy to compare with.
 nginx_conf nginx "upstream backend { server 127.0.0.1:$backend_port; keepalive 256; keepalive_requests 1000000; }
-  server { listen 127.0.0.1:$nginx_port; keepalive_requests 1000000;
+  server { listen 127.0.0.1:$nginx_port; keepalive_requests 1000000; client_max_body_size 0;
+    client_body_buffer_size 2m;
     location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
 # strangler-proxy with a route in front of the same backend (extracted to a second upstream
 # name, so the routing path is exercised).
@@ -62,10 +64,10 @@ for round in $(seq "$rounds"); do
   echo "proxy_bench: round $round done" >&2
 done
 
-# RSS under 256 connections: peak resident size sampled while wrk runs.
-peak_rss() {  # PID URL
-  local peak=0
-  wrk -t2 -c256 -d"$duration" "$2" >"$work/rss-wrk.txt" &
+# RSS under 256 (or N) connections: peak resident size sampled while wrk runs.
+peak_rss() {  # PID URL [CONNECTIONS]
+  local peak=0 connections=${3:-256}
+  wrk -t2 -c"$connections" -d"$duration" "$2" >"$work/rss-wrk-$connections.txt" &
   local wrk_pid=$!
   while kill -0 "$wrk_pid" 2>/dev/null; do
     local rss
@@ -121,4 +123,38 @@ print(f"added latency at -c1 (p50 over direct): nginx +{n[1]-d[1]:.0f} µs, stra
 print(f"added latency at -c1 (p99 over direct): nginx +{n[2]-d[2]:.0f} µs, strangler +{s[2]-d[2]:.0f} µs")
 print(f"throughput ratio strangler/nginx: -c1 {s[0]/n[0]:.2f}, -c64 {res['strangler','c64'][0]/res['nginx','c64'][0]:.2f}")
 print(f"RSS at -c256 (peak): strangler {rss_s/1024:.1f} MiB, nginx worker {rss_n/1024:.1f} MiB")
+PY
+
+# Large bodies and many connections, one run each after the rounds: 1 MiB POST bodies at -c16
+# (nginx buffers a request body before proxying it, in memory with client_body_buffer_size 2m;
+# strangler-proxy reads a body of up to 1 MiB whole, streams larger ones), and GETs over
+# 2,000 connections with each proxy's peak RSS meanwhile.
+ulimit -n 65536 2>/dev/null || true
+head -c 1048576 /dev/zero | tr '\0' 'b' >"$work/body.bin"
+cat >"$work/post.lua" <<LUA
+local f = io.open("$work/body.bin", "rb"); wrk.body = f:read("*a"); f:close()
+wrk.method = "POST"; wrk.headers["Content-Type"] = "application/octet-stream"
+LUA
+for target in nginx strangler; do
+  wrk -t2 -c16 -d"$duration" -s "$work/post.lua" "${urls[$target]}" >"$work/$target-body.txt"
+done
+rss_strangler_2k=$(peak_rss "$strangler_pid" "${urls[strangler]}" 2000)
+cp "$work/rss-wrk-2000.txt" "$work/strangler-c2000.txt"
+rss_nginx_2k=$(peak_rss "$nginx_worker" "${urls[nginx]}" 2000)
+cp "$work/rss-wrk-2000.txt" "$work/nginx-c2000.txt"
+python3 - "$work" "$rss_strangler_2k" "$rss_nginx_2k" <<'PY'
+import re, sys
+work, rss_s, rss_n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+def rps(path):
+    text = open(path).read()
+    found = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    return float(found.group(1)) if found else 0.0, int(bad.group(1)) if bad else 0
+(bn, en), (bs, es) = rps(f"{work}/nginx-body.txt"), rps(f"{work}/strangler-body.txt")
+(cn, fn), (cs, fs) = rps(f"{work}/nginx-c2000.txt"), rps(f"{work}/strangler-c2000.txt")
+print()
+print(f"1 MiB POST bodies at -c16: nginx {bn:.0f} req/s ({bn:.0f} MiB/s, non-2xx {en}), "
+      f"strangler {bs:.0f} req/s (non-2xx {es}), ratio {bs / bn if bn else 0:.2f}")
+print(f"2,000 connections: nginx {cn:.0f} req/s (worker RSS {rss_n/1024:.1f} MiB, non-2xx {fn}), "
+      f"strangler {cs:.0f} req/s (RSS {rss_s/1024:.1f} MiB, non-2xx {fs}), ratio {cs / cn if cn else 0:.2f}")
 PY

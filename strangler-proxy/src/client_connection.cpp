@@ -146,6 +146,38 @@ int ClientConnection::onHeadersComplete(http_parser* parser) {
       return -1;  // not 1: that would mean "no body", not "error"
     }
   }
+  if (parser->flags & F_CHUNKED) {
+    // Forwarded as received, so checked whole: every coding a token, `chunked` once and last
+    // ("chunked, chunked" would be framed differently by the next hop).
+    self->te_codings_.clear();
+    int chunked = 0;
+    bool valid = true;
+    for (const auto& [name, value] : self->headers_) {
+      if (!iequals(name, "transfer-encoding")) continue;
+      size_t start = 0;
+      while (start <= value.size()) {
+        size_t end = value.find(',', start);
+        if (end == std::string::npos) end = value.size();
+        std::string_view coding(value.data() + start, end - start);
+        while (!coding.empty() && (coding.front() == ' ' || coding.front() == '\t'))
+          coding.remove_prefix(1);
+        while (!coding.empty() && (coding.back() == ' ' || coding.back() == '\t'))
+          coding.remove_suffix(1);
+        if (!coding.empty()) {
+          valid = valid && isToken(coding) && chunked == 0;  // nothing after chunked
+          if (iequals(coding, "chunked")) ++chunked;
+          if (!self->te_codings_.empty()) self->te_codings_ += ", ";
+          self->te_codings_.append(coding);
+        }
+        start = end + 1;
+      }
+    }
+    if (!valid || chunked != 1) {
+      self->error_status_ = 400;
+      self->error_reason_ = "Transfer-Encoding must name chunked once, last";
+      return -1;
+    }
+  }
   if ((parser->flags & F_CHUNKED) && parser->http_major == 1 && parser->http_minor == 0) {
     // RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 message is faulty framing (a 1.0 hop
     // behind us may not know it).
@@ -681,10 +713,7 @@ void ClientConnection::startProxy() {
       ForwardInput{&headers_, peer_, peerTrusted(), host, std::string_view("http")});
   if (streamed_ && chunked_in_) {
     // Re-chunked by the proxy; codings before `chunked` ("gzip, chunked") pass on as they are.
-    std::string codings;
-    for (const auto& [name, value] : headers_)
-      if (iequals(name, "transfer-encoding")) codings += (codings.empty() ? "" : ", ") + value;
-    addHeader("Transfer-Encoding", codings.empty() ? std::string("chunked") : codings);
+    addHeader("Transfer-Encoding", te_codings_);
   } else if (streamed_) {
     addHeader("Content-Length", std::to_string(declared_length_));
   } else if (had_body_framing_ || method_ == "POST" || method_ == "PUT" || method_ == "PATCH") {

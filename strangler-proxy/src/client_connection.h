@@ -156,6 +156,7 @@ class ClientConnection : public Pollable {
   bool body_done_ = false;        ///< all of it was read
   bool body_kept_ = true;         ///< body_ holds all of it so far
   bool chunked_in_ = false;       ///< framed chunked by the client: forwarded chunked
+  std::string te_codings_;        ///< its Transfer-Encoding, checked ("gzip, chunked")
   uint64_t declared_length_ = 0;  ///< its Content-Length
   uint64_t body_bytes_ = 0;       ///< read so far
   std::string pending_body_;      ///< framed body bytes for the upstream, from the last parse

@@ -1065,6 +1065,8 @@ void ClientConnection::respondError(int status, const std::string& code, const s
   if (status == 400 || status == 408 || status == 413 || status == 431) close_after_ = true;
   if (worker_.stopping()) close_after_ = true;
   const std::string body = jsonError(code, message);
+  error_code_ = code;
+  error_message_ = message;
   std::string head = "HTTP/1.1 " + std::to_string(status) + " " + reasonPhrase(status) + "\r\n";
   head +=
       "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
@@ -1112,12 +1114,16 @@ void ClientConnection::finishExchange(int status) {
         {"route", route.empty() ? nlohmann::json(nullptr) : nlohmann::json(route)},
         {"upstream", upstream_name},
         {"fallback", fell_back_},
+        {"error", error_code_.empty() ? nlohmann::json(nullptr) : nlohmann::json(error_code_)},
         {"bytes", response_bytes_},
         {"duration_ms", seconds * 1000.0}};
+    if (!error_message_.empty()) line["reason"] = error_message_;
     shared.access_log->write(line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
   }
   shadow_.reset();
   endUnsafe();
+  error_code_.clear();
+  error_message_.clear();
   // The decision points into the snapshot released here.
   decision_.route = nullptr;
   decision_.route_index = -1;

@@ -192,6 +192,8 @@ class ClientConnection : public Pollable {
   bool chunked_out_ = false;
   bool close_after_ = false;
   int status_ = 0;
+  std::string error_code_;  ///< the proxy's own answer: its code and reason, for the log
+  std::string error_message_;
   uint64_t response_bytes_ = 0;
   std::unique_ptr<ShadowRequest> shadow_;  ///< the copy for the shadow stage, being filled
 };

@@ -237,6 +237,15 @@ TEST_F(ProxyFramingTest, Sigusr1ReopensTheAccessLogAfterARotation) {
   std::string line;
   std::getline(in, line);
   EXPECT_EQ(json::parse(line)["target"], "/after");
+  EXPECT_TRUE(json::parse(line)["error"].is_null());
+  // A refused request is logged with the reason it was refused.
+  EXPECT_EQ(rawStatus(proxy.raw("GET /f HTTP/1.1\r\nHost: a\r\nX: 1\r\n 2\r\n\r\n")), 400);
+  ASSERT_TRUE(waitFor([&] { return lineCount(path) == 2; }));
+  std::getline(in, line);
+  const json refused = json::parse(line);
+  EXPECT_EQ(refused["status"], 400);
+  EXPECT_EQ(refused["error"], "bad_request");
+  EXPECT_NE(refused["reason"].get<std::string>().find("obs-fold"), std::string::npos) << line;
   EXPECT_TRUE(proxy.process().wait(milliseconds(50)) == std::nullopt) << "the proxy exited";
 }
 

@@ -19,16 +19,6 @@ namespace {
 using nlohmann::json;
 using std::chrono::milliseconds;
 
-template <typename Condition>
-bool waitFor(Condition condition) {
-  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  while (!condition()) {
-    if (std::chrono::steady_clock::now() > give_up) return false;
-    std::this_thread::sleep_for(milliseconds(10));
-  }
-  return true;
-}
-
 // The value of one series in /metrics ("name{labels}"), 0 when absent.
 double metricValue(ProxyProcess& proxy, const std::string& series) {
   const std::string text = proxy.admin("GET", "/metrics").body;

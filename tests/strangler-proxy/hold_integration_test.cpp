@@ -21,17 +21,6 @@ const strangler::testing::ChildProcess::Env kTokenEnv = {
     {"STRANGLER_TEST_ADMIN_TOKEN", "test-token"}};
 const std::map<std::string, std::string> kAuth = {{"Authorization", "Bearer test-token"}};
 
-// Polls `condition` for up to five seconds.
-template <typename Condition>
-bool waitFor(Condition condition) {
-  const auto give_up = Clock::now() + std::chrono::seconds(5);
-  while (!condition()) {
-    if (Clock::now() > give_up) return false;
-    std::this_thread::sleep_for(milliseconds(5));
-  }
-  return true;
-}
-
 int64_t msSince(Clock::time_point start) {
   return std::chrono::duration_cast<milliseconds>(Clock::now() - start).count();
 }

@@ -181,4 +181,15 @@ void addUpstream(nlohmann::json& config, const FakeUpstream& upstream,
 /// The first status code in a raw HTTP answer, or 0.
 int rawStatus(const std::string& answer);
 
+/// Polls `condition` for up to five seconds; true once it holds.
+template <typename Condition>
+bool waitFor(Condition condition) {
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (!condition()) {
+    if (std::chrono::steady_clock::now() > give_up) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return true;
+}
+
 }  // namespace strangler::proxy::testing

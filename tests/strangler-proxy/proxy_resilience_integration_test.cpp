@@ -19,17 +19,6 @@ const strangler::testing::ChildProcess::Env kTokenEnv = {
     {"STRANGLER_TEST_ADMIN_TOKEN", "test-token"}};
 const std::map<std::string, std::string> kAuth = {{"Authorization", "Bearer test-token"}};
 
-// Polls `condition` for up to five seconds.
-template <typename Condition>
-bool waitFor(Condition condition) {
-  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  while (!condition()) {
-    if (std::chrono::steady_clock::now() > give_up) return false;
-    std::this_thread::sleep_for(milliseconds(5));
-  }
-  return true;
-}
-
 class ProxyResilienceTest : public ::testing::Test {
  protected:
   FakeUpstream monolith_{"monolith"};

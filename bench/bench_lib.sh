@@ -25,10 +25,10 @@ wait_port() {
   echo "bench: nothing listens on port $1" >&2; exit 1
 }
 
-nginx_conf() {  # NAME SERVER_BLOCK
+nginx_conf() {  # NAME SERVER_BLOCK (worker processes: $nginx_workers, default 1, for this call)
   mkdir -p "$work/$1"
   cat >"$work/$1/nginx.conf" <<CONF
-worker_processes 1;
+worker_processes ${nginx_workers:-1};
 daemon off;
 pid $work/$1/nginx.pid;
 error_log $work/$1/error.log warn;
@@ -45,6 +45,7 @@ http {
 CONF
   ${nginx_launcher:-} nginx -p "$work/$1" -c "$work/$1/nginx.conf" &
   nginx_launcher=""
+  nginx_workers=""
   pids+=($!)
 }
 

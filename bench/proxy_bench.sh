@@ -4,7 +4,7 @@
 # strangler-proxy (1 worker), interleaved round by round.
 #   bench/proxy_bench.sh [BUILD_DIR]        (default: ./build)
 # Environment: ROUNDS (default 5), DURATION (wrk -d, default 5s), WORKERS (strangler-proxy
-# loops, default 1), PROBE_REQUESTS (sequential probe, default 20000), RAW_DIR (keep every raw
+# loops, nginx workers and HAProxy threads, default 1), PROBE_REQUESTS (sequential probe, default 20000), RAW_DIR (keep every raw
 # output there). Needs nginx, wrk and python3. Prints medians of the rounds: req/s and
 # p50/p99 at -c1 and -c64, the ratio to nginx, and RSS at 256 connections; then one run each
 # of 1 MiB POST bodies and of 2,000 connections (with RSS), against nginx.
@@ -28,7 +28,8 @@ haproxy_port=$(free_port)
 # The tiny backend: a fixed JSON answer.
 nginx_conf backend "server { listen 127.0.0.1:$backend_port; keepalive_requests 1000000; client_max_body_size 0;
   location / { default_type application/json; return 200 '{\"id\":7,\"name\":\"tiny\",\"ok\":true}'; } }"
-# nginx as the reverse proxy to compare with.
+# nginx as the reverse proxy to compare with (as many workers as strangler-proxy has loops).
+nginx_workers=$workers
 nginx_conf nginx "upstream backend { server 127.0.0.1:$backend_port; keepalive 256; keepalive_requests 1000000; }
   server { listen 127.0.0.1:$nginx_port; keepalive_requests 1000000; client_max_body_size 0;
     client_body_buffer_size 2m;
@@ -36,7 +37,7 @@ nginx_conf nginx "upstream backend { server 127.0.0.1:$backend_port; keepalive 2
 # HAProxy as the other reverse proxy users pick: one thread, kept-alive backend connections.
 cat >"$work/haproxy.cfg" <<CONF
 global
-  nbthread 1
+  nbthread $workers
   maxconn 8000
 defaults
   mode http

@@ -403,7 +403,6 @@ void ClientConnection::finishExchange(int status) {
   reading_body_ = false;
   upstream_name_.clear();
   upstream_path_.clear();
-  request_bytes_.clear();
   body_.clear();
   if (close_after_ || worker_.stopping() || (peer_closed_ && in_pos_ >= in_.size())) {
     state_ = State::kClosing;

@@ -184,7 +184,6 @@ class ClientConnection : public Pollable {
   // The exchange with the upstream.
   std::string upstream_name_;
   std::string upstream_path_;
-  std::string request_bytes_;
   std::vector<EndpointState*> tried_;
   bool retried_stale_ = false;
   bool fell_back_ = false;

@@ -193,12 +193,8 @@ void ClientConnection::dispatch(const std::string& upstream_name, const std::str
     return;
   }
   if (reset_tries) tried_.clear();
-  if (upstream_name != upstream_name_ || path != upstream_path_ || request_bytes_.empty() ||
-      streamed_) {
-    upstream_name_ = upstream_name;
-    upstream_path_ = path;
-    request_bytes_ = buildRequest(path);
-  }
+  upstream_name_ = upstream_name;
+  upstream_path_ = path;
   // Round robin, skipping ejected endpoints and ones this request already failed on.
   const auto now_ns =
       std::chrono::duration_cast<std::chrono::nanoseconds>(worker_.now().time_since_epoch())
@@ -231,7 +227,8 @@ void ClientConnection::dispatch(const std::string& upstream_name, const std::str
     return;
   }
   upstream = connection;
-  connection->begin(this, request_bytes_, std::chrono::milliseconds(target->config->timeout_ms),
+  // Built for each try (from the kept body) and moved into the connection: one copy of a body.
+  connection->begin(this, buildRequest(path), std::chrono::milliseconds(target->config->timeout_ms),
                     std::chrono::milliseconds(target->config->connect_timeout_ms),
                     method_ == "HEAD", !streamed_ || body_done_);
 }

@@ -31,7 +31,7 @@ const http_parser_settings& UpstreamConnection::settings() {
   return kSettings;
 }
 
-void UpstreamConnection::begin(ClientConnection* owner, const std::string& request,
+void UpstreamConnection::begin(ClientConnection* owner, std::string request,
                                std::chrono::milliseconds exchange_timeout,
                                std::chrono::milliseconds connect_timeout, bool head_request,
                                bool request_complete) {
@@ -39,7 +39,7 @@ void UpstreamConnection::begin(ClientConnection* owner, const std::string& reque
   request_done_ = request_complete;
   http_parser_init(&parser_, HTTP_RESPONSE);
   parser_.data = this;
-  out_ = request;
+  out_ = std::move(request);
   out_pos_ = 0;
   read_paused_ = false;
   head_request_ = head_request;

@@ -25,9 +25,9 @@ class UpstreamConnection : public Pollable {
   /// Starts an exchange: sends `request` and reports the response to `client`. When the
   /// request's body is still arriving (`request_complete` false), the client adds it with
   /// sendMore() and says requestDone() at its end.
-  void begin(ClientConnection* client, const std::string& request,
-             std::chrono::milliseconds timeout, std::chrono::milliseconds connect_timeout,
-             bool head_request, bool request_complete = true);
+  void begin(ClientConnection* client, std::string request, std::chrono::milliseconds timeout,
+             std::chrono::milliseconds connect_timeout, bool head_request,
+             bool request_complete = true);
   /// More of the request (a streamed body); sent as the socket takes it.
   void sendMore(std::string_view bytes);
   void requestDone() { request_done_ = true; }

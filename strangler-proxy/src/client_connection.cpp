@@ -93,11 +93,8 @@ void ClientConnection::refuseParked(bool stopping) {
   parked_on_ = nullptr;
   worker_.unpark(this);
   hold->onUnparked(worker_.now() - parked_since_, !stopping);
-  // The body was never read and the connection closes after the answer; reading what already
-  // arrived lets the close be a FIN, not a reset that could destroy the answer in flight.
-  char buffer[kReadChunk];
-  for (int i = 0; i < 64 && ::recv(fd, buffer, sizeof buffer, 0) > 0; ++i) {
-  }
+  // The body was never read and the connection closes after the answer.
+  drainReceived(fd, 64);
   respondError(503, "route_held",
                "route '" + hold->name() + "' is held for a cutover; retry in a moment",
                "Retry-After: 1\r\n");
@@ -260,13 +257,9 @@ void ClientConnection::processLoop() {
 }
 
 void ClientConnection::pushBody() {
-  if (pending_body_.empty()) return;
-  std::string bytes;
-  bytes.swap(pending_body_);  // a retry from inside sendMore() rebuilds from body_, not these
-  if (upstream != nullptr) upstream->sendMore(bytes);
-  if (bytes.capacity() > kStreamWindow) return;
-  bytes.clear();
-  pending_body_.swap(bytes);  // the buffer is used again
+  // A streamed body was not kept, so nothing sends it again: a failed send ends the exchange.
+  if (upstream != nullptr && !pending_body_.empty()) upstream->sendMore(pending_body_);
+  pending_body_.clear();
 }
 
 void ClientConnection::finishBody() {

@@ -3,10 +3,12 @@
 #include <http_parser.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "strangler/proxy/cidr.h"
 #include "strangler/proxy/shadow_sink.h"
 #include "upstream_connection.h"
 #include "worker.h"
@@ -22,7 +24,7 @@ class ClientConnection : public Pollable {
   enum class HeadVerdict { kRelay, kRelayNoBody, kAbandon };
 
   ClientConnection(Worker& worker, int client_fd, std::string peer)
-      : worker_(worker), peer_(std::move(peer)) {
+      : worker_(worker), peer_(std::move(peer)), peer_ip_(parseIp(peer_)) {
     fd = client_fd;
     http_parser_init(&parser_, HTTP_REQUEST);
     parser_.data = this;
@@ -90,13 +92,12 @@ class ClientConnection : public Pollable {
   void finishExchange(int status);
   void flush();
   void queue(std::string_view bytes);
-  void addHeader(std::string_view name, std::string_view value);
   bool sentToTarget() const;
 
   /// The body limit in force: the route's max_body_bytes, else the global one (0: none).
   int64_t bodyLimit() const;
   /// How much of a request body is kept (read whole first): the route's shadow.max_body_bytes,
-  /// else kShadowCaptureBytes (1 MiB).
+  /// else kDefaultKeptBodyBytes (1 MiB).
   size_t keepLimit() const;
   /// Hands the body bytes the parser framed to the upstream.
   void pushBody();
@@ -111,9 +112,12 @@ class ClientConnection : public Pollable {
   /// Scans head bytes for an obs-fold (see fold_seen_); stops at the end of the head.
   void scanHead(const char* data, size_t length);
   bool peerTrusted() const;
+  /// Counts head (or trailer) bytes against limits.max_header_bytes: 0, or 1 past it (431).
+  int countHead(size_t length);
 
   Worker& worker_;
   std::string peer_;
+  std::optional<IpBytes> peer_ip_;  ///< peer_ parsed once, for trusted_proxies
   http_parser parser_{};
   std::string in_;
   size_t in_pos_ = 0;

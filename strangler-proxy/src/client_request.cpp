@@ -4,7 +4,6 @@
 #include "client_connection.h"
 
 #include <algorithm>
-#include <cstdio>
 
 #include "http_util.h"
 #include "strangler/proxy/path_normalizer.h"
@@ -61,58 +60,42 @@ int ClientConnection::onMessageBegin(http_parser* parser) {
   return 0;
 }
 
+int ClientConnection::countHead(size_t length) {
+  header_bytes_ += length;
+  if (header_bytes_ <= static_cast<size_t>(runtime_->config->limits.max_header_bytes)) return 0;
+  error_status_ = 431;
+  return 1;
+}
+
 int ClientConnection::onUrl(http_parser* parser, const char* at, size_t length) {
   auto* self = static_cast<ClientConnection*>(parser->data);
   self->url_.append(at, length);
-  self->header_bytes_ += length;
-  if (self->header_bytes_ > static_cast<size_t>(self->runtime_->config->limits.max_header_bytes)) {
-    self->error_status_ = 431;
-    return 1;
-  }
-  return 0;
+  return self->countHead(length);
 }
 
+// After the head, header fields are a chunked body's trailers: never merged into the head (the
+// upstream would take them for headers nothing inspected) and not forwarded, as the body is
+// re-chunked; they still count against max_header_bytes.
 int ClientConnection::onHeaderField(http_parser* parser, const char* at, size_t length) {
   auto* self = static_cast<ClientConnection*>(parser->data);
   if (self->head_complete_) {
-    // A chunked body's trailer: never merged into the head (the upstream would take it for
-    // a header nothing inspected) and not forwarded, as the body goes on with its length.
     self->trailers_seen_ = true;
-    self->header_bytes_ += length;
-    return self->header_bytes_ >
-                   static_cast<size_t>(self->runtime_->config->limits.max_header_bytes)
-               ? 1
-               : 0;
+  } else {
+    if (self->headers_.empty() || self->header_value_last_) self->headers_.emplace_back();
+    self->header_value_last_ = false;
+    self->headers_.back().first.append(at, length);
   }
-  if (self->headers_.empty() || self->header_value_last_) self->headers_.emplace_back();
-  self->header_value_last_ = false;
-  self->headers_.back().first.append(at, length);
-  self->header_bytes_ += length + 4;
-  if (self->header_bytes_ > static_cast<size_t>(self->runtime_->config->limits.max_header_bytes)) {
-    self->error_status_ = 431;
-    return 1;
-  }
-  return 0;
+  return self->countHead(length + 4);
 }
 
 int ClientConnection::onHeaderValue(http_parser* parser, const char* at, size_t length) {
   auto* self = static_cast<ClientConnection*>(parser->data);
-  if (self->head_complete_) {
-    self->header_bytes_ += length;
-    return self->header_bytes_ >
-                   static_cast<size_t>(self->runtime_->config->limits.max_header_bytes)
-               ? 1
-               : 0;
+  if (!self->head_complete_) {
+    if (self->headers_.empty()) return 1;
+    self->header_value_last_ = true;
+    self->headers_.back().second.append(at, length);
   }
-  if (self->headers_.empty()) return 1;
-  self->header_value_last_ = true;
-  self->headers_.back().second.append(at, length);
-  self->header_bytes_ += length;
-  if (self->header_bytes_ > static_cast<size_t>(self->runtime_->config->limits.max_header_bytes)) {
-    self->error_status_ = 431;
-    return 1;
-  }
-  return 0;
+  return self->countHead(length);
 }
 
 int ClientConnection::onHeadersComplete(http_parser* parser) {
@@ -195,8 +178,8 @@ int ClientConnection::onHeadersComplete(http_parser* parser) {
 
 size_t ClientConnection::keepLimit() const {
   const auto* route = decision_.route;
-  if (route != nullptr && route->shadow) return static_cast<size_t>(route->shadow->max_body_bytes);
-  return kShadowCaptureBytes;
+  return static_cast<size_t>(route != nullptr && route->shadow ? route->shadow->max_body_bytes
+                                                               : kDefaultKeptBodyBytes);
 }
 
 int64_t ClientConnection::bodyLimit() const {
@@ -209,7 +192,7 @@ void ClientConnection::expectBody() {
   // Body reads get the idle timeout between reads rather than the head's deadline.
   reading_body_ = true;
   deadline_ = worker_.now() + std::chrono::milliseconds(runtime_->config->limits.idle_timeout_ms);
-  if (had_body_framing_ && (parser_.content_length > 0 || (parser_.flags & F_CHUNKED))) {
+  if (streamed_) {
     if (auto expect = findHeader(headers_, "expect"); expect && iequals(*expect, "100-continue")) {
       queue("HTTP/1.1 100 Continue\r\n\r\n");
     }
@@ -270,11 +253,7 @@ int ClientConnection::onBody(http_parser* parser, const char* at, size_t length)
   }
   // Framed here, sent by pushBody() once the parser returns (never from inside it).
   if (self->chunked_in_) {
-    char size_line[24];
-    const int n = std::snprintf(size_line, sizeof size_line, "%zx\r\n", length);
-    self->pending_body_.append(size_line, static_cast<size_t>(n));
-    self->pending_body_.append(at, length);
-    self->pending_body_ += "\r\n";
+    appendChunk(self->pending_body_, std::string_view(at, length));
   } else {
     self->pending_body_.append(at, length);
   }
@@ -317,12 +296,9 @@ void ClientConnection::scanHead(const char* data, size_t length) {
 }
 
 bool ClientConnection::peerTrusted() const {
-  const auto& trusted = runtime_->config->trusted_proxies;
-  if (trusted.empty()) return false;
-  const auto address = parseIp(peer_);
-  if (!address) return false;
-  for (const auto& cidr : trusted)
-    if (cidr.contains(*address)) return true;
+  if (!peer_ip_) return false;
+  for (const auto& cidr : runtime_->config->trusted_proxies)
+    if (cidr.contains(*peer_ip_)) return true;
   return false;
 }
 

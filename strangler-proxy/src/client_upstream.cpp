@@ -84,15 +84,17 @@ void ClientConnection::startProxy() {
   host_ = host;  // empty (HTTP/1.0 without one): buildRequest() names the upstream instead
 
   // Headers for the upstream: end-to-end ones as received, then the proxy's own.
-  forwarded_headers_ = forwardedHeaders(
-      ForwardInput{&headers_, peer_, peerTrusted(), host, std::string_view("http")});
+  forwarded_headers_.clear();
+  appendForwardedHeaders(
+      ForwardInput{&headers_, peer_, peerTrusted(), host, std::string_view("http")},
+      forwarded_headers_);
   if (streamed_ && chunked_in_) {
     // Re-chunked by the proxy; codings before `chunked` ("gzip, chunked") pass on as they are.
-    addHeader("Transfer-Encoding", te_codings_);
+    appendHeader(forwarded_headers_, "Transfer-Encoding", te_codings_);
   } else if (streamed_) {
-    addHeader("Content-Length", std::to_string(declared_length_));
+    appendHeader(forwarded_headers_, "Content-Length", std::to_string(declared_length_));
   } else if (had_body_framing_ || method_ == "POST" || method_ == "PUT" || method_ == "PATCH") {
-    addHeader("Content-Length", "0");
+    appendHeader(forwarded_headers_, "Content-Length", "0");
   }
 
   shadow_.reset();
@@ -137,13 +139,6 @@ void ClientConnection::startProxy() {
   dispatch(chosen, path, true);
 }
 
-void ClientConnection::addHeader(std::string_view name, std::string_view value) {
-  forwarded_headers_.append(name);
-  forwarded_headers_ += ": ";
-  forwarded_headers_.append(value);
-  forwarded_headers_ += "\r\n";
-}
-
 std::string ClientConnection::buildRequest(const std::string& path) const {
   std::string request;
   request.reserve(method_.size() + path.size() + query_.size() + forwarded_headers_.size() +
@@ -167,13 +162,7 @@ std::string ClientConnection::buildRequest(const std::string& path) const {
   request += "\r\n";
   // A streamed body: what was kept of it so far (the rest follows through sendMore()).
   if (streamed_ && chunked_in_) {
-    if (!body_.empty()) {
-      char size_line[24];
-      const int n = std::snprintf(size_line, sizeof size_line, "%zx\r\n", body_.size());
-      request.append(size_line, static_cast<size_t>(n));
-      request += body_;
-      request += "\r\n";
-    }
+    appendChunk(request, body_);
     if (body_done_) request += "0\r\n\r\n";
   } else {
     request += body_;
@@ -319,11 +308,7 @@ void ClientConnection::onResponseBody(const char* data, size_t length) {
     }
   }
   if (chunked_out_) {
-    char size_line[24];
-    const int n = std::snprintf(size_line, sizeof size_line, "%zx\r\n", length);
-    queue(std::string_view(size_line, static_cast<size_t>(n)));
-    queue(std::string_view(data, length));
-    queue("\r\n");
+    appendChunk(out_, std::string_view(data, length));
   } else {
     queue(std::string_view(data, length));
   }
@@ -410,13 +395,14 @@ void ClientConnection::onUpstreamFailure(UpstreamConnection* from, const char* k
   }
   if (sentToTarget() && current != nullptr && current->breaker)
     current->breaker->onFailure(worker_.now());
-  if (sentToTarget() && !decision_.fallback_upstream.empty() && !replay)
+  if (sentToTarget() && !decision_.fallback_upstream.empty()) {
+    if (replay) {
+      fell_back_ = true;
+      worker_.shared().metrics.recordFallback(worker_.index(), decision_.route->name, kind);
+      dispatch(decision_.fallback_upstream, decision_.fallback_path, true);
+      return;
+    }
     worker_.shared().metrics.recordClientEvent(worker_.index(), "body_not_kept");
-  if (sentToTarget() && !decision_.fallback_upstream.empty() && replay) {
-    fell_back_ = true;
-    worker_.shared().metrics.recordFallback(worker_.index(), decision_.route->name, kind);
-    dispatch(decision_.fallback_upstream, decision_.fallback_path, true);
-    return;
   }
   const bool timed_out = what == "timeout" || what == "connect_timeout";
   respondError(timed_out ? 504 : 502, timed_out ? "upstream_timeout" : "upstream_unavailable",

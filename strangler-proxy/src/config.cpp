@@ -876,7 +876,7 @@ nlohmann::json ProxyConfig::toJson() const {
                      {"unsafe_methods", route.shadow->unsafe_methods}};
       if (!route.shadow->acl.empty()) r["shadow"]["acl"] = route.shadow->acl;
       if (route.shadow->noise_filter) r["shadow"]["noise_filter"] = true;
-      if (route.shadow->max_body_bytes != (1 << 20))
+      if (route.shadow->max_body_bytes != kDefaultKeptBodyBytes)
         r["shadow"]["max_body_bytes"] = route.shadow->max_body_bytes;
       if (route.shadow->headers != std::vector<std::string>{"Content-Type"})
         r["shadow"]["headers"] = route.shadow->headers;

@@ -7,32 +7,29 @@ namespace {
 
 constexpr std::string_view kVia = "1.1 strangler";
 
-void add(std::string& out, std::string_view name, std::string_view value) {
-  out.append(name);
-  out += ": ";
-  out.append(value);
-  out += "\r\n";
-}
-
 void appendList(std::string& list, std::string_view value) {
   if (!list.empty()) list += ", ";
   list.append(value);
 }
 
 // RFC 7239 §6: an IPv6 node is bracketed, and then (with its ':') must be quoted.
-std::string node(std::string_view address) {
-  if (address.find(':') == std::string_view::npos) return std::string(address);
-  return "\"[" + std::string(address) + "]\"";
+void appendNode(std::string& out, std::string_view address) {
+  if (address.find(':') == std::string_view::npos) {
+    out.append(address);
+    return;
+  }
+  out += "\"[";
+  out.append(address);
+  out += "]\"";
 }
 
-std::string quoted(std::string_view value) {
-  std::string out = "\"";
+void appendQuoted(std::string& out, std::string_view value) {
+  out += '"';
   for (char c : value) {
     if (c == '"' || c == '\\') out += '\\';
     out += c;
   }
   out += '"';
-  return out;
 }
 
 }  // namespace
@@ -44,8 +41,7 @@ bool validHost(std::string_view host) {
   return true;
 }
 
-std::string forwardedHeaders(const ForwardInput& in) {
-  std::string out;
+void appendForwardedHeaders(const ForwardInput& in, std::string& out) {
   std::string forwarded_for, forwarded, via;
   std::string_view proto_in, host_in;
   for (const auto& [name, value] : *in.headers) {
@@ -68,24 +64,29 @@ std::string forwardedHeaders(const ForwardInput& in) {
         namedByConnection(*in.headers, name)) {
       continue;
     }
-    add(out, name, value);
+    appendHeader(out, name, value);
   }
   appendList(forwarded_for, in.peer);
-  std::string element = "for=" + node(in.peer) + ";proto=" + std::string(in.proto);
-  if (!in.host.empty()) element += ";host=" + quoted(in.host);
-  appendList(forwarded, element);
-  appendList(via, kVia);
-  add(out, "X-Forwarded-For", forwarded_for);
-  add(out, "X-Forwarded-Proto", proto_in.empty() ? in.proto : proto_in);
-  if (!host_in.empty()) {
-    add(out, "X-Forwarded-Host", host_in);
-  } else if (!in.host.empty()) {
-    add(out, "X-Forwarded-Host", in.host);
+  if (!forwarded.empty()) forwarded += ", ";
+  forwarded += "for=";
+  appendNode(forwarded, in.peer);
+  forwarded += ";proto=";
+  forwarded.append(in.proto);
+  if (!in.host.empty()) {
+    forwarded += ";host=";
+    appendQuoted(forwarded, in.host);
   }
-  add(out, "Forwarded", forwarded);
-  add(out, "Via", via);
-  if (!in.host.empty()) add(out, "Host", in.host);
-  return out;
+  appendList(via, kVia);
+  appendHeader(out, "X-Forwarded-For", forwarded_for);
+  appendHeader(out, "X-Forwarded-Proto", proto_in.empty() ? in.proto : proto_in);
+  if (!host_in.empty()) {
+    appendHeader(out, "X-Forwarded-Host", host_in);
+  } else if (!in.host.empty()) {
+    appendHeader(out, "X-Forwarded-Host", in.host);
+  }
+  appendHeader(out, "Forwarded", forwarded);
+  appendHeader(out, "Via", via);
+  if (!in.host.empty()) appendHeader(out, "Host", in.host);
 }
 
 }  // namespace strangler::proxy

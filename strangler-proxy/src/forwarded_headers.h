@@ -20,8 +20,9 @@ struct ForwardInput {
   std::string_view proto;  ///< "http" or "https"
 };
 
-/// Header lines ("Name: value\r\n" each) for the upstream, without framing headers.
-std::string forwardedHeaders(const ForwardInput& in);
+/// Appends the header lines ("Name: value\r\n" each) for the upstream to `out`, without
+/// framing headers.
+void appendForwardedHeaders(const ForwardInput& in, std::string& out);
 
 /// A Host value the proxy can forward: no whitespace, controls, '@' or '/'.
 bool validHost(std::string_view host);

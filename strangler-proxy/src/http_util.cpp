@@ -1,6 +1,9 @@
 #include "http_util.h"
 
 #include <strings.h>
+#include <sys/socket.h>
+
+#include <cstdio>
 
 #include <nlohmann/json.hpp>
 
@@ -28,6 +31,28 @@ bool isToken(std::string_view text) {
 
 // Headers that describe one connection, not the message (RFC 9110 7.6.1), plus framing
 // headers the proxy sets itself.
+void appendHeader(std::string& out, std::string_view name, std::string_view value) {
+  out.append(name);
+  out += ": ";
+  out.append(value);
+  out += "\r\n";
+}
+
+void appendChunk(std::string& out, std::string_view data) {
+  if (data.empty()) return;
+  char size_line[24];
+  const int n = std::snprintf(size_line, sizeof size_line, "%zx\r\n", data.size());
+  out.append(size_line, static_cast<size_t>(n));
+  out.append(data);
+  out += "\r\n";
+}
+
+void drainReceived(int fd, int reads) {
+  char buffer[kReadChunk];
+  for (int i = 0; i<reads&& ::recv(fd, buffer, sizeof buffer, MSG_DONTWAIT)> 0; ++i) {
+  }
+}
+
 bool isFieldValue(std::string_view text) {
   for (unsigned char c : text) {
     if ((c < 0x20 && c != '\t') || c == 0x7f) return false;

@@ -31,6 +31,13 @@ bool isFieldValue(std::string_view text);
 bool isHopByHop(std::string_view name);
 /// True when `name` is listed in one of the Connection headers (hop-by-hop as well).
 bool namedByConnection(const HeaderList& headers, std::string_view name);
+/// Appends one header line ("Name: value\r\n").
+void appendHeader(std::string& out, std::string_view name, std::string_view value);
+/// Appends `data` as one chunk of a chunked body (size line, data, CRLF); nothing when empty.
+void appendChunk(std::string& out, std::string_view data);
+/// Reads and drops what a peer already sent (at most `reads` reads, without waiting), so that
+/// closing the socket sends a FIN, not a reset that could destroy an answer still in flight.
+void drainReceived(int fd, int reads);
 /// The JSON body of an error answer: {"error": code, "message": message}.
 std::string jsonError(const std::string& code, const std::string& message);
 /// The standard reason phrase of a status code.

@@ -1,6 +1,5 @@
 #include "strangler/proxy/runtime.h"
 
-#include <arpa/inet.h>
 #include <netdb.h>
 
 #include <cstring>
@@ -24,13 +23,6 @@ bool systemResolve(const common::HostPort& address, sockaddr_storage& out, sockl
   length = found->ai_addrlen;
   freeaddrinfo(found);
   return true;
-}
-
-// An address literal never resolves differently.
-bool isLiteral(const std::string& host) {
-  in6_addr v6{};
-  in_addr v4{};
-  return inet_pton(AF_INET, host.c_str(), &v4) == 1 || inet_pton(AF_INET6, host.c_str(), &v6) == 1;
 }
 
 }  // namespace
@@ -61,7 +53,8 @@ std::vector<std::string> UpstreamRegistry::reresolve(const ProxyConfig& config,
     for (const auto& address : upstream.endpoints) {
       const std::string key = address.toString();
       const auto known = endpoints_.find(key);
-      if (known == endpoints_.end() || isLiteral(address.host)) continue;
+      // An address literal never resolves differently.
+      if (known == endpoints_.end() || parseIp(address.host)) continue;
       auto& at = resolved_at_[key];
       if (now - at < std::chrono::milliseconds(upstream.resolve_ms)) continue;
       at = now;

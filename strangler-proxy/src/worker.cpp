@@ -226,14 +226,14 @@ void Worker::refuseConnection(int fd) {
   // the load balancer in front) knows to go elsewhere. What the client sent already is read
   // first, so the close is a FIN rather than a reset that could destroy the answer.
   shared_->metrics.recordClientEvent(index_, "connection_refused");
-  char buffer[kReadChunk];
-  for (int i = 0; i < 4 && ::recv(fd, buffer, sizeof buffer, 0) > 0; ++i) {
-  }
-  static constexpr std::string_view kAnswer =
-      "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-      "Content-Length: 85\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
-      "{\"error\":\"too_many_connections\",\"message\":\"limits.max_connections open; retry "
-      "later\"}";
+  drainReceived(fd, 4);
+  static const std::string kAnswer = [] {
+    const std::string body =
+        jsonError("too_many_connections", "limits.max_connections open; retry later");
+    return "HTTP/1.1 503 Service Unavailable\r\nContent-Type: "
+           "application/json\r\nContent-Length: " +
+           std::to_string(body.size()) + "\r\nRetry-After: 1\r\nConnection: close\r\n\r\n" + body;
+  }();
   [[maybe_unused]] const ssize_t sent = ::send(fd, kAnswer.data(), kAnswer.size(), MSG_NOSIGNAL);
   ::shutdown(fd, SHUT_WR);
   ::close(fd);

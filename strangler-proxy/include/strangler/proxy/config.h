@@ -54,6 +54,9 @@ struct RewriteConfig {
 };
 
 /// Shadow settings of a route (the comparison itself lives behind ShadowSink).
+/// How much of a request body is kept when a route sets no shadow.max_body_bytes.
+inline constexpr int64_t kDefaultKeptBodyBytes = 1 << 20;
+
 struct ShadowConfig {
   std::vector<std::string> ignore;  ///< JSON pointer patterns left out of the comparison
   double sample = 1.0;              ///< fraction of eligible requests copied
@@ -63,7 +66,7 @@ struct ShadowConfig {
   std::vector<std::string> headers{"Content-Type"};  ///< response headers compared
   /// A request body up to this is kept (read whole before the request goes on) for a shadow
   /// copy, a fallback or a retry; a larger one streams and gets none of them.
-  int64_t max_body_bytes = 1 << 20;
+  int64_t max_body_bytes = kDefaultKeptBodyBytes;
 };
 
 /// One step of a route's migration plan: a stage, with the percent for canary steps.

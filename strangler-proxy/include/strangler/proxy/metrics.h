@@ -42,7 +42,8 @@ class Metrics {
   /// Counts an upstream failure (connect, timeout, reset, protocol, 5xx).
   void recordUpstreamError(size_t shard, std::string_view upstream, std::string_view kind);
   /// Counts something the proxy did to a client's message or connection rather than forward it
-  /// as sent: trailers_dropped, malformed, obs_fold, connection_refused (max_connections).
+  /// as sent: trailers_dropped, obs_fold, connection_refused (max_connections), body_not_kept
+  /// (a fallback or retry skipped: the body was too large to keep).
   void recordClientEvent(size_t shard, std::string_view kind);
   /// Sums every shard.
   Totals totals() const;

@@ -6,7 +6,7 @@
 #
 #   fuzz/run.sh [--build-dir DIR] [--time SECONDS | --runs N] [TARGET...]
 #
-# Targets: path_router, config, acl_translators (default: all). Defaults: build-fuzz, 20 s each.
+# Targets: path_router, config, acl_translators, request_path (default: all). Defaults: build-fuzz, 20 s each.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build_dir="$root/build-fuzz"
@@ -22,7 +22,7 @@ while [ $# -gt 0 ]; do
     *) targets+=("$1"); shift ;;
   esac
 done
-[ ${#targets[@]} -gt 0 ] || targets=(path_router config acl_translators)
+[ ${#targets[@]} -gt 0 ] || targets=(path_router config acl_translators request_path)
 
 cxx=${FUZZ_CXX:-clang++}
 if ! command -v "$cxx" >/dev/null; then

@@ -211,6 +211,8 @@ void ClientConnection::processLoop() {
                        "malformed request: a header line continued on the next line (obs-fold)");
         } else if (error_status_ == 400) {
           respondError(400, "bad_request", "malformed request: " + error_reason_);
+        } else if (error_status_ == 501) {
+          respondError(501, "not_implemented", "malformed request: " + error_reason_);
         } else if (error_status_ == 413) {
           respondError(413, "body_too_large", "request body exceeds limits.max_body_bytes");
         } else if (error_status_ == 431 || error == HPE_HEADER_OVERFLOW) {

@@ -120,6 +120,7 @@ int ClientConnection::onHeadersComplete(http_parser* parser) {
     self->te_codings_.clear();
     int chunked = 0;
     bool valid = true;
+    bool known = true;
     for (const auto& [name, value] : self->headers_) {
       if (!iequals(name, "transfer-encoding")) continue;
       size_t start = 0;
@@ -133,7 +134,11 @@ int ClientConnection::onHeadersComplete(http_parser* parser) {
           coding.remove_suffix(1);
         if (!coding.empty()) {
           valid = valid && isToken(coding) && chunked == 0;  // nothing after chunked
-          if (iequals(coding, "chunked")) ++chunked;
+          if (iequals(coding, "chunked")) {
+            ++chunked;
+          } else {
+            known = known && isKnownCoding(coding);
+          }
           if (!self->te_codings_.empty()) self->te_codings_ += ", ";
           self->te_codings_.append(coding);
         }
@@ -143,6 +148,14 @@ int ClientConnection::onHeadersComplete(http_parser* parser) {
     if (!valid || chunked != 1) {
       self->error_status_ = 400;
       self->error_reason_ = "Transfer-Encoding must name chunked once, last";
+      return -1;
+    }
+    if (!known) {
+      // RFC 9112 §6.1: a coding the proxy does not know is 501. Passing it on is no help: the
+      // next hop cannot decode it either, and some parsers frame such lists wrongly
+      // (http_parser 2.9.4 refuses "chun, chunked").
+      self->error_status_ = 501;
+      self->error_reason_ = "unknown transfer coding in Transfer-Encoding";
       return -1;
     }
   }

@@ -268,7 +268,10 @@ ClientConnection::HeadVerdict ClientConnection::onResponseHead(UpstreamConnectio
   head += "\r\n";
   for (const auto& [name, value] : from.headers) {
     if (iequals(name, "content-length")) {
-      if (from.chunked || chunked_out_) continue;
+      // 204 and 304 have no body whatever their fields say, but a client parser may read one
+      // Content-Length says is there (http_parser does; RFC 9110 §8.6 forbids it on a 204):
+      // such a client would take the next answer's bytes as this one's body.
+      if (from.chunked || chunked_out_ || from.status == 204 || from.status == 304) continue;
     } else if (isHopByHop(name) || namedByConnection(from.headers, name)) {
       continue;
     }

@@ -60,6 +60,13 @@ bool isFieldValue(std::string_view text) {
   return true;
 }
 
+bool isKnownCoding(std::string_view coding) {
+  for (const char* known : {"gzip", "deflate", "compress", "x-gzip", "x-compress"}) {
+    if (iequals(coding, known)) return true;
+  }
+  return false;
+}
+
 bool isHopByHop(std::string_view name) {
   static constexpr std::string_view kNames[] = {
       "connection",        "keep-alive", "proxy-connection", "te",     "trailer",

@@ -26,6 +26,9 @@ bool startsWithIgnoreCase(std::string_view text, std::string_view prefix);
 bool isToken(std::string_view text);
 /// True for an RFC 9110 field value: no control characters but horizontal tab.
 bool isFieldValue(std::string_view text);
+/// True for a transfer coding other than chunked that the proxy passes on (the IANA registry's
+/// compress, deflate, gzip and their x- aliases).
+bool isKnownCoding(std::string_view coding);
 /// True for headers that describe one connection, not the message (plus framing headers the
 /// proxy sets itself).
 bool isHopByHop(std::string_view name);

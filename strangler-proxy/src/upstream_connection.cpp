@@ -256,8 +256,11 @@ int UpstreamConnection::onHeadersComplete(http_parser* parser) {
     }
   }
   if (self->status < 200) {
-    self->interim_ = true;  // 1xx: dropped, the final response follows
-    return 0;
+    // 1xx: dropped, the final response follows. An interim response has no body (RFC 9110
+    // §15.2) whatever its fields say: http_parser would read one to the close when it has no
+    // length, and those bytes must not reach the client as if they were an answer.
+    self->interim_ = true;
+    return 1;
   }
   self->head_done = true;
   self->chunked = (parser->flags & F_CHUNKED) != 0;
@@ -278,7 +281,7 @@ int UpstreamConnection::onHeadersComplete(http_parser* parser) {
 
 int UpstreamConnection::onBody(http_parser* parser, const char* at, size_t length) {
   auto* self = static_cast<UpstreamConnection*>(parser->data);
-  if (self->client != nullptr) self->client->onResponseBody(at, length);
+  if (self->client != nullptr && !self->interim_) self->client->onResponseBody(at, length);
   return 0;
 }
 

@@ -80,6 +80,21 @@ TEST_F(ProxyFramingTest, CodingsBeforeChunkedPassOnWithTheRechunkedBody) {
   EXPECT_NE(received.find("\r\nTransfer-Encoding: gzip, chunked\r\n"), std::string::npos)
       << received;
   EXPECT_EQ(received.find("Content-Length"), std::string::npos) << received;
+  // A coding nobody registered is 501 and reaches no upstream. Found by the request path
+  // fuzzer: "Transfer-Encoding: chun" and "Transfer-Encoding: chunked" went on as
+  // "chun, chunked", which http_parser, one hop on, refuses (it refuses it in one field too).
+  const size_t before = raw.connections();
+  for (const auto& [codings, status] :
+       std::vector<std::pair<std::string, int>>{{"x-custom, chunked", 501},
+                                                {"gzip, br2, chunked", 501},
+                                                {"chun\r\nTransfer-Encoding: chunked", 501},
+                                                {"chun, chunked", 400}}) {
+    const std::string refused =
+        proxy.raw("POST /z HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: " + codings +
+                  "\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
+    EXPECT_EQ(rawStatus(refused), status) << codings << ": " << refused;
+  }
+  EXPECT_EQ(raw.connections(), before);
 }
 
 TEST_F(ProxyFramingTest, AnHttp10RequestWithoutHostGetsTheUpstreamsAddress) {
@@ -172,6 +187,67 @@ TEST_F(ProxyFramingTest, AnUpstreamAnswerWithABadHeaderIs502AndCounted) {
       1);
   // The proxy goes on serving.
   EXPECT_EQ(proxy.get("/other").status, 200);
+}
+
+// Found by fuzz/request_path_fuzzer.cpp: http_parser reads a 1xx answer without a length to
+// the close, and those bytes reached the client raw, as if they were the answer.
+TEST_F(ProxyFramingTest, AnInterimAnswerHasNoBodyAndOnlyTheFinalAnswerIsRelayed) {
+  RawUpstream hints(
+      "HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n"
+      "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+  RawUpstream junk("HTTP/1.1 199 Odd\r\nX-A: 1\r\n\r\nnot an answer\r\n\r\n");
+  json cfg = baseConfig(monolith_);
+  cfg["upstreams"]["hints"] = {{"endpoints", {hints.address()}}, {"timeout_ms", 2000}};
+  cfg["upstreams"]["junk"] = {{"endpoints", {junk.address()}}, {"timeout_ms", 2000}};
+  cfg["routes"] = json::array();
+  for (const char* name : {"hints", "junk"}) {
+    cfg["routes"].push_back({{"name", name},
+                             {"match", {{"path", std::string("/") + name + "/**"}}},
+                             {"target", name},
+                             {"stage", "extracted"}});
+  }
+  ProxyProcess proxy(cfg);
+  ASSERT_TRUE(proxy.running());
+  const std::string relayed =
+      proxy.raw("GET /hints/1 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(rawStatus(relayed), 200) << relayed;
+  // The proxy's own head (with its debug header), not the upstream's bytes passed through.
+  EXPECT_NE(relayed.find("X-Strangler-Upstream: hints"), std::string::npos) << relayed;
+  EXPECT_EQ(relayed.find("103"), std::string::npos) << relayed;
+  EXPECT_EQ(relayed.substr(relayed.size() - 2), "ok");
+  const std::string refused =
+      proxy.raw("GET /junk/1 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(rawStatus(refused), 502) << refused;
+  EXPECT_EQ(refused.find("not an answer"), std::string::npos) << refused;
+}
+
+// Found by the request path fuzzer: a 204 relayed with its Content-Length made a client parser
+// (http_parser) read the next answer's first bytes as its body.
+TEST_F(ProxyFramingTest, NoContentAndNotModifiedAnswersAreRelayedWithoutAContentLength) {
+  RawUpstream empty("HTTP/1.1 204 No Content\r\nContent-Length: 3\r\nX-A: 1\r\n\r\n");
+  RawUpstream cached("HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\nETag: \"v1\"\r\n\r\n");
+  json cfg = baseConfig(monolith_);
+  cfg["upstreams"]["empty"] = {{"endpoints", {empty.address()}}};
+  cfg["upstreams"]["cached"] = {{"endpoints", {cached.address()}}};
+  cfg["routes"] = json::array();
+  for (const char* name : {"empty", "cached"}) {
+    cfg["routes"].push_back({{"name", name},
+                             {"match", {{"path", std::string("/") + name + "/**"}}},
+                             {"target", name},
+                             {"stage", "extracted"}});
+  }
+  ProxyProcess proxy(cfg);
+  ASSERT_TRUE(proxy.running());
+  for (const char* path : {"/empty/1", "/cached/1"}) {
+    // Two requests on one connection: the second answer must be framed as the second.
+    const std::string answers =
+        proxy.raw(std::string("GET ") + path + " HTTP/1.1\r\nHost: a\r\n\r\nGET /x HTTP/1.1\r\n" +
+                  "Host: a\r\nConnection: close\r\n\r\n");
+    EXPECT_EQ(answers.find("Content-Length: 3\r\n"), std::string::npos) << answers;
+    EXPECT_EQ(answers.find("Content-Length: 10\r\n"), std::string::npos) << answers;
+    const size_t second = answers.find("\r\n\r\nHTTP/1.1 200 OK\r\n");
+    EXPECT_NE(second, std::string::npos) << answers;
+  }
 }
 
 TEST_F(ProxyFramingTest, ConnectionsPastTheLimitGet503AndTheLimitFreesUp) {

@@ -16,6 +16,8 @@ packages=(
   chromium chromium-driver
   # several proxy replicas sharing their config (tests/etcd: a real 3-member cluster)
   etcd-server etcd-client
+  # a second HTTP/1.1 parser as the next hop (Node's llhttp: tests/strangler-proxy/llhttp_*)
+  nodejs
   # the fuzz targets (fuzz/run.sh): clang with its libFuzzer and sanitizer runtimes
   clang libclang-rt-dev
 )

@@ -360,4 +360,19 @@ int rawStatus(const std::string& answer) {
   return std::atoi(answer.substr(9, 3).c_str());
 }
 
+double metricValue(ProxyProcess& proxy, const std::string& series) {
+  const std::string text = proxy.admin("GET", "/metrics").body;
+  const size_t at = text.find("\n" + series + " ");
+  if (at == std::string::npos) return 0;
+  return std::stod(text.substr(at + series.size() + 2));
+}
+
+uint64_t peakRss(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoull(line.substr(6)) * 1024;
+  }
+  return 0;
+}
+
 }  // namespace strangler::proxy::testing

@@ -181,6 +181,12 @@ void addUpstream(nlohmann::json& config, const FakeUpstream& upstream,
 /// The first status code in a raw HTTP answer, or 0.
 int rawStatus(const std::string& answer);
 
+/// The value of one series in the proxy's /metrics ("name{labels}"), 0 when absent.
+double metricValue(ProxyProcess& proxy, const std::string& series);
+
+/// A process's peak resident memory (VmHWM), in bytes; 0 when unknown.
+uint64_t peakRss(int pid);
+
 /// Polls `condition` for up to five seconds; true once it holds.
 template <typename Condition>
 bool waitFor(Condition condition) {

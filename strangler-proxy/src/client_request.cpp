@@ -107,11 +107,19 @@ int ClientConnection::onHeadersComplete(http_parser* parser) {
   }
   // The parser may be built lenient about field names; a name that is not an RFC 9110 token
   // ("Transfer-Encoding :", "Bad Header") could be read differently upstream, so refuse it.
+  // Values likewise: a control character (http_parser lets some through at a value's start)
+  // would sit in the middle of a value once the proxy appends to it (Forwarded,
+  // X-Forwarded-For), where the next hop's parser refuses it (found by the request path fuzzer).
   for (const auto& [name, value] : self->headers_) {
     if (!isToken(name)) {
       self->error_status_ = 400;
       self->error_reason_ = "invalid header field name";
       return -1;  // not 1: that would mean "no body", not "error"
+    }
+    if (!isFieldValue(value)) {
+      self->error_status_ = 400;
+      self->error_reason_ = "invalid character in a header field value";
+      return -1;
     }
   }
   if (parser->flags & F_CHUNKED) {

@@ -69,6 +69,7 @@ Worker::~Worker() {
     delete upstream;
   }
   reap();
+  closeLingering(true);
   if (listen_fd_ >= 0) ::close(listen_fd_);
   ::close(wake_fd_);
   ::close(epoll_fd_);
@@ -161,6 +162,7 @@ void Worker::run() {
 }
 
 void Worker::onTick() {
+  if (!lingering_.empty()) closeLingering(false);
   if (accept_paused_ && now_ >= accept_paused_until_ && listen_fd_ >= 0) {
     epoll_event event{};
     event.events = EPOLLIN;
@@ -236,7 +238,35 @@ void Worker::refuseConnection(int fd) {
   }();
   [[maybe_unused]] const ssize_t sent = ::send(fd, kAnswer.data(), kAnswer.size(), MSG_NOSIGNAL);
   ::shutdown(fd, SHUT_WR);
-  ::close(fd);
+  // The request may still be on its way: closed now, its arrival would reset the connection
+  // and could destroy the answer before the client read it. So the socket lingers (reading and
+  // dropping) until the client closes or a second passes; a flood past kMaxLingering is closed
+  // at once.
+  if (lingering_.size() >= kMaxLingering) {
+    ::close(fd);
+    return;
+  }
+  lingering_.push_back({fd, now_ + std::chrono::seconds(1)});
+}
+
+void Worker::closeLingering(bool all) {
+  char buffer[kReadChunk];
+  auto keep = lingering_.begin();
+  for (auto& entry : lingering_) {
+    bool done = all || now_ >= entry.until;
+    while (!done) {
+      const ssize_t n = ::recv(entry.fd, buffer, sizeof buffer, MSG_DONTWAIT);
+      if (n > 0) continue;
+      done = n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+      break;
+    }
+    if (done) {
+      ::close(entry.fd);
+    } else {
+      *keep++ = entry;
+    }
+  }
+  lingering_.erase(keep, lingering_.end());
 }
 
 UpstreamConnection* Worker::acquire(const std::shared_ptr<EndpointState>& endpoint, int max_idle,

@@ -69,8 +69,10 @@ class Worker {
 
  private:
   void acceptAll();
-  /// Answers 503 on a connection past limits.max_connections and closes it.
+  /// Answers 503 on a connection past limits.max_connections and closes it (lingering).
   void refuseConnection(int fd);
+  /// Closes the refused connections whose client closed or whose second passed (all: every one).
+  void closeLingering(bool all);
   void onTick();
   /// Lets parked requests go whose hold is over, answers those that waited too long.
   void checkParked();
@@ -96,6 +98,12 @@ class Worker {
   std::atomic<int64_t> grace_ms_{0};
   bool stopping_ = false;
   Clock::time_point stop_deadline_;
+  struct Lingering {
+    int fd;
+    Clock::time_point until;
+  };
+  static constexpr size_t kMaxLingering = 256;
+  std::vector<Lingering> lingering_;  ///< refused connections, answered, waiting to close
   bool accept_paused_ = false;
   Clock::time_point accept_paused_until_;
 };

@@ -140,10 +140,14 @@ void runEngine(const std::string& label, const std::string& monolith, const std:
       static_cast<double>(seen[0].memory_bytes) / (1024 * 1024), options.interval_ms, p50_s * 1000,
       ms.back(), keys / static_cast<long long>(ms.size()), identical, ms.size(), p50_s / full_s,
       p50_s / anchor_s);
-  std::printf("%-10s rounds (ms / keys):", label.c_str());
+  std::printf("%-10s rounds (ms / keys; ms reading changes + reading keys + settling):",
+              label.c_str());
   for (std::size_t i = 1; i < seen.size(); ++i)
-    std::printf(" %lld/%lld", static_cast<long long>(seen[i].millis),
-                static_cast<long long>(seen[i].keys_rechecked));
+    std::printf(" %lld/%lld (%lld+%lld+%lld)", static_cast<long long>(seen[i].millis),
+                static_cast<long long>(seen[i].keys_rechecked),
+                static_cast<long long>(seen[i].changes_millis),
+                static_cast<long long>(seen[i].reread_millis),
+                static_cast<long long>(seen[i].settle_millis));
   std::printf("\n");
   std::fflush(stdout);
 }

@@ -57,6 +57,10 @@ constexpr std::size_t kKeysPerRead = 1000;
 constexpr int64_t kChangesPerRead = 50000;
 constexpr std::size_t kListed = 100;
 
+int64_t millisBetween(Clock::time_point from, Clock::time_point to) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(to - from).count();
+}
+
 /// Thrown out of a full pass when the caller asked to stop.
 struct Stopped {};
 
@@ -102,6 +106,8 @@ class VerifyWatcher {
     const auto started = Clock::now();
     direction_ = engine_.direction();
     // Positions first: whatever changes after them is read again in the next round.
+    stash_.clear();
+    lost_stash_ = false;
     startFeeds();
     refreshKeys();
     source_.clear();
@@ -130,7 +136,7 @@ class VerifyWatcher {
     out.round = n;
     out.full_pass = true;
     out.note = note;
-    settle(candidates, out);
+    settle(candidates, out, true);
     return finish(out, started);
   }
 
@@ -146,7 +152,7 @@ class VerifyWatcher {
     const auto candidates = engine_.scanRanges(*keys_, scanned);
     differing_.insert(candidates.begin(), candidates.end());
     WatchRound out;
-    settle(candidates, out);
+    settle(candidates, out, true);
     VerifyReport report = std::move(finish(out, started).report);
     report.source_rows = scanned.source_rows;
     report.target_rows = scanned.target_rows;
@@ -158,9 +164,12 @@ class VerifyWatcher {
     const auto started = Clock::now();
     if (engine_.direction() != direction_)
       return fullPass(n, "the owner changed since the last round: full pass again");
-    auto changed = collect();
+    auto changed = lost_stash_ ? std::nullopt : collect();
     if (!changed) return fullPass(n, lost_);
+    const auto collected = Clock::now();
     std::set<int64_t> wanted = std::move(*changed);
+    wanted.merge(stash_);
+    stash_.clear();
     wanted.insert(carry_.begin(), carry_.end());
     // Known differences are read again too (cheap while they are few): one healed by a write
     // the triggers do not capture (the sync's own) stops being reported.
@@ -169,10 +178,14 @@ class VerifyWatcher {
       wanted.insert(*it);
     const std::vector<int64_t> keys(wanted.begin(), wanted.end());
     reread(keys);
+    const auto reread_done = Clock::now();
     WatchRound out;
     out.round = n;
     out.keys_rechecked = static_cast<int64_t>(keys.size());
-    settle(keys, out);
+    settle(keys, out, false);
+    out.changes_millis = millisBetween(started, collected);
+    out.reread_millis = millisBetween(collected, reread_done);
+    out.settle_millis = millisBetween(reread_done, Clock::now());
     return finish(out, started);
   }
 
@@ -270,15 +283,19 @@ class VerifyWatcher {
     }
   }
 
-  /// Those of `keys` changed on either side since this round's positions.
+  /// Those of `keys` changed on either side since this round's positions. The feeds move on:
+  /// every key read here is kept for the next round (stash_), so no change is decoded twice.
+  /// When a feed was lost, every key counts as changed and the next round is a full pass.
   std::set<int64_t> changedSince(const std::vector<int64_t>& keys) {
-    std::set<int64_t> own[2];
-    for (std::size_t i = 0; i < 2; ++i)
-      readChanges(feeds_[i], own[i]);
-    const auto changed = serviceKeys(own);
+    auto changed = collect();
+    if (!changed) {
+      lost_stash_ = true;
+      return std::set<int64_t>(keys.begin(), keys.end());
+    }
     std::set<int64_t> found;
     for (auto k : keys)
-      if (changed.count(k)) found.insert(k);
+      if (changed->count(k)) found.insert(k);
+    stash_.merge(*changed);
     return found;
   }
 
@@ -367,11 +384,13 @@ class VerifyWatcher {
   // A key changed again since this round's positions is in flight too: the sync may have
   // applied that newer change to the target after the source was read (the target ahead,
   // nothing pending); the next round, which reads that change, decides it.
-  void settle(const std::vector<int64_t>& candidates, WatchRound& out) {
+  // A round does not wait (wait false): what is pending is carried to the next round, which
+  // reads it again anyway, so waiting would only make rounds longer under a steady load.
+  void settle(const std::vector<int64_t>& candidates, WatchRound& out, bool wait) {
     std::vector<int64_t> keys;
     for (auto k : candidates)
       if (differing_.count(k)) keys.push_back(k);
-    const bool applying = !keys.empty() && engine_.leaseHeld();
+    const bool applying = wait && !keys.empty() && engine_.leaseHeld();
     // Bounded in time, not attempts: until a logical sync passes this verifier's slot start,
     // each lookup reads the sync's backlog.
     const auto give_up = Clock::now() + std::chrono::seconds(5);
@@ -450,6 +469,8 @@ class VerifyWatcher {
   KeyHashes source_, target_;
   std::set<int64_t> differing_;  // keys whose hashes differ (in flight ones included)
   std::set<int64_t> carry_;      // in flight at the end of the last round: read again
+  std::set<int64_t> stash_;      // changed past the last round's positions (changedSince)
+  bool lost_stash_ = false;      // a feed was lost in changedSince: full pass next
   std::map<int64_t, std::string> untranslatable_;
 };
 

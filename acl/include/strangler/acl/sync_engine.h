@@ -127,7 +127,12 @@ struct WatchRound {
   int64_t differing = 0;  ///< keys that differ (report.differing_keys lists at most 100)
   int64_t keys_rechecked = 0;  ///< keys read again from both sides in this round
   int64_t millis = 0;          ///< how long the round took
-  int64_t memory_bytes = 0;    ///< what the kept per-key hashes take
+  // Where it went (rounds after the full pass): reading the change streams, reading the keys
+  // again from both sides, settling the keys that still differed (pending lookups, waits).
+  int64_t changes_millis = 0;
+  int64_t reread_millis = 0;
+  int64_t settle_millis = 0;
+  int64_t memory_bytes = 0;  ///< what the kept per-key hashes take
 };
 
 struct VerifyWatchOptions {

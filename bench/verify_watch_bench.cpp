@@ -107,9 +107,24 @@ void runEngine(const std::string& label, const std::string& monolith, const std:
   auto last = verifier->verifyWatch(stop, options);
   writer_stop = true;
   writer.join();
+  const double achieved = static_cast<double>(written) / secondsSince(load_start);
+  // The ground truth once the load stops: the watch catches up, then a verify must find the
+  // sides identical with nothing in flight (a difference that stays is a lost change).
+  const auto quiet_start = Clock::now();
+  std::string settled = "not identical 120 s after the load";
+  while (secondsSince(quiet_start) < 120) {
+    auto after = anchor_engine->verify();
+    if (after.ok() && after->identical() && after->in_flight.empty()) {
+      char text[64];
+      std::snprintf(text, sizeof text, "identical %.0f s after the load",
+                    secondsSince(quiet_start));
+      settled = text;
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::seconds(2));
+  }
   watch_stop = true;
   watcher.join();
-  const double achieved = static_cast<double>(written) / secondsSince(load_start);
   if (!last.ok() || !anchor.ok() || seen.size() < 2) {
     std::cerr << "verify failed: "
               << (!last.ok()     ? last.error().message
@@ -132,14 +147,15 @@ void runEngine(const std::string& label, const std::string& monolith, const std:
   std::printf(
       "%-10s %lld rows (snapshot %.1f s), %.0f changes/s, %s capture: sync verify %.2f s%s | "
       "watch full pass %.2f s%s, %.0f MiB of hashes | rounds every %d ms: p50 %.0f ms, max %lld "
-      "ms, %lld keys/round, %d/%zu identical | round/full pass %.4f, round/sync verify %.4f\n",
+      "ms, %lld keys/round, %d/%zu identical | round/full pass %.4f, round/sync verify %.4f | "
+      "%s\n",
       label.c_str(), rows, copy_s, achieved,
       sqlite ? "trigger" : (std::getenv("CAPTURE") ? std::getenv("CAPTURE") : "auto"), anchor_s,
       anchor->identical() ? " (identical)" : " (DIFFERENT)", full_s,
       seen[0].report.identical() ? " (identical)" : " (DIFFERENT)",
       static_cast<double>(seen[0].memory_bytes) / (1024 * 1024), options.interval_ms, p50_s * 1000,
       ms.back(), keys / static_cast<long long>(ms.size()), identical, ms.size(), p50_s / full_s,
-      p50_s / anchor_s);
+      p50_s / anchor_s, settled.c_str());
   std::printf("%-10s rounds (ms / keys; ms reading changes + reading keys + settling):",
               label.c_str());
   for (std::size_t i = 1; i < seen.size(); ++i)
@@ -168,23 +184,25 @@ int main(int argc, char** argv) {
   }
   const char* dsn = std::getenv("STRANGLER_PG_DSN");
   if (dsn != nullptr && engines.find("postgresql") != std::string::npos) {
+    // The service has a database of its own, as deployed: logical decoding of the monolith's
+    // database then skips the sync's writes into the service early (they are another
+    // database's WAL records) instead of reordering them with the monolith's.
     const std::string schema = "verify_bench_" + std::to_string(getpid());
     {
       soci::session admin(*soci::factory_postgresql(), dsn);
       admin << "CREATE SCHEMA " + schema + "_m";
-      admin << "CREATE SCHEMA " + schema + "_s";
+      admin << "CREATE DATABASE " + schema + "_s";
     }
     runEngine("postgresql",
               std::string("postgresql://") + dsn + " options='-csearch_path=" + schema + "_m'",
-              std::string("postgresql://") + dsn + " options='-csearch_path=" + schema + "_s'",
-              rows, rounds);
+              std::string("postgresql://") + dsn + " dbname=" + schema + "_s", rows, rounds);
     soci::session admin(*soci::factory_postgresql(), dsn);
     // The sync's slot is not in a schema: drop it before the schemas.
     admin << "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE"
              " slot_name LIKE 'strangler_drivers_" +
                  schema + "%'";
     admin << "DROP SCHEMA " + schema + "_m CASCADE";
-    admin << "DROP SCHEMA " + schema + "_s CASCADE";
+    admin << "DROP DATABASE " + schema + "_s";
   }
   std::filesystem::remove_all(dir);
   return 0;

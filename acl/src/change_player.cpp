@@ -84,7 +84,13 @@ int64_t SyncEngine::Impl::applyNext(Direction d, RunReport& report) {
   }
   Checkpoint& cursor = s.cursor;
   if (source.logical) {
-    auto batch = detail::readLogical(source, cursor.position, options.change_batch);
+    // Every read of a slot decodes again from its restart point (which moves only when
+    // PostgreSQL logs its running transactions, every 15 s or so): a few large reads cost far
+    // less than many small ones, so a read takes up to kLogicalReadFactor batches' worth, applied
+    // in one transaction, and runOnce() waits a moment between reads once caught up.
+    auto batch = detail::readLogical(source, cursor.position,
+                                     options.change_batch * detail::kLogicalReadFactor);
+    s.caught_up = batch.complete;
     if (batch.rows.empty()) {
       if (batch.next_position != cursor.position) {
         // Nothing of the mapping's: the slot moves on all the same, so PostgreSQL keeps no

@@ -1,6 +1,5 @@
 #include "key_map.h"
 
-
 namespace strangler::acl::sync::detail {
 
 const char* toString(KeyMode mode) {

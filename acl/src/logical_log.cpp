@@ -332,7 +332,8 @@ LogicalBatch readLogical(Side& side, const std::string& after, int64_t limit,
   });
   // Everything up to `to` was read unless the row limit cut the read short.
   batch.next_position = after;
-  if (rows_read < limit) {
+  batch.complete = rows_read < limit;
+  if (batch.complete) {
     batch.next_position = to;
   } else if (!last_commit.empty()) {
     batch.next_position = last_commit;

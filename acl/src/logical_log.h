@@ -49,6 +49,7 @@ std::string currentLsn(Side& side);
 struct LogicalBatch {
   std::vector<ChangeRow> rows;
   std::string next_position;
+  bool complete = true;  ///< everything up to the end was read (the limit did not cut it short)
 };
 
 /// Which slot a read takes, and whether the sync's own transactions count. The sync reads its
@@ -88,6 +89,9 @@ SlotState slotState(Side& side, const std::string& slot = {});
 /// read of the sync's whole backlog.
 struct KnownCommits {
   uint64_t since = 0;  ///< 0: nothing known
+  /// While the sync is still short of `since`, take every key as pending (lag) rather than
+  /// read the sync's backlog: `verify --watch`, whose next round decides them.
+  bool lag_before_since = false;
   std::unordered_map<int64_t, uint64_t> latest;
 
   void add(const ChangeRow& change) {

@@ -290,9 +290,11 @@ common::Result<RunReport> SyncEngine::Impl::runOnce(const std::atomic<bool>* sto
   int retries = 0;
   for (;;) {
     int64_t consumed = 0;
+    int64_t reverse_consumed = 0;
     try {
       consumed += applyNext(Direction::kForward, report);
-      consumed += applyNext(Direction::kReverse, report);
+      reverse_consumed = applyNext(Direction::kReverse, report);
+      consumed += reverse_consumed;
       retries = 0;
     } catch (const soci::soci_error& e) {
       // A row the batch needed was locked by the application (or a deadlock was broken in the
@@ -308,9 +310,14 @@ common::Result<RunReport> SyncEngine::Impl::runOnce(const std::atomic<bool>* sto
       last_prune = std::chrono::steady_clock::now();
     }
     if (stop != nullptr && stop->load()) break;
-    if (consumed > 0) continue;
-    if (stop == nullptr) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(poll_ms));
+    // A logical source read to its end waits before the next read even when it had changes:
+    // each read decodes again from the slot's restart point (change_player.cpp).
+    const bool logical_caught_up = monolith.logical && forward.caught_up;
+    if (consumed > 0 && (!logical_caught_up || reverse_consumed > 0)) continue;
+    if (stop == nullptr && consumed == 0) break;
+    if (stop == nullptr) continue;
+    std::this_thread::sleep_for(std::chrono::milliseconds(
+        monolith.logical ? std::max(poll_ms, detail::kLogicalPollMs) : poll_ms));
   }
   pruneApplied();
   report.direction = direction();

@@ -41,12 +41,18 @@ struct State {
 };
 
 /// A direction being applied by this process.
+/// A logical read takes up to this many apply batches (options.change_batch each) at once.
+inline constexpr int64_t kLogicalReadFactor = 20;
+/// Between reads of a slot that was read to its end, at least this long (ms).
+inline constexpr int kLogicalPollMs = 100;
+
 struct Stream {
   explicit Stream(Direction d) : direction(d) {}
   Direction direction;
   State state;        ///< as committed in the target
   Checkpoint cursor;  ///< may run ahead of state.checkpoint over windows without changes
   bool ready = false;
+  bool caught_up = true;  ///< a logical source's last read reached the end of its slot
   std::unique_ptr<ChunkSource> reader;                    ///< the source's current rows
   std::map<std::string, std::unique_ptr<RowSink>> sinks;  ///< per updated-column set
 };

@@ -204,10 +204,27 @@ std::set<int64_t> SyncEngine::Impl::pendingKeys(const std::vector<int64_t>& keys
           if (known->latest.count(k)) found.insert(service_keys.of(from, k));
         continue;
       }
-      // The sync's backlog from its checkpoint on, read whole: a cost that grows with it.
+      if (known != nullptr && known->since != 0 && known->lag_before_since) {
+        // The sync has not applied yet everything committed before the verifier's slot began
+        // (before its rows were read): any of these keys may simply be behind. Lag, not a
+        // difference, until the sync passes that point; reading its backlog to tell them apart
+        // would cost more the further behind it is, the moment it can least afford it.
+        for (auto k : own)
+          found.insert(service_keys.of(from, k));
+        continue;
+      }
+      // The sync's backlog from its checkpoint on, read whole: a cost that grows with it. A
+      // backlog longer than one read cannot be told from lag past what was read (a peek decodes
+      // from the slot's start every time, so reading on would cost the square): all pending.
       const std::set<int64_t> wanted(own.begin(), own.end());
-      for (const auto& change : detail::readLogical(from, state.checkpoint.position, 1000000).rows)
+      const std::string upto = detail::currentLsn(from);
+      const auto backlog = detail::readLogical(from, state.checkpoint.position, 1000000, upto);
+      for (const auto& change : backlog.rows)
         if (wanted.count(change.pk)) found.insert(service_keys.of(from, change.pk));
+      if (backlog.next_position != upto) {
+        for (auto k : own)
+          found.insert(service_keys.of(from, k));
+      }
       continue;
     }
     if (!from.tableExists("strangler_changes")) continue;

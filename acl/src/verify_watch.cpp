@@ -54,7 +54,10 @@ using detail::kAbsent;
 using detail::KeyHashes;
 
 constexpr std::size_t kKeysPerRead = 1000;
+// Change rows per read of a change log; a logical read takes a round's worth at once (every read
+// of a slot decodes again from its restart point).
 constexpr int64_t kChangesPerRead = 50000;
+constexpr int64_t kLogicalRowsPerRead = 2000000;
 constexpr std::size_t kListed = 100;
 
 int64_t millisBetween(Clock::time_point from, Clock::time_point to) {
@@ -73,9 +76,11 @@ struct Feed {
 
 class VerifyWatcher {
  public:
+  /// `watching`: rounds follow (verify --watch), so a key the sync may not have reached yet is
+  /// left to them; otherwise (one verify) it is looked up in the sync's backlog.
   VerifyWatcher(SyncEngine::Impl& engine, const VerifyWatchOptions& options,
-                const std::atomic<bool>& stop)
-      : engine_(engine), options_(options), stop_(stop) {
+                const std::atomic<bool>& stop, bool watching)
+      : engine_(engine), options_(options), stop_(stop), watching_(watching) {
     std::random_device random;
     const std::string tag = std::to_string(random() % 1000000000);
     reader_ = "verify " + engine.translator.name() + " " + detail::defaultHolder() + " " + tag;
@@ -202,6 +207,7 @@ class VerifyWatcher {
           feed.position = detail::createTemporarySlot(*slot_session_, slot_);
           known_ = detail::KnownCommits{};
           known_.since = detail::parseLsn(feed.position);
+          known_.lag_before_since = watching_;
         } else {
           feed.position = detail::currentLsn(side);
           detail::confirmLogical(side, feed.position, slotReader());
@@ -263,7 +269,7 @@ class VerifyWatcher {
     if (feed.logical) {
       const std::string upto = detail::currentLsn(side);
       for (;;) {
-        auto batch = detail::readLogical(side, at, kChangesPerRead, upto, slotReader());
+        auto batch = detail::readLogical(side, at, kLogicalRowsPerRead, upto, slotReader());
         for (const auto& change : batch.rows) {
           keys.insert(change.pk);
           known_.add(change);
@@ -458,6 +464,7 @@ class VerifyWatcher {
   SyncEngine::Impl& engine_;
   const VerifyWatchOptions& options_;
   const std::atomic<bool>& stop_;
+  const bool watching_;
   std::string reader_;
   std::string slot_;
   std::unique_ptr<soci::session> slot_session_;  // holds the temporary slot
@@ -487,7 +494,7 @@ common::Result<WatchRound> SyncEngine::Impl::verifyWatch(const std::atomic<bool>
                              "--watch` follows the change streams, which start after it; use "
                              "`sync verify` meanwhile"};
   }
-  VerifyWatcher watcher(*this, watch, stop);
+  VerifyWatcher watcher(*this, watch, stop, true);
   WatchRound last;
   try {
     last = watcher.fullPass(0, "");
@@ -514,7 +521,7 @@ common::Result<WatchRound> SyncEngine::Impl::verifyWatch(const std::atomic<bool>
 common::Result<VerifyReport> SyncEngine::Impl::verifyStreaming() {
   const std::atomic<bool> never{false};
   const VerifyWatchOptions defaults;
-  VerifyWatcher watcher(*this, defaults, never);
+  VerifyWatcher watcher(*this, defaults, never, false);
   return watcher.once();
 }
 

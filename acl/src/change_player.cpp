@@ -85,12 +85,13 @@ int64_t SyncEngine::Impl::applyNext(Direction d, RunReport& report) {
   Checkpoint& cursor = s.cursor;
   if (source.logical) {
     // Every read of a slot decodes again from its restart point (which moves only when
-    // PostgreSQL logs its running transactions, every 15 s or so): a few large reads cost far
-    // less than many small ones, so a read takes up to kLogicalReadFactor batches' worth, applied
-    // in one transaction, and runOnce() waits a moment between reads once caught up.
-    auto batch = detail::readLogical(source, cursor.position,
-                                     options.change_batch * detail::kLogicalReadFactor);
+    // PostgreSQL logs its running transactions, every 15 s or so): behind, a few large reads
+    // cost far less than many small ones, so each read cut short by its limit doubles the next
+    // one's (up to kLogicalReadFactor batches, applied in one transaction); caught up, reads
+    // are one batch (the lag stays short) and runOnce() waits a moment between them.
+    auto batch = detail::readLogical(source, cursor.position, options.change_batch * s.read_factor);
     s.caught_up = batch.complete;
+    s.read_factor = batch.complete ? 1 : std::min(s.read_factor * 2, detail::kLogicalReadFactor);
     if (batch.rows.empty()) {
       if (batch.next_position != cursor.position) {
         // Nothing of the mapping's: the slot moves on all the same, so PostgreSQL keeps no

@@ -41,10 +41,11 @@ struct State {
 };
 
 /// A direction being applied by this process.
-/// A logical read takes up to this many apply batches (options.change_batch each) at once.
-inline constexpr int64_t kLogicalReadFactor = 20;
+/// A logical read behind the slot's end takes up to this many apply batches
+/// (options.change_batch each) at once; caught up, one (a smaller transaction, a shorter lag).
+inline constexpr int64_t kLogicalReadFactor = 32;
 /// Between reads of a slot that was read to its end, at least this long (ms).
-inline constexpr int kLogicalPollMs = 100;
+inline constexpr int kLogicalPollMs = 50;
 
 struct Stream {
   explicit Stream(Direction d) : direction(d) {}
@@ -52,7 +53,8 @@ struct Stream {
   State state;        ///< as committed in the target
   Checkpoint cursor;  ///< may run ahead of state.checkpoint over windows without changes
   bool ready = false;
-  bool caught_up = true;  ///< a logical source's last read reached the end of its slot
+  bool caught_up = true;    ///< a logical source's last read reached the end of its slot
+  int64_t read_factor = 1;  ///< batches a logical read takes: doubles while behind, 1 caught up
   std::unique_ptr<ChunkSource> reader;                    ///< the source's current rows
   std::map<std::string, std::unique_ptr<RowSink>> sinks;  ///< per updated-column set
 };

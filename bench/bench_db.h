@@ -34,4 +34,13 @@ inline void fillMonolith(const std::string& conn, long long rows) {
               series + ") AS s";
 }
 
+/// Drops the replication slots a bench run left on the server (named after its schemas,
+/// `strangler_drivers_<bench>_<pid>_m`) that no session uses. A slot nobody reads keeps every
+/// byte of WAL from its position on: a few killed runs filled a 96 GB disk.
+inline void dropBenchSlots(soci::session& admin, const std::string& bench) {
+  admin << "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE NOT active"
+           " AND slot_name LIKE 'strangler\\_drivers\\_" +
+               bench + "\\_%'";
+}
+
 }  // namespace strangler::bench

@@ -27,6 +27,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 namespace sync = strangler::acl::sync;
 namespace common = strangler::common;
+using strangler::bench::dropBenchSlots;
 using strangler::bench::fillMonolith;
 using strangler::bench::openDb;
 
@@ -181,6 +182,7 @@ int main(int argc, char** argv) {
     const std::string schema = "sync_bench_" + std::to_string(getpid());
     {
       soci::session admin(*soci::factory_postgresql(), dsn);
+      dropBenchSlots(admin, "sync_bench");  // left by runs that were killed
       admin << "CREATE SCHEMA " + schema + "_m";
       admin << "CREATE SCHEMA " + schema + "_s";
     }
@@ -189,6 +191,7 @@ int main(int argc, char** argv) {
               std::string("postgresql://") + dsn + " options='-csearch_path=" + schema + "_s'", "",
               rows, lag_seconds);
     soci::session admin(*soci::factory_postgresql(), dsn);
+    dropBenchSlots(admin, "sync_bench");  // this run's (not in a schema)
     admin << "DROP SCHEMA " + schema + "_m CASCADE";
     admin << "DROP SCHEMA " + schema + "_s CASCADE";
   }

@@ -29,6 +29,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 namespace sync = strangler::acl::sync;
 namespace common = strangler::common;
+using strangler::bench::dropBenchSlots;
 using strangler::bench::fillMonolith;
 using strangler::bench::openDb;
 
@@ -190,6 +191,7 @@ int main(int argc, char** argv) {
     const std::string schema = "verify_bench_" + std::to_string(getpid());
     {
       soci::session admin(*soci::factory_postgresql(), dsn);
+      dropBenchSlots(admin, "verify_bench");  // left by runs that were killed
       admin << "CREATE SCHEMA " + schema + "_m";
       admin << "CREATE DATABASE " + schema + "_s";
     }
@@ -198,9 +200,7 @@ int main(int argc, char** argv) {
               std::string("postgresql://") + dsn + " dbname=" + schema + "_s", rows, rounds);
     soci::session admin(*soci::factory_postgresql(), dsn);
     // The sync's slot is not in a schema: drop it before the schemas.
-    admin << "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE"
-             " slot_name LIKE 'strangler_drivers_" +
-                 schema + "%'";
+    dropBenchSlots(admin, "verify_bench");
     admin << "DROP SCHEMA " + schema + "_m CASCADE";
     admin << "DROP DATABASE " + schema + "_s";
   }

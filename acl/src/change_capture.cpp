@@ -1,5 +1,8 @@
 #include "change_capture.h"
 
+#include <chrono>
+#include <thread>
+
 namespace strangler::acl::sync::detail {
 namespace {
 
@@ -53,7 +56,20 @@ void ensureSyncTables(Side& side) {
 }
 
 void installCapture(Side& side, const std::string& mapping) {
-  side.engine().installTriggers(side, triggerPrefix(side, mapping));
+  // A table held by a long transaction (or a vacuum) refuses the trigger's lock for a while:
+  // tried again for about a minute before the error goes up.
+  for (int attempt = 1;; ++attempt) {
+    try {
+      side.engine().installTriggers(side, triggerPrefix(side, mapping), attempt > 1);
+      return;
+    } catch (const soci::soci_error& e) {
+      const std::string what = e.what();
+      const bool busy = what.find("lock timeout") != std::string::npos ||
+                        what.find("database is locked") != std::string::npos;
+      if (!busy || attempt >= 20) throw;
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+    }
+  }
 }
 
 std::vector<std::string> uninstallCapture(Side& side, const std::string& mapping) {

@@ -57,7 +57,9 @@ class Engine {
   /// Indexes strangler_changes needs beyond its primary key.
   virtual void indexChangeLog(Side& side) const = 0;
   /// Creates (or replaces) the capture triggers named from `prefix` on the side's table.
-  virtual void installTriggers(Side& side, const std::string& prefix) const = 0;
+  /// `patient`: wait longer for the table's lock (a retry after the session's short wait ran
+  /// out: long enough for PostgreSQL to cancel an autovacuum that holds the table).
+  virtual void installTriggers(Side& side, const std::string& prefix, bool patient) const = 0;
   /// Drops them; returns what it dropped ("trigger x", "function y()").
   virtual std::vector<std::string> dropTriggers(Side& side, const std::string& prefix) const = 0;
   /// In the sync's own write transaction: the triggers (and the WAL decoder) skip its writes.

@@ -44,7 +44,7 @@ class SqliteEngine final : public Engine {
 
   void indexChangeLog(Side&) const override {}
 
-  void installTriggers(Side& side, const std::string& prefix) const override {
+  void installTriggers(Side& side, const std::string& prefix, bool) const override {
     const std::string filter_new = side.conditionOn("NEW");
     const std::string filter_old = side.conditionOn("OLD");
     const std::string now = "CAST(strftime('%s', 'now') AS INTEGER)";

@@ -136,7 +136,10 @@ struct SyncEngine::Impl {
   /// Compares both sides by key range (count and checksum, one snapshot each), then the
   /// differing ranges key by key: fills the row and range counts and the untranslatable rows of
   /// `report`, and returns every key that differed.
-  std::vector<int64_t> scanRanges(const detail::ServiceKeys& keys, VerifyReport& report);
+  /// `meanwhile`, when given, is called every few seconds of the scan (the verifier reads its
+  /// replication slot on, so the slot does not hold the WAL of the whole scan).
+  std::vector<int64_t> scanRanges(const detail::ServiceKeys& keys, VerifyReport& report,
+                                  const std::function<void()>& meanwhile = {});
   /// Compares differing keys again once the sync applied their pending changes.
   void recheckInFlight(VerifyReport& report, const detail::ServiceKeys& keys);
   /// Those of `keys` with captured changes the sync has not applied yet (either stream).

@@ -37,7 +37,15 @@ common::Result<VerifyReport> SyncEngine::Impl::verify() {
 }
 
 std::vector<int64_t> SyncEngine::Impl::scanRanges(const detail::ServiceKeys& keys,
-                                                  VerifyReport& report) {
+                                                  VerifyReport& report,
+                                                  const std::function<void()>& meanwhile) {
+  auto last_call = std::chrono::steady_clock::now();
+  const auto tick = [&] {
+    if (!meanwhile || std::chrono::steady_clock::now() - last_call < std::chrono::seconds(10))
+      return;
+    meanwhile();
+    last_call = std::chrono::steady_clock::now();
+  };
   const Direction d = report.direction;
   Side& source = sourceOf(d);
   Side& target = targetOf(d);
@@ -51,6 +59,7 @@ std::vector<int64_t> SyncEngine::Impl::scanRanges(const detail::ServiceKeys& key
   // during the scan is seen once, as it was; what changed since is rechecked below.
   auto source_snapshot = std::make_unique<ReadSnapshot>(source);
   for (std::optional<int64_t> after;;) {
+    tick();
     auto rows = source.readRange(after, std::nullopt, 20000);
     if (rows.empty() || (after && rows.back().first <= *after)) break;
     after = rows.back().first;
@@ -73,6 +82,7 @@ std::vector<int64_t> SyncEngine::Impl::scanRanges(const detail::ServiceKeys& key
   source_snapshot.reset();
   auto target_snapshot = std::make_unique<ReadSnapshot>(target);
   for (std::optional<int64_t> after;;) {
+    tick();
     auto rows = target.readRange(after, std::nullopt, 20000);
     if (rows.empty() || (after && rows.back().first <= *after)) break;
     after = rows.back().first;

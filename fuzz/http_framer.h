@@ -113,4 +113,22 @@ class Framer {
   bool skip_bodies_ = false;
 };
 
+/// The first of `received` (what an upstream framed, in order) that is not, in order, one of
+/// `sent` (what the client's bytes frame as); nullptr when there is none. A request may come
+/// again right after itself (a retry, a fallback); the client's requests the proxy refused are
+/// skipped. A request the client did not send is what request smuggling looks like.
+inline const Message* unsentRequest(const std::vector<Message>& received,
+                                    const std::vector<Message>& sent) {
+  size_t next = 0;
+  const Message* last = nullptr;
+  for (const Message& message : received) {
+    if (last != nullptr && message == *last) continue;
+    while (next < sent.size() && !(sent[next] == message))
+      ++next;
+    if (next == sent.size()) return &message;
+    last = &sent[next++];
+  }
+  return nullptr;
+}
+
 }  // namespace strangler::fuzz

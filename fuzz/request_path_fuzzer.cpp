@@ -38,6 +38,7 @@
 #include <nlohmann/json.hpp>
 
 #include "http_framer.h"
+#include "request_path_config.h"
 #include "strangler/proxy/config.h"
 #include "strangler/proxy/proxy_server.h"
 #include "strangler/proxy/runtime.h"
@@ -227,40 +228,7 @@ Proxy& proxy() {
     pthread_sigmask(SIG_BLOCK, &alarm, &before);
     auto* p = new Proxy;
     const std::string at = "127.0.0.1:" + std::to_string(p->upstream.port());
-    // Small limits, so a few KiB of input reach every branch: bodies kept whole or streamed
-    // (past a route's shadow.max_body_bytes), 413, 431, fallback, rewrite, a shadow copy,
-    // X-Forwarded-* from a trusted peer.
-    const nlohmann::json config = {
-        {"listen", "127.0.0.1:0"},
-        {"trusted_proxies", {"127.0.0.1"}},
-        {"upstreams",
-         {{"monolith", {{"endpoints", {at}}, {"timeout_ms", 1000}, {"connect_timeout_ms", 500}}},
-          {"service", {{"endpoints", {at}}, {"timeout_ms", 1000}, {"connect_timeout_ms", 500}}}}},
-        {"default_upstream", "monolith"},
-        {"limits",
-         {{"max_header_bytes", 2048},
-          {"max_body_bytes", 4096},
-          {"header_timeout_ms", 1000},
-          {"idle_timeout_ms", 1000}}},
-        {"routes",
-         {{{"name", "shadowed"},
-           {"match", {{"path", "/s/**"}}},
-           {"target", "service"},
-           {"stage", "shadow"},
-           {"shadow", {{"unsafe_methods", true}, {"max_body_bytes", 256}}}},
-          {{"name", "moved"},
-           {"match", {{"path", "/m/**"}, {"methods", {"GET", "POST", "PUT"}}}},
-           {"target", "service"},
-           {"stage", "extracted"},
-           {"fallback", true},
-           {"rewrite", {{"prefix", "/m"}, {"to", "/v2"}}}},
-          {{"name", "streamed"},
-           {"match", {{"path", "/big/**"}}},
-           {"target", "service"},
-           {"stage", "canary"},
-           {"percent", 50},
-           {"max_body_bytes", 0},
-           {"shadow", {{"max_body_bytes", 64}}}}}}};
+    const nlohmann::json config = strangler::fuzz::requestPathConfig(at, true);
     auto parsed = strangler::proxy::ProxyConfig::create(config);
     if (!parsed) fail("the harness config is refused: " + parsed.error().message);
     auto holds = std::make_shared<strangler::proxy::RouteHolds>(1);
@@ -357,17 +325,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (message.trailer) fail("a forwarded request carries trailer fields");
   }
   // 2. ...and is, in order, what the client sent.
-  size_t next = 0;
-  const Message* last = nullptr;
-  for (const Message& message : received) {
-    if (last != nullptr && message == *last) continue;  // sent again (retry, fallback)
-    while (next < sent.messages.size() && !(sent.messages[next] == message))
-      ++next;
-    if (next == sent.messages.size())
-      fail("the upstream received a request the client did not send: " + message.method +
-           " with a " + std::to_string(message.body.size()) + "-byte body");
-    last = &sent.messages[next++];
-  }
+  if (const Message* unsent = strangler::fuzz::unsentRequest(received, sent.messages))
+    fail("the upstream received a request the client did not send: " + unsent->method + " with a " +
+         std::to_string(unsent->body.size()) + "-byte body");
   // 3. What the client received is well framed. After a HEAD, only the first head is framed (a
   // framer cannot tell which answer is the HEAD's, and that one has no body).
   Framer replies(HTTP_RESPONSE);

@@ -63,10 +63,7 @@ void installCapture(Side& side, const std::string& mapping) {
       side.engine().installTriggers(side, triggerPrefix(side, mapping), attempt > 1);
       return;
     } catch (const soci::soci_error& e) {
-      const std::string what = e.what();
-      const bool busy = what.find("lock timeout") != std::string::npos ||
-                        what.find("database is locked") != std::string::npos;
-      if (!busy || attempt >= 20) throw;
+      if (!lockBusy(e) || attempt >= 20) throw;
       std::this_thread::sleep_for(std::chrono::seconds(1));
     }
   }

@@ -40,10 +40,8 @@ namespace {
 
 bool isRetryable(const soci::soci_error& e) {
   const std::string what = e.what();
-  return what.find("lock timeout") != std::string::npos ||
-         what.find("deadlock detected") != std::string::npos ||
-         what.find("could not serialize") != std::string::npos ||
-         what.find("database is locked") != std::string::npos;
+  return detail::lockBusy(e) || what.find("deadlock detected") != std::string::npos ||
+         what.find("could not serialize") != std::string::npos;
 }
 
 /// Holds the single-writer lease for a run or a watch; renews it and gives it up at the end.

@@ -28,6 +28,14 @@ using common::DbBackend;
 using common::Error;
 using Int = long long;
 
+/// True when a statement gave up on a lock another session holds (PostgreSQL's lock_timeout,
+/// SQLite's busy database): worth trying again in a moment.
+inline bool lockBusy(const soci::soci_error& e) {
+  const std::string what = e.what();
+  return what.find("lock timeout") != std::string::npos ||
+         what.find("database is locked") != std::string::npos;
+}
+
 inline int64_t nowSeconds() {
   return static_cast<int64_t>(std::time(nullptr));
 }

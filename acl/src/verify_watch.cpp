@@ -181,9 +181,7 @@ class VerifyWatcher {
     std::set<int64_t> wanted = std::move(*changed);
     wanted.merge(stash_);
     stash_.clear();
-    wanted.merge(drainedKeys());
-    drained_[0].clear();
-    drained_[1].clear();
+    wanted.merge(takeDrained());
     wanted.insert(carry_.begin(), carry_.end());
     // Known differences are read again too (cheap while they are few): one healed by a write
     // the triggers do not capture (the sync's own) stops being reported.
@@ -307,9 +305,7 @@ class VerifyWatcher {
       lost_stash_ = true;
       return std::set<int64_t>(keys.begin(), keys.end());
     }
-    changed->merge(drainedKeys());
-    drained_[0].clear();
-    drained_[1].clear();
+    changed->merge(takeDrained());
     std::set<int64_t> found;
     for (auto k : keys)
       if (changed->count(k)) found.insert(k);
@@ -323,10 +319,7 @@ class VerifyWatcher {
       try {
         return detail::renewReader(side, reader_, position, options_.reader_ttl_s);
       } catch (const soci::soci_error& e) {
-        const std::string what = e.what();
-        const bool busy = what.find("lock timeout") != std::string::npos ||
-                          what.find("database is locked") != std::string::npos;
-        if (!busy || attempt >= 20) throw;
+        if (!detail::lockBusy(e) || attempt >= 20) throw;
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
       }
     }
@@ -383,10 +376,13 @@ class VerifyWatcher {
     }
   }
 
-  /// The keys drained during the last full pass, in the service's key space.
-  std::set<int64_t> drainedKeys() {
+  /// The keys drained during the last full pass, in the service's key space; forgets them.
+  std::set<int64_t> takeDrained() {
     if (drained_[0].empty() && drained_[1].empty()) return {};
-    return serviceKeys(drained_);
+    auto keys = serviceKeys(drained_);
+    drained_[0].clear();
+    drained_[1].clear();
+    return keys;
   }
 
   /// Reads `keys` from both sides (one snapshot each) and updates their hashes.

@@ -281,7 +281,7 @@ int UpstreamConnection::onHeadersComplete(http_parser* parser) {
 
 int UpstreamConnection::onBody(http_parser* parser, const char* at, size_t length) {
   auto* self = static_cast<UpstreamConnection*>(parser->data);
-  if (self->client != nullptr && !self->interim_) self->client->onResponseBody(at, length);
+  if (self->client != nullptr) self->client->onResponseBody(at, length);
   return 0;
 }
 

@@ -27,6 +27,20 @@ size_t lineCount(const std::string& path) {
   return lines;
 }
 
+// `config` with one upstream per raw upstream given and a route /NAME/** extracted to each.
+json routedTo(json config,
+              const std::vector<std::pair<std::string, const RawUpstream*>>& upstreams) {
+  config["routes"] = json::array();
+  for (const auto& [name, upstream] : upstreams) {
+    config["upstreams"][name] = {{"endpoints", {upstream->address()}}, {"timeout_ms", 2000}};
+    config["routes"].push_back({{"name", name},
+                                {"match", {{"path", "/" + name + "/**"}}},
+                                {"target", name},
+                                {"stage", "extracted"}});
+  }
+  return config;
+}
+
 class ProxyFramingTest : public ::testing::Test {
  protected:
   FakeUpstream monolith_{"monolith"};
@@ -137,17 +151,8 @@ TEST_F(ProxyFramingTest, AnUpstreamAnswerWithABadHeaderIs502AndCounted) {
   RawUpstream spaced("HTTP/1.1 200 OK\r\nBad Name: x\r\nContent-Length: 2\r\n\r\nok");
   RawUpstream control("HTTP/1.1 200 OK\r\nX-A: a\x01z\r\nContent-Length: 2\r\n\r\nok");
   RawUpstream fine("HTTP/1.1 200 OK\r\nX-Fine: yes\r\nContent-Length: 2\r\n\r\nok");
-  json cfg = baseConfig(monolith_);
-  cfg["upstreams"]["spaced"] = {{"endpoints", {spaced.address()}}};
-  cfg["upstreams"]["control"] = {{"endpoints", {control.address()}}};
-  cfg["upstreams"]["fine"] = {{"endpoints", {fine.address()}}};
-  cfg["routes"] = json::array();
-  for (const char* name : {"spaced", "control", "fine"}) {
-    cfg["routes"].push_back({{"name", name},
-                             {"match", {{"path", std::string("/") + name + "/**"}}},
-                             {"target", name},
-                             {"stage", "extracted"}});
-  }
+  const json cfg = routedTo(baseConfig(monolith_),
+                            {{"spaced", &spaced}, {"control", &control}, {"fine", &fine}});
   ProxyProcess proxy(cfg);
   ASSERT_TRUE(proxy.running());
   EXPECT_EQ(proxy.get("/spaced/1").status, 502);
@@ -179,16 +184,7 @@ TEST_F(ProxyFramingTest, AnInterimAnswerHasNoBodyAndOnlyTheFinalAnswerIsRelayed)
       "HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n"
       "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
   RawUpstream junk("HTTP/1.1 199 Odd\r\nX-A: 1\r\n\r\nnot an answer\r\n\r\n");
-  json cfg = baseConfig(monolith_);
-  cfg["upstreams"]["hints"] = {{"endpoints", {hints.address()}}, {"timeout_ms", 2000}};
-  cfg["upstreams"]["junk"] = {{"endpoints", {junk.address()}}, {"timeout_ms", 2000}};
-  cfg["routes"] = json::array();
-  for (const char* name : {"hints", "junk"}) {
-    cfg["routes"].push_back({{"name", name},
-                             {"match", {{"path", std::string("/") + name + "/**"}}},
-                             {"target", name},
-                             {"stage", "extracted"}});
-  }
+  const json cfg = routedTo(baseConfig(monolith_), {{"hints", &hints}, {"junk", &junk}});
   ProxyProcess proxy(cfg);
   ASSERT_TRUE(proxy.running());
   const std::string relayed =
@@ -209,16 +205,7 @@ TEST_F(ProxyFramingTest, AnInterimAnswerHasNoBodyAndOnlyTheFinalAnswerIsRelayed)
 TEST_F(ProxyFramingTest, NoContentAndNotModifiedAnswersAreRelayedWithoutAContentLength) {
   RawUpstream empty("HTTP/1.1 204 No Content\r\nContent-Length: 3\r\nX-A: 1\r\n\r\n");
   RawUpstream cached("HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\nETag: \"v1\"\r\n\r\n");
-  json cfg = baseConfig(monolith_);
-  cfg["upstreams"]["empty"] = {{"endpoints", {empty.address()}}};
-  cfg["upstreams"]["cached"] = {{"endpoints", {cached.address()}}};
-  cfg["routes"] = json::array();
-  for (const char* name : {"empty", "cached"}) {
-    cfg["routes"].push_back({{"name", name},
-                             {"match", {{"path", std::string("/") + name + "/**"}}},
-                             {"target", name},
-                             {"stage", "extracted"}});
-  }
+  const json cfg = routedTo(baseConfig(monolith_), {{"empty", &empty}, {"cached", &cached}});
   ProxyProcess proxy(cfg);
   ASSERT_TRUE(proxy.running());
   for (const char* path : {"/empty/1", "/cached/1"}) {

@@ -136,8 +136,8 @@ struct SyncEngine::Impl {
   /// Compares both sides by key range (count and checksum, one snapshot each), then the
   /// differing ranges key by key: fills the row and range counts and the untranslatable rows of
   /// `report`, and returns every key that differed.
-  /// `meanwhile`, when given, is called every few seconds of the scan (the verifier reads its
-  /// replication slot on, so the slot does not hold the WAL of the whole scan).
+  /// `meanwhile`, when given, is called between the reads of the scan (the verifier reads its
+  /// replication slot on when due, so the slot does not hold the WAL of the whole scan).
   std::vector<int64_t> scanRanges(const detail::ServiceKeys& keys, VerifyReport& report,
                                   const std::function<void()>& meanwhile = {});
   /// Compares differing keys again once the sync applied their pending changes.

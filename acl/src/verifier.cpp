@@ -39,12 +39,8 @@ common::Result<VerifyReport> SyncEngine::Impl::verify() {
 std::vector<int64_t> SyncEngine::Impl::scanRanges(const detail::ServiceKeys& keys,
                                                   VerifyReport& report,
                                                   const std::function<void()>& meanwhile) {
-  auto last_call = std::chrono::steady_clock::now();
   const auto tick = [&] {
-    if (!meanwhile || std::chrono::steady_clock::now() - last_call < std::chrono::seconds(10))
-      return;
-    meanwhile();
-    last_call = std::chrono::steady_clock::now();
+    if (meanwhile) meanwhile();
   };
   const Direction d = report.direction;
   Side& source = sourceOf(d);

@@ -8,39 +8,22 @@
 // before its scan, so a key that differs after the scan, with nothing pending for it, is checked
 // against the changes made since, and reported as in flight rather than as a difference.
 //
-// The verifier reads both sides' change streams itself and never moves the sync's checkpoints:
-// - trigger capture (SQLite, PostgreSQL with --capture trigger, the service side always): its
-//   own position on strangler_changes, registered in strangler_readers so the sync's prune keeps
-//   what the verifier has not read yet; the registration is renewed every round and expires
-//   after reader_ttl_s, so a killed verifier holds pruning back for that long at most. When the
-//   renewal finds the registration gone (the verifier stalled past its TTL and a prune removed
-//   it), changes may be missing: the verifier says so and makes a full pass again.
-// - logical capture (a PostgreSQL monolith with wal_level=logical): a temporary replication slot
-//   of its own, created before the full pass reads anything, so every change committed after the
-//   snapshot was taken is in the slot. PostgreSQL drops it when the verifier's session ends.
-//   Unlike the sync, it takes the sync's own writes too (a key the sync wrote changed as well).
-//   What it reads also says where each key's latest change committed (KnownCommits), so once
-//   the sync's checkpoint has passed the slot's start, "is a change of this key still pending?"
-//   is a lookup in memory, not a read of the sync's backlog from its slot.
+// The verifier reads both sides' change streams itself (verify_feeds.h) and never moves the
+// sync's checkpoints.
 // Keys are compared in the service's key space, as verify() does (key_map.h): a monolith row whose
 // key is paired with a service key takes that key; the pairs are read again every round, after
 // the change streams, so a pair recorded meanwhile is known before its keys are read.
 // The sync's writes into either side are not captured by the triggers (nothing echoes), so a key
 // whose change was still in flight at the end of a round is read again every round until both
 // sides agree or nothing for it is pending any more.
-#include <unistd.h>
-
 #include <algorithm>
 #include <chrono>
-#include <random>
 #include <thread>
 #include <unordered_map>
 
-#include "change_log.h"
 #include "key_hashes.h"
-#include "logical_log.h"
 #include "sync_engine_impl.h"
-#include "sync_lease.h"
+#include "verify_feeds.h"
 
 namespace strangler::acl::sync {
 namespace {
@@ -54,12 +37,6 @@ using detail::kAbsent;
 using detail::KeyHashes;
 
 constexpr std::size_t kKeysPerRead = 1000;
-// Change rows per read of a change log; a logical read takes a round's worth at once (every read
-// of a slot decodes again from its restart point).
-constexpr int64_t kChangesPerRead = 50000;
-constexpr int64_t kLogicalRowsPerRead = 2000000;
-/// A full pass reads the logical feed on this often (drainLogical()).
-constexpr auto kDrainEvery = std::chrono::seconds(10);
 constexpr std::size_t kListed = 100;
 
 int64_t millisBetween(Clock::time_point from, Clock::time_point to) {
@@ -69,43 +46,16 @@ int64_t millisBetween(Clock::time_point from, Clock::time_point to) {
 /// Thrown out of a full pass when the caller asked to stop.
 struct Stopped {};
 
-/// The verifier's reading of one side's change stream.
-struct Feed {
-  Side* side = nullptr;
-  std::string position;  ///< read through here
-  bool logical = false;
-};
-
 class VerifyWatcher {
  public:
   /// `watching`: rounds follow (verify --watch), so a key the sync may not have reached yet is
   /// left to them; otherwise (one verify) it is looked up in the sync's backlog.
   VerifyWatcher(SyncEngine::Impl& engine, const VerifyWatchOptions& options,
                 const std::atomic<bool>& stop, bool watching)
-      : engine_(engine), options_(options), stop_(stop), watching_(watching) {
-    std::random_device random;
-    const std::string tag = std::to_string(random() % 1000000000);
-    reader_ = "verify " + engine.translator.name() + " " + detail::defaultHolder() + " " + tag;
-    slot_ = "strangler_verify_" + std::to_string(getpid()) + "_" + tag;
-    feeds_[0].side = &engine.monolith;
-    feeds_[0].logical = engine.monolith.logical;
-    feeds_[1].side = &engine.service;
-  }
-  ~VerifyWatcher() {
-    for (auto& feed : feeds_) {
-      try {
-        if (!feed.logical) detail::unregisterReader(*feed.side, reader_);
-      } catch (const std::exception&) {
-        // It expires by itself.
-      }
-    }
-    if (!slot_session_) return;
-    try {
-      *slot_session_ << "SELECT pg_drop_replication_slot(:s)", soci::use(slot_);
-    } catch (const std::exception&) {
-      // Temporary: it goes with the session.
-    }
-  }
+      : engine_(engine),
+        stop_(stop),
+        feeds_(engine.monolith, engine.service, engine.translator.name(), options.reader_ttl_s,
+               options.drain_every_ms, watching) {}
   VerifyWatcher(const VerifyWatcher&) = delete;
   VerifyWatcher& operator=(const VerifyWatcher&) = delete;
 
@@ -114,10 +64,8 @@ class VerifyWatcher {
     direction_ = engine_.direction();
     // Positions first: whatever changes after them is read again in the next round.
     stash_.clear();
-    drained_[0].clear();
-    drained_[1].clear();
     lost_stash_ = false;
-    startFeeds();
+    feeds_.start();
     refreshKeys();
     source_.clear();
     target_.clear();
@@ -154,13 +102,11 @@ class VerifyWatcher {
   VerifyReport once() {
     const auto started = Clock::now();
     direction_ = engine_.direction();
-    startFeeds();
+    feeds_.start();
     refreshKeys();
-    drained_[0].clear();
-    drained_[1].clear();
     VerifyReport scanned;
     scanned.direction = direction_;
-    const auto candidates = engine_.scanRanges(*keys_, scanned, [this] { drainLogical(); });
+    const auto candidates = engine_.scanRanges(*keys_, scanned, [this] { feeds_.drainIfDue(); });
     differing_.insert(candidates.begin(), candidates.end());
     WatchRound out;
     settle(candidates, out, true);
@@ -176,7 +122,7 @@ class VerifyWatcher {
     if (engine_.direction() != direction_)
       return fullPass(n, "the owner changed since the last round: full pass again");
     auto changed = lost_stash_ ? std::nullopt : collect();
-    if (!changed) return fullPass(n, lost_);
+    if (!changed) return fullPass(n, feeds_.lost());
     const auto collected = Clock::now();
     std::set<int64_t> wanted = std::move(*changed);
     wanted.merge(stash_);
@@ -202,57 +148,11 @@ class VerifyWatcher {
   }
 
  private:
-  void startFeeds() {
-    for (auto& feed : feeds_) {
-      Side& side = *feed.side;
-      if (feed.logical) {
-        if (!slot_session_ || !detail::slotState(side, slot_).exists) {
-          // A session of its own: the engine's slot session peeks at the sync's slot, and an
-          // error there ("active for PID") would drop a temporary slot.
-          slot_session_ = std::make_unique<soci::session>();
-          common::openSession(*slot_session_, side.target);
-          feed.position = detail::createTemporarySlot(*slot_session_, slot_);
-          known_ = detail::KnownCommits{};
-          known_.since = detail::parseLsn(feed.position);
-          known_.lag_before_since = watching_;
-        } else {
-          feed.position = detail::currentLsn(side);
-          detail::confirmLogical(side, feed.position, slotReader());
-        }
-        continue;
-      }
-      feed.position = detail::currentPosition(side);
-      detail::registerReader(side, reader_, feed.position, options_.reader_ttl_s);
-    }
-  }
-
-  /// The keys changed on both sides since the last round (service keys); nullopt when a
-  /// registration was lost.
+  /// The keys changed on both sides since the last round (service keys); nullopt when a feed
+  /// was lost.
   std::optional<std::set<int64_t>> collect() {
-    std::set<int64_t> own[2];
-    for (std::size_t i = 0; i < 2; ++i) {
-      Feed& feed = feeds_[i];
-      Side& side = *feed.side;
-      // Still registered here means no prune went past the position since it was set.
-      if (!feed.logical && !renew(side, feed.position)) {
-        lost_ =
-            "the change log was pruned past this verifier's position (its registration expired "
-            "while it stalled): full pass again";
-        return std::nullopt;
-      }
-      if (feed.logical && !detail::slotState(side, slot_).exists) {
-        lost_ =
-            "this verifier's replication slot is gone (an error in its session drops it): "
-            "full pass again from a new one";
-        return std::nullopt;
-      }
-      feed.position = readChanges(feed, own[i]);
-      if (feed.logical) {
-        detail::confirmLogical(side, feed.position, slotReader());
-      } else if (!renew(side, feed.position)) {
-        detail::registerReader(side, reader_, feed.position, options_.reader_ttl_s);
-      }
-    }
+    detail::VerifyFeeds::Keys own;
+    if (!feeds_.collect(own)) return std::nullopt;
     return serviceKeys(own);
   }
 
@@ -262,39 +162,11 @@ class VerifyWatcher {
     refreshKeys();
     std::set<int64_t> keys(own[1]);
     for (auto k : own[0])
-      keys.insert(keys_->of(*feeds_[0].side, k));
+      keys.insert(keys_->of(engine_.monolith, k));
     return keys;
   }
 
   void refreshKeys() { keys_.emplace(engine_.monolith, engine_.key_map->all()); }
-
-  /// Adds the keys changed in `feed`'s stream after its position, up to now, to `keys`; returns
-  /// the position read through (the feed itself does not move).
-  std::string readChanges(const Feed& feed, std::set<int64_t>& keys) {
-    Side& side = *feed.side;
-    std::string at = feed.position;
-    if (feed.logical) {
-      const std::string upto = detail::currentLsn(side);
-      for (;;) {
-        auto batch = detail::readLogical(side, at, kLogicalRowsPerRead, upto, slotReader());
-        for (const auto& change : batch.rows) {
-          keys.insert(change.pk);
-          known_.add(change);
-        }
-        const bool moved = batch.next_position != at;
-        at = batch.next_position;
-        if (!moved || detail::parseLsn(at) >= detail::parseLsn(upto)) return at;
-      }
-    }
-    const std::string to = side.engine().laterOf(at, detail::currentPosition(side));
-    for (int64_t after_seq = 0;;) {
-      const auto rows = detail::readWindow(side, at, to, after_seq, kChangesPerRead);
-      for (const auto& change : rows)
-        keys.insert(change.pk);
-      if (static_cast<int64_t>(rows.size()) < kChangesPerRead) return to;
-      after_seq = rows.back().seq;
-    }
-  }
 
   /// Those of `keys` changed on either side since this round's positions. The feeds move on:
   /// every key read here is kept for the next round (stash_), so no change is decoded twice.
@@ -313,20 +185,6 @@ class VerifyWatcher {
     return found;
   }
 
-  // A prune holds the registration's row for a moment (PostgreSQL's lock timeout is short).
-  bool renew(Side& side, const std::string& position) {
-    for (int attempt = 0;; ++attempt) {
-      try {
-        return detail::renewReader(side, reader_, position, options_.reader_ttl_s);
-      } catch (const soci::soci_error& e) {
-        if (!detail::lockBusy(e) || attempt >= 20) throw;
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      }
-    }
-  }
-
-  detail::SlotReader slotReader() { return detail::SlotReader{slot_, false, slot_session_.get()}; }
-
   /// The hash of a side's row as compared: a source row through the translator.
   uint64_t hashRow(int64_t key, const Row& row, bool source) {
     if (!source) return hashOf(canonical(row));
@@ -344,13 +202,9 @@ class VerifyWatcher {
   // Every row of a side from one snapshot, under its service key.
   void scan(Side& side, KeyHashes& into, bool source) {
     ReadSnapshot snapshot(side);
-    auto drained = Clock::now();
     for (std::optional<int64_t> after;;) {
       if (stop_) throw Stopped{};
-      if (Clock::now() - drained > kDrainEvery) {
-        drainLogical();
-        drained = Clock::now();
-      }
+      feeds_.drainIfDue();
       auto rows = side.readRange(after, std::nullopt, 20000);
       if (rows.empty() || (after && rows.back().first <= *after)) break;
       after = rows.back().first;
@@ -363,26 +217,11 @@ class VerifyWatcher {
     into.finishPass();
   }
 
-  /// During a full pass: reads the logical feed on and confirms the verifier's slot, so the
-  /// slot does not keep the WAL of the whole pass (random writes to a large table log whole
-  /// pages: at 10M rows and 5,000 changes/s, 75 MB of WAL a second). The keys read wait in
-  /// drained_ for the settle and the next round.
-  void drainLogical() {
-    for (std::size_t i = 0; i < 2; ++i) {
-      Feed& feed = feeds_[i];
-      if (!feed.logical) continue;
-      feed.position = readChanges(feed, drained_[i]);
-      detail::confirmLogical(*feed.side, feed.position, slotReader());
-    }
-  }
-
   /// The keys drained during the last full pass, in the service's key space; forgets them.
   std::set<int64_t> takeDrained() {
-    if (drained_[0].empty() && drained_[1].empty()) return {};
-    auto keys = serviceKeys(drained_);
-    drained_[0].clear();
-    drained_[1].clear();
-    return keys;
+    detail::VerifyFeeds::Keys own;
+    if (!feeds_.takeDrained(own)) return {};
+    return serviceKeys(own);
   }
 
   /// Reads `keys` from both sides (one snapshot each) and updates their hashes.
@@ -434,7 +273,7 @@ class VerifyWatcher {
     const auto give_up = Clock::now() + std::chrono::seconds(5);
     std::set<int64_t> busy;
     while (!keys.empty()) {
-      busy = engine_.pendingKeys(keys, *keys_, &known_);
+      busy = engine_.pendingKeys(keys, *keys_, &feeds_.known());
       reread(keys);
       out.keys_rechecked += static_cast<int64_t>(keys.size());
       std::vector<int64_t> still;
@@ -488,29 +327,22 @@ class VerifyWatcher {
           engine_.translator.name() + "'");
     }
     out.memory_bytes = source_.bytes() + target_.bytes();
+    out.drains = feeds_.drains();
     out.millis =
         std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count();
     return out;
   }
 
   SyncEngine::Impl& engine_;
-  const VerifyWatchOptions& options_;
   const std::atomic<bool>& stop_;
-  const bool watching_;
-  std::string reader_;
-  std::string slot_;
-  std::unique_ptr<soci::session> slot_session_;  // holds the temporary slot
-  std::string lost_;                             // why the last collect() gave up
-  Feed feeds_[2];                                // the monolith's, the service's
-  std::optional<detail::ServiceKeys> keys_;      // the pairs as of the last read
-  detail::KnownCommits known_;                   // what the verifier's slot saw, not yet applied
+  detail::VerifyFeeds feeds_;
+  std::optional<detail::ServiceKeys> keys_;  // the pairs as of the last read
   Direction direction_ = Direction::kForward;
   KeyHashes source_, target_;
-  std::set<int64_t> differing_;   // keys whose hashes differ (in flight ones included)
-  std::set<int64_t> carry_;       // in flight at the end of the last round: read again
-  std::set<int64_t> stash_;       // changed past the last round's positions (changedSince)
-  bool lost_stash_ = false;       // a feed was lost in changedSince: full pass next
-  std::set<int64_t> drained_[2];  // own keys read off the logical feed during a full pass
+  std::set<int64_t> differing_;  // keys whose hashes differ (in flight ones included)
+  std::set<int64_t> carry_;      // in flight at the end of the last round: read again
+  std::set<int64_t> stash_;      // changed past the last round's positions (changedSince)
+  bool lost_stash_ = false;      // a feed was lost in changedSince: full pass next
   std::map<int64_t, std::string> untranslatable_;
 };
 

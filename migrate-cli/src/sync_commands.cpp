@@ -209,6 +209,7 @@ void printRound(const SyncArgs& args, const sync::WatchRound& r) {
     out["keys_rechecked"] = r.keys_rechecked;
     out["ms"] = r.millis;
     out["memory_bytes"] = r.memory_bytes;
+    out["slot_drains"] = r.drains;
     if (!r.note.empty()) out["note"] = r.note;
     std::cout << out.dump() << std::endl;
     return;

@@ -133,6 +133,8 @@ struct WatchRound {
   int64_t reread_millis = 0;
   int64_t settle_millis = 0;
   int64_t memory_bytes = 0;  ///< what the kept per-key hashes take
+  /// Reads of the verifier's replication slot made during full passes so far (logical capture).
+  int64_t drains = 0;
 };
 
 struct VerifyWatchOptions {
@@ -141,6 +143,9 @@ struct VerifyWatchOptions {
   /// How long a registration on a change log (strangler_readers) holds pruning back after the
   /// verifier stopped renewing it (it is renewed every round).
   int reader_ttl_s = 60;
+  /// During a full pass, the verifier's replication slot (logical capture) is read on this often,
+  /// so the slot does not keep the WAL of the whole pass.
+  int drain_every_ms = 10000;
   /// Called after each round on the verifying thread (the full pass included).
   std::function<void(const WatchRound&)> on_round;
 };

@@ -17,12 +17,15 @@ int main(int argc, char** argv) {
   std::string config_path;
   std::string listen;
   std::string admin_listen;
+  std::string tls_listen;
   int workers = 0;
   int grace_ms = 10000;
   cli.add_option("--config", config_path,
                  "config file (strangler.json) or etcd URL (etcd://HOST:PORT[,HOST:PORT]/PREFIX)")
       ->required();
   cli.add_option("--listen", listen, "proxy address HOST:PORT (overrides the config)");
+  cli.add_option("--tls-listen", tls_listen,
+                 "HTTPS address HOST:PORT (overrides tls.listen; needs \"tls\" in the config)");
   cli.add_option("--admin-listen", admin_listen,
                  "admin API address HOST:PORT (overrides the config)");
   cli.add_option("--workers", workers,
@@ -54,7 +57,8 @@ int main(int argc, char** argv) {
   ProxyOptions options;
   options.config_path = config_path;
   for (auto [text, target] :
-       {std::pair{&listen, &options.listen}, std::pair{&admin_listen, &options.admin_listen}}) {
+       {std::pair{&listen, &options.listen}, std::pair{&admin_listen, &options.admin_listen},
+        std::pair{&tls_listen, &options.tls_listen}}) {
     if (text->empty()) continue;
     auto address = strangler::common::parseHostPort(*text);
     if (!address) {
@@ -88,8 +92,10 @@ int main(int argc, char** argv) {
   }
   const auto proxy = (*app)->proxyAddress();
   const auto admin = (*app)->adminAddress();
-  std::printf("strangler-proxy listening on http://%s admin http://%s (config version %llu)\n",
-              proxy.toString().c_str(), admin.toString().c_str(),
+  const auto https = (*app)->tlsAddress();
+  const std::string https_text = https ? " https://" + https->toString() : "";
+  std::printf("strangler-proxy listening on http://%s%s admin http://%s (config version %llu)\n",
+              proxy.toString().c_str(), https_text.c_str(), admin.toString().c_str(),
               static_cast<unsigned long long>((*app)->current()->version));
   std::fflush(stdout);
 

@@ -109,9 +109,56 @@ void ClientConnection::onClosed() {
   }
 }
 
+void ClientConnection::startTls(const std::shared_ptr<const TlsServerContext>& context) {
+  tls_ = std::make_unique<TlsStream>(*context, fd);
+  // The handshake is part of the first request's head: it gets limits.header_timeout_ms.
+  deadline_ = worker_.now() +
+              std::chrono::milliseconds(worker_.runtime()->config->limits.header_timeout_ms);
+}
+
+bool ClientConnection::handshake() {
+  switch (tls_->handshake()) {
+    case TlsStream::Handshake::kDone:
+      worker_.shared().metrics.recordClientEvent(worker_.index(), "tls_handshake");
+      return true;
+    case TlsStream::Handshake::kPending:
+      if (hangup) worker_.closeClient(this);
+      return false;
+    case TlsStream::Handshake::kFailed:
+      break;
+  }
+  worker_.shared().metrics.recordClientEvent(worker_.index(), "tls_handshake_failed");
+  // Not a request, so not in the access log: a line to stderr, at most one per worker every
+  // 10 s (a scanner must not flood the log; the counter has them all).
+  thread_local Worker::Clock::time_point last_logged;
+  if (last_logged == Worker::Clock::time_point{} ||
+      worker_.now() - last_logged >= std::chrono::seconds(10)) {
+    last_logged = worker_.now();
+    std::fprintf(stderr, "strangler-proxy: TLS handshake with %s failed: %s\n", peer_.c_str(),
+                 tls_->error().c_str());
+  }
+  worker_.closeClient(this);
+  return false;
+}
+
+ssize_t ClientConnection::receive(char* buffer, size_t size) {
+  if (tls_) return tls_->read(buffer, size);
+  return ::recv(fd, buffer, size, 0);
+}
+
+ssize_t ClientConnection::transmit(const char* data, size_t size) {
+  if (tls_) return tls_->write(data, size);
+  return ::send(fd, data, size, MSG_NOSIGNAL);
+}
+
 void ClientConnection::onEvents(uint32_t events) {
   if (closed) return;
   if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) hangup = true;
+  if (tls_ && !tls_->established()) {
+    if (!handshake()) return;
+    // The request may have come with the handshake's last flight: read whatever is there.
+    events |= EPOLLIN;
+  }
   if (events & EPOLLOUT) flush();
   if (closed) return;
   if (events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP)) {
@@ -146,13 +193,14 @@ void ClientConnection::readAll() {
       read_paused_ = true;  // resumed once parsed, or once the request in flight is done
       return;
     }
-    const ssize_t n = ::recv(fd, buffer, sizeof buffer, 0);
+    const ssize_t n = receive(buffer, sizeof buffer);
     if (n > 0 && state_ == State::kClosing) continue;  // a body nobody will read: dropped
     if (n > 0) {
       in_.append(buffer, static_cast<size_t>(n));
       // A body may take long to upload; what must not happen is a long silence.
       if (reading_body_) deadline_ = worker_.now() + std::chrono::milliseconds(idleTimeoutMs());
-      if (static_cast<size_t>(n) < sizeof buffer && !hangup) return;  // drained (edge-triggered)
+      // Drained (edge-triggered). TLS hands out one record at a time: read on until EAGAIN.
+      if (!tls_ && static_cast<size_t>(n) < sizeof buffer && !hangup) return;
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
@@ -422,7 +470,7 @@ void ClientConnection::queue(std::string_view bytes) {
 
 void ClientConnection::flush() {
   while (out_pos_ < out_.size()) {
-    const ssize_t n = ::send(fd, out_.data() + out_pos_, out_.size() - out_pos_, MSG_NOSIGNAL);
+    const ssize_t n = transmit(out_.data() + out_pos_, out_.size() - out_pos_);
     if (n > 0) {
       out_pos_ += static_cast<size_t>(n);
       continue;
@@ -435,6 +483,7 @@ void ClientConnection::flush() {
   out_.clear();
   out_pos_ = 0;
   if (state_ == State::kClosing) {
+    if (tls_) tls_->shutdown();
     ::shutdown(fd, SHUT_WR);
     if (linger_ && !peer_closed_) {
       deadline_ = worker_.now() + std::chrono::seconds(2);

@@ -10,6 +10,7 @@
 
 #include "strangler/proxy/cidr.h"
 #include "strangler/proxy/shadow_sink.h"
+#include "tls.h"
 #include "upstream_connection.h"
 #include "worker.h"
 
@@ -31,6 +32,9 @@ class ClientConnection : public Pollable {
     deadline_ = worker_.now() + std::chrono::milliseconds(idleTimeoutMs());
   }
 
+  /// An HTTPS connection: TLS with `context` before anything is read (the handshake runs in
+  /// the loop like any other I/O; a failed one is counted and closes only this connection).
+  void startTls(const std::shared_ptr<const TlsServerContext>& context);
   void onEvents(uint32_t events) override;
   bool checkDeadline(Worker::Clock::time_point now);
   /// The loop is stopping: closes the connection now unless a request is in flight (a parked
@@ -70,6 +74,11 @@ class ClientConnection : public Pollable {
   static const http_parser_settings& settings();
 
   int idleTimeoutMs() const;
+  /// Drives the TLS handshake on; true once it is done (the connection may be closed when not).
+  bool handshake();
+  /// recv()/send() on the socket, through TLS on an HTTPS connection.
+  ssize_t receive(char* buffer, size_t size);
+  ssize_t transmit(const char* data, size_t size);
   void readAll();
   void processInput();
   void processLoop();
@@ -116,6 +125,7 @@ class ClientConnection : public Pollable {
   int countHead(size_t length);
 
   Worker& worker_;
+  std::unique_ptr<TlsStream> tls_;  ///< HTTPS connections only
   std::string peer_;
   std::optional<IpBytes> peer_ip_;  ///< peer_ parsed once, for trusted_proxies
   http_parser parser_{};

@@ -85,9 +85,9 @@ void ClientConnection::startProxy() {
 
   // Headers for the upstream: end-to-end ones as received, then the proxy's own.
   forwarded_headers_.clear();
-  appendForwardedHeaders(
-      ForwardInput{&headers_, peer_, peerTrusted(), host, std::string_view("http")},
-      forwarded_headers_);
+  appendForwardedHeaders(ForwardInput{&headers_, peer_, peerTrusted(), host,
+                                      std::string_view(tls_ ? "https" : "http")},
+                         forwarded_headers_);
   if (streamed_ && chunked_in_) {
     // Re-chunked by the proxy; codings before `chunked` ("gzip, chunked") pass on as they are.
     appendHeader(forwarded_headers_, "Transfer-Encoding", te_codings_);

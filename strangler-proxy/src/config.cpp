@@ -540,8 +540,8 @@ ProxyConfig build(Checker& check, const json& doc) {
   }
   check.onlyKeys(
       doc, "",
-      {"listen", "admin", "debug_headers", "trusted_proxies", "upstreams", "default_upstream",
-       "routes", "limits", "cutover", "workers", "access_log", "etcd"});
+      {"listen", "tls", "admin", "debug_headers", "trusted_proxies", "upstreams",
+       "default_upstream", "routes", "limits", "cutover", "workers", "access_log", "etcd"});
   if (doc.contains("trusted_proxies")) {
     const auto& list = doc["trusted_proxies"];
     if (!list.is_array()) {
@@ -570,6 +570,26 @@ ProxyConfig build(Checker& check, const json& doc) {
   }
   if (doc.contains("listen")) {
     if (auto a = check.address(doc["listen"], "listen", true)) config.listen = *a;
+  }
+  if (doc.contains("tls")) {
+    const auto& tls = doc["tls"];
+    if (check.isObject(tls, "tls")) {
+      check.onlyKeys(tls, "tls", {"listen", "cert_file", "key_file"});
+      TlsListenConfig parsed;
+      if (tls.contains("listen")) {
+        if (auto a = check.address(tls["listen"], "tls.listen", true)) parsed.listen = *a;
+      }
+      for (const auto& [key, into] :
+           {std::pair{"cert_file", &parsed.cert_file}, std::pair{"key_file", &parsed.key_file}}) {
+        const std::string path = std::string("tls.") + key;
+        if (!tls.contains(key)) {
+          check.fail(path, "is required (a PEM file)");
+        } else if (auto file = check.string(tls[key], path)) {
+          *into = *file;
+        }
+      }
+      config.tls = parsed;
+    }
   }
   if (doc.contains("admin")) {
     const auto& admin = doc["admin"];
@@ -819,6 +839,11 @@ const RouteConfig* ProxyConfig::findRoute(const std::string& name) const {
 nlohmann::json ProxyConfig::toJson() const {
   json doc;
   doc["listen"] = listen.toString();
+  if (tls) {
+    doc["tls"] = {{"listen", tls->listen.toString()},
+                  {"cert_file", tls->cert_file},
+                  {"key_file", tls->key_file}};
+  }
   doc["admin"] = {{"listen", admin.listen.toString()}};
   if (!admin.token_env.empty()) doc["admin"]["token_env"] = admin.token_env;
   if (!admin.sync_status_url.empty()) doc["admin"]["sync_status_url"] = admin.sync_status_url;

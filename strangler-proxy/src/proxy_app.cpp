@@ -73,7 +73,14 @@ common::Result<std::unique_ptr<ProxyApp>> ProxyApp::start(const ProxyOptions& op
     if (!log) return R(log.error());
     app->shared_->access_log = std::shared_ptr<AccessLog>(std::move(log).value());
   }
-  auto server = ProxyServer::start(options.listen.value_or(config->listen), workers, app->shared_);
+  std::optional<common::HostPort> tls_listen;
+  if (config->tls) tls_listen = options.tls_listen.value_or(config->tls->listen);
+  if (options.tls_listen && !config->tls) {
+    return R::failure("tls_not_configured",
+                      "--tls-listen needs \"tls\" (cert_file, key_file) in the config");
+  }
+  auto server = ProxyServer::start(options.listen.value_or(config->listen), workers, app->shared_,
+                                   tls_listen);
   if (!server) return R(server.error());
   app->server_ = std::move(server).value();
   auto admin = AdminServer::start(admin_address, *app);
@@ -193,6 +200,7 @@ std::string ProxyApp::replicaDocument() const {
   nlohmann::json doc = {
       {"id", replica_id_.empty() ? "local" : replica_id_},
       {"listen", server_ ? server_->address().toString() : ""},
+      {"tls_listen", server_ && server_->tlsAddress() ? server_->tlsAddress()->toString() : ""},
       {"admin", admin_ ? admin_->address().toString() : ""},
       {"config_revision", source.mod_revision},
       {"version", runtime->version},
@@ -474,6 +482,9 @@ std::map<std::string, RouteFigures> ProxyApp::figures() {
 
 common::HostPort ProxyApp::proxyAddress() const {
   return server_->address();
+}
+std::optional<common::HostPort> ProxyApp::tlsAddress() const {
+  return server_->tlsAddress();
 }
 common::HostPort ProxyApp::adminAddress() const {
   return admin_->address();

@@ -52,9 +52,21 @@ std::shared_ptr<const Runtime> ProxyShared::current() const {
   return runtime_;
 }
 
-common::Result<std::unique_ptr<ProxyServer>> ProxyServer::start(
-    const common::HostPort& listen, int workers, std::shared_ptr<ProxyShared> shared) {
-  using R = common::Result<std::unique_ptr<ProxyServer>>;
+namespace {
+
+struct Listeners {
+  std::vector<int> fds;  ///< one per worker
+  common::HostPort bound;
+};
+
+void closeAll(const std::vector<int>& fds) {
+  for (const int fd : fds)
+    ::close(fd);
+}
+
+// `count` listeners on `listen` sharing one port (SO_REUSEPORT).
+common::Result<Listeners> openListeners(const common::HostPort& listen, int count) {
+  using R = common::Result<Listeners>;
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -69,19 +81,11 @@ common::Result<std::unique_ptr<ProxyServer>> ProxyServer::start(
   std::memcpy(&address, found->ai_addr, found->ai_addrlen);
   const socklen_t length = found->ai_addrlen;
   freeaddrinfo(found);
-
-  // The parser's own cap (80 KiB by default) must not undercut limits.max_header_bytes, which
-  // the connections enforce themselves and which may be raised up to 1 MiB.
-  http_parser_set_max_header_size(2 * 1024 * 1024);
-
-  std::unique_ptr<ProxyServer> server(new ProxyServer());
-  server->shared_ = shared;
-  std::vector<int> fds;
-  for (int i = 0; i < std::max(workers, 1); ++i) {
+  Listeners out;
+  for (int i = 0; i < std::max(count, 1); ++i) {
     auto fd = openListener(address, length);
     if (!fd) {
-      for (const int open_fd : fds)
-        ::close(open_fd);
+      closeAll(out.fds);
       return R::failure("listen_failed",
                         "cannot listen on " + listen.toString() + ": " + fd.error().message);
     }
@@ -92,12 +96,41 @@ common::Result<std::unique_ptr<ProxyServer>> ProxyServer::start(
       const uint16_t bound =
           ntohs(address.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6&>(address).sin6_port
                                               : reinterpret_cast<sockaddr_in&>(address).sin_port);
-      server->address_ = common::HostPort{listen.host, bound};
+      out.bound = common::HostPort{listen.host, bound};
     }
-    fds.push_back(*fd);
+    out.fds.push_back(*fd);
   }
-  for (size_t i = 0; i < fds.size(); ++i) {
-    server->workers_.push_back(std::make_unique<Worker>(i, fds[i], shared));
+  return out;
+}
+
+}  // namespace
+
+common::Result<std::unique_ptr<ProxyServer>> ProxyServer::start(
+    const common::HostPort& listen, int workers, std::shared_ptr<ProxyShared> shared,
+    const std::optional<common::HostPort>& tls_listen) {
+  using R = common::Result<std::unique_ptr<ProxyServer>>;
+  // The parser's own cap (80 KiB by default) must not undercut limits.max_header_bytes, which
+  // the connections enforce themselves and which may be raised up to 1 MiB.
+  http_parser_set_max_header_size(2 * 1024 * 1024);
+
+  auto plain = openListeners(listen, workers);
+  if (!plain) return R(plain.error());
+  Listeners tls;
+  if (tls_listen) {
+    auto opened = openListeners(*tls_listen, workers);
+    if (!opened) {
+      closeAll(plain->fds);
+      return R(opened.error());
+    }
+    tls = std::move(opened).value();
+  }
+  std::unique_ptr<ProxyServer> server(new ProxyServer());
+  server->shared_ = shared;
+  server->address_ = plain->bound;
+  if (tls_listen) server->tls_address_ = tls.bound;
+  for (size_t i = 0; i < plain->fds.size(); ++i) {
+    const int tls_fd = tls.fds.empty() ? -1 : tls.fds[i];
+    server->workers_.push_back(std::make_unique<Worker>(i, plain->fds[i], shared, tls_fd));
   }
   for (auto& worker : server->workers_) {
     Worker* loop = worker.get();

@@ -4,6 +4,8 @@
 
 #include <cstring>
 
+#include "tls.h"
+
 namespace strangler::proxy {
 namespace {
 
@@ -90,6 +92,11 @@ common::Result<std::shared_ptr<const Runtime>> UpstreamRegistry::build(
   for (const auto& route : config->routes)
     runtime->holds.push_back(&holds->get(route.name));
   runtime->route_holds = std::move(holds);
+  if (config->tls) {
+    auto tls = TlsServerContext::load(config->tls->cert_file, config->tls->key_file);
+    if (!tls) return R(tls.error());
+    runtime->tls = std::move(tls).value();
+  }
   std::lock_guard lock(mutex_);
   for (const auto& [name, upstream] : config->upstreams) {
     RuntimeUpstream entry;

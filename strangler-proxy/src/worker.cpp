@@ -22,6 +22,7 @@ constexpr auto kTick = std::chrono::milliseconds(20);
 // epoll tags for the two fds that are not connections (real pointers are never this small).
 constexpr uint64_t kListenTag = 1;
 constexpr uint64_t kWakeTag = 2;
+constexpr uint64_t kTlsListenTag = 3;
 
 void setNoDelay(int fd) {
   int one = 1;
@@ -41,8 +42,11 @@ std::string peerAddress(const sockaddr_storage& address) {
 
 }  // namespace
 
-Worker::Worker(size_t index, int listen_fd, std::shared_ptr<ProxyShared> shared)
-    : index_(index), listen_fd_(listen_fd), shared_(std::move(shared)) {
+Worker::Worker(size_t index, int listen_fd, std::shared_ptr<ProxyShared> shared, int tls_listen_fd)
+    : index_(index),
+      listen_fd_(listen_fd),
+      tls_listen_fd_(tls_listen_fd),
+      shared_(std::move(shared)) {
   epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
   wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   random_state_ = 0x9e3779b97f4a7c15ULL ^ (static_cast<uint64_t>(index) << 32) ^
@@ -51,6 +55,10 @@ Worker::Worker(size_t index, int listen_fd, std::shared_ptr<ProxyShared> shared)
   event.events = EPOLLIN;
   event.data.u64 = kListenTag;
   epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, listen_fd_, &event);
+  if (tls_listen_fd_ >= 0) {
+    event.data.u64 = kTlsListenTag;
+    epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, tls_listen_fd_, &event);
+  }
   event.data.u64 = kWakeTag;
   epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &event);
   shared_->holds->addWaker(wake_fd_);  // a released hold wakes the loop to let requests go
@@ -71,6 +79,7 @@ Worker::~Worker() {
   reap();
   closeLingering(true);
   if (listen_fd_ >= 0) ::close(listen_fd_);
+  if (tls_listen_fd_ >= 0) ::close(tls_listen_fd_);
   ::close(wake_fd_);
   ::close(epoll_fd_);
 }
@@ -108,10 +117,11 @@ void Worker::requestStop(std::chrono::milliseconds grace) {
 void Worker::beginStop() {
   stopping_ = true;
   stop_deadline_ = now_ + std::chrono::milliseconds(grace_ms_.load());
-  if (listen_fd_ >= 0) {
-    if (!accept_paused_) epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, listen_fd_, nullptr);
-    ::close(listen_fd_);
-    listen_fd_ = -1;
+  for (int* fd : {&listen_fd_, &tls_listen_fd_}) {
+    if (*fd < 0) continue;
+    if (!accept_paused_) epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, *fd, nullptr);
+    ::close(*fd);
+    *fd = -1;
   }
   std::vector<ClientConnection*> clients(clients_.begin(), clients_.end());
   for (auto* client : clients)
@@ -139,7 +149,11 @@ void Worker::run() {
     bool woken = false;
     for (int i = 0; i < n; ++i) {
       if (events[i].data.u64 == kListenTag) {
-        if (listen_fd_ >= 0) acceptAll();
+        if (listen_fd_ >= 0) acceptAll(listen_fd_, false);
+        continue;
+      }
+      if (events[i].data.u64 == kTlsListenTag) {
+        if (tls_listen_fd_ >= 0) acceptAll(tls_listen_fd_, true);
         continue;
       }
       if (events[i].data.u64 == kWakeTag) {
@@ -163,13 +177,7 @@ void Worker::run() {
 
 void Worker::onTick() {
   if (!lingering_.empty()) closeLingering(false);
-  if (accept_paused_ && now_ >= accept_paused_until_ && listen_fd_ >= 0) {
-    epoll_event event{};
-    event.events = EPOLLIN;
-    event.data.u64 = kListenTag;
-    epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, listen_fd_, &event);
-    accept_paused_ = false;
-  }
+  if (accept_paused_ && now_ >= accept_paused_until_) resumeAccepting();
   checkParked();
   std::vector<UpstreamConnection*> upstreams(upstreams_.begin(), upstreams_.end());
   for (auto* upstream : upstreams) {
@@ -189,30 +197,62 @@ void Worker::checkParked() {
   }
 }
 
-void Worker::acceptAll() {
+void Worker::pauseAccepting() {
+  if (accept_paused_) return;
+  for (const int fd : {listen_fd_, tls_listen_fd_})
+    if (fd >= 0) epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+  accept_paused_until_ = now_ + std::chrono::milliseconds(100);
+  accept_paused_ = true;
+}
+
+void Worker::resumeAccepting() {
+  accept_paused_ = false;
+  for (const auto& [fd, tag] :
+       {std::pair{listen_fd_, kListenTag}, {tls_listen_fd_, kTlsListenTag}}) {
+    if (fd < 0) continue;
+    epoll_event event{};
+    event.events = EPOLLIN;
+    event.data.u64 = tag;
+    epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &event);
+  }
+}
+
+void Worker::acceptAll(int listen_fd, bool tls) {
   for (;;) {
     sockaddr_storage address{};
     socklen_t length = sizeof address;
-    const int fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&address), &length,
+    const int fd = ::accept4(listen_fd, reinterpret_cast<sockaddr*>(&address), &length,
                              SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
       if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-        // Out of descriptors: the level-triggered listener would wake us in a busy loop.
+        // Out of descriptors: the level-triggered listeners would wake us in a busy loop.
         // Stop listening for a moment; connections wait in the backlog meanwhile.
-        epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, listen_fd_, nullptr);
-        accept_paused_until_ = now_ + std::chrono::milliseconds(100);
-        accept_paused_ = true;
+        pauseAccepting();
       }
       return;
     }
     setNoDelay(fd);
+    auto current = runtime();
     if (shared_->open_connections.load(std::memory_order_relaxed) >=
-        runtime()->config->limits.max_connections) {
-      refuseConnection(fd);
+        current->config->limits.max_connections) {
+      if (tls) {
+        // No plain-text answer on a TLS connection: counted and closed.
+        shared_->metrics.recordClientEvent(index_, "connection_refused");
+        ::close(fd);
+      } else {
+        refuseConnection(fd);
+      }
+      continue;
+    }
+    if (tls && !current->tls) {
+      // A reload removed "tls": the listener stays until a restart, its connections are closed.
+      shared_->metrics.recordClientEvent(index_, "tls_not_configured");
+      ::close(fd);
       continue;
     }
     auto* client = new ClientConnection(*this, fd, peerAddress(address));
+    if (tls) client->startTls(current->tls);
     if (!add(client)) {
       ::close(fd);
       delete client;

@@ -30,14 +30,15 @@ class Pollable {
   bool hangup = false;  ///< the peer closed or reset (seen in an event): read to the end
 };
 
-/// One event loop thread: accepts on its own SO_REUSEPORT listener, serves client connections
+/// One event loop thread: accepts on its own SO_REUSEPORT listeners (plain and, when configured,
+/// HTTPS), serves client connections
 /// and keeps per-endpoint pools of idle upstream connections. Everything it owns is touched
 /// only by its thread; other threads only call requestStop().
 class Worker {
  public:
   using Clock = std::chrono::steady_clock;
 
-  Worker(size_t index, int listen_fd, std::shared_ptr<ProxyShared> shared);
+  Worker(size_t index, int listen_fd, std::shared_ptr<ProxyShared> shared, int tls_listen_fd = -1);
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
@@ -68,7 +69,10 @@ class Worker {
   void unpark(ClientConnection* client) { parked_.erase(client); }
 
  private:
-  void acceptAll();
+  /// Accepts what waits on `listen_fd` (the HTTPS one: `tls`).
+  void acceptAll(int listen_fd, bool tls);
+  void pauseAccepting();
+  void resumeAccepting();
   /// Answers 503 on a connection past limits.max_connections and closes it (lingering).
   void refuseConnection(int fd);
   /// Closes the refused connections whose client closed or whose second passed (all: every one).
@@ -82,6 +86,7 @@ class Worker {
   size_t index_;
   int epoll_fd_ = -1;
   int listen_fd_ = -1;
+  int tls_listen_fd_ = -1;
   int wake_fd_ = -1;
   std::shared_ptr<ProxyShared> shared_;
   std::shared_ptr<const Runtime> runtime_;

@@ -185,6 +185,7 @@ ProxyProcess::ProxyProcess(const nlohmann::json& config,
   auto started = startProxyBinary(args, env);
   process_ = std::move(started.process);
   proxy_port_ = started.port;
+  tls_port_ = started.tls_port;
   admin_port_ = started.admin_port;
 }
 
@@ -235,13 +236,15 @@ StartedProxy startProxyBinary(const std::vector<std::string>& args,
     return started;
   }
   std::smatch match;
-  static const std::regex kLine(R"(http://127\.0\.0\.1:(\d+) admin http://127\.0\.0\.1:(\d+))");
+  static const std::regex kLine(
+      R"(http://127\.0\.0\.1:(\d+)(?: https://127\.0\.0\.1:(\d+))? admin http://127\.0\.0\.1:(\d+))");
   if (!std::regex_search(*line, match, kLine)) {
     ADD_FAILURE() << "unexpected start line: " << *line;
     return started;
   }
   started.port = static_cast<uint16_t>(std::stoi(match[1]));
-  started.admin_port = static_cast<uint16_t>(std::stoi(match[2]));
+  if (match[2].matched) started.tls_port = static_cast<uint16_t>(std::stoi(match[2]));
+  started.admin_port = static_cast<uint16_t>(std::stoi(match[3]));
   return started;
 }
 

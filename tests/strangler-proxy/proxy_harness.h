@@ -137,6 +137,7 @@ class ProxyProcess {
 
   bool running() const { return proxy_port_ != 0; }
   uint16_t port() const { return proxy_port_; }
+  uint16_t tlsPort() const { return tls_port_; }  ///< 0 without "tls"
   uint16_t adminPort() const { return admin_port_; }
   strangler::testing::ChildProcess& process() { return *process_; }
   /// Rewrites the config file (for reloads).
@@ -158,13 +159,15 @@ class ProxyProcess {
   std::string config_path_;
   std::unique_ptr<strangler::testing::ChildProcess> process_;
   uint16_t proxy_port_ = 0;
+  uint16_t tls_port_ = 0;
   uint16_t admin_port_ = 0;
 };
 
 /// A started strangler-proxy process and the ports it printed.
 struct StartedProxy {
   std::unique_ptr<strangler::testing::ChildProcess> process;
-  uint16_t port = 0;  ///< 0 when it did not come up (the test has failed already)
+  uint16_t port = 0;      ///< 0 when it did not come up (the test has failed already)
+  uint16_t tls_port = 0;  ///< the HTTPS listener's, 0 without one
   uint16_t admin_port = 0;
 };
 /// Starts the strangler-proxy binary with `args` and reads its "listening on" line; fails the

@@ -127,6 +127,14 @@ struct AdminConfig {
   std::string sync_status_url;  ///< a `sync watch --status-listen` URL relayed by GET /sync
 };
 
+/// The HTTPS listener beside `listen` ("tls"): same routes. The files are read when the proxy
+/// starts and on every reload.
+struct TlsListenConfig {
+  common::HostPort listen{"127.0.0.1", 8443};
+  std::string cert_file;  ///< PEM: the certificate, then its chain
+  std::string key_file;   ///< PEM
+};
+
 struct LimitsConfig {
   int max_header_bytes = 64 * 1024;
   /// Request bodies stream through in bounded memory whatever their size; past this many
@@ -169,6 +177,7 @@ class ProxyConfig {
   static std::vector<std::string> validate(const nlohmann::json& json);
 
   common::HostPort listen{"127.0.0.1", 8080};
+  std::optional<TlsListenConfig> tls;  ///< the HTTPS listener, when configured
   AdminConfig admin;
   bool debug_headers = false;
   /// Peers whose X-Forwarded-* and Forwarded headers are kept and extended; from any other peer

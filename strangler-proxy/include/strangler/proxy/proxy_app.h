@@ -44,6 +44,7 @@ struct ConfigSourceStatus {
 struct ProxyOptions {
   std::string config_path;
   std::optional<common::HostPort> listen;
+  std::optional<common::HostPort> tls_listen;  ///< overrides tls.listen (needs "tls")
   std::optional<common::HostPort> admin_listen;
   std::optional<int> workers;
   /// How often the canary guard checks the gates (auto-rollback).
@@ -85,6 +86,8 @@ class ProxyApp {
 
   /// The address the data path listens on.
   common::HostPort proxyAddress() const;
+  /// The HTTPS address bound; nullopt without "tls".
+  std::optional<common::HostPort> tlsAddress() const;
   /// The address the admin API listens on.
   common::HostPort adminAddress() const;
   /// The snapshot new requests use.

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -50,16 +51,20 @@ class ProxyShared {
 /// listener and its own keep-alive pools of upstream connections.
 class ProxyServer {
  public:
-  /// Binds `listen` (port 0: any free port, shared by all workers) and starts `workers` loops.
-  static common::Result<std::unique_ptr<ProxyServer>> start(const common::HostPort& listen,
-                                                            int workers,
-                                                            std::shared_ptr<ProxyShared> shared);
+  /// Binds `listen` (port 0: any free port, shared by all workers), and `tls_listen` when given
+  /// (HTTPS, with the certificate of the runtime in force at each accept), and starts `workers`
+  /// loops.
+  static common::Result<std::unique_ptr<ProxyServer>> start(
+      const common::HostPort& listen, int workers, std::shared_ptr<ProxyShared> shared,
+      const std::optional<common::HostPort>& tls_listen = std::nullopt);
   ~ProxyServer();
   ProxyServer(const ProxyServer&) = delete;
   ProxyServer& operator=(const ProxyServer&) = delete;
 
   /// The address actually bound.
   const common::HostPort& address() const { return address_; }
+  /// The HTTPS address actually bound; nullopt without one.
+  const std::optional<common::HostPort>& tlsAddress() const { return tls_address_; }
   /// Stops accepting, lets requests in flight finish (up to `grace`), then joins the loops.
   void stop(std::chrono::milliseconds grace);
 
@@ -67,6 +72,7 @@ class ProxyServer {
   ProxyServer() = default;
 
   common::HostPort address_;
+  std::optional<common::HostPort> tls_address_;
   std::shared_ptr<ProxyShared> shared_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<std::thread> threads_;

@@ -21,6 +21,8 @@
 
 namespace strangler::proxy {
 
+class TlsServerContext;
+
 /// One upstream address, resolved; its ejection state outlives config reloads.
 struct EndpointState {
   common::HostPort address;
@@ -48,6 +50,9 @@ struct Runtime {
   std::unordered_map<std::string, RuntimeUpstream> upstreams;
   std::shared_ptr<RouteHolds> route_holds;  ///< keeps the holds below alive
   std::vector<RouteHold*> holds;            ///< the write hold of each route, by route index
+  /// The HTTPS listener's certificate and settings (config "tls"), loaded with this snapshot;
+  /// null without "tls".
+  std::shared_ptr<const TlsServerContext> tls;
   uint64_t version = 0;
 
   /// The upstream named `name`, or nullptr.

@@ -1,0 +1,190 @@
+#include "tls.h"
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace strangler::proxy {
+namespace {
+
+// TLS 1.2 suites: ECDHE (forward secrecy) with AES-GCM or ChaCha20-Poly1305 only — no CBC, no
+// RSA key exchange, no SHA-1 MACs. TLS 1.3 keeps OpenSSL's defaults (all AEAD).
+constexpr const char* kTls12Ciphers =
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+
+// What ALPN may choose, in wire format. HTTP/2 joins when the proxy speaks it.
+constexpr unsigned char kAlpn[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+
+/// OpenSSL's error queue as one line (and empties it).
+std::string takeErrors() {
+  std::string out;
+  while (const unsigned long code = ERR_get_error()) {
+    char text[256];
+    ERR_error_string_n(code, text, sizeof text);
+    if (!out.empty()) out += "; ";
+    out += text;
+  }
+  return out;
+}
+
+int selectAlpn(SSL*, const unsigned char** out, unsigned char* out_length, const unsigned char* in,
+               unsigned int in_length, void*) {
+  unsigned char* chosen = nullptr;
+  unsigned char chosen_length = 0;
+  if (SSL_select_next_proto(&chosen, &chosen_length, kAlpn, sizeof kAlpn, in, in_length) !=
+      OPENSSL_NPN_NEGOTIATED) {
+    // No protocol in common: go on without ALPN (the client then speaks HTTP/1.1 or gives up).
+    return SSL_TLSEXT_ERR_NOACK;
+  }
+  *out = chosen;
+  *out_length = chosen_length;
+  return SSL_TLSEXT_ERR_OK;
+}
+
+std::string describe(SSL_CTX* ctx) {
+  X509* cert = SSL_CTX_get0_certificate(ctx);
+  if (cert == nullptr) return "";
+  char subject[256] = {0};
+  X509_NAME_oneline(X509_get_subject_name(cert), subject, sizeof subject);
+  std::string out = subject;
+  if (BIGNUM* serial = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), nullptr)) {
+    if (char* hex = BN_bn2hex(serial)) {
+      out += std::string(" serial ") + hex;
+      OPENSSL_free(hex);
+    }
+    BN_free(serial);
+  }
+  return out;
+}
+
+}  // namespace
+
+common::Result<std::shared_ptr<TlsServerContext>> TlsServerContext::load(
+    const std::string& cert_file, const std::string& key_file) {
+  using R = common::Result<std::shared_ptr<TlsServerContext>>;
+  ERR_clear_error();
+  std::shared_ptr<TlsServerContext> context(new TlsServerContext());
+  SSL_CTX* ctx = SSL_CTX_new(TLS_server_method());
+  if (ctx == nullptr)
+    return R::failure("tls_failed", "cannot create a TLS context: " + takeErrors());
+  context->ctx_ = ctx;
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
+                               SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_IGNORE_UNEXPECTED_EOF);
+  // Partial writes from a buffer that may move between calls; idle connections give their
+  // read and write buffers back.
+  SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                            SSL_MODE_RELEASE_BUFFERS);
+  if (SSL_CTX_set_cipher_list(ctx, kTls12Ciphers) != 1)
+    return R::failure("tls_failed", "cipher list refused: " + takeErrors());
+  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+  SSL_CTX_set_alpn_select_cb(ctx, selectAlpn, nullptr);
+  if (SSL_CTX_use_certificate_chain_file(ctx, cert_file.c_str()) != 1) {
+    return R::failure("tls_certificate",
+                      "tls.cert_file '" + cert_file + "' does not load: " + takeErrors());
+  }
+  if (SSL_CTX_use_PrivateKey_file(ctx, key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
+    return R::failure("tls_certificate",
+                      "tls.key_file '" + key_file + "' does not load: " + takeErrors());
+  }
+  if (SSL_CTX_check_private_key(ctx) != 1) {
+    return R::failure("tls_certificate", "tls.key_file '" + key_file +
+                                             "' is not the key of tls.cert_file '" + cert_file +
+                                             "': " + takeErrors());
+  }
+  context->description_ = describe(ctx);
+  return context;
+}
+
+TlsServerContext::~TlsServerContext() {
+  SSL_CTX_free(ctx_);
+}
+
+TlsStream::TlsStream(const TlsServerContext& context, int fd) {
+  ssl_ = SSL_new(context.get());
+  if (ssl_ == nullptr) return;
+  SSL_set_fd(ssl_, fd);
+  SSL_set_accept_state(ssl_);
+}
+
+TlsStream::~TlsStream() {
+  SSL_free(ssl_);
+}
+
+TlsStream::Handshake TlsStream::handshake() {
+  if (established_) return Handshake::kDone;
+  if (ssl_ == nullptr) {
+    error_ = "no TLS session";
+    return Handshake::kFailed;
+  }
+  ERR_clear_error();
+  const int rc = SSL_do_handshake(ssl_);
+  if (rc == 1) {
+    established_ = true;
+    return Handshake::kDone;
+  }
+  const int code = SSL_get_error(ssl_, rc);
+  if (code == SSL_ERROR_WANT_READ || code == SSL_ERROR_WANT_WRITE) return Handshake::kPending;
+  error_ = takeErrors();
+  if (error_.empty()) {
+    error_ = code == SSL_ERROR_SYSCALL && errno != 0 ? std::strerror(errno)
+                                                     : "the peer closed during the handshake";
+  }
+  return Handshake::kFailed;
+}
+
+ssize_t TlsStream::read(char* buffer, size_t size) {
+  ERR_clear_error();
+  size_t got = 0;
+  if (SSL_read_ex(ssl_, buffer, size, &got) == 1) return static_cast<ssize_t>(got);
+  const int code = SSL_get_error(ssl_, 0);
+  if (code == SSL_ERROR_WANT_READ || code == SSL_ERROR_WANT_WRITE) {
+    errno = EAGAIN;
+    return -1;
+  }
+  if (code == SSL_ERROR_ZERO_RETURN) return 0;
+  if (code == SSL_ERROR_SYSCALL && errno == 0) return 0;
+  error_ = takeErrors();
+  if (code != SSL_ERROR_SYSCALL) errno = EPROTO;
+  return -1;
+}
+
+ssize_t TlsStream::write(const char* data, size_t size) {
+  ERR_clear_error();
+  size_t written = 0;
+  if (SSL_write_ex(ssl_, data, size, &written) == 1) return static_cast<ssize_t>(written);
+  const int code = SSL_get_error(ssl_, 0);
+  if (code == SSL_ERROR_WANT_READ || code == SSL_ERROR_WANT_WRITE) {
+    errno = EAGAIN;
+    return -1;
+  }
+  error_ = takeErrors();
+  if (code != SSL_ERROR_SYSCALL || errno == 0) errno = EPIPE;
+  return -1;
+}
+
+void TlsStream::shutdown() {
+  if (ssl_ == nullptr || !established_) return;
+  ERR_clear_error();
+  SSL_shutdown(ssl_);
+  ERR_clear_error();
+}
+
+std::string TlsStream::alpn() const {
+  const unsigned char* data = nullptr;
+  unsigned int length = 0;
+  SSL_get0_alpn_selected(ssl_, &data, &length);
+  if (data == nullptr) return "";
+  return std::string(reinterpret_cast<const char*>(data), length);
+}
+
+std::string TlsStream::version() const {
+  return SSL_get_version(ssl_);
+}
+
+}  // namespace strangler::proxy

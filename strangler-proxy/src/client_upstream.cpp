@@ -209,8 +209,7 @@ void ClientConnection::dispatch(const std::string& upstream_name, const std::str
   }
   tried_.push_back(chosen.get());
   bool reused = false;
-  UpstreamConnection* connection =
-      worker_.acquire(chosen, target->config->max_idle_connections, reused);
+  UpstreamConnection* connection = worker_.acquire(chosen, *target, reused);
   if (connection == nullptr) {
     onUpstreamFailure(nullptr, "connect");
     return;

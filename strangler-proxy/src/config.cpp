@@ -152,7 +152,7 @@ void readUpstream(Checker& check, const std::string& name, const json& value,
   if (!check.isObject(value, path)) return;
   check.onlyKeys(value, path,
                  {"endpoints", "discovery", "timeout_ms", "connect_timeout_ms", "eject_ms",
-                  "resolve_ms", "max_idle_connections", "circuit_breaker"});
+                  "resolve_ms", "max_idle_connections", "circuit_breaker", "tls", "protocol"});
   UpstreamConfig upstream;
   upstream.name = name;
   if (name.empty()) check.fail(path, "upstream names must not be empty");
@@ -218,6 +218,38 @@ void readUpstream(Checker& check, const std::string& name, const json& value,
         }
       }
       upstream.circuit_breaker = breaker;
+    }
+  }
+  if (value.contains("tls")) {
+    const auto tls_path = Checker::join(path, "tls");
+    const auto& tls = value["tls"];
+    if (check.isObject(tls, tls_path)) {
+      check.onlyKeys(tls, tls_path, {"ca_file", "server_name", "insecure"});
+      UpstreamTlsConfig parsed;
+      if (tls.contains("ca_file")) {
+        if (auto f = check.string(tls["ca_file"], tls_path + ".ca_file")) parsed.ca_file = *f;
+      }
+      if (tls.contains("server_name")) {
+        if (auto n = check.string(tls["server_name"], tls_path + ".server_name"))
+          parsed.server_name = *n;
+      }
+      if (tls.contains("insecure")) {
+        if (auto b = check.boolean(tls["insecure"], tls_path + ".insecure")) parsed.insecure = *b;
+      }
+      if (parsed.insecure && !parsed.ca_file.empty())
+        check.fail(tls_path, "\"insecure\": true verifies nothing: drop \"ca_file\" or it");
+      upstream.tls = parsed;
+    }
+  }
+  if (value.contains("protocol")) {
+    const auto protocol_path = Checker::join(path, "protocol");
+    if (auto p = check.string(value["protocol"], protocol_path)) {
+      if (*p == "h2") {
+        check.fail(protocol_path,
+                   "\"h2\" is not supported yet: upstreams speak HTTP/1.1 (\"http1\")");
+      } else if (*p != "http1") {
+        check.fail(protocol_path, "'" + *p + "' is not \"http1\"");
+      }
     }
   }
   config.upstreams[name] = std::move(upstream);
@@ -868,6 +900,14 @@ nlohmann::json ProxyConfig::toJson() const {
     u["eject_ms"] = upstream.eject_ms;
     u["resolve_ms"] = upstream.resolve_ms;
     u["max_idle_connections"] = upstream.max_idle_connections;
+    if (upstream.tls) {
+      json upstream_tls = json::object();
+      if (!upstream.tls->ca_file.empty()) upstream_tls["ca_file"] = upstream.tls->ca_file;
+      if (!upstream.tls->server_name.empty())
+        upstream_tls["server_name"] = upstream.tls->server_name;
+      if (upstream.tls->insecure) upstream_tls["insecure"] = true;
+      u["tls"] = upstream_tls;
+    }
     if (upstream.circuit_breaker) {
       u["circuit_breaker"] = {
           {"consecutive_failures", upstream.circuit_breaker->consecutive_failures},

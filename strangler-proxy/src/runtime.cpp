@@ -101,6 +101,13 @@ common::Result<std::shared_ptr<const Runtime>> UpstreamRegistry::build(
   for (const auto& [name, upstream] : config->upstreams) {
     RuntimeUpstream entry;
     entry.config = &upstream;
+    if (upstream.tls) {
+      auto tls = TlsClientContext::create(upstream.tls->ca_file, upstream.tls->insecure);
+      if (!tls) {
+        return R::failure(tls.error().code, "upstreams." + name + "." + tls.error().message);
+      }
+      entry.tls = std::move(tls).value();
+    }
     static const std::vector<common::HostPort> kNone;
     const std::vector<common::HostPort>* addresses = &upstream.endpoints;
     if (!upstream.discovery_prefix.empty()) {

@@ -4,6 +4,9 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include <arpa/inet.h>
+#include <openssl/x509v3.h>
+
 #include <cerrno>
 #include <cstring>
 
@@ -105,6 +108,60 @@ TlsServerContext::~TlsServerContext() {
   SSL_CTX_free(ctx_);
 }
 
+common::Result<std::shared_ptr<TlsClientContext>> TlsClientContext::create(
+    const std::string& ca_file, bool insecure) {
+  using R = common::Result<std::shared_ptr<TlsClientContext>>;
+  ERR_clear_error();
+  std::shared_ptr<TlsClientContext> context(new TlsClientContext());
+  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+  if (ctx == nullptr)
+    return R::failure("tls_failed", "cannot create a TLS context: " + takeErrors());
+  context->ctx_ = ctx;
+  context->insecure_ = insecure;
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+  SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                            SSL_MODE_RELEASE_BUFFERS);
+  if (SSL_CTX_set_cipher_list(ctx, kTls12Ciphers) != 1)
+    return R::failure("tls_failed", "cipher list refused: " + takeErrors());
+  SSL_CTX_set_alpn_protos(ctx, kAlpn, sizeof kAlpn);
+  SSL_CTX_set_verify(ctx, insecure ? SSL_VERIFY_NONE : SSL_VERIFY_PEER, nullptr);
+  if (!insecure) {
+    const int loaded = ca_file.empty()
+                           ? SSL_CTX_set_default_verify_paths(ctx)
+                           : SSL_CTX_load_verify_locations(ctx, ca_file.c_str(), nullptr);
+    if (loaded != 1) {
+      return R::failure("tls_certificate",
+                        "tls.ca_file '" + ca_file + "' does not load: " + takeErrors());
+    }
+  }
+  return context;
+}
+
+TlsClientContext::~TlsClientContext() {
+  SSL_CTX_free(ctx_);
+}
+
+TlsStream::TlsStream(const TlsClientContext& context, int fd, const std::string& server_name) {
+  ssl_ = SSL_new(context.get());
+  if (ssl_ == nullptr) return;
+  SSL_set_fd(ssl_, fd);
+  SSL_set_connect_state(ssl_);
+  in6_addr address{};
+  const bool is_ip = inet_pton(AF_INET, server_name.c_str(), &address) == 1 ||
+                     inet_pton(AF_INET6, server_name.c_str(), &address) == 1;
+  if (!is_ip) SSL_set_tlsext_host_name(ssl_, server_name.c_str());
+  if (!context.insecure()) {
+    X509_VERIFY_PARAM* param = SSL_get0_param(ssl_);
+    if (is_ip) {
+      X509_VERIFY_PARAM_set1_ip_asc(param, server_name.c_str());
+    } else {
+      X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+      X509_VERIFY_PARAM_set1_host(param, server_name.c_str(), 0);
+    }
+  }
+}
+
 TlsStream::TlsStream(const TlsServerContext& context, int fd) {
   ssl_ = SSL_new(context.get());
   if (ssl_ == nullptr) return;
@@ -131,6 +188,8 @@ TlsStream::Handshake TlsStream::handshake() {
   const int code = SSL_get_error(ssl_, rc);
   if (code == SSL_ERROR_WANT_READ || code == SSL_ERROR_WANT_WRITE) return Handshake::kPending;
   error_ = takeErrors();
+  if (const long verify = SSL_get_verify_result(ssl_); verify != X509_V_OK)
+    error_ = std::string("certificate not trusted: ") + X509_verify_cert_error_string(verify);
   if (error_.empty()) {
     error_ = code == SSL_ERROR_SYSCALL && errno != 0 ? std::strerror(errno)
                                                      : "the peer closed during the handshake";

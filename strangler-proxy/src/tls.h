@@ -41,6 +41,25 @@ class TlsServerContext {
   std::string description_;
 };
 
+/// A client context for an upstream's "tls": TLS 1.2+, the peer verified against `ca_file` (the
+/// system's trust store when empty) unless `insecure`, ALPN `http/1.1`.
+class TlsClientContext {
+ public:
+  static common::Result<std::shared_ptr<TlsClientContext>> create(const std::string& ca_file,
+                                                                  bool insecure);
+  ~TlsClientContext();
+  TlsClientContext(const TlsClientContext&) = delete;
+  TlsClientContext& operator=(const TlsClientContext&) = delete;
+
+  SSL_CTX* get() const { return ctx_; }
+  bool insecure() const { return insecure_; }
+
+ private:
+  TlsClientContext() = default;
+  SSL_CTX* ctx_ = nullptr;
+  bool insecure_ = false;
+};
+
 /// One connection's TLS over its non-blocking socket. read()/write() behave like recv()/send():
 /// -1 with errno EAGAIN while TLS waits for the socket (either way: edge-triggered loops poll for
 /// both), 0 at the peer's close.
@@ -48,6 +67,9 @@ class TlsStream {
  public:
   /// A server-side stream on `fd` (the caller keeps owning fd).
   TlsStream(const TlsServerContext& context, int fd);
+  /// A client-side stream to an upstream on `fd`: SNI `server_name` (unless an IP address) and
+  /// the certificate verified for that name or address.
+  TlsStream(const TlsClientContext& context, int fd, const std::string& server_name);
   ~TlsStream();
   TlsStream(const TlsStream&) = delete;
   TlsStream& operator=(const TlsStream&) = delete;

@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <cstdio>
 
 #include "client_connection.h"
 #include "http_util.h"
@@ -63,6 +64,36 @@ void UpstreamConnection::begin(ClientConnection* owner, std::string request,
   flush();
 }
 
+void UpstreamConnection::startTls(const TlsClientContext& context, const std::string& name,
+                                  std::string upstream) {
+  tls_ = std::make_unique<TlsStream>(context, fd, name);
+  tls_name_ = name;
+  upstream_name_ = std::move(upstream);
+}
+
+bool UpstreamConnection::secured() {
+  if (!tls_ || tls_->established()) return true;
+  switch (tls_->handshake()) {
+    case TlsStream::Handshake::kDone:
+      return true;
+    case TlsStream::Handshake::kPending:
+      return false;
+    case TlsStream::Handshake::kFailed:
+      break;
+  }
+  // Never a silent downgrade: the request fails (502) and says why, every time.
+  std::fprintf(stderr, "strangler-proxy: TLS to upstream '%s' at %s (name %s) failed: %s\n",
+               upstream_name_.c_str(), endpoint->key.c_str(), tls_name_.c_str(),
+               tls_->error().c_str());
+  fail("tls");
+  return false;
+}
+
+ssize_t UpstreamConnection::receive(char* buffer, size_t size) {
+  if (tls_) return tls_->read(buffer, size);
+  return ::recv(fd, buffer, size, 0);
+}
+
 void UpstreamConnection::onEvents(uint32_t events) {
   if (closed) return;
   if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) hangup = true;
@@ -82,6 +113,12 @@ void UpstreamConnection::onEvents(uint32_t events) {
   }
   if (state == State::kIdle) {
     // An idle pooled connection that becomes readable was closed (or misbehaves): drop it.
+    // Over TLS it may only be a record for TLS itself (a session ticket): read, and keep it
+    // when no data came.
+    if (tls_ && (events & (EPOLLRDHUP | EPOLLERR | EPOLLHUP)) == 0 && (events & EPOLLIN)) {
+      char byte;
+      if (tls_->read(&byte, 1) < 0 && errno == EAGAIN) return;
+    }
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP)) worker_.closeUpstream(this);
     return;
   }
@@ -105,8 +142,11 @@ void UpstreamConnection::sendMore(std::string_view bytes) {
 }
 
 void UpstreamConnection::flush() {
+  if (!secured()) return;
   while (out_pos_ < out_.size()) {
-    const ssize_t n = ::send(fd, out_.data() + out_pos_, out_.size() - out_pos_, MSG_NOSIGNAL);
+    const ssize_t n =
+        tls_ ? tls_->write(out_.data() + out_pos_, out_.size() - out_pos_)
+             : ::send(fd, out_.data() + out_pos_, out_.size() - out_pos_, MSG_NOSIGNAL);
     if (n > 0) {
       out_pos_ += static_cast<size_t>(n);
       // A long upload is progress, not an upstream that does not answer.
@@ -131,15 +171,21 @@ void UpstreamConnection::resumeReading() {
 }
 
 void UpstreamConnection::readAll() {
+  if (tls_ && !tls_->established()) {
+    if (!secured()) return;
+    flush();  // the request waited for the handshake
+    if (closed) return;
+  }
   char buffer[kReadChunk];
   while (!closed && !read_paused_ && state == State::kBusy) {
-    const ssize_t n = ::recv(fd, buffer, sizeof buffer, 0);
+    const ssize_t n = receive(buffer, sizeof buffer);
     if (n > 0) {
       bytes_received += static_cast<size_t>(n);
       feed(buffer, static_cast<size_t>(n));
       // A short read drained the socket; with edge triggering, more data brings a new event
       // (unless the peer's FIN is already known: then read on to see the end).
-      if (static_cast<size_t>(n) < sizeof buffer && !hangup) return;
+      // (TLS hands out one record at a time: read on until EAGAIN.)
+      if (!tls_ && static_cast<size_t>(n) < sizeof buffer && !hangup) return;
       continue;
     }
     if (n < 0 && errno == EINTR) continue;

@@ -7,6 +7,7 @@
 #include <string>
 #include <string_view>
 
+#include "tls.h"
 #include "worker.h"
 
 namespace strangler::proxy {
@@ -21,6 +22,9 @@ class UpstreamConnection : public Pollable {
   UpstreamConnection(Worker& worker, std::shared_ptr<EndpointState> to)
       : worker_(worker), endpoint(std::move(to)) {}
 
+  /// An upstream with "tls": the handshake runs before the first request byte is sent;
+  /// `name` is the SNI and the name (or address) the certificate must carry.
+  void startTls(const TlsClientContext& context, const std::string& name, std::string upstream);
   void onEvents(uint32_t events) override;
   /// Starts an exchange: sends `request` and reports the response to `client`. When the
   /// request's body is still arriving (`request_complete` false), the client adds it with
@@ -49,6 +53,7 @@ class UpstreamConnection : public Pollable {
   size_t bytes_received = 0;
   bool head_done = false;
   int max_idle = 64;
+  std::string pool_key;  ///< its worker's idle pool (the endpoint's, per TLS context and name)
 
  private:
   static int onMessageBegin(http_parser* parser);
@@ -60,11 +65,18 @@ class UpstreamConnection : public Pollable {
   static int onMessageComplete(http_parser* parser);
   static const http_parser_settings& settings();
 
+  /// True once TLS (if any) is established; drives the handshake on, fails the exchange when it
+  /// fails.
+  bool secured();
+  ssize_t receive(char* buffer, size_t size);
   void flush();
   void readAll();
   void feed(const char* data, size_t length);
   void fail(const char* kind);
 
+  std::unique_ptr<TlsStream> tls_;
+  std::string tls_name_;
+  std::string upstream_name_;  ///< for the log line of a failed handshake
   http_parser parser_{};
   std::string out_;
   size_t out_pos_ = 0;

@@ -309,9 +309,19 @@ void Worker::closeLingering(bool all) {
   lingering_.erase(keep, lingering_.end());
 }
 
-UpstreamConnection* Worker::acquire(const std::shared_ptr<EndpointState>& endpoint, int max_idle,
-                                    bool& reused) {
-  auto& pool = idle_[endpoint->pool_key];
+UpstreamConnection* Worker::acquire(const std::shared_ptr<EndpointState>& endpoint,
+                                    const RuntimeUpstream& upstream, bool& reused) {
+  const int max_idle = upstream.config->max_idle_connections;
+  // TLS connections pool apart, per context (a reload with another CA starts new ones) and name.
+  std::string pool_key = endpoint->pool_key;
+  std::string tls_name;
+  if (upstream.tls) {
+    tls_name = upstream.config->tls->server_name.empty() ? endpoint->address.host
+                                                         : upstream.config->tls->server_name;
+    pool_key +=
+        " tls " + tls_name + " " + std::to_string(reinterpret_cast<uintptr_t>(upstream.tls.get()));
+  }
+  auto& pool = idle_[pool_key];
   while (!pool.empty()) {
     UpstreamConnection* connection = pool.back();
     pool.pop_back();
@@ -329,6 +339,8 @@ UpstreamConnection* Worker::acquire(const std::shared_ptr<EndpointState>& endpoi
   auto* connection = new UpstreamConnection(*this, endpoint);
   connection->fd = fd;
   connection->max_idle = max_idle;
+  connection->pool_key = std::move(pool_key);
+  if (upstream.tls) connection->startTls(*upstream.tls, tls_name, upstream.config->name);
   const int rc =
       ::connect(fd, reinterpret_cast<const sockaddr*>(&endpoint->sockaddr), endpoint->sockaddr_len);
   if (rc != 0 && errno != EINPROGRESS) {
@@ -348,7 +360,7 @@ UpstreamConnection* Worker::acquire(const std::shared_ptr<EndpointState>& endpoi
 }
 
 void Worker::release(UpstreamConnection* connection) {
-  auto& pool = idle_[connection->endpoint->pool_key];
+  auto& pool = idle_[connection->pool_key];
   if (stopping_ || static_cast<int>(pool.size()) >= connection->max_idle) {
     closeUpstream(connection);
     return;
@@ -380,7 +392,7 @@ void Worker::closeUpstream(UpstreamConnection* upstream) {
   if (upstream->closed) return;
   upstream->closed = true;
   if (upstream->state == UpstreamConnection::State::kIdle) {
-    auto& pool = idle_[upstream->endpoint->pool_key];
+    auto& pool = idle_[upstream->pool_key];
     pool.erase(std::remove(pool.begin(), pool.end(), upstream), pool.end());
   }
   ::close(upstream->fd);

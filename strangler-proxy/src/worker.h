@@ -56,10 +56,10 @@ class Worker {
   std::shared_ptr<const Runtime> runtime();
   uint64_t random();
   bool add(Pollable* pollable);
-  /// An idle connection to `endpoint`, or a new one (connecting); nullptr when no socket could
-  /// be created. `reused` tells which.
-  UpstreamConnection* acquire(const std::shared_ptr<EndpointState>& endpoint, int max_idle,
-                              bool& reused);
+  /// An idle connection to `endpoint` of `upstream`, or a new one (connecting; over TLS when the
+  /// upstream has "tls"); nullptr when no socket could be created. `reused` tells which.
+  UpstreamConnection* acquire(const std::shared_ptr<EndpointState>& endpoint,
+                              const RuntimeUpstream& upstream, bool& reused);
   /// Gives a connection back to its endpoint's idle pool (or closes it).
   void release(UpstreamConnection* connection);
   void closeClient(ClientConnection* client);

@@ -15,11 +15,13 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "proxy_harness.h"
+#include "strangler/proxy/config.h"
 #include "strangler/testing/process.h"
 #include "strangler/testing/temp_dir.h"
 
@@ -45,12 +47,13 @@ strangler::common::CommandResult withStderr(const std::string& binary,
   return runCommand("/bin/sh", {"-c", command + " 2>&1"}, std::chrono::seconds(20));
 }
 
-/// A self-signed certificate for 127.0.0.1 (ECDSA P-256), subject CN=`name`.
-void makeCertificate(const std::string& cert, const std::string& key, const std::string& name) {
+/// A self-signed certificate (ECDSA P-256), subject CN=`name`, for `san` (127.0.0.1 by default).
+void makeCertificate(const std::string& cert, const std::string& key, const std::string& name,
+                     const std::string& san = "IP:127.0.0.1") {
   const auto made =
       runCommand(kOpenSsl, {"req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
                             "-nodes", "-days", "1", "-subj", "/CN=" + name, "-addext",
-                            "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert});
+                            "subjectAltName=" + san, "-keyout", key, "-out", cert});
   ASSERT_EQ(made.exit_code, 0) << made.output;
 }
 
@@ -395,6 +398,144 @@ TEST_F(TlsTest, ACertificateThatDoesNotLoadStopsTheStartWithItsName) {
   const auto invalid = withStderr(STRANGLER_PROXY_BINARY, {"--config", path, "--check-config"});
   EXPECT_EQ(invalid.exit_code, 1);
   EXPECT_NE(invalid.output.find("tls.key_file: is required"), std::string::npos) << invalid.output;
+}
+
+// Upstreams over TLS: a Python HTTPS backend (tls_backend.py, a real process) whose certificate
+// names service.internal and 127.0.0.1. Verified against ca_file with SNI server_name, kept
+// alive; a certificate the proxy cannot trust for the name is a 502 and a log line, never a
+// request sent anyway.
+class UpstreamTlsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    cert_ = dir_.file("backend.pem");
+    key_ = dir_.file("backend-key.pem");
+    makeCertificate(cert_, key_, "backend", "DNS:service.internal,IP:127.0.0.1");
+    other_ca_ = dir_.file("other.pem");
+    makeCertificate(other_ca_, dir_.file("other-key.pem"), "other");
+    backend_ = strangler::testing::ChildProcess::start(
+        STRANGLER_PYTHON3, {STRANGLER_TLS_BACKEND, "secure", cert_, key_});
+    const auto line = backend_->waitForLine("listening on 127.0.0.1:", std::chrono::seconds(10));
+    ASSERT_TRUE(line) << backend_->output();
+    backend_address_ = "127.0.0.1:" + line->substr(line->rfind(':') + 1);
+  }
+
+  nlohmann::json config(const nlohmann::json& tls) {
+    auto cfg = baseConfig(monolith_);
+    cfg["upstreams"]["secure"] = {{"endpoints", {backend_address_}}, {"tls", tls}};
+    cfg["routes"] = {{{"name", "drivers"},
+                      {"match", {{"path", "/api/drivers/**"}}},
+                      {"target", "secure"},
+                      {"stage", "extracted"}}};
+    return cfg;
+  }
+
+  /// The proxy with its stderr in output() (the TLS log lines go there).
+  void startProxy(const nlohmann::json& cfg) {
+    const std::string path = dir_.file("strangler.json");
+    {
+      std::ofstream out(path);
+      out << cfg.dump();
+    }
+    proxy_ = strangler::testing::ChildProcess::start(
+        "/bin/sh",
+        {"-c", std::string("exec '") + STRANGLER_PROXY_BINARY + "' --config '" + path +
+                   "' --workers 2 2>&1"},
+        kTokenEnv);
+    const auto line = proxy_->waitForLine("strangler-proxy listening on", std::chrono::seconds(10));
+    ASSERT_TRUE(line) << proxy_->output();
+    const auto at = line->find("http://127.0.0.1:") + 17;
+    port_ = static_cast<uint16_t>(std::stoi(line->substr(at)));
+  }
+
+  strangler::testing::HttpResponse get(const std::string& target) {
+    return strangler::testing::httpRequest("127.0.0.1", port_, "GET", target, "", {},
+                                           std::chrono::seconds(10));
+  }
+
+  TempDir dir_{"strangler-upstream-tls"};
+  std::string cert_, key_, other_ca_, backend_address_;
+  FakeUpstream monolith_{"monolith"};
+  std::unique_ptr<strangler::testing::ChildProcess> backend_;
+  std::unique_ptr<strangler::testing::ChildProcess> proxy_;
+  uint16_t port_ = 0;
+};
+
+TEST_F(UpstreamTlsTest, VerifiedWithSniAndKeptAlive) {
+  startProxy(config({{"ca_file", cert_}, {"server_name", "service.internal"}}));
+  std::set<int64_t> ports;
+  for (int i = 0; i < 20; ++i) {
+    const auto response = get("/api/drivers/" + std::to_string(i));
+    ASSERT_EQ(response.status, 200) << response.body;
+    const auto body = nlohmann::json::parse(response.body);
+    EXPECT_EQ(body["uri"], "/api/drivers/" + std::to_string(i));
+    EXPECT_EQ(body["sni"], "service.internal");
+    EXPECT_EQ(body["proto"], "http");
+    ports.insert(body["port"].get<int64_t>());
+  }
+  // Sequential requests reuse their worker's connection: at most one per worker.
+  EXPECT_LE(ports.size(), 2u);
+  // By address: no SNI (RFC 6066 leaves IP literals out), the certificate's IP entry verified.
+  proxy_->signal(SIGTERM);
+  proxy_->wait(std::chrono::seconds(10));
+  startProxy(config({{"ca_file", cert_}}));
+  const auto by_ip = get("/api/drivers/ip");
+  ASSERT_EQ(by_ip.status, 200) << by_ip.body;
+  EXPECT_EQ(nlohmann::json::parse(by_ip.body)["sni"], "");
+}
+
+TEST_F(UpstreamTlsTest, AnUntrustedOrMisnamedCertificateIsA502AndALogLine) {
+  auto cfg = config({{"ca_file", other_ca_}, {"server_name", "service.internal"}});
+  cfg["upstreams"]["misnamed"] = {{"endpoints", {backend_address_}},
+                                  {"tls", {{"ca_file", cert_}, {"server_name", "wrong.internal"}}}};
+  cfg["upstreams"]["unverified"] = {{"endpoints", {backend_address_}},
+                                    {"tls", {{"insecure", true}}}};
+  cfg["routes"].push_back({{"name", "misnamed"},
+                           {"match", {{"path", "/api/misnamed/**"}}},
+                           {"target", "misnamed"},
+                           {"stage", "extracted"}});
+  cfg["routes"].push_back({{"name", "unverified"},
+                           {"match", {{"path", "/api/unverified/**"}}},
+                           {"target", "unverified"},
+                           {"stage", "extracted"}});
+  startProxy(cfg);
+  const auto untrusted = get("/api/drivers/1");
+  EXPECT_EQ(untrusted.status, 502);
+  EXPECT_NE(untrusted.body.find("failed (tls)"), std::string::npos) << untrusted.body;
+  const auto misnamed = get("/api/misnamed/1");
+  EXPECT_EQ(misnamed.status, 502);
+  EXPECT_TRUE(proxy_->waitForLine("TLS to upstream 'secure'", std::chrono::seconds(5)));
+  const auto line = proxy_->waitForLine("TLS to upstream 'misnamed'", std::chrono::seconds(5));
+  ASSERT_TRUE(line) << proxy_->output();
+  EXPECT_NE(line->find("wrong.internal"), std::string::npos) << *line;
+  EXPECT_NE(line->find("certificate not trusted"), std::string::npos) << *line;
+  // Only by explicit choice does an unverified upstream serve.
+  const auto unverified = get("/api/unverified/1");
+  ASSERT_EQ(unverified.status, 200) << unverified.body;
+  EXPECT_EQ(nlohmann::json::parse(unverified.body)["uri"], "/api/unverified/1");
+}
+
+TEST_F(UpstreamTlsTest, ConfigErrorsNameTheirKey) {
+  auto h2 = config({{"ca_file", cert_}});
+  h2["upstreams"]["secure"]["protocol"] = "h2";
+  auto parsed = ProxyConfig::create(h2);
+  ASSERT_FALSE(parsed.ok());
+  EXPECT_NE(parsed.error().message.find("upstreams.secure.protocol: \"h2\" is not supported yet"),
+            std::string::npos)
+      << parsed.error().message;
+  parsed = ProxyConfig::create(config({{"ca_file", cert_}, {"insecure", true}}));
+  ASSERT_FALSE(parsed.ok());
+  EXPECT_NE(parsed.error().message.find("upstreams.secure.tls"), std::string::npos);
+  // A CA file that does not load stops the start, naming the upstream and the file.
+  const std::string path = dir_.file("bad.json");
+  {
+    std::ofstream out(path);
+    out << config({{"ca_file", dir_.file("missing-ca.pem")}}).dump();
+  }
+  const auto result = withStderr(STRANGLER_PROXY_BINARY, {"--config", path, "--workers", "1"});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_NE(result.output.find("upstreams.secure.tls.ca_file '" + dir_.file("missing-ca.pem")),
+            std::string::npos)
+      << result.output;
 }
 
 }  // namespace

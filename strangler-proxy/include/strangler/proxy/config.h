@@ -28,6 +28,13 @@ struct CircuitBreakerConfig {
   int open_ms = 10000;
 };
 
+/// An upstream reached over TLS ("tls"): verified unless `insecure` is set explicitly.
+struct UpstreamTlsConfig {
+  std::string ca_file;      ///< PEM bundle of trusted CAs; empty: the system's trust store
+  std::string server_name;  ///< SNI and the name verified; empty: each endpoint's host
+  bool insecure = false;    ///< no verification at all (an explicit choice, never a fallback)
+};
+
 struct UpstreamConfig {
   std::string name;
   std::vector<common::HostPort> endpoints;  ///< empty when the upstream uses discovery
@@ -41,6 +48,7 @@ struct UpstreamConfig {
       30000;  ///< endpoints given by host name are resolved again this often (0: never)
   int max_idle_connections = 64;  ///< kept-alive connections per endpoint and worker
   std::optional<CircuitBreakerConfig> circuit_breaker;
+  std::optional<UpstreamTlsConfig> tls;
 };
 
 struct StickyConfig {

@@ -22,6 +22,7 @@
 namespace strangler::proxy {
 
 class TlsServerContext;
+class TlsClientContext;
 
 /// One upstream address, resolved; its ejection state outlives config reloads.
 struct EndpointState {
@@ -39,6 +40,8 @@ struct RuntimeUpstream {
   std::vector<std::shared_ptr<EndpointState>> endpoints;
   std::shared_ptr<CircuitBreaker> breaker;  ///< null when the upstream has no circuit_breaker
   std::shared_ptr<std::atomic<uint64_t>> round_robin;
+  /// "tls": the context its connections take (null: plain TCP).
+  std::shared_ptr<const TlsClientContext> tls;
 };
 
 /// An immutable snapshot of everything a request needs: config, route table and upstreams.

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """An HTTPS (TLS only) HTTP/1.1 keep-alive backend for the proxy's upstream TLS tests, run as a
-real process. Answers every request with JSON: its name, the URI, the SNI name the client sent
-and the client's port (one port per connection, so a test can see connections reused).
+real process. Answers every request with JSON: its name, the URI, the SNI name the client sent,
+the client's port (one port per connection, so a test can see connections reused) and how many
+requests it has served.
 
 usage: tls_backend.py NAME CERT KEY   (any free port; printed on stdout)
 """
@@ -12,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 NAME, CERT, KEY = sys.argv[1:4]
 SNI = {}
+SERVED = [0]
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -20,9 +22,10 @@ class Handler(BaseHTTPRequestHandler):
     def answer(self):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
+        SERVED[0] += 1
         data = json.dumps({"upstream": NAME, "method": self.command, "uri": self.path,
                            "sni": SNI.get(id(self.connection), None) or "",
-                           "port": self.client_address[1],
+                           "port": self.client_address[1], "served": SERVED[0],
                            "proto": self.headers.get("X-Forwarded-Proto", ""),
                            "body": body.decode("utf-8", "replace")}).encode()
         self.send_response(200)

@@ -511,7 +511,10 @@ TEST_F(UpstreamTlsTest, AnUntrustedOrMisnamedCertificateIsA502AndALogLine) {
   // Only by explicit choice does an unverified upstream serve.
   const auto unverified = get("/api/unverified/1");
   ASSERT_EQ(unverified.status, 200) << unverified.body;
-  EXPECT_EQ(nlohmann::json::parse(unverified.body)["uri"], "/api/unverified/1");
+  const auto answer = nlohmann::json::parse(unverified.body);
+  EXPECT_EQ(answer["uri"], "/api/unverified/1");
+  // The backend never got the requests meant for the untrusted upstreams: this is its first.
+  EXPECT_EQ(answer["served"], 1);
 }
 
 TEST_F(UpstreamTlsTest, ConfigErrorsNameTheirKey) {

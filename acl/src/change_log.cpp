@@ -110,10 +110,15 @@ void registerReader(Side& side, const std::string& reader, const std::string& po
 bool renewReader(Side& side, const std::string& reader, const std::string& position, int ttl_s) {
   if (!validPosition(side, position))
     throw soci::soci_error("invalid change log position '" + position + "'");
+  return renewReaderOn(*side.sql, side.backend(), reader, position, ttl_s);
+}
+
+bool renewReaderOn(soci::session& sql, DbBackend backend, const std::string& reader,
+                   const std::string& position, int ttl_s) {
   const long long expires = nowSeconds() + ttl_s;
-  common::Transaction tx(*side.sql, side.backend(), common::Transaction::Mode::kWrite);
-  soci::statement st = (side.sql->prepare << "UPDATE strangler_readers SET position = :p,"
-                                             " expires_at = :e WHERE reader = :r",
+  common::Transaction tx(sql, backend, common::Transaction::Mode::kWrite);
+  soci::statement st = (sql.prepare << "UPDATE strangler_readers SET position = :p,"
+                                       " expires_at = :e WHERE reader = :r",
                         soci::use(position), soci::use(expires), soci::use(reader));
   st.execute(true);
   const bool found = st.get_affected_rows() > 0;

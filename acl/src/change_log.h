@@ -65,6 +65,10 @@ void registerReader(Side& side, const std::string& reader, const std::string& po
 /// Moves a live registration to `position` and renews it; false when the registration is gone
 /// (it expired and a prune removed it: changes after its position may have been deleted).
 bool renewReader(Side& side, const std::string& reader, const std::string& position, int ttl_s);
+/// The same on another session of that database (`backend`), e.g. while `side`'s own session
+/// holds a read snapshot; `position` must have been checked already.
+bool renewReaderOn(soci::session& sql, DbBackend backend, const std::string& reader,
+                   const std::string& position, int ttl_s);
 /// Removes the registration.
 void unregisterReader(Side& side, const std::string& reader);
 

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <random>
 #include <thread>
 
@@ -20,7 +21,10 @@ constexpr int64_t kLogicalRowsPerRead = 2000000;
 
 VerifyFeeds::VerifyFeeds(Side& monolith, Side& service, const std::string& mapping,
                          int reader_ttl_s, int drain_every_ms, bool watching)
-    : reader_ttl_s_(reader_ttl_s), drain_every_(drain_every_ms), watching_(watching) {
+    : reader_ttl_s_(reader_ttl_s),
+      // Often enough to renew a registration three times within its TTL.
+      drain_every_(std::min(drain_every_ms, reader_ttl_s * 1000 / 3)),
+      watching_(watching) {
   std::random_device random;
   const std::string tag = std::to_string(random() % 1000000000);
   reader_ = "verify " + mapping + " " + defaultHolder() + " " + tag;
@@ -105,7 +109,13 @@ void VerifyFeeds::drainIfDue() {
   if (now - last_drain_ < drain_every_) return;
   for (std::size_t i = 0; i < 2; ++i) {
     Feed& feed = feeds_[i];
-    if (!feed.logical) continue;
+    if (!feed.logical) {
+      // A registration is renewed at its position: a pass longer than reader_ttl_s must not
+      // let the sync's prune take it (then every round would start a full pass again). One
+      // already gone is found lost by the next collect().
+      renewAside(i);
+      continue;
+    }
     feed.position = readChanges(feed, drained_[i]);
     confirmLogical(*feed.side, feed.position, slotReader());
     ++drains_;
@@ -145,6 +155,28 @@ std::string VerifyFeeds::readChanges(const Feed& feed, std::set<int64_t>& keys) 
       keys.insert(change.pk);
     if (static_cast<int64_t>(rows.size()) < kChangesPerRead) return to;
     after_seq = rows.back().seq;
+  }
+}
+
+void VerifyFeeds::renewAside(std::size_t i) {
+  Side& side = *feeds_[i].side;
+  try {
+    if (!renew_sql_[i]) {
+      renew_sql_[i] = std::make_unique<soci::session>();
+      common::openSession(*renew_sql_[i], side.target);
+    }
+    for (int attempt = 0;; ++attempt) {
+      try {
+        renewReaderOn(*renew_sql_[i], side.backend(), reader_, feeds_[i].position, reader_ttl_s_);
+        return;
+      } catch (const soci::soci_error& e) {
+        if (!lockBusy(e) || attempt >= 20) throw;
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+    }
+  } catch (const std::exception&) {
+    // Best effort: a registration that expires anyway is found lost by the next collect().
+    renew_sql_[i].reset();
   }
 }
 

@@ -51,8 +51,10 @@ class VerifyFeeds {
   /// false when a feed was lost (lost() says why; the caller makes a full pass).
   bool collect(Keys& own);
   const std::string& lost() const { return lost_; }
-  /// During a full pass: when `drain_every_ms` passed since the last drain, reads the logical feed
-  /// on and confirms the slot; the keys read wait for takeDrained().
+  /// During a long read (a full pass, a large re-read): when `drain_every_ms` passed since the
+  /// last drain, reads the logical feed on and confirms the slot (the keys read wait for
+  /// takeDrained()), and renews the registrations on trigger-fed change logs at their positions,
+  /// so a pass longer than reader_ttl_s keeps them.
   void drainIfDue();
   /// Moves the keys drained since start() into `own`; false when there were none.
   bool takeDrained(Keys& own);
@@ -69,6 +71,8 @@ class VerifyFeeds {
 
   std::string readChanges(const Feed& feed, std::set<int64_t>& keys);
   bool renew(Side& side, const std::string& position);
+  /// Renews feed `i`'s registration on a session of its own (the side's may hold a snapshot).
+  void renewAside(std::size_t i);
   SlotReader slotReader() { return SlotReader{slot_, false, slot_session_.get()}; }
 
   const int reader_ttl_s_;
@@ -77,6 +81,7 @@ class VerifyFeeds {
   std::string reader_;
   std::string slot_;
   std::unique_ptr<soci::session> slot_session_;  // holds the temporary slot
+  std::unique_ptr<soci::session> renew_sql_[2];  // renewals during a scan (renewAside)
   std::string lost_;                             // why the last collect() gave up
   Feed feeds_[2];                                // the monolith's, the service's
   KnownCommits known_;                           // what the verifier's slot saw, not yet applied

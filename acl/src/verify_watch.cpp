@@ -230,6 +230,7 @@ class VerifyWatcher {
       std::unordered_map<int64_t, uint64_t> hashes;
       ReadSnapshot snapshot(side);
       detail::forEachSlice(keys, kKeysPerRead, [&](const std::vector<int64_t>& slice) {
+        feeds_.drainIfDue();
         for (const auto& [key, row] : keys_->readKeys(side, slice))
           hashes[key] = hashRow(key, row, source);
       });

@@ -97,6 +97,16 @@ class VerifyWatchTest : public ::testing::TestWithParam<std::string> {
       });
     }
   }
+  /// `count` more drivers (ids 50,000,001 on), in one statement.
+  void addBulkDrivers(int count) {
+    monolith_->exec(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < " +
+        std::to_string(count) +
+        ") INSERT INTO users (id, user_type, full_name, phone, car_plate, car_model, drv_status,"
+        " created_at, updated_at) SELECT 50000000 + i, 2, 'Bulk', '+82-10-6', 'B6', 'K6', 0, 1, 1"
+        " FROM n");
+  }
+
   void touch(long long id) {
     std::lock_guard<std::mutex> lock(touched_mu_);
     touched_.insert(id);
@@ -242,11 +252,7 @@ TEST_P(VerifyWatchTest, VerifyUnderWritesReportsLagNotDifferences) {
 // pass long enough for writes to land in it. Trigger capture has no slot to drain.
 TEST_P(VerifyWatchTest, SlotReadOnDuringTheFullPassMissesNoChange) {
   const bool logical = engine_ == "postgresql" && capture_ != "trigger";
-  monolith_->exec(
-      "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000)"
-      " INSERT INTO users (id, user_type, full_name, phone, car_plate, car_model, drv_status,"
-      " created_at, updated_at) SELECT 50000000 + i, 2, 'Bulk', '+82-10-6', 'B6', 'K6', 0, 1, 1"
-      " FROM n");
+  addBulkDrivers(20000);
   ASSERT_TRUE(sync_->run().ok());
   auto verifier = open();
   ASSERT_TRUE(verifier);
@@ -287,6 +293,44 @@ TEST_P(VerifyWatchTest, SlotReadOnDuringTheFullPassMissesNoChange) {
   auto settled = verifier->verify();
   ASSERT_TRUE(settled.ok()) << settled.error().message;
   EXPECT_TRUE(settled->identical());
+}
+
+// A full pass longer than the verifier's registration TTL (1 s here, 60 s by default) while the
+// sync prunes all along: the registration on the service's change log is renewed during the
+// scans, so the rounds after the pass follow the change streams instead of starting a full
+// pass again (found at 10M rows, where every round became a full pass).
+TEST_P(VerifyWatchTest, AFullPassLongerThanTheReaderTtlKeepsItsRegistration) {
+  addBulkDrivers(150000);
+  ASSERT_TRUE(sync_->run().ok());
+  auto verifier = open();
+  ASSERT_TRUE(verifier);
+  std::atomic<bool> pruning{true};
+  std::thread pruner([&] {
+    // Each run applies what is pending and prunes (the watch would, every 5 s).
+    while (pruning) {
+      EXPECT_TRUE(sync_->run().ok());
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  });
+  startWriters(1, 5);
+  std::vector<WatchRound> rounds;
+  VerifyWatchOptions options;
+  options.interval_ms = 200;
+  options.rounds = 2;
+  options.reader_ttl_s = 1;
+  options.on_round = [&](const WatchRound& r) { rounds.push_back(r); };
+  std::atomic<bool> stop{false};
+  auto last = verifier->verifyWatch(stop, options);
+  stopWriters();
+  pruning = false;
+  pruner.join();
+  ASSERT_TRUE(last.ok()) << last.error().message;
+  ASSERT_EQ(rounds.size(), 3u);
+  EXPECT_GT(rounds[0].millis, 1000) << "the pass was not longer than the TTL: nothing tested";
+  for (std::size_t i = 1; i < rounds.size(); ++i) {
+    EXPECT_FALSE(rounds[i].full_pass) << "round " << i << ": " << rounds[i].note;
+    EXPECT_TRUE(rounds[i].report.identical()) << "round " << i;
+  }
 }
 
 TEST_P(VerifyWatchTest, RefusedDuringTheSnapshot) {

@@ -65,26 +65,42 @@ std::string describe(SSL_CTX* ctx) {
   return out;
 }
 
+/// A context for `method` with what both sides share: TLS 1.2 at least, the AEAD suites, no
+/// compression or renegotiation, partial writes from a buffer that may move between calls, and
+/// buffers given back while a connection is idle. Null with `error` set when OpenSSL refuses.
+SSL_CTX* newContext(const SSL_METHOD* method, std::string& error) {
+  ERR_clear_error();
+  SSL_CTX* ctx = SSL_CTX_new(method);
+  if (ctx == nullptr) {
+    error = "cannot create a TLS context: " + takeErrors();
+    return nullptr;
+  }
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  // A peer closing without close_notify ends the stream like a TCP close: HTTP's own framing
+  // tells a complete message from a cut one.
+  SSL_CTX_set_options(
+      ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF);
+  SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                            SSL_MODE_RELEASE_BUFFERS);
+  if (SSL_CTX_set_cipher_list(ctx, kTls12Ciphers) != 1) {
+    error = "cipher list refused: " + takeErrors();
+    SSL_CTX_free(ctx);
+    return nullptr;
+  }
+  return ctx;
+}
+
 }  // namespace
 
 common::Result<std::shared_ptr<TlsServerContext>> TlsServerContext::load(
     const std::string& cert_file, const std::string& key_file) {
   using R = common::Result<std::shared_ptr<TlsServerContext>>;
-  ERR_clear_error();
   std::shared_ptr<TlsServerContext> context(new TlsServerContext());
-  SSL_CTX* ctx = SSL_CTX_new(TLS_server_method());
-  if (ctx == nullptr)
-    return R::failure("tls_failed", "cannot create a TLS context: " + takeErrors());
+  std::string error;
+  SSL_CTX* ctx = newContext(TLS_server_method(), error);
+  if (ctx == nullptr) return R::failure("tls_failed", error);
   context->ctx_ = ctx;
-  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-  SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
-                               SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_IGNORE_UNEXPECTED_EOF);
-  // Partial writes from a buffer that may move between calls; idle connections give their
-  // read and write buffers back.
-  SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-                            SSL_MODE_RELEASE_BUFFERS);
-  if (SSL_CTX_set_cipher_list(ctx, kTls12Ciphers) != 1)
-    return R::failure("tls_failed", "cipher list refused: " + takeErrors());
+  SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
   SSL_CTX_set_alpn_select_cb(ctx, selectAlpn, nullptr);
   if (SSL_CTX_use_certificate_chain_file(ctx, cert_file.c_str()) != 1) {
@@ -111,19 +127,12 @@ TlsServerContext::~TlsServerContext() {
 common::Result<std::shared_ptr<TlsClientContext>> TlsClientContext::create(
     const std::string& ca_file, bool insecure) {
   using R = common::Result<std::shared_ptr<TlsClientContext>>;
-  ERR_clear_error();
   std::shared_ptr<TlsClientContext> context(new TlsClientContext());
-  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
-  if (ctx == nullptr)
-    return R::failure("tls_failed", "cannot create a TLS context: " + takeErrors());
+  std::string error;
+  SSL_CTX* ctx = newContext(TLS_client_method(), error);
+  if (ctx == nullptr) return R::failure("tls_failed", error);
   context->ctx_ = ctx;
   context->insecure_ = insecure;
-  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-  SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
-  SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-                            SSL_MODE_RELEASE_BUFFERS);
-  if (SSL_CTX_set_cipher_list(ctx, kTls12Ciphers) != 1)
-    return R::failure("tls_failed", "cipher list refused: " + takeErrors());
   SSL_CTX_set_alpn_protos(ctx, kAlpn, sizeof kAlpn);
   SSL_CTX_set_verify(ctx, insecure ? SSL_VERIFY_NONE : SSL_VERIFY_PEER, nullptr);
   if (!insecure) {

@@ -57,6 +57,21 @@ void makeCertificate(const std::string& cert, const std::string& key, const std:
   ASSERT_EQ(made.exit_code, 0) << made.output;
 }
 
+/// A blocking TCP connection to 127.0.0.1:`port` with a receive timeout of `timeout_s`; -1 when
+/// the connect fails.
+int connectLoopback(uint16_t port, int timeout_s) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  timeval timeout{timeout_s, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(port);
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0) return fd;
+  ::close(fd);
+  return -1;
+}
+
 /// A blocking TLS client connection to 127.0.0.1:`port`, verifying the server against `ca`.
 class TlsClient {
  public:
@@ -64,14 +79,8 @@ class TlsClient {
     ctx_ = SSL_CTX_new(TLS_client_method());
     SSL_CTX_set_verify(ctx_, SSL_VERIFY_PEER, nullptr);
     SSL_CTX_load_verify_locations(ctx_, ca.c_str(), nullptr);
-    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    timeval timeout{10, 0};
-    setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_port = htons(port);
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) return;
+    fd_ = connectLoopback(port, 10);
+    if (fd_ < 0) return;
     ssl_ = SSL_new(ctx_);
     SSL_set_fd(ssl_, fd_);
     SSL_set1_host(ssl_, "127.0.0.1");
@@ -139,21 +148,14 @@ class TlsClient {
 /// Sends `bytes` on a plain TCP connection to `port` and returns what comes back before the
 /// proxy closes it (or 5 s pass); with `wait` false, closes at once.
 std::string rawExchange(uint16_t port, const std::string& bytes, bool wait = true) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  timeval timeout{5, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(port);
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  const int fd = connectLoopback(port, 5);
   std::string out;
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0) {
-    if (!bytes.empty()) [[maybe_unused]]
-      auto sent = ::send(fd, bytes.data(), bytes.size(), 0);
-    char buffer[4096];
-    for (ssize_t n; wait && (n = ::recv(fd, buffer, sizeof buffer, 0)) > 0;)
-      out.append(buffer, static_cast<size_t>(n));
-  }
+  if (fd < 0) return out;
+  if (!bytes.empty()) [[maybe_unused]]
+    auto sent = ::send(fd, bytes.data(), bytes.size(), 0);
+  char buffer[4096];
+  for (ssize_t n; wait && (n = ::recv(fd, buffer, sizeof buffer, 0)) > 0;)
+    out.append(buffer, static_cast<size_t>(n));
   ::close(fd);
   return out;
 }
@@ -291,15 +293,11 @@ TEST_F(TlsTest, BadPeersLoseOnlyTheirConnectionWhileManyClientsAreServed) {
     }
     // A ClientHello cut short: the proxy waits for the rest until the connection's timeout,
     // without holding anyone else up (the clients above ran meanwhile).
-    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_port = htons(port);
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0) [[maybe_unused]]
+    const int fd = connectLoopback(port, 5);
+    if (fd >= 0) [[maybe_unused]]
       auto sent = ::send(fd, hello_start.data(), hello_start.size(), 0);
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
-    ::close(fd);
+    if (fd >= 0) ::close(fd);
   });
   for (auto& thread : threads)
     thread.join();

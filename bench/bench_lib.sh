@@ -25,6 +25,32 @@ wait_port() {
   echo "bench: nothing listens on port $1" >&2; exit 1
 }
 
+# HAProxy in front of 127.0.0.1:BACKEND_PORT on 127.0.0.1:PORT with THREADS threads and kept-alive
+# backend connections; BIND_OPTIONS (e.g. "ssl crt FILE") go on its bind line. Sets haproxy_pid.
+haproxy_start() {  # THREADS PORT BACKEND_PORT [BIND_OPTIONS]
+  cat >"$work/haproxy.cfg" <<CONF
+global
+  nbthread $1
+  maxconn 8000
+  ssl-default-bind-options ssl-min-ver TLSv1.2
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  option http-keep-alive
+  http-reuse always
+frontend front
+  bind 127.0.0.1:$2 ${4:-}
+  default_backend back
+backend back
+  server tiny 127.0.0.1:$3
+CONF
+  haproxy -db -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 &
+  haproxy_pid=$!
+  pids+=($haproxy_pid)
+}
+
 nginx_conf() {  # NAME SERVER_BLOCK (worker processes: $nginx_workers, default 1, for this call)
   mkdir -p "$work/$1"
   cat >"$work/$1/nginx.conf" <<CONF

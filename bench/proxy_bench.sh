@@ -35,26 +35,7 @@ nginx_conf nginx "upstream backend { server 127.0.0.1:$backend_port; keepalive 2
     client_body_buffer_size 2m;
     location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
 # HAProxy as the other reverse proxy users pick: one thread, kept-alive backend connections.
-cat >"$work/haproxy.cfg" <<CONF
-global
-  nbthread $workers
-  maxconn 8000
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 60s
-  timeout server 60s
-  option http-keep-alive
-  http-reuse always
-frontend front
-  bind 127.0.0.1:$haproxy_port
-  default_backend back
-backend back
-  server tiny 127.0.0.1:$backend_port
-CONF
-haproxy -db -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 &
-haproxy_pid=$!
-pids+=($haproxy_pid)
+haproxy_start "$workers" "$haproxy_port" "$backend_port"
 # strangler-proxy with a route in front of the same backend (extracted to a second upstream
 # name, so the routing path is exercised).
 cat >"$work/strangler.json" <<CONF

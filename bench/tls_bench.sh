@@ -36,26 +36,7 @@ nginx_conf nginx "upstream backend { server 127.0.0.1:$backend_port; keepalive 2
     ssl_certificate $work/cert.pem; ssl_certificate_key $work/key.pem;
     ssl_protocols TLSv1.2 TLSv1.3; ssl_session_cache shared:SSL:10m;
     location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
-cat >"$work/haproxy.cfg" <<CONF
-global
-  nbthread 1
-  maxconn 8000
-  ssl-default-bind-options ssl-min-ver TLSv1.2
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 60s
-  timeout server 60s
-  option http-keep-alive
-  http-reuse always
-frontend front
-  bind 127.0.0.1:$haproxy_port ssl crt $work/haproxy.pem
-  default_backend back
-backend back
-  server tiny 127.0.0.1:$backend_port
-CONF
-haproxy -db -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 &
-pids+=($!)
+haproxy_start 1 "$haproxy_port" "$backend_port" "ssl crt $work/haproxy.pem"
 cat >"$work/strangler.json" <<CONF
 { "listen": "127.0.0.1:$strangler_port", "admin": { "listen": "127.0.0.1:0" },
   "tls": { "listen": "127.0.0.1:$strangler_tls_port", "cert_file": "$work/cert.pem",

@@ -17,6 +17,20 @@ namespace {
 constexpr int64_t kChangesPerRead = 50000;
 constexpr int64_t kLogicalRowsPerRead = 2000000;
 
+// A prune holds a registration's row for a moment (PostgreSQL's lock timeout is short): `write`
+// is tried again while the lock is busy, up to about a second.
+template <typename Write>
+auto whileBusy(const Write& write) {
+  for (int attempt = 0;; ++attempt) {
+    try {
+      return write();
+    } catch (const soci::soci_error& e) {
+      if (!lockBusy(e) || attempt >= 20) throw;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
+}
+
 }  // namespace
 
 VerifyFeeds::VerifyFeeds(Side& monolith, Side& service, const std::string& mapping,
@@ -165,31 +179,18 @@ void VerifyFeeds::renewAside(std::size_t i) {
       renew_sql_[i] = std::make_unique<soci::session>();
       common::openSession(*renew_sql_[i], side.target);
     }
-    for (int attempt = 0;; ++attempt) {
-      try {
-        renewReaderOn(*renew_sql_[i], side.backend(), reader_, feeds_[i].position, reader_ttl_s_);
-        return;
-      } catch (const soci::soci_error& e) {
-        if (!lockBusy(e) || attempt >= 20) throw;
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      }
-    }
+    whileBusy([&] {
+      return renewReaderOn(*renew_sql_[i], side.backend(), reader_, feeds_[i].position,
+                           reader_ttl_s_);
+    });
   } catch (const std::exception&) {
     // Best effort: a registration that expires anyway is found lost by the next collect().
     renew_sql_[i].reset();
   }
 }
 
-// A prune holds the registration's row for a moment (PostgreSQL's lock timeout is short).
 bool VerifyFeeds::renew(Side& side, const std::string& position) {
-  for (int attempt = 0;; ++attempt) {
-    try {
-      return renewReader(side, reader_, position, reader_ttl_s_);
-    } catch (const soci::soci_error& e) {
-      if (!lockBusy(e) || attempt >= 20) throw;
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-  }
+  return whileBusy([&] { return renewReader(side, reader_, position, reader_ttl_s_); });
 }
 
 }  // namespace strangler::acl::sync::detail

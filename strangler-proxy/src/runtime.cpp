@@ -2,6 +2,7 @@
 
 #include <netdb.h>
 
+#include <cstdint>
 #include <cstring>
 
 #include "tls.h"
@@ -107,6 +108,8 @@ common::Result<std::shared_ptr<const Runtime>> UpstreamRegistry::build(
         return R::failure(tls.error().code, "upstreams." + name + "." + tls.error().message);
       }
       entry.tls = std::move(tls).value();
+      entry.tls_pool_suffix = " tls " + upstream.tls->server_name + " " +
+                              std::to_string(reinterpret_cast<uintptr_t>(entry.tls.get()));
     }
     static const std::vector<common::HostPort> kNone;
     const std::vector<common::HostPort>* addresses = &upstream.endpoints;

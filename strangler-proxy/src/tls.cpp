@@ -1,10 +1,9 @@
 #include "tls.h"
 
+#include <arpa/inet.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
-
-#include <arpa/inet.h>
 #include <openssl/x509v3.h>
 
 #include <cerrno>
@@ -49,22 +48,6 @@ int selectAlpn(SSL*, const unsigned char** out, unsigned char* out_length, const
   return SSL_TLSEXT_ERR_OK;
 }
 
-std::string describe(SSL_CTX* ctx) {
-  X509* cert = SSL_CTX_get0_certificate(ctx);
-  if (cert == nullptr) return "";
-  char subject[256] = {0};
-  X509_NAME_oneline(X509_get_subject_name(cert), subject, sizeof subject);
-  std::string out = subject;
-  if (BIGNUM* serial = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), nullptr)) {
-    if (char* hex = BN_bn2hex(serial)) {
-      out += std::string(" serial ") + hex;
-      OPENSSL_free(hex);
-    }
-    BN_free(serial);
-  }
-  return out;
-}
-
 /// A context for `method` with what both sides share: TLS 1.2 at least, the AEAD suites, no
 /// compression or renegotiation, partial writes from a buffer that may move between calls, and
 /// buffers given back while a connection is idle. Null with `error` set when OpenSSL refuses.
@@ -88,6 +71,14 @@ SSL_CTX* newContext(const SSL_METHOD* method, std::string& error) {
     return nullptr;
   }
   return ctx;
+}
+
+/// True when an I/O call only has to wait for the socket (TLS may need to read to write, or the
+/// other way round): errno is EAGAIN then, as for recv()/send().
+bool wouldBlock(int code) {
+  if (code != SSL_ERROR_WANT_READ && code != SSL_ERROR_WANT_WRITE) return false;
+  errno = EAGAIN;
+  return true;
 }
 
 }  // namespace
@@ -116,7 +107,6 @@ common::Result<std::shared_ptr<TlsServerContext>> TlsServerContext::load(
                                              "' is not the key of tls.cert_file '" + cert_file +
                                              "': " + takeErrors());
   }
-  context->description_ = describe(ctx);
   return context;
 }
 
@@ -211,10 +201,7 @@ ssize_t TlsStream::read(char* buffer, size_t size) {
   size_t got = 0;
   if (SSL_read_ex(ssl_, buffer, size, &got) == 1) return static_cast<ssize_t>(got);
   const int code = SSL_get_error(ssl_, 0);
-  if (code == SSL_ERROR_WANT_READ || code == SSL_ERROR_WANT_WRITE) {
-    errno = EAGAIN;
-    return -1;
-  }
+  if (wouldBlock(code)) return -1;
   if (code == SSL_ERROR_ZERO_RETURN) return 0;
   if (code == SSL_ERROR_SYSCALL && errno == 0) return 0;
   error_ = takeErrors();
@@ -227,10 +214,7 @@ ssize_t TlsStream::write(const char* data, size_t size) {
   size_t written = 0;
   if (SSL_write_ex(ssl_, data, size, &written) == 1) return static_cast<ssize_t>(written);
   const int code = SSL_get_error(ssl_, 0);
-  if (code == SSL_ERROR_WANT_READ || code == SSL_ERROR_WANT_WRITE) {
-    errno = EAGAIN;
-    return -1;
-  }
+  if (wouldBlock(code)) return -1;
   error_ = takeErrors();
   if (code != SSL_ERROR_SYSCALL || errno == 0) errno = EPIPE;
   return -1;
@@ -241,18 +225,6 @@ void TlsStream::shutdown() {
   ERR_clear_error();
   SSL_shutdown(ssl_);
   ERR_clear_error();
-}
-
-std::string TlsStream::alpn() const {
-  const unsigned char* data = nullptr;
-  unsigned int length = 0;
-  SSL_get0_alpn_selected(ssl_, &data, &length);
-  if (data == nullptr) return "";
-  return std::string(reinterpret_cast<const char*>(data), length);
-}
-
-std::string TlsStream::version() const {
-  return SSL_get_version(ssl_);
 }
 
 }  // namespace strangler::proxy

@@ -32,13 +32,10 @@ class TlsServerContext {
   TlsServerContext& operator=(const TlsServerContext&) = delete;
 
   SSL_CTX* get() const { return ctx_; }
-  /// The certificate's subject and serial, for logs ("CN=... serial 1A2B").
-  const std::string& description() const { return description_; }
 
  private:
   TlsServerContext() = default;
   SSL_CTX* ctx_ = nullptr;
-  std::string description_;
 };
 
 /// A client context for an upstream's "tls": TLS 1.2+, the peer verified against `ca_file` (the
@@ -82,11 +79,6 @@ class TlsStream {
   ssize_t write(const char* data, size_t size);
   /// Sends close_notify (best effort; the socket is closed next anyway).
   void shutdown();
-
-  /// The protocol ALPN chose ("http/1.1"), "" when none.
-  std::string alpn() const;
-  /// "TLSv1.3", "TLSv1.2".
-  std::string version() const;
   const std::string& error() const { return error_; }
 
  private:

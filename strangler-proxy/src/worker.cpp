@@ -312,15 +312,9 @@ void Worker::closeLingering(bool all) {
 UpstreamConnection* Worker::acquire(const std::shared_ptr<EndpointState>& endpoint,
                                     const RuntimeUpstream& upstream, bool& reused) {
   const int max_idle = upstream.config->max_idle_connections;
-  // TLS connections pool apart, per context (a reload with another CA starts new ones) and name.
-  std::string pool_key = endpoint->pool_key;
-  std::string tls_name;
-  if (upstream.tls) {
-    tls_name = upstream.config->tls->server_name.empty() ? endpoint->address.host
-                                                         : upstream.config->tls->server_name;
-    pool_key +=
-        " tls " + tls_name + " " + std::to_string(reinterpret_cast<uintptr_t>(upstream.tls.get()));
-  }
+  std::string tls_key;
+  if (upstream.tls) tls_key = endpoint->pool_key + upstream.tls_pool_suffix;
+  const std::string& pool_key = upstream.tls ? tls_key : endpoint->pool_key;
   auto& pool = idle_[pool_key];
   while (!pool.empty()) {
     UpstreamConnection* connection = pool.back();
@@ -339,8 +333,12 @@ UpstreamConnection* Worker::acquire(const std::shared_ptr<EndpointState>& endpoi
   auto* connection = new UpstreamConnection(*this, endpoint);
   connection->fd = fd;
   connection->max_idle = max_idle;
-  connection->pool_key = std::move(pool_key);
-  if (upstream.tls) connection->startTls(*upstream.tls, tls_name, upstream.config->name);
+  connection->pool_key = pool_key;
+  if (upstream.tls) {
+    const std::string& server_name = upstream.config->tls->server_name;
+    connection->startTls(*upstream.tls, server_name.empty() ? endpoint->address.host : server_name,
+                         upstream.config->name);
+  }
   const int rc =
       ::connect(fd, reinterpret_cast<const sockaddr*>(&endpoint->sockaddr), endpoint->sockaddr_len);
   if (rc != 0 && errno != EINPROGRESS) {

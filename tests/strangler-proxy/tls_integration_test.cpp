@@ -398,7 +398,7 @@ TEST_F(TlsTest, ACertificateThatDoesNotLoadStopsTheStartWithItsName) {
   EXPECT_NE(invalid.output.find("tls.key_file: is required"), std::string::npos) << invalid.output;
 }
 
-// Upstreams over TLS: a Python HTTPS backend (tls_backend.py, a real process) whose certificate
+// Upstreams over TLS: a Python HTTPS backend (fake_backend.py, a real process) whose certificate
 // names service.internal and 127.0.0.1. Verified against ca_file with SNI server_name, kept
 // alive; a certificate the proxy cannot trust for the name is a 502 and a log line, never a
 // request sent anyway.
@@ -411,7 +411,7 @@ class UpstreamTlsTest : public ::testing::Test {
     other_ca_ = dir_.file("other.pem");
     makeCertificate(other_ca_, dir_.file("other-key.pem"), "other");
     backend_ = strangler::testing::ChildProcess::start(
-        STRANGLER_PYTHON3, {STRANGLER_TLS_BACKEND, "secure", cert_, key_});
+        STRANGLER_PYTHON3, {STRANGLER_FAKE_BACKEND, "secure", "0", "--tls", cert_, key_});
     const auto line = backend_->waitForLine("listening on 127.0.0.1:", std::chrono::seconds(10));
     ASSERT_TRUE(line) << backend_->output();
     backend_address_ = "127.0.0.1:" + line->substr(line->rfind(':') + 1);

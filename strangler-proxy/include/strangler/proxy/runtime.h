@@ -40,8 +40,11 @@ struct RuntimeUpstream {
   std::vector<std::shared_ptr<EndpointState>> endpoints;
   std::shared_ptr<CircuitBreaker> breaker;  ///< null when the upstream has no circuit_breaker
   std::shared_ptr<std::atomic<uint64_t>> round_robin;
-  /// "tls": the context its connections take (null: plain TCP).
+  /// "tls": the context its connections take (null: plain TCP), and what its connections' pool
+  /// keys add to the endpoint's (per context and name, so plain and TLS never share a pool and a
+  /// reload with another CA starts new connections).
   std::shared_ptr<const TlsClientContext> tls;
+  std::string tls_pool_suffix;
 };
 
 /// An immutable snapshot of everything a request needs: config, route table and upstreams.

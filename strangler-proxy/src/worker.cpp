@@ -380,7 +380,7 @@ void Worker::closeClient(ClientConnection* client) {
   }
   if (client->inExchange()) shared_->active_requests.fetch_sub(1, std::memory_order_relaxed);
   client->onClosed();
-  ::close(client->fd);  // also removes it from the epoll set
+  forget(client->fd);
   clients_.erase(client);
   shared_->open_connections.fetch_sub(1, std::memory_order_relaxed);
   graveyard_.push_back(client);
@@ -393,9 +393,18 @@ void Worker::closeUpstream(UpstreamConnection* upstream) {
     auto& pool = idle_[upstream->pool_key];
     pool.erase(std::remove(pool.begin(), pool.end(), upstream), pool.end());
   }
-  ::close(upstream->fd);
+  forget(upstream->fd);
   upstreams_.erase(upstream);
   graveyard_.push_back(upstream);
+}
+
+void Worker::forget(int fd) {
+  // Removed from the epoll set explicitly: close() alone removes it only when no other
+  // descriptor refers to the socket, and a process that forks (a library's helper, a
+  // symbolizer) holds copies for a moment. An event reported for it then would carry a
+  // pointer to a connection that reap() deleted.
+  epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+  ::close(fd);
 }
 
 void Worker::reap() {

@@ -81,6 +81,8 @@ class Worker {
   /// Lets parked requests go whose hold is over, answers those that waited too long.
   void checkParked();
   void beginStop();
+  /// Takes a connection's fd out of the epoll set and closes it.
+  void forget(int fd);
   void reap();
 
   size_t index_;

@@ -86,9 +86,16 @@ class Framer {
   }
 
   /// Frames `bytes`; false once the stream is malformed (what follows is not framed).
+  /// After an upgrade (a request asking for one, a 101 granting it) the bytes are another
+  /// protocol's: taken as they are, not framed, as a peer that switched would.
   bool feed(std::string_view bytes) {
     if (failed_) return false;
+    if (upgraded_) return true;
     const size_t parsed = http_parser_execute(&parser_, &settings_, bytes.data(), bytes.size());
+    if (HTTP_PARSER_ERRNO(&parser_) == HPE_OK && parser_.upgrade) {
+      upgraded_ = true;
+      return true;
+    }
     if (HTTP_PARSER_ERRNO(&parser_) != HPE_OK || parsed != bytes.size()) failed_ = true;
     return !failed_;
   }
@@ -110,6 +117,7 @@ class Framer {
   bool value_last_ = true;  ///< the last callback was a value (or none yet): a new field next
   std::string field_;
   bool failed_ = false;
+  bool upgraded_ = false;
   bool skip_bodies_ = false;
 };
 

@@ -324,6 +324,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       fail("a forwarded request has " + std::to_string(message.hosts) + " Host fields");
     if (message.trailer) fail("a forwarded request carries trailer fields");
   }
+  // A connection that opened with the HTTP/2 preface speaks HTTP/2 frames both ways: what
+  // reaches the upstream is checked (1: HTTP/2 turned into HTTP/1.1 must frame as it should), the
+  // client's side by 4 only.
+  if (request.substr(0, 24) == std::string_view("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 24)) return 0;
   // 2. ...and is, in order, what the client sent.
   if (const Message* unsent = strangler::fuzz::unsentRequest(received, sent.messages))
     fail("the upstream received a request the client did not send: " + unsent->method + " with a " +

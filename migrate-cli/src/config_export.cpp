@@ -410,7 +410,12 @@ void NginxWriter::upstreams() {
 
 void NginxWriter::proxyHeaders(bool shadow) {
   line("proxy_http_version 1.1;");
-  line("proxy_set_header Connection \"\";");
+  if (shadow) {  // strangler-proxy never shadows an upgrade
+    line("proxy_set_header Connection \"\";");
+  } else {
+    line("proxy_set_header Upgrade $http_upgrade;");
+    line("proxy_set_header Connection $strangler_connection;");
+  }
   line("proxy_set_header Host $http_host;");
   line("proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;");
   line("proxy_set_header X-Forwarded-Proto $scheme;");
@@ -421,6 +426,13 @@ void NginxWriter::proxyHeaders(bool shadow) {
 }
 
 void NginxWriter::variables() {
+  line("# WebSocket and other upgrades are passed on (strangler-proxy tunnels them after a 101);");
+  line("# other requests keep the upstream connection alive.");
+  open("map $http_upgrade $strangler_connection");
+  line("default upgrade;");
+  line("\"\" \"\";");
+  close();
+  line();
   line("# strangler-proxy's idempotent methods: the only ones that fall back or are shadowed");
   line("# by default.");
   open("map $request_method $strangler_idempotent");
@@ -1155,6 +1167,7 @@ ExportedConfig EnvoyWriter::write() {
       {"request_headers_timeout", durationSeconds(config_.limits.header_timeout_ms)},
       {"common_http_protocol_options",
        {{"idle_timeout", durationSeconds(config_.limits.idle_timeout_ms)}}},
+      {"upgrade_configs", ojson::array({{{"upgrade_type", "websocket"}}})},
       {"route_config", {{"name", "strangler"}, {"virtual_hosts", ojson::array({virtual_host})}}},
       {"http_filters",
        ojson::array(

@@ -101,6 +101,12 @@ void ClientConnection::refuseParked(bool stopping) {
 }
 
 void ClientConnection::onClosed() {
+  if (stream_ != nullptr) {
+    H2Stream* stream = stream_;
+    stream_ = nullptr;
+    stream->session->clientClosed(*stream);
+  }
+  h2_.reset();  // its streams' requests end with the connection
   endUnsafe();
   if (parked_on_ != nullptr) {
     parked_on_->onUnparked(worker_.now() - parked_since_, false);
@@ -142,20 +148,98 @@ bool ClientConnection::handshake() {
 }
 
 ssize_t ClientConnection::receive(char* buffer, size_t size) {
+  if (stream_client_) {
+    if (stream_ != nullptr) return stream_->session->readRequest(*stream_, buffer, size);
+    errno = ECONNRESET;
+    return -1;
+  }
   if (tls_) return tls_->read(buffer, size);
   return ::recv(fd, buffer, size, 0);
 }
 
 ssize_t ClientConnection::transmit(const char* data, size_t size) {
+  if (stream_client_) {
+    if (stream_ != nullptr) return stream_->session->writeResponse(*stream_, data, size);
+    errno = ECONNRESET;
+    return -1;
+  }
   if (tls_) return tls_->write(data, size);
   return ::send(fd, data, size, MSG_NOSIGNAL);
+}
+
+void ClientConnection::startH2(std::string_view already_read) {
+  worker_.shared().metrics.recordClientEvent(worker_.index(), "h2_connection");
+  h2_ = std::make_unique<H2Session>(*this, worker_, peer_, tls_ != nullptr);
+  h2_->start(already_read);  // a bad start queues GOAWAY (counted when sent), then the close
+  std::string().swap(in_);
+  in_pos_ = 0;
+  deadline_ = worker_.now() + std::chrono::milliseconds(idleTimeoutMs());
+  h2_->wake();
+  if (!closed) flushH2();
+}
+
+void ClientConnection::onH2Events(uint32_t events) {
+  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP)) {
+    char buffer[kReadChunk];
+    for (;;) {
+      const ssize_t n = receive(buffer, sizeof buffer);
+      if (n > 0) {
+        deadline_ = worker_.now() + std::chrono::milliseconds(idleTimeoutMs());
+        if (!h2_->feed(buffer, static_cast<size_t>(n))) break;  // GOAWAY queued: sent below
+        h2_->wake();
+        if (closed) return;
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+      worker_.closeClient(this);  // the peer closed or reset: its streams end with it
+      return;
+    }
+  }
+  flushH2();
+}
+
+void ClientConnection::flushH2() {
+  for (;;) {
+    if (h2_out_pos_ == h2_out_.size()) {
+      h2_out_.clear();
+      h2_out_pos_ = 0;
+      h2_->takeOutput(h2_out_, 64 * 1024);
+      h2_->wake();  // a stream whose answer drained may hand over more
+      if (closed) return;
+      if (h2_out_.empty()) break;
+    }
+    const ssize_t n = transmit(h2_out_.data() + h2_out_pos_, h2_out_.size() - h2_out_pos_);
+    if (n > 0) {
+      h2_out_pos_ += static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    worker_.closeClient(this);
+    return;
+  }
+  if (h2_->finished()) worker_.closeClient(this);
 }
 
 void ClientConnection::onEvents(uint32_t events) {
   if (closed) return;
   if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) hangup = true;
+  if (state_ == State::kTunnel) {
+    pumpTunnel();
+    return;
+  }
+  if (h2_) {
+    onH2Events(events);
+    return;
+  }
   if (tls_ && !tls_->established()) {
     if (!handshake()) return;
+    if (tls_->negotiatedH2()) {
+      startH2({});
+      if (!closed) onH2Events(EPOLLIN);  // frames may have come with the handshake's end
+      return;
+    }
     // The request may have come with the handshake's last flight: read whatever is there.
     events |= EPOLLIN;
   }
@@ -224,6 +308,18 @@ void ClientConnection::processLoop() {
   // A parked request's body is not parsed, whatever of it is buffered, until checkHold() lets
   // the request go.
   while (!closed && parked_on_ == nullptr) {
+    if (first_request_ && !stream_client_ && in_pos_ < in_.size()) {
+      // HTTP/2 with prior knowledge: the connection opens with the client preface.
+      static constexpr std::string_view kPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+      const std::string_view start(in_.data() + in_pos_,
+                                   std::min(in_.size() - in_pos_, kPreface.size()));
+      if (kPreface.substr(0, start.size()) == start) {
+        if (start.size() < kPreface.size()) return;  // the rest of the preface is on its way
+        startH2(std::string_view(in_).substr(in_pos_));
+        return;
+      }
+      first_request_ = false;
+    }
     if (head_ready_) {  // a body too large to keep: the request goes on, the rest streams
       head_ready_ = false;
       startProxy();
@@ -346,6 +442,19 @@ void ClientConnection::dropUpstream() {
 }
 
 bool ClientConnection::checkDeadline(Worker::Clock::time_point now) {
+  if (!closed && h2_) {  // idle: no stream open and nothing read for limits.idle_timeout_ms
+    h2_->checkDeadlines(now);
+    if (!h2_->idle() || now < deadline_) return false;
+    h2_->goAway();
+    flushH2();
+    if (!closed) worker_.closeClient(this);
+    return true;
+  }
+  if (!closed && state_ == State::kTunnel) {
+    if (now < tunnel_deadline_) return false;
+    endTunnel("idle_timeout");
+    return true;
+  }
   if (!closed && state_ == State::kClosing && linger_ && now >= deadline_) {
     worker_.closeClient(this);
     return true;
@@ -361,6 +470,16 @@ bool ClientConnection::checkDeadline(Worker::Clock::time_point now) {
 
 void ClientConnection::onStop() {
   if (closed) return;
+  if (h2_) {  // GOAWAY: the open streams finish, the connection closes after the last
+    h2_->goAway();
+    flushH2();
+    if (!closed && h2_->idle()) worker_.closeClient(this);
+    return;
+  }
+  if (state_ == State::kTunnel) {  // no request boundary to wait for: the peers reconnect
+    endTunnel("stop");
+    return;
+  }
   if (parked_on_ != nullptr) {
     refuseParked(true);
     return;
@@ -417,24 +536,7 @@ void ClientConnection::finishExchange(int status) {
   const std::string& upstream_name = upstream_name_.empty() ? std::string("-") : upstream_name_;
   if (runtime_)
     shared.metrics.recordRequest(worker_.index(), route, upstream_name, status, seconds);
-  if (shared.access_log) {
-    nlohmann::json line = {
-        {"time_ms", std::chrono::duration_cast<std::chrono::milliseconds>(
-                        std::chrono::system_clock::now().time_since_epoch())
-                        .count()},
-        {"client", peer_},
-        {"method", method_},
-        {"target", url_},
-        {"status", status},
-        {"route", route.empty() ? nlohmann::json(nullptr) : nlohmann::json(route)},
-        {"upstream", upstream_name},
-        {"fallback", fell_back_},
-        {"error", error_code_.empty() ? nlohmann::json(nullptr) : nlohmann::json(error_code_)},
-        {"bytes", response_bytes_},
-        {"duration_ms", seconds * 1000.0}};
-    if (!error_message_.empty()) line["reason"] = error_message_;
-    shared.access_log->write(line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
-  }
+  logAccess(status, route, seconds);
   shadow_.reset();
   endUnsafe();
   error_code_.clear();
@@ -447,7 +549,9 @@ void ClientConnection::finishExchange(int status) {
   upstream_name_.clear();
   upstream_path_.clear();
   body_.clear();
-  if (close_after_ || worker_.stopping() || (peer_closed_ && in_pos_ >= in_.size())) {
+  // An HTTP/2 stream carries one request: its client ends with the answer.
+  if (close_after_ || stream_client_ || worker_.stopping() ||
+      (peer_closed_ && in_pos_ >= in_.size())) {
     state_ = State::kClosing;
     flush();
     return;
@@ -462,6 +566,30 @@ void ClientConnection::finishExchange(int status) {
   }
   // Pipelined requests already buffered are handled by the caller's loop (processInput) or here.
   if (!closed && in_pos_ < in_.size()) processInput();
+}
+
+void ClientConnection::logAccess(int status, const std::string& route, double seconds,
+                                 const nlohmann::json& extra) {
+  auto& shared = worker_.shared();
+  if (!shared.access_log) return;
+  nlohmann::json line = {
+      {"time_ms", std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count()},
+      {"client", peer_},
+      {"method", method_},
+      {"target", url_},
+      {"protocol", stream_client_ ? "HTTP/2" : (http_minor_ == 0 ? "HTTP/1.0" : "HTTP/1.1")},
+      {"status", status},
+      {"route", route.empty() ? nlohmann::json(nullptr) : nlohmann::json(route)},
+      {"upstream", upstream_name_.empty() ? std::string("-") : upstream_name_},
+      {"fallback", fell_back_},
+      {"error", error_code_.empty() ? nlohmann::json(nullptr) : nlohmann::json(error_code_)},
+      {"bytes", response_bytes_},
+      {"duration_ms", seconds * 1000.0}};
+  if (!error_message_.empty()) line["reason"] = error_message_;
+  if (extra.is_object()) line.update(extra);
+  shared.access_log->write(line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 }
 
 void ClientConnection::queue(std::string_view bytes) {
@@ -483,6 +611,10 @@ void ClientConnection::flush() {
   out_.clear();
   out_pos_ = 0;
   if (state_ == State::kClosing) {
+    if (stream_client_) {  // the answer is whole: the stream ends (and the request with it)
+      worker_.closeClient(this);
+      return;
+    }
     if (tls_) tls_->shutdown();
     ::shutdown(fd, SHUT_WR);
     if (linger_ && !peer_closed_) {

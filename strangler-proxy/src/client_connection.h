@@ -8,6 +8,9 @@
 #include <string_view>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
+#include "h2_session.h"
 #include "strangler/proxy/cidr.h"
 #include "strangler/proxy/shadow_sink.h"
 #include "tls.h"
@@ -20,7 +23,8 @@ namespace strangler::proxy {
 /// relays the upstream's response.
 class ClientConnection : public Pollable {
  public:
-  enum class State { kReading, kProxying, kClosing };
+  /// kTunnel: an upgrade was answered 101; bytes pass both ways untouched (client_tunnel.cpp).
+  enum class State { kReading, kProxying, kClosing, kTunnel };
   /// What the connection does with an upstream's response head.
   enum class HeadVerdict { kRelay, kRelayNoBody, kAbandon };
 
@@ -30,6 +34,23 @@ class ClientConnection : public Pollable {
     http_parser_init(&parser_, HTTP_REQUEST);
     parser_.data = this;
     deadline_ = worker_.now() + std::chrono::milliseconds(idleTimeoutMs());
+  }
+
+  /// A stream client: one HTTP/2 stream's request (see H2Session), without a socket of its own.
+  ClientConnection(Worker& worker, H2Stream& stream, std::string peer, bool secure)
+      : ClientConnection(worker, -1, std::move(peer)) {
+    stream_ = &stream;
+    stream_client_ = true;
+    secure_ = secure;
+  }
+
+  /// True for a stream client (not in the worker's connection set, no socket).
+  bool isStream() const { return stream_client_; }
+  /// Its stream is gone (reset, or the connection closed): reads and writes fail from now on.
+  void detachStream() { stream_ = nullptr; }
+  /// An HTTP/2 connection: writes the frames its streams queued (Worker::flushSoon).
+  void flushPending() {
+    if (h2_) flushH2();
   }
 
   /// An HTTPS connection: TLS with `context` before anything is read (the handshake runs in
@@ -57,6 +78,12 @@ class ClientConnection : public Pollable {
 
   /// The upstream took a streamed body's bytes: reading the body goes on.
   void onUpstreamWritable();
+  /// The upstream answered the upgrade 101 (its head is queued): the connection becomes a
+  /// tunnel; `early` are bytes the upstream sent after the head.
+  void onSwitched(std::string_view early);
+  /// Moves a tunnel's bytes both ways as far as the sockets and the buffers allow; called on
+  /// any event of either socket.
+  void pumpTunnel();
 
   /// True while a request is being proxied or answered.
   bool inExchange() const { return state_ == State::kProxying; }
@@ -74,6 +101,13 @@ class ClientConnection : public Pollable {
   static const http_parser_settings& settings();
 
   int idleTimeoutMs() const;
+  /// The connection speaks HTTP/2 from now on; `already_read` are its first bytes.
+  void startH2(std::string_view already_read);
+  void onH2Events(uint32_t events);
+  /// Writes what the HTTP/2 session has to send; closes the connection once it is finished.
+  void flushH2();
+  /// The request came over TLS (itself, or the HTTP/2 connection it is a stream of).
+  bool secure() const { return tls_ != nullptr || secure_; }
   /// Drives the TLS handshake on; true once it is done (the connection may be closed when not).
   bool handshake();
   /// recv()/send() on the socket, through TLS on an HTTPS connection.
@@ -99,6 +133,11 @@ class ClientConnection : public Pollable {
   void respondError(int status, const std::string& code, const std::string& message,
                     std::string_view extra_headers = {});
   void finishExchange(int status);
+  /// The access log's line for the request (`extra` adds fields).
+  void logAccess(int status, const std::string& route, double seconds,
+                 const nlohmann::json& extra = {});
+  /// Ends a tunnel (both connections close): counted and logged with `reason`.
+  void endTunnel(const char* reason);
   void flush();
   void queue(std::string_view bytes);
   bool sentToTarget() const;
@@ -126,6 +165,14 @@ class ClientConnection : public Pollable {
 
   Worker& worker_;
   std::unique_ptr<TlsStream> tls_;  ///< HTTPS connections only
+  // HTTP/2: the session on a connection that speaks it; on each stream's own client, its stream.
+  std::unique_ptr<H2Session> h2_;
+  std::string h2_out_;
+  size_t h2_out_pos_ = 0;
+  H2Stream* stream_ = nullptr;
+  bool stream_client_ = false;
+  bool secure_ = false;
+  bool first_request_ = true;  ///< nothing parsed yet (the HTTP/2 preface may come)
   std::string peer_;
   std::optional<IpBytes> peer_ip_;  ///< peer_ parsed once, for trusted_proxies
   http_parser parser_{};
@@ -209,6 +256,19 @@ class ClientConnection : public Pollable {
   std::string error_message_;
   uint64_t response_bytes_ = 0;
   std::unique_ptr<ShadowRequest> shadow_;  ///< the copy for the shadow stage, being filled
+
+  // An upgrade (WebSocket): the request asks to switch, and after 101 the tunnel.
+  std::string upgrade_;  ///< the Upgrade header sent on ("" : not an upgrade)
+  std::string tunnel_route_;
+  std::string tunnel_up_;  ///< client bytes the upstream has not taken yet
+  size_t tunnel_up_pos_ = 0;
+  uint64_t tunnel_up_bytes_ = 0;
+  bool client_eof_ = false;  ///< the client ended its side (read 0)
+  bool upstream_eof_ = false;
+  bool client_shut_ = false;  ///< the upstream's end was passed on to the client (its FIN)
+  bool upstream_shut_ = false;
+  Worker::Clock::time_point tunnel_deadline_;
+  std::chrono::milliseconds tunnel_idle_{0};
 };
 
 }  // namespace strangler::proxy

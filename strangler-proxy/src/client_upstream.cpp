@@ -34,14 +34,20 @@ void ClientConnection::startProxy() {
   response_bytes_ = 0;
   tried_.clear();
 
+  upgrade_.clear();
   if (parser_.upgrade) {
-    // Upgrades (WebSocket, CONNECT) are not proxied; the parser stopped at this message.
+    // The parser stopped at this message: what follows is another protocol (or a CONNECT
+    // tunnel), so the connection ends with this exchange whatever the answer.
     close_after_ = true;
     if (method_ == "CONNECT") {
       decision_ = Decision{};
       respondError(405, "method_not_allowed", "CONNECT is not supported");
       return;
     }
+    // Tunnelled after a 101 (WebSocket and the like). Not h2c: HTTP/2 is spoken to the proxy,
+    // not through it. Not a request with a body: there is no upgrade with one to honour.
+    upgrade_ = upgradeProtocols(headers_);
+    if (iequals(upgrade_, "h2c") || had_body_framing_) upgrade_.clear();
   }
   // The parser takes any digits for a version ("HTTP/9.9", HTTP/0.9 without one); forwarding
   // those as HTTP/1.1 would answer for a protocol the client did not speak.
@@ -86,7 +92,7 @@ void ClientConnection::startProxy() {
   // Headers for the upstream: end-to-end ones as received, then the proxy's own.
   forwarded_headers_.clear();
   appendForwardedHeaders(ForwardInput{&headers_, peer_, peerTrusted(), host,
-                                      std::string_view(tls_ ? "https" : "http")},
+                                      std::string_view(secure() ? "https" : "http")},
                          forwarded_headers_);
   if (streamed_ && chunked_in_) {
     // Re-chunked by the proxy; codings before `chunked` ("gzip, chunked") pass on as they are.
@@ -96,9 +102,13 @@ void ClientConnection::startProxy() {
   } else if (had_body_framing_ || method_ == "POST" || method_ == "PUT" || method_ == "PATCH") {
     appendHeader(forwarded_headers_, "Content-Length", "0");
   }
+  if (!upgrade_.empty()) {  // hop-by-hop, so dropped above: asked again of the next hop
+    appendHeader(forwarded_headers_, "Connection", "Upgrade");
+    appendHeader(forwarded_headers_, "Upgrade", upgrade_);
+  }
 
   shadow_.reset();
-  if (decision_.shadow && decision_.route != nullptr) {
+  if (decision_.shadow && decision_.route != nullptr && upgrade_.empty()) {  // never a tunnel
     const double sample = decision_.route->shadow ? decision_.route->shadow->sample : 1.0;
     // 53 random bits → [0, 1).
     const double draw = static_cast<double>(worker_.random() >> 11) * 0x1.0p-53;
@@ -218,7 +228,7 @@ void ClientConnection::dispatch(const std::string& upstream_name, const std::str
   // Built for each try (from the kept body) and moved into the connection: one copy of a body.
   connection->begin(this, buildRequest(path), std::chrono::milliseconds(target->config->timeout_ms),
                     std::chrono::milliseconds(target->config->connect_timeout_ms),
-                    method_ == "HEAD", !streamed_ || body_done_);
+                    method_ == "HEAD", !streamed_ || body_done_, !upgrade_.empty());
 }
 
 ClientConnection::HeadVerdict ClientConnection::onResponseHead(UpstreamConnection& from) {
@@ -240,6 +250,20 @@ ClientConnection::HeadVerdict ClientConnection::onResponseHead(UpstreamConnectio
 
   status_ = from.status;
   response_started_ = true;
+  if (from.status == 101) {
+    // The switch (only ever for an upgrade request): relayed with the fields that make it one.
+    std::string head = "HTTP/1.1 101 Switching Protocols\r\n";
+    for (const auto& [name, value] : from.headers) {
+      if (isHopByHop(name) || namedByConnection(from.headers, name)) continue;
+      if (iequals(name, "x-strangler-route") || iequals(name, "x-strangler-upstream")) continue;
+      appendHeader(head, name, value);
+    }
+    appendHeader(head, "Connection", "Upgrade");
+    appendHeader(head, "Upgrade", upgradeProtocols(from.headers));
+    head += "\r\n";
+    queue(head);
+    return HeadVerdict::kRelayNoBody;
+  }
   if (shadow_) {
     shadow_->monolith_upstream = upstream_name_;
     shadow_->monolith_path = upstream_path_;

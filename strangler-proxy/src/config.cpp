@@ -653,9 +653,10 @@ ProxyConfig build(Checker& check, const json& doc) {
   if (doc.contains("limits")) {
     const auto& limits = doc["limits"];
     if (check.isObject(limits, "limits")) {
-      check.onlyKeys(limits, "limits",
-                     {"max_header_bytes", "max_body_bytes", "header_timeout_ms", "idle_timeout_ms",
-                      "shadow_queue", "shadow_concurrency", "max_connections"});
+      check.onlyKeys(
+          limits, "limits",
+          {"max_header_bytes", "max_body_bytes", "header_timeout_ms", "idle_timeout_ms",
+           "tunnel_idle_timeout_ms", "shadow_queue", "shadow_concurrency", "max_connections"});
       if (limits.contains("max_connections")) {
         if (auto n = check.integer(limits["max_connections"], "limits.max_connections", 1, 1000000))
           config.limits.max_connections = static_cast<int>(*n);
@@ -679,6 +680,11 @@ ProxyConfig build(Checker& check, const json& doc) {
         if (auto n =
                 check.integer(limits["idle_timeout_ms"], "limits.idle_timeout_ms", 1, 86400000))
           config.limits.idle_timeout_ms = static_cast<int>(*n);
+      }
+      if (limits.contains("tunnel_idle_timeout_ms")) {
+        if (auto n = check.integer(limits["tunnel_idle_timeout_ms"],
+                                   "limits.tunnel_idle_timeout_ms", 1, 86400000))
+          config.limits.tunnel_idle_timeout_ms = static_cast<int>(*n);
       }
       if (limits.contains("shadow_queue")) {
         if (auto n = check.integer(limits["shadow_queue"], "limits.shadow_queue", 1, 1 << 20))
@@ -969,6 +975,7 @@ nlohmann::json ProxyConfig::toJson() const {
                    {"max_body_bytes", limits.max_body_bytes},
                    {"header_timeout_ms", limits.header_timeout_ms},
                    {"idle_timeout_ms", limits.idle_timeout_ms},
+                   {"tunnel_idle_timeout_ms", limits.tunnel_idle_timeout_ms},
                    {"shadow_queue", limits.shadow_queue},
                    {"shadow_concurrency", limits.shadow_concurrency},
                    {"max_connections", limits.max_connections}};

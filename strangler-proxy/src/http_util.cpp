@@ -97,6 +97,22 @@ bool namedByConnection(const HeaderList& headers, std::string_view name) {
   return false;
 }
 
+std::string upgradeProtocols(const HeaderList& headers) {
+  std::string joined;
+  for (const auto& [name, value] : headers) {
+    if (!iequals(name, "upgrade")) continue;
+    std::string_view text(value);
+    while (!text.empty() && (text.front() == ' ' || text.front() == '\t'))
+      text.remove_prefix(1);
+    while (!text.empty() && (text.back() == ' ' || text.back() == '\t'))
+      text.remove_suffix(1);
+    if (text.empty()) continue;
+    if (!joined.empty()) joined += ", ";
+    joined += text;
+  }
+  return joined;
+}
+
 std::string jsonError(const std::string& code, const std::string& message) {
   return nlohmann::json{{"error", code}, {"message", message}}.dump();
 }

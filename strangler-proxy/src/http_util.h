@@ -34,6 +34,8 @@ bool isKnownCoding(std::string_view coding);
 bool isHopByHop(std::string_view name);
 /// True when `name` is listed in one of the Connection headers (hop-by-hop as well).
 bool namedByConnection(const HeaderList& headers, std::string_view name);
+/// The protocols the Upgrade fields name, joined ("" when there are none or all are empty).
+std::string upgradeProtocols(const HeaderList& headers);
 /// Appends one header line ("Name: value\r\n").
 void appendHeader(std::string& out, std::string_view name, std::string_view value);
 /// Appends `data` as one chunk of a chunked body (size line, data, CRLF); nothing when empty.

@@ -19,7 +19,9 @@ constexpr const char* kTls12Ciphers =
     "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
 
-// What ALPN may choose, in wire format. HTTP/2 joins when the proxy speaks it.
+// What ALPN may choose, in wire format: HTTP/2 first for clients (it is preferred when a client
+// offers both); upstreams are spoken to in HTTP/1.1.
+constexpr unsigned char kServerAlpn[] = {2, 'h', '2', 8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
 constexpr unsigned char kAlpn[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
 
 /// OpenSSL's error queue as one line (and empties it).
@@ -38,8 +40,8 @@ int selectAlpn(SSL*, const unsigned char** out, unsigned char* out_length, const
                unsigned int in_length, void*) {
   unsigned char* chosen = nullptr;
   unsigned char chosen_length = 0;
-  if (SSL_select_next_proto(&chosen, &chosen_length, kAlpn, sizeof kAlpn, in, in_length) !=
-      OPENSSL_NPN_NEGOTIATED) {
+  if (SSL_select_next_proto(&chosen, &chosen_length, kServerAlpn, sizeof kServerAlpn, in,
+                            in_length) != OPENSSL_NPN_NEGOTIATED) {
     // No protocol in common: go on without ALPN (the client then speaks HTTP/1.1 or gives up).
     return SSL_TLSEXT_ERR_NOACK;
   }
@@ -218,6 +220,13 @@ ssize_t TlsStream::write(const char* data, size_t size) {
   error_ = takeErrors();
   if (code != SSL_ERROR_SYSCALL || errno == 0) errno = EPIPE;
   return -1;
+}
+
+bool TlsStream::negotiatedH2() const {
+  const unsigned char* protocol = nullptr;
+  unsigned int length = 0;
+  SSL_get0_alpn_selected(ssl_, &protocol, &length);
+  return length == 2 && protocol[0] == 'h' && protocol[1] == '2';
 }
 
 void TlsStream::shutdown() {

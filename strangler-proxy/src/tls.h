@@ -77,6 +77,8 @@ class TlsStream {
   bool established() const { return established_; }
   ssize_t read(char* buffer, size_t size);
   ssize_t write(const char* data, size_t size);
+  /// True when ALPN chose HTTP/2 (after the handshake).
+  bool negotiatedH2() const;
   /// Sends close_notify (best effort; the socket is closed next anyway).
   void shutdown();
   const std::string& error() const { return error_; }

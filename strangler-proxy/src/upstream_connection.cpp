@@ -35,9 +35,10 @@ const http_parser_settings& UpstreamConnection::settings() {
 void UpstreamConnection::begin(ClientConnection* owner, std::string request,
                                std::chrono::milliseconds exchange_timeout,
                                std::chrono::milliseconds connect_timeout, bool head_request,
-                               bool request_complete) {
+                               bool request_complete, bool upgrade) {
   client = owner;
   request_done_ = request_complete;
+  upgrade_request_ = upgrade;
   http_parser_init(&parser_, HTTP_RESPONSE);
   parser_.data = this;
   out_ = std::move(request);
@@ -94,9 +95,27 @@ ssize_t UpstreamConnection::receive(char* buffer, size_t size) {
   return ::recv(fd, buffer, size, 0);
 }
 
+ssize_t UpstreamConnection::transmit(const char* data, size_t size) {
+  if (tls_) return tls_->write(data, size);
+  return ::send(fd, data, size, MSG_NOSIGNAL);
+}
+
+void UpstreamConnection::shutdownWrite() {
+  if (tls_) tls_->shutdown();
+  ::shutdown(fd, SHUT_WR);
+}
+
 void UpstreamConnection::onEvents(uint32_t events) {
   if (closed) return;
   if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) hangup = true;
+  if (tunnel) {  // the client moves the bytes both ways
+    if (client == nullptr) {
+      worker_.closeUpstream(this);
+    } else {
+      client->pumpTunnel();
+    }
+    return;
+  }
   if (state == State::kConnecting) {
     if ((events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) == 0) return;
     int error = 0;
@@ -177,7 +196,8 @@ void UpstreamConnection::readAll() {
     if (closed) return;
   }
   char buffer[kReadChunk];
-  while (!closed && !read_paused_ && state == State::kBusy) {
+  // Not once it became a tunnel: what follows the 101 is the tunnel's (pumpTunnel() reads it).
+  while (!closed && !read_paused_ && state == State::kBusy && !tunnel) {
     const ssize_t n = receive(buffer, sizeof buffer);
     if (n > 0) {
       bytes_received += static_cast<size_t>(n);
@@ -217,6 +237,15 @@ void UpstreamConnection::feed(const char* data, size_t length) {
     if (owner != nullptr) owner->onAbandoned(*this);
     return;
   }
+  if (done_ && tunnel) {
+    // 101: what followed the head is the protocol the two ends switched to.
+    if (client == nullptr) {
+      worker_.closeUpstream(this);
+      return;
+    }
+    client->onSwitched(std::string_view(data + parsed, length - parsed));
+    return;
+  }
   if (done_) {
     ClientConnection* owner = client;
     client = nullptr;
@@ -248,7 +277,7 @@ void UpstreamConnection::fail(const char* kind) {
 }
 
 bool UpstreamConnection::checkDeadline(Worker::Clock::time_point now) {
-  if (closed) return false;
+  if (closed || tunnel) return false;  // a tunnel's idle timeout is its client's
   if (state == State::kIdle) {
     if (now - idle_since > kUpstreamIdleTimeout) worker_.closeUpstream(this);
     return false;
@@ -300,6 +329,18 @@ int UpstreamConnection::onHeadersComplete(http_parser* parser) {
       self->bad_head_ = true;
       return -1;  // not 1: that would mean "no body", not "error"
     }
+  }
+  if (self->status == 101 && self->upgrade_request_) {
+    // The switch the client asked for. Without "Connection: upgrade" and an Upgrade that
+    // names a protocol it is not one: a 502 rather than bytes of an unknown protocol.
+    if (!parser->upgrade || upgradeProtocols(self->headers).empty()) {
+      self->bad_head_ = true;
+      return -1;
+    }
+    self->head_done = true;
+    self->tunnel = true;
+    if (self->client != nullptr) self->client->onResponseHead(*self);
+    return 1;  // no body: the parser stops after the head, the rest is the tunnel's
   }
   if (self->status < 200) {
     // 1xx: dropped, the final response follows. An interim response has no body (RFC 9110

@@ -29,9 +29,11 @@ class UpstreamConnection : public Pollable {
   /// Starts an exchange: sends `request` and reports the response to `client`. When the
   /// request's body is still arriving (`request_complete` false), the client adds it with
   /// sendMore() and says requestDone() at its end.
+  /// An `upgrade` request (WebSocket) may be answered 101: the connection then carries the
+  /// client's tunnel (see ClientConnection::onSwitched) and is never reused.
   void begin(ClientConnection* client, std::string request, std::chrono::milliseconds timeout,
              std::chrono::milliseconds connect_timeout, bool head_request,
-             bool request_complete = true);
+             bool request_complete = true, bool upgrade = false);
   /// More of the request (a streamed body); sent as the socket takes it.
   void sendMore(std::string_view bytes);
   void requestDone() { request_done_ = true; }
@@ -42,6 +44,12 @@ class UpstreamConnection : public Pollable {
   void resumeReading();
   /// Fails the exchange when its deadline has passed; returns true when it did.
   bool checkDeadline(Worker::Clock::time_point now);
+  /// The socket's bytes, through TLS when the upstream has "tls" (a tunnel reads and writes
+  /// them directly). Like recv()/send(): -1 with errno EAGAIN when it would block.
+  ssize_t receive(char* buffer, size_t size);
+  ssize_t transmit(const char* data, size_t size);
+  /// A tunnel's client closed its side: ends the writing half (close_notify first over TLS).
+  void shutdownWrite();
 
   Worker& worker_;
   std::shared_ptr<EndpointState> endpoint;
@@ -52,6 +60,7 @@ class UpstreamConnection : public Pollable {
   std::chrono::milliseconds timeout{0};
   size_t bytes_received = 0;
   bool head_done = false;
+  bool tunnel = false;  ///< answered 101: its bytes are the client's tunnel now
   int max_idle = 64;
   std::string pool_key;  ///< its worker's idle pool (the endpoint's, per TLS context and name)
 
@@ -68,7 +77,6 @@ class UpstreamConnection : public Pollable {
   /// True once TLS (if any) is established; drives the handshake on, fails the exchange when it
   /// fails.
   bool secured();
-  ssize_t receive(char* buffer, size_t size);
   void flush();
   void readAll();
   void feed(const char* data, size_t length);
@@ -85,8 +93,9 @@ class UpstreamConnection : public Pollable {
   bool interim_ = false;
   bool done_ = false;
   bool abandoned_ = false;
-  bool bad_head_ = false;     ///< a header field failed validation
-  bool request_done_ = true;  ///< the whole request was handed over (else: not reusable)
+  bool bad_head_ = false;         ///< a header field failed validation
+  bool request_done_ = true;      ///< the whole request was handed over (else: not reusable)
+  bool upgrade_request_ = false;  ///< a 101 answers it for good (not an interim response)
   bool header_value_last_ = false;
   size_t header_bytes_ = 0;
 

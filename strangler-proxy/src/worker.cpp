@@ -171,6 +171,7 @@ void Worker::run() {
     } else if (woken) {
       checkParked();
     }
+    flushPending();
     reap();
   }
 }
@@ -186,6 +187,18 @@ void Worker::onTick() {
   std::vector<ClientConnection*> clients(clients_.begin(), clients_.end());
   for (auto* client : clients) {
     if (!client->closed) client->checkDeadline(now_);
+  }
+}
+
+void Worker::flushPending() {
+  while (!flush_soon_.empty()) {  // a flush may queue another (a stream woken by it)
+    std::vector<ClientConnection*> connections;
+    connections.swap(flush_soon_);
+    std::sort(connections.begin(), connections.end());
+    connections.erase(std::unique(connections.begin(), connections.end()), connections.end());
+    for (auto* connection : connections) {
+      if (!connection->closed) connection->flushPending();
+    }
   }
 }
 
@@ -380,9 +393,11 @@ void Worker::closeClient(ClientConnection* client) {
   }
   if (client->inExchange()) shared_->active_requests.fetch_sub(1, std::memory_order_relaxed);
   client->onClosed();
-  forget(client->fd);
-  clients_.erase(client);
-  shared_->open_connections.fetch_sub(1, std::memory_order_relaxed);
+  if (!client->isStream()) {  // an HTTP/2 stream's client has no socket and is not counted
+    forget(client->fd);
+    clients_.erase(client);
+    shared_->open_connections.fetch_sub(1, std::memory_order_relaxed);
+  }
   graveyard_.push_back(client);
 }
 

@@ -67,6 +67,9 @@ class Worker {
   /// Keeps track of a client whose request a route's write hold parked / let go.
   void park(ClientConnection* client) { parked_.insert(client); }
   void unpark(ClientConnection* client) { parked_.erase(client); }
+  /// An HTTP/2 connection whose streams queued frames: written once this batch of events is
+  /// handled (never from inside a stream's own call, which the write could end).
+  void flushSoon(ClientConnection* connection) { flush_soon_.push_back(connection); }
 
  private:
   /// Accepts what waits on `listen_fd` (the HTTPS one: `tls`).
@@ -80,6 +83,7 @@ class Worker {
   void onTick();
   /// Lets parked requests go whose hold is over, answers those that waited too long.
   void checkParked();
+  void flushPending();
   void beginStop();
   /// Takes a connection's fd out of the epoll set and closes it.
   void forget(int fd);
@@ -98,6 +102,7 @@ class Worker {
   Clock::time_point last_tick_;
   std::unordered_set<ClientConnection*> clients_;
   std::unordered_set<ClientConnection*> parked_;
+  std::vector<ClientConnection*> flush_soon_;
   std::unordered_set<UpstreamConnection*> upstreams_;
   std::unordered_map<std::string, std::vector<UpstreamConnection*>> idle_;
   std::vector<Pollable*> graveyard_;

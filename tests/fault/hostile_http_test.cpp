@@ -139,7 +139,7 @@ TEST_F(HostileHttpTest, MalformedAndAmbiguousRequestsAreRefusedAndNeverForwarded
       {"CR-only line ends", "GET /public/x HTTP/1.1\rHost: a\r\r", {400}},
       {"lower-case method", "get /public/x HTTP/1.1\r\n" + host + "\r\n", {400}},
       {"asterisk target", "GET * HTTP/1.1\r\n" + host + "\r\n", {400}},
-      {"HTTP/2 preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", {400, 505}},
+      {"HTTP/2 preface cut short", "PRI * HTTP/2.0\r\n\r\nSX\r\n\r\n", {400, 505}},
       {"unknown major version", "GET /public/x HTTP/9.9\r\n" + host + "\r\n", {505}},
       {"HTTP/2.0 request line", "GET /public/x HTTP/2.0\r\n" + host + "\r\n", {505}},
       {"HTTP/0.9 request line", "GET /public/x\r\n\r\n", {400, 505}},
@@ -220,6 +220,13 @@ TEST_F(HostileHttpTest, MalformedAndAmbiguousRequestsAreRefusedAndNeverForwarded
     EXPECT_GT(c.statuses.count(status), 0u) << c.name << ": " << answer.substr(0, 120);
     EXPECT_FALSE(was_forwarded) << c.name << " reached an upstream";
   }
+  // The whole HTTP/2 preface starts HTTP/2 (prior knowledge): the proxy's SETTINGS come back,
+  // and nothing is forwarded.
+  const size_t before_h2 = forwarded();
+  const std::string h2 = proxy_->raw("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+  EXPECT_EQ(h2.substr(3, 1), std::string(1, '\x04')) << "no SETTINGS frame first";
+  std::this_thread::sleep_for(milliseconds(20));
+  EXPECT_EQ(forwarded(), before_h2);
   EXPECT_EQ(proxy_->get("/public/after").status, 200) << "still serving after the abuse";
   reportFigure("hostile.malformed_requests", static_cast<double>(cases.size()), "-",
                "malformed, oversized and ambiguously framed requests sent");

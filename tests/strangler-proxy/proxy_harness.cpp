@@ -117,10 +117,12 @@ void FakeUpstream::start() {
   if (server_) return;
   Poco::Net::ServerSocket socket;
   socket.bind(Poco::Net::SocketAddress("127.0.0.1", port_), true);
-  socket.listen(64);
+  socket.listen(256);
   port_ = socket.address().port();
   auto* params = new Poco::Net::HTTPServerParams();
-  params->setMaxThreads(32);
+  // A thread per kept-alive connection: enough for an HTTP/2 client's 100 streams at once, each
+  // on an upstream connection of its own (the threads start only when needed).
+  params->setMaxThreads(160);
   params->setMaxQueued(256);
   params->setKeepAlive(true);
   params->setKeepAliveTimeout(Poco::Timespan(30, 0));

@@ -150,9 +150,11 @@ struct LimitsConfig {
   int64_t max_body_bytes = 10 * 1024 * 1024;
   int header_timeout_ms = 10000;  ///< a request head must arrive within this
   int idle_timeout_ms = 60000;    ///< idle keep-alive client connections are closed after this
-  int shadow_queue = 1024;        ///< shadow copies waiting for replay; more are dropped
-  int shadow_concurrency = 4;     ///< shadow replays in flight (read at start only)
-  int max_connections = 10000;    ///< open client connections; past it: 503 and close, counted
+  /// An upgraded connection (WebSocket) with no byte either way for this long is closed.
+  int tunnel_idle_timeout_ms = 300000;
+  int shadow_queue = 1024;      ///< shadow copies waiting for replay; more are dropped
+  int shadow_concurrency = 4;   ///< shadow replays in flight (read at start only)
+  int max_connections = 10000;  ///< open client connections; past it: 503 and close, counted
 };
 
 /// The fenced cutover (`routes extract NAME --with-data`): how long the proxy parks a request

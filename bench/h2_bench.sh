@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# HTTP/2 benchmark: h2load (nghttp2-client) against the same tiny HTTP/1.1 backend behind three
+# proxies that end HTTP/2 over TLS, one worker each, the same ECDSA P-256 certificate: nginx
+# (listen ... ssl http2, upstream keepalive), HAProxy (bind ... ssl alpn h2, connection reuse)
+# and strangler-proxy (its "tls" listener, ALPN h2), interleaved round by round.
+#   bench/h2_bench.sh [BUILD_DIR]        (default: ./build)
+# Environment: ROUNDS (default 3), DURATION (h2load -D seconds, default 5).
+# Prints medians of the rounds for HTTP/2 requests/s with 1 connection x 1 stream (latency bound)
+# and 8 connections x 32 streams each (throughput), each with its ratio to nginx and HAProxy
+# from the same run, and the failed requests. Needs nginx, haproxy, h2load, openssl, python3.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${1:-$root/build}
+proxy_bin=$build/strangler-proxy/strangler-proxy
+rounds=${ROUNDS:-3}
+duration=${DURATION:-5}
+[ -x "$proxy_bin" ] || { echo "h2_bench: build strangler-proxy first ($proxy_bin)" >&2; exit 1; }
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/strangler-h2-bench.XXXXXX")
+source "$root/bench/bench_lib.sh"
+require_tools nginx haproxy h2load openssl python3
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=127.0.0.1 \
+  -addext subjectAltName=IP:127.0.0.1 -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+cat "$work/cert.pem" "$work/key.pem" >"$work/haproxy.pem"
+backend_port=$(free_port)
+nginx_port=$(free_port)
+strangler_port=$(free_port)
+strangler_tls_port=$(free_port)
+haproxy_port=$(free_port)
+
+nginx_conf backend "server { listen 127.0.0.1:$backend_port; keepalive_requests 1000000;
+  location / { default_type application/json; return 200 '{\"id\":7,\"name\":\"tiny\",\"ok\":true}'; } }"
+nginx_conf nginx "upstream backend { server 127.0.0.1:$backend_port; keepalive 256; keepalive_requests 1000000; }
+  server { listen 127.0.0.1:$nginx_port ssl http2; keepalive_requests 1000000;
+    http2_max_concurrent_streams 100;
+    ssl_certificate $work/cert.pem; ssl_certificate_key $work/key.pem;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
+haproxy_start 1 "$haproxy_port" "$backend_port" "ssl crt $work/haproxy.pem alpn h2,http/1.1"
+cat >"$work/strangler.json" <<CONF
+{ "listen": "127.0.0.1:$strangler_port", "admin": { "listen": "127.0.0.1:0" },
+  "tls": { "listen": "127.0.0.1:$strangler_tls_port", "cert_file": "$work/cert.pem",
+           "key_file": "$work/key.pem" },
+  "upstreams": {
+    "monolith": { "endpoints": ["127.0.0.1:$backend_port"], "max_idle_connections": 256 },
+    "service":  { "endpoints": ["127.0.0.1:$backend_port"], "max_idle_connections": 256 } },
+  "default_upstream": "monolith",
+  "routes": [ { "name": "drivers", "match": { "path": "/api/drivers/**" }, "target": "service",
+                "stage": "extracted" } ] }
+CONF
+"$proxy_bin" --config "$work/strangler.json" --workers 1 >"$work/strangler.log" 2>&1 &
+pids+=($!)
+for port in "$backend_port" "$nginx_port" "$strangler_tls_port" "$haproxy_port"; do wait_port "$port"; done
+
+path=/api/drivers/7
+declare -A urls=([nginx]="https://127.0.0.1:$nginx_port$path"
+                 [haproxy]="https://127.0.0.1:$haproxy_port$path"
+                 [strangler]="https://127.0.0.1:$strangler_tls_port$path")
+targets="nginx haproxy strangler"
+for target in $targets; do h2load -c 2 -m 8 -n 2000 "${urls[$target]}" >/dev/null; done  # warm up
+
+echo "h2_bench: $rounds rounds x ${duration}s, one worker each, $(nproc) cores" >&2
+for round in $(seq "$rounds"); do
+  for target in $targets; do
+    h2load -t 1 -c 1 -m 1 -D "$duration" "${urls[$target]}" >"$work/$target-c1-$round.txt"
+    h2load -t 1 -c 8 -m 32 -D "$duration" "${urls[$target]}" >"$work/$target-c8m32-$round.txt"
+  done
+  echo "h2_bench: round $round done" >&2
+done
+
+python3 - "$work" "$rounds" <<'PY'
+import re, statistics, sys
+work, rounds = sys.argv[1], int(sys.argv[2])
+targets = ("nginx", "haproxy", "strangler")
+def parse(path):
+    text = open(path).read()
+    rps = float(re.search(r"finished in [\d.]+\w*, ([\d.]+) req/s", text).group(1))
+    done = re.search(r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed",
+                     text)
+    return rps, int(done.group(4)) if done else 0
+print(f"{'target':<10} {'h2 1x1 req/s':>13} {'h2 8x32 req/s':>14} {'failed':>7}")
+res = {}
+for t in targets:
+    row, failed = [], 0
+    for mode in ("c1", "c8m32"):
+        runs = [parse(f"{work}/{t}-{mode}-{r}.txt") for r in range(1, rounds + 1)]
+        row.append(statistics.median(x[0] for x in runs))
+        failed += sum(x[1] for x in runs)
+    res[t] = row
+    print(f"{t:<10} {row[0]:>13.0f} {row[1]:>14.0f} {failed:>7}")
+for anchor in ("nginx", "haproxy"):
+    s, a = res["strangler"], res[anchor]
+    print(f"ratio strangler/{anchor}: HTTP/2 1x1 {s[0]/a[0]:.2f}, 8x32 {s[1]/a[1]:.2f}")
+PY

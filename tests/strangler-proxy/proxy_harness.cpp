@@ -8,6 +8,7 @@
 #include <Poco/Net/HTTPServerResponse.h>
 #include <Poco/Net/ServerSocket.h>
 #include <Poco/StreamCopier.h>
+#include <Poco/ThreadPool.h>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -123,11 +124,17 @@ void FakeUpstream::start() {
   // A thread per kept-alive connection: enough for an HTTP/2 client's 100 streams at once, each
   // on an upstream connection of its own (the threads start only when needed).
   params->setMaxThreads(160);
+  // A dispatcher thread waits this long for work before it ends, and stopping does not always
+  // wake every one of them: short, so a stop (and the test's end) does not wait 10 s for one.
+  params->setThreadIdleTime(Poco::Timespan(0, 200 * 1000));
   params->setMaxQueued(256);
   params->setKeepAlive(true);
   params->setKeepAliveTimeout(Poco::Timespan(30, 0));
   socket_ = std::make_unique<Poco::Net::ServerSocket>(socket);
-  server_ = std::make_unique<Poco::Net::HTTPServer>(new RecordingFactory(*this), socket, params);
+  // A thread pool of its own, stopped with the server (Poco's default one lives to the exit).
+  pool_ = std::make_unique<Poco::ThreadPool>(2, 160);
+  server_ =
+      std::make_unique<Poco::Net::HTTPServer>(new RecordingFactory(*this), *pool_, socket, params);
   server_->start();
 }
 
@@ -143,6 +150,7 @@ void FakeUpstream::stop() {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   server_.reset();
+  pool_.reset();  // stops its idle threads
   socket_.reset();
 }
 

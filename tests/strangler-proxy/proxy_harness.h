@@ -17,6 +17,10 @@
 #include "strangler/testing/process.h"
 #include "strangler/testing/temp_dir.h"
 
+namespace Poco {
+class ThreadPool;
+}  // namespace Poco
+
 namespace Poco::Net {
 class HTTPServer;
 class ServerSocket;
@@ -85,6 +89,7 @@ class FakeUpstream {
   std::string name_;
   uint16_t port_ = 0;
   std::unique_ptr<Poco::Net::ServerSocket> socket_;
+  std::unique_ptr<Poco::ThreadPool> pool_;
   std::unique_ptr<Poco::Net::HTTPServer> server_;
   mutable std::mutex mutex_;
   std::vector<ReceivedRequest> requests_;

@@ -275,6 +275,46 @@ TEST_F(H2Test, AFrameTooLargeEndsOnlyItsConnection) {
   EXPECT_EQ(proxy.get("/x").status, 200);
 }
 
+TEST_F(H2Test, AStreamWhoseBodyStopsComingGets408AndTheConnectionGoesOn) {
+  auto cfg = config();
+  cfg["limits"] = {{"idle_timeout_ms", 300}};
+  ProxyProcess proxy(cfg, kTokenEnv);
+  ASSERT_TRUE(proxy.running());
+  const int fd = connectTo(proxy.port());
+  ASSERT_GE(fd, 0);
+  // POST / with content-length 10 (a literal, name from the static table, index 28), then 5
+  // bytes of it, then silence.
+  const std::string post =
+      std::string("\x83\x84\x86\x41\x01", 5) + "a" + std::string("\x5c\x02", 2) + "10";
+  std::string bytes = std::string(kPreface) + frame(0x4, 0, 0, "");
+  bytes += frame(0x1, 0x4, 1, post) + frame(0x0, 0, 1, "12345");
+  ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+  // Then a GET on the same connection, and the client's end.
+  bytes = requests(2).substr(requests(1).size());  // stream 3
+  bytes += frame(0x7, 0, 0, std::string(8, '\0'));
+  ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+  const auto frames = readFrames(fd);
+  ::close(fd);
+  bool answered_1 = false;
+  bool ok_3 = false;
+  for (const auto& f : frames) {
+    if (f.type == 0x1 && f.stream == 1) answered_1 = true;
+    // :status 200 is entry 8 of the static table: 0x88.
+    if (f.type == 0x1 && f.stream == 3 && !f.payload.empty() &&
+        static_cast<unsigned char>(f.payload[0]) == 0x88)
+      ok_3 = true;
+  }
+  EXPECT_TRUE(answered_1);
+  EXPECT_TRUE(ok_3);
+  EXPECT_EQ(monolith_.count(), 1u);  // the GET; the POST never went whole to anyone
+  EXPECT_TRUE(waitFor([&] {
+    std::ifstream in(dir_.file("access.log"));
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    return text.find("\"status\":408") != std::string::npos;
+  }));
+}
+
 TEST_F(H2Test, StreamsPastTheLimitAreRefusedAndTheRestAnswered) {
   monolith_.delay_ms = 300;  // the first hundred are still open when the rest arrive
   ProxyProcess proxy(config(), kTokenEnv);

@@ -75,3 +75,30 @@ CONF
   pids+=($!)
 }
 
+
+# What the HTTPS benchmarks share: an ECDSA P-256 certificate for 127.0.0.1 ($work/cert.pem,
+# $work/key.pem, and both in $work/haproxy.pem), the tiny nginx backend, and strangler-proxy
+# ($proxy_bin, one worker) with its "tls" listener routing to it. Sets backend_port and
+# strangler_tls_port.
+tls_backend_and_strangler() {
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=127.0.0.1 \
+    -addext subjectAltName=IP:127.0.0.1 -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+  cat "$work/cert.pem" "$work/key.pem" >"$work/haproxy.pem"
+  backend_port=$(free_port)
+  strangler_tls_port=$(free_port)
+  nginx_conf backend "server { listen 127.0.0.1:$backend_port; keepalive_requests 1000000;
+    location / { default_type application/json; return 200 '{\"id\":7,\"name\":\"tiny\",\"ok\":true}'; } }"
+  cat >"$work/strangler.json" <<CONF
+{ "listen": "127.0.0.1:$(free_port)", "admin": { "listen": "127.0.0.1:0" },
+  "tls": { "listen": "127.0.0.1:$strangler_tls_port", "cert_file": "$work/cert.pem",
+           "key_file": "$work/key.pem" },
+  "upstreams": {
+    "monolith": { "endpoints": ["127.0.0.1:$backend_port"], "max_idle_connections": 256 },
+    "service":  { "endpoints": ["127.0.0.1:$backend_port"], "max_idle_connections": 256 } },
+  "default_upstream": "monolith",
+  "routes": [ { "name": "drivers", "match": { "path": "/api/drivers/**" }, "target": "service",
+                "stage": "extracted" } ] }
+CONF
+  "$proxy_bin" --config "$work/strangler.json" --workers 1 >"$work/strangler.log" 2>&1 &
+  pids+=($!)
+}

@@ -19,17 +19,10 @@ duration=${DURATION:-5}
 work=$(mktemp -d "${TMPDIR:-/tmp}/strangler-h2-bench.XXXXXX")
 source "$root/bench/bench_lib.sh"
 require_tools nginx haproxy h2load openssl python3
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=127.0.0.1 \
-  -addext subjectAltName=IP:127.0.0.1 -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
-cat "$work/cert.pem" "$work/key.pem" >"$work/haproxy.pem"
-backend_port=$(free_port)
+tls_backend_and_strangler
 nginx_port=$(free_port)
-strangler_port=$(free_port)
-strangler_tls_port=$(free_port)
 haproxy_port=$(free_port)
 
-nginx_conf backend "server { listen 127.0.0.1:$backend_port; keepalive_requests 1000000;
-  location / { default_type application/json; return 200 '{\"id\":7,\"name\":\"tiny\",\"ok\":true}'; } }"
 nginx_conf nginx "upstream backend { server 127.0.0.1:$backend_port; keepalive 256; keepalive_requests 1000000; }
   server { listen 127.0.0.1:$nginx_port ssl http2; keepalive_requests 1000000;
     http2_max_concurrent_streams 100;
@@ -37,19 +30,6 @@ nginx_conf nginx "upstream backend { server 127.0.0.1:$backend_port; keepalive 2
     ssl_protocols TLSv1.2 TLSv1.3;
     location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
 haproxy_start 1 "$haproxy_port" "$backend_port" "ssl crt $work/haproxy.pem alpn h2,http/1.1"
-cat >"$work/strangler.json" <<CONF
-{ "listen": "127.0.0.1:$strangler_port", "admin": { "listen": "127.0.0.1:0" },
-  "tls": { "listen": "127.0.0.1:$strangler_tls_port", "cert_file": "$work/cert.pem",
-           "key_file": "$work/key.pem" },
-  "upstreams": {
-    "monolith": { "endpoints": ["127.0.0.1:$backend_port"], "max_idle_connections": 256 },
-    "service":  { "endpoints": ["127.0.0.1:$backend_port"], "max_idle_connections": 256 } },
-  "default_upstream": "monolith",
-  "routes": [ { "name": "drivers", "match": { "path": "/api/drivers/**" }, "target": "service",
-                "stage": "extracted" } ] }
-CONF
-"$proxy_bin" --config "$work/strangler.json" --workers 1 >"$work/strangler.log" 2>&1 &
-pids+=($!)
 for port in "$backend_port" "$nginx_port" "$strangler_tls_port" "$haproxy_port"; do wait_port "$port"; done
 
 path=/api/drivers/7

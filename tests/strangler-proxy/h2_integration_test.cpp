@@ -21,20 +21,10 @@
 namespace strangler::proxy::testing {
 namespace {
 
-using strangler::testing::runCommand;
 using strangler::testing::TempDir;
 
 const strangler::testing::ChildProcess::Env kTokenEnv = {
     {"STRANGLER_TEST_ADMIN_TOKEN", "test-token"}};
-
-/// Runs a command with its stderr folded into the output.
-strangler::common::CommandResult run(const std::string& binary,
-                                     const std::vector<std::string>& args) {
-  std::string command = "exec '" + binary + "'";
-  for (const auto& arg : args)
-    command += " '" + arg + "'";
-  return runCommand("/bin/sh", {"-c", command + " 2>&1"}, std::chrono::seconds(60));
-}
 
 /// nghttp -ns: the status of each response ("code" column of its statistics), in order.
 std::vector<int> nghttpStatuses(const std::string& output) {
@@ -89,8 +79,8 @@ class H2Test : public ::testing::Test {
 TEST_F(H2Test, CurlWithPriorKnowledgeGetsAnswersAndSendsBodies) {
   ProxyProcess proxy(config(), kTokenEnv);
   ASSERT_TRUE(proxy.running());
-  const auto got = run("/usr/bin/curl", {"-sS", "-i", "--http2-prior-knowledge",
-                                         plainUrl(proxy, "/api/orders/7?x=1")});
+  const auto got = withStderr("/usr/bin/curl", {"-sS", "-i", "--http2-prior-knowledge",
+                                                plainUrl(proxy, "/api/orders/7?x=1")});
   ASSERT_EQ(got.exit_code, 0) << got.output;
   EXPECT_EQ(got.output.rfind("HTTP/2 200", 0), 0u) << got.output;
   EXPECT_NE(got.output.find("\"upstream\":\"service\""), std::string::npos) << got.output;
@@ -101,8 +91,9 @@ TEST_F(H2Test, CurlWithPriorKnowledgeGetsAnswersAndSendsBodies) {
     for (int i = 0; i < 300000; ++i)
       out.put(static_cast<char>('a' + i % 26));
   }
-  const auto posted = run("/usr/bin/curl", {"-sS", "--http2-prior-knowledge", "--data-binary",
-                                            "@" + upload, plainUrl(proxy, "/api/orders")});
+  const auto posted =
+      withStderr("/usr/bin/curl", {"-sS", "--http2-prior-knowledge", "--data-binary", "@" + upload,
+                                   plainUrl(proxy, "/api/orders")});
   ASSERT_EQ(posted.exit_code, 0) << posted.output;
   const auto requests = service_.requests();
   ASSERT_EQ(requests.size(), 2u);
@@ -128,7 +119,7 @@ TEST_F(H2Test, HundredsOfConcurrentStreamsOnOneConnectionFollowTheRoutes) {
   ASSERT_TRUE(proxy.running());
   // 400 requests on one connection, as many at once as the proxy allows (100).
   const auto canary =
-      run("/usr/bin/nghttp", {"-ns", "-m", "400", plainUrl(proxy, "/api/drivers/1")});
+      withStderr("/usr/bin/nghttp", {"-ns", "-m", "400", plainUrl(proxy, "/api/drivers/1")});
   const auto statuses = nghttpStatuses(canary.output);
   ASSERT_EQ(statuses.size(), 400u) << canary.output.substr(0, 2000);
   EXPECT_EQ(countOf(statuses, 200), 400);
@@ -140,7 +131,7 @@ TEST_F(H2Test, HundredsOfConcurrentStreamsOnOneConnectionFollowTheRoutes) {
   service_.stop();
   monolith_.clear();
   const auto fallback =
-      run("/usr/bin/nghttp", {"-ns", "-m", "50", plainUrl(proxy, "/api/orders/1")});
+      withStderr("/usr/bin/nghttp", {"-ns", "-m", "50", plainUrl(proxy, "/api/orders/1")});
   EXPECT_EQ(countOf(nghttpStatuses(fallback.output), 200), 50) << fallback.output.substr(0, 2000);
   EXPECT_EQ(monolith_.count(), 50u);
   EXPECT_EQ(metricValue(proxy, "strangler_proxy_client_events_total{kind=\"h2_connection\"}"), 2);
@@ -149,23 +140,19 @@ TEST_F(H2Test, HundredsOfConcurrentStreamsOnOneConnectionFollowTheRoutes) {
 TEST_F(H2Test, HttpsNegotiatesH2WithAlpnAndStillServesHttp11) {
   const std::string cert = dir_.file("cert.pem");
   const std::string key = dir_.file("key.pem");
-  const auto made = run("/usr/bin/openssl",
-                        {"req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-                         "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-addext",
-                         "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert});
-  ASSERT_EQ(made.exit_code, 0) << made.output;
+  makeCertificate(cert, key, "127.0.0.1");
   auto cfg = config();
   cfg["tls"] = {{"listen", "127.0.0.1:0"}, {"cert_file", cert}, {"key_file", key}};
   ProxyProcess proxy(cfg, kTokenEnv);
   ASSERT_TRUE(proxy.running());
   const std::string url = "https://127.0.0.1:" + std::to_string(proxy.tlsPort()) + "/api/orders/1";
-  const auto h2 = run("/usr/bin/curl", {"-sS", "-i", "--http2", "--cacert", cert, url});
+  const auto h2 = withStderr("/usr/bin/curl", {"-sS", "-i", "--http2", "--cacert", cert, url});
   ASSERT_EQ(h2.exit_code, 0) << h2.output;
   EXPECT_EQ(h2.output.rfind("HTTP/2 200", 0), 0u) << h2.output;
-  const auto h1 = run("/usr/bin/curl", {"-sS", "-i", "--http1.1", "--cacert", cert, url});
+  const auto h1 = withStderr("/usr/bin/curl", {"-sS", "-i", "--http1.1", "--cacert", cert, url});
   EXPECT_EQ(h1.output.rfind("HTTP/1.1 200", 0), 0u) << h1.output;
-  const auto many =
-      run("/usr/bin/nghttp", {"-ns", "-m", "100", url});  // nghttp does not verify: fine here
+  const auto many = withStderr("/usr/bin/nghttp",
+                               {"-ns", "-m", "100", url});  // nghttp does not verify: fine here
   EXPECT_EQ(countOf(nghttpStatuses(many.output), 200), 100) << many.output.substr(0, 2000);
   const auto requests = service_.requests();
   ASSERT_FALSE(requests.empty());
@@ -190,21 +177,6 @@ std::string frame(uint8_t type, uint8_t flags, uint32_t stream, const std::strin
 }
 
 constexpr const char* kPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-int connectTo(uint16_t port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  timeval timeout{3, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(port);
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  return fd;
-}
 
 struct Frame {
   uint8_t type = 0;
@@ -258,7 +230,7 @@ uint32_t goAwayCode(const std::vector<Frame>& frames) {
 TEST_F(H2Test, AFrameTooLargeEndsOnlyItsConnection) {
   ProxyProcess proxy(config(), kTokenEnv);
   ASSERT_TRUE(proxy.running());
-  const int fd = connectTo(proxy.port());
+  const int fd = connectLoopback(proxy.port(), 3);
   ASSERT_GE(fd, 0);
   // SETTINGS, then a DATA frame of 1 MiB (the limit is 16 KiB unless raised).
   std::string bytes = std::string(kPreface) + frame(0x4, 0, 0, "");
@@ -269,8 +241,9 @@ TEST_F(H2Test, AFrameTooLargeEndsOnlyItsConnection) {
   EXPECT_EQ(goAwayCode(frames), 0x6u) << frames.size() << " frames";  // FRAME_SIZE_ERROR
   EXPECT_EQ(metricValue(proxy, "strangler_proxy_client_events_total{kind=\"h2_error\"}"), 1);
   // Only that connection: HTTP/2 and HTTP/1.1 are served.
-  const auto after = run("/usr/bin/curl", {"-sS", "-o", "/dev/null", "-w", "%{http_code}",
-                                           "--http2-prior-knowledge", plainUrl(proxy, "/x")});
+  const auto after =
+      withStderr("/usr/bin/curl", {"-sS", "-o", "/dev/null", "-w", "%{http_code}",
+                                   "--http2-prior-knowledge", plainUrl(proxy, "/x")});
   EXPECT_EQ(after.output, "200");
   EXPECT_EQ(proxy.get("/x").status, 200);
 }
@@ -280,7 +253,7 @@ TEST_F(H2Test, AStreamWhoseBodyStopsComingGets408AndTheConnectionGoesOn) {
   cfg["limits"] = {{"idle_timeout_ms", 300}};
   ProxyProcess proxy(cfg, kTokenEnv);
   ASSERT_TRUE(proxy.running());
-  const int fd = connectTo(proxy.port());
+  const int fd = connectLoopback(proxy.port(), 3);
   ASSERT_GE(fd, 0);
   // POST / with content-length 10 (a literal, name from the static table, index 28), then 5
   // bytes of it, then silence.
@@ -321,7 +294,7 @@ TEST_F(H2Test, StreamsPastTheLimitAreRefusedAndTheRestAnswered) {
   ASSERT_TRUE(proxy.running());
   // 300 streams at once, before the proxy's SETTINGS are acknowledged: past its limit of 100,
   // each is refused (the client may retry it), and the connection goes on.
-  int fd = connectTo(proxy.port());
+  int fd = connectLoopback(proxy.port(), 3);
   ASSERT_GE(fd, 0);
   std::string bytes = std::string(kPreface) + frame(0x4, 0, 0, "") + requests(300);
   bytes += frame(0x7, 0, 0, std::string(8, '\0'));  // GOAWAY from the client: then the end
@@ -342,7 +315,7 @@ TEST_F(H2Test, StreamsPastTheLimitAreRefusedAndTheRestAnswered) {
 
   // The same after acknowledging the limit: a client that ignores it gets GOAWAY
   // (PROTOCOL_ERROR) and loses its connection; nobody else notices.
-  fd = connectTo(proxy.port());
+  fd = connectLoopback(proxy.port(), 3);
   ASSERT_GE(fd, 0);
   bytes = std::string(kPreface) + frame(0x4, 0, 0, "");
   ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);

@@ -206,4 +206,18 @@ bool waitFor(Condition condition) {
   return true;
 }
 
+/// Runs `binary args...` with its stderr folded into what is returned (openssl s_client, curl
+/// and the proxy's own errors write there).
+strangler::common::CommandResult withStderr(
+    const std::string& binary, const std::vector<std::string>& args,
+    std::chrono::milliseconds timeout = std::chrono::seconds(20));
+
+/// A self-signed certificate (ECDSA P-256), subject CN=`name`, for `san` (127.0.0.1 by default).
+void makeCertificate(const std::string& cert, const std::string& key, const std::string& name,
+                     const std::string& san = "IP:127.0.0.1");
+
+/// A blocking TCP connection to 127.0.0.1:`port` with a receive timeout of `timeout_s`; -1 when
+/// the connect fails.
+int connectLoopback(uint16_t port, int timeout_s);
+
 }  // namespace strangler::proxy::testing

@@ -37,41 +37,6 @@ const strangler::testing::ChildProcess::Env kTokenEnv = {
     {"STRANGLER_TEST_ADMIN_TOKEN", "test-token"}};
 const std::map<std::string, std::string> kAuth = {{"Authorization", "Bearer test-token"}};
 
-/// Runs `binary args...` with its stderr folded into what is returned (openssl s_client and the
-/// proxy's own errors write there).
-strangler::common::CommandResult withStderr(const std::string& binary,
-                                            const std::vector<std::string>& args) {
-  std::string command = "exec '" + binary + "'";
-  for (const auto& arg : args)
-    command += " '" + arg + "'";
-  return runCommand("/bin/sh", {"-c", command + " 2>&1"}, std::chrono::seconds(20));
-}
-
-/// A self-signed certificate (ECDSA P-256), subject CN=`name`, for `san` (127.0.0.1 by default).
-void makeCertificate(const std::string& cert, const std::string& key, const std::string& name,
-                     const std::string& san = "IP:127.0.0.1") {
-  const auto made =
-      runCommand(kOpenSsl, {"req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-                            "-nodes", "-days", "1", "-subj", "/CN=" + name, "-addext",
-                            "subjectAltName=" + san, "-keyout", key, "-out", cert});
-  ASSERT_EQ(made.exit_code, 0) << made.output;
-}
-
-/// A blocking TCP connection to 127.0.0.1:`port` with a receive timeout of `timeout_s`; -1 when
-/// the connect fails.
-int connectLoopback(uint16_t port, int timeout_s) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  timeval timeout{timeout_s, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(port);
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0) return fd;
-  ::close(fd);
-  return -1;
-}
-
 /// A blocking TLS client connection to 127.0.0.1:`port`, verifying the server against `ca`.
 class TlsClient {
  public:

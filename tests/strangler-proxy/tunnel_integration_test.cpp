@@ -184,11 +184,7 @@ TEST_F(TunnelTest, SecureWebSocketsPassTheHttpsListenerToATlsUpstream) {
   strangler::testing::TempDir dir("strangler-tunnel-tls");
   const std::string cert = dir.file("cert.pem");
   const std::string key = dir.file("key.pem");
-  const auto made = runCommand(
-      "/usr/bin/openssl", {"req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-                           "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-addext",
-                           "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert});
-  ASSERT_EQ(made.exit_code, 0) << made.output;
+  makeCertificate(cert, key, "127.0.0.1");
   Peer secure = Peer::start({"server", "secure", "--tls", cert, key});
   auto cfg =
       tunnelConfig(monolith_, monolith_ws_.address, secure.address, {{"stage", "extracted"}});
@@ -205,22 +201,6 @@ TEST_F(TunnelTest, SecureWebSocketsPassTheHttpsListenerToATlsUpstream) {
   EXPECT_EQ(report["sides"], nlohmann::json({{"secure", 10}}));
 }
 
-/// A blocking loopback connection with a 5 s receive timeout.
-int connectTo(uint16_t port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  timeval timeout{5, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(port);
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  return fd;
-}
-
 constexpr const char* kUpgradeRequest =
     "GET /ws/chat HTTP/1.1\r\nHost: app\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
@@ -234,13 +214,30 @@ std::string readHead(int fd) {
   return head;
 }
 
+/// A connection to the proxy that sent kUpgradeRequest and read the 101; -1 (and the test
+/// failed) otherwise.
+int upgraded(uint16_t port) {
+  const int fd = connectLoopback(port, 5);
+  EXPECT_GE(fd, 0);
+  if (fd < 0) return -1;
+  const auto length = static_cast<ssize_t>(std::strlen(kUpgradeRequest));
+  const std::string head =
+      ::send(fd, kUpgradeRequest, std::strlen(kUpgradeRequest), MSG_NOSIGNAL) == length
+          ? readHead(fd)
+          : "";
+  if (rawStatus(head) == 101) return fd;
+  ADD_FAILURE() << "no 101: " << head;
+  ::close(fd);
+  return -1;
+}
+
 TEST_F(TunnelTest, ARefusedUpgradeIsRelayedAndTheConnectionEnds) {
   Peer refusing = Peer::start({"server", "refusing", "--refuse", "403"});
   ProxyProcess proxy(
       tunnelConfig(monolith_, monolith_ws_.address, refusing.address, {{"stage", "extracted"}}),
       kTokenEnv);
   ASSERT_TRUE(proxy.running());
-  const int fd = connectTo(proxy.port());
+  const int fd = connectLoopback(proxy.port(), 5);
   ASSERT_GE(fd, 0);
   ASSERT_EQ(::send(fd, kUpgradeRequest, std::strlen(kUpgradeRequest), MSG_NOSIGNAL),
             static_cast<ssize_t>(std::strlen(kUpgradeRequest)));
@@ -263,11 +260,8 @@ TEST_F(TunnelTest, WhatAPeerSendsRightAfterThe101ArrivesWhole) {
       tunnelConfig(monolith_, monolith_ws_.address, eager.address, {{"stage", "extracted"}}),
       kTokenEnv);
   ASSERT_TRUE(proxy.running());
-  const int fd = connectTo(proxy.port());
+  const int fd = upgraded(proxy.port());
   ASSERT_GE(fd, 0);
-  ASSERT_GT(::send(fd, kUpgradeRequest, std::strlen(kUpgradeRequest), MSG_NOSIGNAL), 0);
-  const std::string head = readHead(fd);
-  ASSERT_EQ(rawStatus(head), 101) << head;
   std::string early;
   char buffer[16384];
   while (early.size() < 1000000) {
@@ -292,11 +286,8 @@ TEST_F(TunnelTest, APeerThatStopsReadingDoesNotGrowTheProxysMemory) {
       tunnelConfig(monolith_, monolith_ws_.address, stalled.address, {{"stage", "extracted"}}),
       kTokenEnv);
   ASSERT_TRUE(proxy.running());
-  const int fd = connectTo(proxy.port());
+  const int fd = upgraded(proxy.port());
   ASSERT_GE(fd, 0);
-  ASSERT_GT(::send(fd, kUpgradeRequest, std::strlen(kUpgradeRequest), MSG_NOSIGNAL), 0);
-  const std::string head = readHead(fd);
-  ASSERT_EQ(rawStatus(head), 101) << head;
   const uint64_t rss_before = peakRss(proxy.process().pid());
   // Pushes up to 256 MiB at a peer that reads nothing: the client is stopped once the sockets'
   // buffers and the proxy's window are full.

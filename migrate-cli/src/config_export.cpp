@@ -246,6 +246,9 @@ class NginxWriter {
   void dispatch(const std::array<bool, kMethodClasses>& handles);
   void routeBody(int index);
   void targetBody(size_t index);
+  static std::string scheme(const proxy::UpstreamConfig& upstream);
+  /// The proxy_ssl_* directives of an upstream with "tls" (nothing without).
+  void upstreamTls(const proxy::UpstreamConfig& upstream);
   void proxyTo(const std::string& upstream, const std::string& route_label,
                const std::string& uri = "");
   void proxyHeaders(bool shadow);
@@ -589,6 +592,22 @@ void NginxWriter::server() {
     if (carriesData(route)) note(dataNote(route, "nginx"));
   }
   line("listen " + config_.listen.toString() + ";");
+  if (config_.tls) {
+    // The HTTPS listener, with HTTP/2 by ALPN and the protocols and TLS 1.2 suites
+    // strangler-proxy allows (ECDHE with AES-GCM or ChaCha20-Poly1305).
+    if (config_.tls->listen.port == 0) {
+      note("tls.listen " + config_.tls->listen.toString() +
+           ": port 0 means 'any free port' to strangler-proxy; give nginx a real port");
+    }
+    line("listen " + config_.tls->listen.toString() + " ssl http2;");
+    line("ssl_certificate " + quote(config_.tls->cert_file, false) + ";");
+    line("ssl_certificate_key " + quote(config_.tls->key_file, false) + ";");
+    line("ssl_protocols TLSv1.2 TLSv1.3;");
+    line(
+        "ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+        "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+        "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305;");
+  }
   line("# The jumps below chain (method → route → target → fallback).");
   line("recursive_error_pages on;");
   line();
@@ -790,10 +809,33 @@ void NginxWriter::targetBody(size_t index) {
   proxyTo(route.target, route.name);
 }
 
+std::string NginxWriter::scheme(const proxy::UpstreamConfig& upstream) {
+  return upstream.tls ? "https://" : "http://";
+}
+
+void NginxWriter::upstreamTls(const proxy::UpstreamConfig& upstream) {
+  if (!upstream.tls) return;
+  // Verified as strangler-proxy verifies: against ca_file (else the system's store), for
+  // server_name (else the endpoint's host), sent as SNI; `insecure` only when it says so.
+  const auto& tls = *upstream.tls;
+  line("proxy_ssl_server_name on;");
+  if (!tls.server_name.empty()) line("proxy_ssl_name " + quote(tls.server_name, false) + ";");
+  if (tls.insecure) {
+    line("proxy_ssl_verify off;");
+    return;
+  }
+  line("proxy_ssl_verify on;");
+  line("proxy_ssl_trusted_certificate " +
+       quote(tls.ca_file.empty() ? std::string("/etc/ssl/certs/ca-certificates.crt") : tls.ca_file,
+             false) +
+       ";");
+}
+
 void NginxWriter::proxyTo(const std::string& upstream, const std::string& route_label,
                           const std::string& uri) {
   const auto& u = config_.upstreams.at(upstream);
-  line("proxy_pass http://" + upstreamId(upstream) + uri + ";");
+  line("proxy_pass " + scheme(u) + upstreamId(upstream) + uri + ";");
+  upstreamTls(u);
   line("proxy_connect_timeout " + std::to_string(u.connect_timeout_ms) + "ms;");
   line("proxy_read_timeout " + std::to_string(u.timeout_ms) + "ms;");
   line("proxy_send_timeout " + std::to_string(u.timeout_ms) + "ms;");
@@ -873,8 +915,9 @@ void NginxWriter::shadowLocations() {
       line("if ($strangler_sample_" + id + " = 0) { return 204; }");
     proxyHeaders(true);
     const auto& u = config_.upstreams.at(route.target);
-    line("proxy_pass http://" + upstreamId(route.target) +
+    line("proxy_pass " + scheme(u) + upstreamId(route.target) +
          (route.rewrite ? "$strangler_shadow_uri_" + id : std::string("$request_uri")) + ";");
+    upstreamTls(u);
     line("proxy_connect_timeout " + std::to_string(u.connect_timeout_ms) + "ms;");
     line("proxy_read_timeout " + std::to_string(u.timeout_ms) + "ms;");
     close();

@@ -413,6 +413,67 @@ TEST_F(NginxExportTest, StranglerProxyOnTheSameConfigAgreesOnSpotChecks) {
   }
 }
 
+TEST(NginxExportTlsTest, TheHttpsListenerServesAndUpstreamTlsIsVerified) {
+  // The "tls" listener becomes an nginx `listen ... ssl http2` with the same certificate (served
+  // here: the certificate verifies, the request lands on the monolith), and an
+  // upstream with "tls" is proxied over https with proxy_ssl_verify against its ca_file (nginx
+  // loads that file at start, so a wrong directive fails the start).
+  if (!std::filesystem::exists(kNginx)) GTEST_SKIP() << kNginx << " is not installed";
+  strangler::testing::TempDir dir("strangler-nginx-export-tls");
+  proxy::testing::makeCertificate(dir.file("cert.pem"), dir.file("key.pem"), "127.0.0.1");
+  FakeUpstream monolith("monolith");
+  const uint16_t port = strangler::testing::freeLoopbackPort();
+  const uint16_t tls_port = strangler::testing::freeLoopbackPort();
+  const uint16_t admin_port = strangler::testing::freeLoopbackPort();
+  const json config = {
+      {"listen", "127.0.0.1:" + std::to_string(port)},
+      {"tls",
+       {{"listen", "127.0.0.1:" + std::to_string(tls_port)},
+        {"cert_file", dir.file("cert.pem")},
+        {"key_file", dir.file("key.pem")}}},
+      {"admin", {{"listen", "127.0.0.1:" + std::to_string(admin_port)}}},
+      {"upstreams",
+       {{"monolith", {{"endpoints", {monolith.address()}}}},
+        {"secure",
+         {{"endpoints", {"127.0.0.1:9"}},
+          {"tls", {{"ca_file", dir.file("cert.pem")}, {"server_name", "svc.internal"}}}}}}},
+      {"default_upstream", "monolith"},
+      {"routes",
+       {{{"name", "secure"},
+         {"match", {{"path", "/api/secure/**"}}},
+         {"target", "secure"},
+         {"stage", "extracted"}}}}};
+  const std::string config_path = dir.file("strangler.json");
+  std::ofstream(config_path) << config.dump(2);
+  const std::string conf = dir.file("nginx.conf");
+  const auto exported = strangler::testing::runCommand(
+      STRANGLER_CLI_BIN,
+      {"config", "export", "--format", "nginx", "--config", config_path, "--output", conf},
+      std::chrono::seconds(20));
+  ASSERT_EQ(exported.exit_code, 0) << exported.output;
+  std::ifstream in(conf);
+  const std::string text((std::istreambuf_iterator<char>(in)), {});
+  EXPECT_NE(text.find("proxy_ssl_verify on;"), std::string::npos) << text;
+  EXPECT_NE(text.find("proxy_ssl_name \"svc.internal\";"), std::string::npos) << text;
+  EXPECT_NE(text.find(" ssl http2;"), std::string::npos) << text;
+  const std::string prefix = dir.file("nginx");
+  std::filesystem::create_directories(prefix);
+  auto nginx = ChildProcess::start(kNginx, {"-p", prefix, "-c", conf, "-g", "daemon off;"});
+  const std::string url = "https://127.0.0.1:" + std::to_string(tls_port) + "/api/orders/1";
+  strangler::common::CommandResult answer;
+  for (int i = 0; i < 100; ++i) {  // until nginx is up
+    // HTTP/1.1: the fake upstream answers with "Upgrade: h2c" (to check that proxies drop it),
+    // which nginx 1.22 relays, and an HTTP/2 client refuses.
+    answer = proxy::testing::withStderr(
+        "/usr/bin/curl", {"-sS", "-i", "--http1.1", "--cacert", dir.file("cert.pem"), url});
+    if (answer.exit_code == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(answer.output.rfind("HTTP/1.1 200", 0), 0u) << answer.output;
+  EXPECT_NE(answer.output.find("\"upstream\":\"monolith\""), std::string::npos) << answer.output;
+  nginx->stop(std::chrono::seconds(5));
+}
+
 TEST(ConfigExportCliTest, RefusesBadConfigsAndReportsUsageErrors) {
   strangler::testing::TempDir dir("strangler-export-cli");
   const std::string bad = dir.file("bad.json");

@@ -1233,6 +1233,29 @@ ExportedConfig EnvoyWriter::write() {
         {"lb_policy", "ROUND_ROBIN"},
         {"load_assignment",
          {{"cluster_name", name}, {"endpoints", ojson::array({{{"lb_endpoints", endpoints}}})}}}};
+    if (upstream.tls) {
+      // Verified as strangler-proxy verifies: against ca_file (else Debian's CA bundle), SNI and
+      // the name checked are server_name (else nothing is sent as SNI and the endpoint's address
+      // must be in the certificate); `insecure` leaves out the validation context.
+      ojson tls = {{"@type",
+                    "type.googleapis.com/"
+                    "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"}};
+      const auto& t = *upstream.tls;
+      if (!t.server_name.empty()) tls["sni"] = t.server_name;
+      if (!t.insecure) {
+        ojson validation = {
+            {"trusted_ca",
+             {{"filename", t.ca_file.empty() ? std::string("/etc/ssl/certs/ca-certificates.crt")
+                                             : t.ca_file}}}};
+        if (!t.server_name.empty()) {
+          validation["match_typed_subject_alt_names"] =
+              ojson::array({{{"san_type", "DNS"}, {"matcher", {{"exact", t.server_name}}}}});
+        }
+        tls["common_tls_context"] = {{"validation_context", validation}};
+      }
+      cluster["transport_socket"] = {{"name", "envoy.transport_sockets.tls"},
+                                     {"typed_config", tls}};
+    }
     if (upstream.circuit_breaker) {
       cluster["outlier_detection"] = {
           {"consecutive_5xx", upstream.circuit_breaker->consecutive_failures},
@@ -1255,17 +1278,31 @@ ExportedConfig EnvoyWriter::write() {
                          {"config_hash", config_.hash},
                          {"notes", notes_}}}};
   bootstrap["admin"] = {{"address", socketAddress(config_.admin.listen)}};
-  bootstrap["static_resources"] = {
-      {"listeners",
-       ojson::array(
-           {{{"name", "strangler"},
-             {"address", socketAddress(config_.listen)},
-             {"filter_chains",
-              ojson::array({{{"filters", ojson::array({{{"name",
-                                                         "envoy.filters.network.http_connection_"
-                                                         "manager"},
-                                                        {"typed_config", hcm}}})}}})}}})},
-      {"clusters", clusters}};
+  const ojson http_filter = {{"name", "envoy.filters.network.http_connection_manager"},
+                             {"typed_config", hcm}};
+  ojson listeners = ojson::array(
+      {{{"name", "strangler"},
+        {"address", socketAddress(config_.listen)},
+        {"filter_chains", ojson::array({{{"filters", ojson::array({http_filter})}}})}}});
+  if (config_.tls) {
+    // The HTTPS listener: the same routes, HTTP/2 or HTTP/1.1 by ALPN, TLS 1.2 at least.
+    const ojson downstream = {
+        {"@type",
+         "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"},
+        {"common_tls_context",
+         {{"alpn_protocols", ojson::array({"h2", "http/1.1"})},
+          {"tls_params", {{"tls_minimum_protocol_version", "TLSv1_2"}}},
+          {"tls_certificates",
+           ojson::array({{{"certificate_chain", {{"filename", config_.tls->cert_file}}},
+                          {"private_key", {{"filename", config_.tls->key_file}}}}})}}}};
+    listeners.push_back({{"name", "strangler_tls"},
+                         {"address", socketAddress(config_.tls->listen)},
+                         {"filter_chains", ojson::array({{{"filters", ojson::array({http_filter})},
+                                                          {"transport_socket",
+                                                           {{"name", "envoy.transport_sockets.tls"},
+                                                            {"typed_config", downstream}}}}})}});
+  }
+  bootstrap["static_resources"] = {{"listeners", listeners}, {"clusters", clusters}};
   return {bootstrap.dump(2) + "\n", notes_};
 }
 

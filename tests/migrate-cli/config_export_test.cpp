@@ -245,6 +245,43 @@ TEST(ConfigExportTest, EnvoyBootstrapHasListenerClustersAndRoutesInOrder) {
   EXPECT_EQ(drivers["response_headers_to_add"][1]["header"]["value"], "%UPSTREAM_CLUSTER%");
 }
 
+TEST(ConfigExportTest, EnvoyHasTheHttpsListenerAndVerifiedUpstreamTls) {
+  const json bootstrap = json::parse(exportEnvoy(load(R"({
+    "listen": "127.0.0.1:8080",
+    "tls": {"listen": "127.0.0.1:8443", "cert_file": "cert.pem", "key_file": "key.pem"},
+    "upstreams": {
+      "monolith": {"endpoints": ["127.0.0.1:9000"]},
+      "secure": {"endpoints": ["10.0.0.5:443"],
+                 "tls": {"ca_file": "ca.pem", "server_name": "svc.internal"}},
+      "lax": {"endpoints": ["10.0.0.6:443"], "tls": {"insecure": true}}},
+    "default_upstream": "monolith",
+    "routes": []})"),
+                                                 "strangler.json")
+                                         .text);
+  const auto& listeners = bootstrap["static_resources"]["listeners"];
+  ASSERT_EQ(listeners.size(), 2u);
+  const auto& https = listeners[1];
+  EXPECT_EQ(https["address"]["socket_address"]["port_value"], 8443);
+  const auto& chain = https["filter_chains"][0];
+  EXPECT_EQ(chain["filters"][0]["name"], "envoy.filters.network.http_connection_manager");
+  const auto& context = chain["transport_socket"]["typed_config"]["common_tls_context"];
+  EXPECT_EQ(context["alpn_protocols"], json({"h2", "http/1.1"}));
+  EXPECT_EQ(context["tls_certificates"][0]["certificate_chain"]["filename"], "cert.pem");
+  EXPECT_EQ(context["tls_certificates"][0]["private_key"]["filename"], "key.pem");
+  EXPECT_EQ(context["tls_params"]["tls_minimum_protocol_version"], "TLSv1_2");
+  std::map<std::string, json> clusters;
+  for (const auto& c : bootstrap["static_resources"]["clusters"])
+    clusters[c["name"]] = c;
+  const auto& secure = clusters["secure"]["transport_socket"]["typed_config"];
+  EXPECT_EQ(secure["sni"], "svc.internal");
+  const auto& validation = secure["common_tls_context"]["validation_context"];
+  EXPECT_EQ(validation["trusted_ca"]["filename"], "ca.pem");
+  EXPECT_EQ(validation["match_typed_subject_alt_names"][0]["matcher"]["exact"], "svc.internal");
+  // insecure: TLS without a validation context; plain upstreams: no transport socket.
+  EXPECT_FALSE(clusters["lax"]["transport_socket"]["typed_config"].contains("common_tls_context"));
+  EXPECT_FALSE(clusters["monolith"].contains("transport_socket"));
+}
+
 TEST(ConfigExportTest, EnvoyCanaryWithRewriteSplitsIntoTwoEntries) {
   const auto exported = exportEnvoy(load(R"({
     "upstreams": {"m": {"endpoints": ["127.0.0.1:1"]}, "t": {"endpoints": ["localhost:2"]}},

@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "proxy_harness.h"
@@ -126,6 +127,27 @@ TEST_F(TunnelTest, ManyConversationsPassWholeAndInOrderWhileSomePeersVanish) {
             40);
   // The workers are as they were: plain requests are served.
   EXPECT_EQ(proxy.get("/api/orders/1").status, 200);
+}
+
+TEST_F(TunnelTest, ReloadsDuringTheConversationsDropNone) {
+  // A reload swaps the config for new requests; open tunnels go on with the bytes they carry.
+  ProxyProcess proxy(
+      tunnelConfig(monolith_, monolith_ws_.address, service_ws_.address, {{"stage", "extracted"}}),
+      kTokenEnv);
+  ASSERT_TRUE(proxy.running());
+  const std::string url = "ws://127.0.0.1:" + std::to_string(proxy.port()) + "/ws/chat";
+  nlohmann::json report;
+  std::thread clients([&] { report = runClients(url, {"--clients", "20", "--messages", "400"}); });
+  int reloads = 0;
+  while (reloads < 10 && event(proxy, "tunnel_closed") < 20) {
+    if (proxy.admin("POST", "/reload", {{"Authorization", "Bearer test-token"}}).status == 200)
+      ++reloads;
+    std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  }
+  clients.join();
+  EXPECT_GE(reloads, 3) << "the conversations ended before the reloads";
+  EXPECT_EQ(report["errors"], nlohmann::json::array()) << report.dump();
+  EXPECT_EQ(report["ok"], 20) << report.dump();
 }
 
 TEST_F(TunnelTest, TheCanaryDecidesTheSideAtTheUpgradeAndShadowNeverCopies) {

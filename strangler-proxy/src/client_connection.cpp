@@ -175,7 +175,21 @@ void ClientConnection::startH2(std::string_view already_read) {
   in_pos_ = 0;
   deadline_ = worker_.now() + std::chrono::milliseconds(idleTimeoutMs());
   h2_->wake();
-  if (!closed) flushH2();
+  if (closed) return;
+  if (peer_closed_) {  // the HTTP/1.1 reader already saw the client's end
+    onH2PeerClosed();
+    return;
+  }
+  flushH2();
+}
+
+void ClientConnection::onH2PeerClosed() {
+  // The client sent all it will: the streams it finished are answered, one still waiting for
+  // more of its request ends now, and no new one can come.
+  h2_peer_closed_ = true;
+  h2_->peerClosed();
+  if (closed) return;
+  flushH2();
 }
 
 void ClientConnection::onH2Events(uint32_t events) {
@@ -192,7 +206,11 @@ void ClientConnection::onH2Events(uint32_t events) {
       }
       if (n < 0 && errno == EINTR) continue;
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-      worker_.closeClient(this);  // the peer closed or reset: its streams end with it
+      if (n == 0) {
+        onH2PeerClosed();
+        return;
+      }
+      worker_.closeClient(this);  // reset: its streams end with it
       return;
     }
   }
@@ -219,7 +237,7 @@ void ClientConnection::flushH2() {
     worker_.closeClient(this);
     return;
   }
-  if (h2_->finished()) worker_.closeClient(this);
+  if (h2_->finished() || (h2_peer_closed_ && h2_->idle())) worker_.closeClient(this);
 }
 
 void ClientConnection::onEvents(uint32_t events) {

@@ -104,6 +104,7 @@ class ClientConnection : public Pollable {
   /// The connection speaks HTTP/2 from now on; `already_read` are its first bytes.
   void startH2(std::string_view already_read);
   void onH2Events(uint32_t events);
+  void onH2PeerClosed();
   /// Writes what the HTTP/2 session has to send; closes the connection once it is finished.
   void flushH2();
   /// The request came over TLS (itself, or the HTTP/2 connection it is a stream of).
@@ -173,6 +174,7 @@ class ClientConnection : public Pollable {
   bool stream_client_ = false;
   bool secure_ = false;
   bool first_request_ = true;  ///< nothing parsed yet (the HTTP/2 preface may come)
+  bool h2_peer_closed_ = false;
   std::string peer_;
   std::optional<IpBytes> peer_ip_;  ///< peer_ parsed once, for trusted_proxies
   http_parser parser_{};

@@ -164,11 +164,32 @@ bool H2Session::finished() const {
   return nghttp2_session_want_read(session_) == 0 && nghttp2_session_want_write(session_) == 0;
 }
 
+bool H2Session::idle() const {
+  return std::none_of(streams_.begin(), streams_.end(), [](const auto& entry) {
+    const H2Stream& s = *entry.second;
+    return s.client != nullptr || (s.submitted && !s.sent_all);
+  });
+}
+
 void H2Session::goAway() {
   nghttp2_submit_shutdown_notice(session_);
   nghttp2_submit_goaway(session_, NGHTTP2_FLAG_NONE,
                         nghttp2_session_get_last_proc_stream_id(session_), NGHTTP2_NO_ERROR,
                         nullptr, 0);
+}
+
+void H2Session::peerClosed() {
+  std::vector<ClientConnection*> stalled;
+  for (auto& [id, stream] : streams_) {
+    if (stream->input_done || stream->client == nullptr) continue;
+    stalled.push_back(stream->client);
+    stream->client->detachStream();
+    stream->client = nullptr;
+    nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, id, NGHTTP2_CANCEL);
+  }
+  for (auto* client : stalled)
+    worker_.closeClient(client);
+  goAway();
 }
 
 void H2Session::checkDeadlines(Worker::Clock::time_point now) {
@@ -444,6 +465,7 @@ void H2Session::submitResponse(H2Stream& s) {
   const bool no_body = s.body_done && s.body.empty();
   nghttp2_data_provider provider{};
   provider.read_callback = &H2Session::readBody;
+  s.sent_all = no_body;
   nghttp2_submit_response(session_, s.id, nva.data(), nva.size(), no_body ? nullptr : &provider);
 }
 
@@ -465,7 +487,10 @@ ssize_t H2Session::readBody(nghttp2_session*, int32_t stream_id, uint8_t* buffer
     self->markAwake(*s);  // the stream client has more to hand over
   }
   if (n == 0 && !s->body_done) return NGHTTP2_ERR_DEFERRED;
-  if (s->body_done && s->body_pos == s->body.size()) *flags |= NGHTTP2_DATA_FLAG_EOF;
+  if (s->body_done && s->body_pos == s->body.size()) {
+    *flags |= NGHTTP2_DATA_FLAG_EOF;
+    s->sent_all = true;
+  }
   return static_cast<ssize_t>(n);
 }
 

@@ -45,8 +45,9 @@ struct H2Stream {
   bool head_parsed = false;
   bool submitted = false;
   bool body_done = false;
-  bool blocked = false;  ///< the client was told "would block": woken when the body drains
-  std::string body;      ///< DATA not yet taken by nghttp2
+  bool blocked = false;   ///< the client was told "would block": woken when the body drains
+  bool sent_all = false;  ///< the answer's end went to nghttp2
+  std::string body;       ///< DATA not yet taken by nghttp2
   size_t body_pos = 0;
 };
 
@@ -77,10 +78,14 @@ class H2Session {
   void takeOutput(std::string& out, size_t budget);
   /// Nothing more to read or write: the connection can close.
   bool finished() const;
-  /// No stream open.
-  bool idle() const { return streams_.empty(); }
+  /// No request in progress: no stream with a request being served or an answer being sent (a
+  /// stream whose HEADERS never ended counts for nothing: it cannot hold a connection open).
+  bool idle() const;
   /// Graceful end: GOAWAY with the last stream id; open streams finish.
   void goAway();
+  /// The client closed its side: streams still waiting for request bytes end (reset), the
+  /// others finish; GOAWAY.
+  void peerClosed();
   /// Applies the request timeouts to each stream's request.
   void checkDeadlines(Worker::Clock::time_point now);
   /// Wakes the stream clients that have input or room for output (after feed()/takeOutput()).

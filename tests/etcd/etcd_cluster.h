@@ -31,7 +31,8 @@ class EtcdCluster {
   EtcdCluster& operator=(const EtcdCluster&) = delete;
 
   /// Waits until every running member reports healthy (it has a leader); false on timeout.
-  bool waitHealthy(std::chrono::milliseconds timeout = std::chrono::seconds(20));
+  /// (60 s by default: three members elect a leader slowly on a machine busy with a build.)
+  bool waitHealthy(std::chrono::milliseconds timeout = std::chrono::seconds(60));
   /// SIGKILLs member `i`.
   void kill(int i);
   /// Starts member `i` again on its data directory.

@@ -60,89 +60,68 @@ void ClientConnection::pumpTunnel() {
     return;
   }
   char buffer[kReadChunk];
+  // One direction, one step: read while the buffer has room, write what it holds, and pass the
+  // reader's end on once all of it is written. False: a side failed and the tunnel ended.
   bool moved = true;
+  const auto step = [&](auto&& read, auto&& write, auto&& end, std::string& held, size_t& pos,
+                        bool& eof, bool& ended, uint64_t& count, const char* read_failed,
+                        const char* write_failed) {
+    if (!eof && held.size() - pos < kStreamWindow) {
+      const ssize_t n = read(buffer, sizeof buffer);
+      switch (classify(n)) {
+        case Io::kMoved:
+          held.append(buffer, static_cast<size_t>(n));
+          count += static_cast<size_t>(n);
+          moved = true;
+          break;
+        case Io::kEnd:
+          eof = moved = true;
+          break;
+        case Io::kBlocked:
+          break;
+        case Io::kFailed:
+          endTunnel(read_failed);
+          return false;
+      }
+    }
+    if (pos < held.size()) {
+      const ssize_t n = write(held.data() + pos, held.size() - pos);
+      const Io io = classify(n);
+      if (io == Io::kFailed || io == Io::kEnd) {
+        endTunnel(write_failed);
+        return false;
+      }
+      if (io == Io::kMoved) {
+        pos += static_cast<size_t>(n);
+        moved = true;
+      }
+    }
+    if (pos == held.size()) {
+      held.clear();
+      pos = 0;
+      if (eof && !ended) {
+        end();
+        ended = true;
+      }
+    }
+    return true;
+  };
   while (moved) {
     moved = false;
-    // Client → upstream.
-    if (!client_eof_ && tunnel_up_.size() - tunnel_up_pos_ < kStreamWindow) {
-      const ssize_t n = receive(buffer, sizeof buffer);
-      switch (classify(n)) {
-        case Io::kMoved:
-          tunnel_up_.append(buffer, static_cast<size_t>(n));
-          tunnel_up_bytes_ += static_cast<size_t>(n);
-          moved = true;
-          break;
-        case Io::kEnd:
-          client_eof_ = moved = true;
-          break;
-        case Io::kBlocked:
-          break;
-        case Io::kFailed:
-          endTunnel("client_failed");
-          return;
-      }
-    }
-    if (tunnel_up_pos_ < tunnel_up_.size()) {
-      const ssize_t n =
-          to->transmit(tunnel_up_.data() + tunnel_up_pos_, tunnel_up_.size() - tunnel_up_pos_);
-      const Io io = classify(n);
-      if (io == Io::kFailed || io == Io::kEnd) {
-        endTunnel("upstream_failed");
-        return;
-      }
-      if (io == Io::kMoved) {
-        tunnel_up_pos_ += static_cast<size_t>(n);
-        moved = true;
-      }
-    }
-    if (tunnel_up_pos_ == tunnel_up_.size()) {
-      tunnel_up_.clear();
-      tunnel_up_pos_ = 0;
-      if (client_eof_ && !upstream_shut_) {  // the client's end, passed on once all is sent
-        to->shutdownWrite();
-        upstream_shut_ = true;
-      }
-    }
-    // Upstream → client.
-    if (!upstream_eof_ && out_.size() - out_pos_ < kStreamWindow) {
-      const ssize_t n = to->receive(buffer, sizeof buffer);
-      switch (classify(n)) {
-        case Io::kMoved:
-          out_.append(buffer, static_cast<size_t>(n));
-          response_bytes_ += static_cast<size_t>(n);
-          moved = true;
-          break;
-        case Io::kEnd:
-          upstream_eof_ = moved = true;
-          break;
-        case Io::kBlocked:
-          break;
-        case Io::kFailed:
-          endTunnel("upstream_failed");
-          return;
-      }
-    }
-    if (out_pos_ < out_.size()) {
-      const ssize_t n = transmit(out_.data() + out_pos_, out_.size() - out_pos_);
-      const Io io = classify(n);
-      if (io == Io::kFailed || io == Io::kEnd) {
-        endTunnel("client_failed");
-        return;
-      }
-      if (io == Io::kMoved) {
-        out_pos_ += static_cast<size_t>(n);
-        moved = true;
-      }
-    }
-    if (out_pos_ == out_.size()) {
-      out_.clear();
-      out_pos_ = 0;
-      if (upstream_eof_ && !client_shut_) {
-        if (tls_) tls_->shutdown();
-        ::shutdown(fd, SHUT_WR);
-        client_shut_ = true;
-      }
-    }
+    const bool up = step([&](char* b, size_t n) { return receive(b, n); },
+                         [&](const char* d, size_t n) { return to->transmit(d, n); },
+                         [&] { to->shutdownWrite(); }, tunnel_up_, tunnel_up_pos_, client_eof_,
+                         upstream_shut_, tunnel_up_bytes_, "client_failed", "upstream_failed");
+    if (!up) return;
+    const bool down = step([&](char* b, size_t n) { return to->receive(b, n); },
+                           [&](const char* d, size_t n) { return transmit(d, n); },
+                           [&] {
+                             if (tls_) tls_->shutdown();
+                             ::shutdown(fd, SHUT_WR);
+                           },
+                           out_, out_pos_, upstream_eof_, client_shut_, response_bytes_,
+                           "upstream_failed", "client_failed");
+    if (!down) return;
     if (moved) tunnel_deadline_ = worker_.now() + tunnel_idle_;
   }
   if (client_shut_ && upstream_shut_) endTunnel("closed");

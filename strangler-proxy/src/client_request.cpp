@@ -135,11 +135,8 @@ int ClientConnection::onHeadersComplete(http_parser* parser) {
       while (start <= value.size()) {
         size_t end = value.find(',', start);
         if (end == std::string::npos) end = value.size();
-        std::string_view coding(value.data() + start, end - start);
-        while (!coding.empty() && (coding.front() == ' ' || coding.front() == '\t'))
-          coding.remove_prefix(1);
-        while (!coding.empty() && (coding.back() == ' ' || coding.back() == '\t'))
-          coding.remove_suffix(1);
+        const std::string_view coding =
+            trimSpace(std::string_view(value.data() + start, end - start));
         if (!coding.empty()) {
           valid = valid && isToken(coding) && chunked == 0;  // nothing after chunked
           if (iequals(coding, "chunked")) {

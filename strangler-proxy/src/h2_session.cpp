@@ -26,14 +26,6 @@ bool connectionSpecific(std::string_view name) {
   return false;
 }
 
-std::string lower(std::string_view text) {
-  std::string out(text);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
-}
-
 nghttp2_nv field(const std::string& name, const std::string& value) {
   return nghttp2_nv{reinterpret_cast<uint8_t*>(const_cast<char*>(name.data())),
                     reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())), name.size(),
@@ -456,7 +448,7 @@ void H2Session::submitResponse(H2Stream& s) {
   fields.emplace_back(":status", std::to_string(s.status));
   for (const auto& [name, value] : s.response_headers) {
     if (connectionSpecific(name) || namedByConnection(s.response_headers, name)) continue;
-    fields.emplace_back(lower(name), value);
+    fields.emplace_back(toLower(name), value);
   }
   std::vector<nghttp2_nv> nva;
   nva.reserve(fields.size());

@@ -1,6 +1,5 @@
 #include "http_util.h"
 
-#include <strings.h>
 #include <sys/socket.h>
 
 #include <cstdio>
@@ -8,15 +7,6 @@
 #include <nlohmann/json.hpp>
 
 namespace strangler::proxy {
-
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && strncasecmp(a.data(), b.data(), a.size()) == 0;
-}
-
-bool startsWithIgnoreCase(std::string_view text, std::string_view prefix) {
-  return text.size() >= prefix.size() &&
-         strncasecmp(text.data(), prefix.data(), prefix.size()) == 0;
-}
 
 bool isToken(std::string_view text) {
   if (text.empty()) return false;
@@ -29,8 +19,6 @@ bool isToken(std::string_view text) {
   return true;
 }
 
-// Headers that describe one connection, not the message (RFC 9110 7.6.1), plus framing
-// headers the proxy sets itself.
 void appendHeader(std::string& out, std::string_view name, std::string_view value) {
   out.append(name);
   out += ": ";
@@ -67,6 +55,8 @@ bool isKnownCoding(std::string_view coding) {
   return false;
 }
 
+// Headers that describe one connection, not the message (RFC 9110 7.6.1), plus framing
+// headers the proxy sets itself.
 bool isHopByHop(std::string_view name) {
   static constexpr std::string_view kNames[] = {
       "connection",        "keep-alive", "proxy-connection", "te",     "trailer",
@@ -84,12 +74,7 @@ bool namedByConnection(const HeaderList& headers, std::string_view name) {
     std::string_view rest(value);
     while (!rest.empty()) {
       const size_t comma = rest.find(',');
-      std::string_view token = rest.substr(0, comma);
-      while (!token.empty() && (token.front() == ' ' || token.front() == '\t'))
-        token.remove_prefix(1);
-      while (!token.empty() && (token.back() == ' ' || token.back() == '\t'))
-        token.remove_suffix(1);
-      if (iequals(token, name)) return true;
+      if (iequals(trimSpace(rest.substr(0, comma)), name)) return true;
       if (comma == std::string_view::npos) break;
       rest.remove_prefix(comma + 1);
     }
@@ -101,11 +86,7 @@ std::string upgradeProtocols(const HeaderList& headers) {
   std::string joined;
   for (const auto& [name, value] : headers) {
     if (!iequals(name, "upgrade")) continue;
-    std::string_view text(value);
-    while (!text.empty() && (text.front() == ' ' || text.front() == '\t'))
-      text.remove_prefix(1);
-    while (!text.empty() && (text.back() == ' ' || text.back() == '\t'))
-      text.remove_suffix(1);
+    const std::string_view text = trimSpace(value);
     if (text.empty()) continue;
     if (!joined.empty()) joined += ", ";
     joined += text;

@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "strangler/proxy/router.h"
+#include "text.h"
 
 namespace strangler::proxy {
 
@@ -18,10 +19,6 @@ inline constexpr size_t kReadChunk = 16 * 1024;
 /// socket, past which the client's body is not read on (back-pressure).
 inline constexpr size_t kStreamWindow = 256 * 1024;
 
-/// Case-insensitive equality (header names).
-bool iequals(std::string_view a, std::string_view b);
-/// Case-insensitive prefix test.
-bool startsWithIgnoreCase(std::string_view text, std::string_view prefix);
 /// True for an RFC 9110 token (a valid header field name).
 bool isToken(std::string_view text);
 /// True for an RFC 9110 field value: no control characters but horizontal tab.

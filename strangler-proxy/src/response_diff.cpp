@@ -1,29 +1,12 @@
 #include "strangler/proxy/response_diff.h"
 
 #include <algorithm>
-#include <cctype>
+#include "text.h"
 
 namespace strangler::proxy {
 namespace {
 
 using nlohmann::json;
-
-std::string lower(std::string_view text) {
-  std::string out(text);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
-
-std::string trim(std::string_view text) {
-  size_t begin = 0;
-  size_t end = text.size();
-  while (begin < end && (text[begin] == ' ' || text[begin] == '\t'))
-    ++begin;
-  while (end > begin && (text[end - 1] == ' ' || text[end - 1] == '\t'))
-    --end;
-  return std::string(text.substr(begin, end - begin));
-}
 
 std::string escapeToken(const std::string& token) {
   std::string out;
@@ -135,8 +118,8 @@ std::vector<std::string> compareResponses(const CapturedResponse& monolith,
   std::vector<std::string> found;
   if (monolith.status != target.status) found.push_back("status");
   for (const auto& name : options.headers) {
-    if (lower(trim(monolith.header(name))) != lower(trim(target.header(name))))
-      found.push_back("header:" + lower(name));
+    if (toLower(trimSpace(monolith.header(name))) != toLower(trimSpace(target.header(name))))
+      found.push_back("header:" + toLower(name));
   }
   const json a = json::parse(monolith.body, nullptr, /*allow_exceptions=*/false);
   const json b = json::parse(target.body, nullptr, /*allow_exceptions=*/false);

@@ -1,21 +1,9 @@
 #include "strangler/proxy/router.h"
 
-#include <strings.h>
+#include "text.h"
 
 namespace strangler::proxy {
 namespace {
-
-bool equalsIgnoreCase(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && strncasecmp(a.data(), b.data(), a.size()) == 0;
-}
-
-std::string_view trim(std::string_view text) {
-  while (!text.empty() && (text.front() == ' ' || text.front() == '\t'))
-    text.remove_prefix(1);
-  while (!text.empty() && (text.back() == ' ' || text.back() == '\t'))
-    text.remove_suffix(1);
-  return text;
-}
 
 std::string rewritePath(const RouteConfig& route, const std::string& path) {
   if (!route.rewrite) return path;
@@ -66,23 +54,23 @@ int canaryBucket(std::string_view seed, std::string_view key) {
 
 std::optional<std::string_view> findHeader(const HeaderList& headers, std::string_view name) {
   for (const auto& [field, value] : headers) {
-    if (equalsIgnoreCase(field, name)) return std::string_view(value);
+    if (iequals(field, name)) return std::string_view(value);
   }
   return std::nullopt;
 }
 
 std::optional<std::string_view> findCookie(const HeaderList& headers, std::string_view name) {
   for (const auto& [field, value] : headers) {
-    if (!equalsIgnoreCase(field, "cookie")) continue;
+    if (!iequals(field, "cookie")) continue;
     std::string_view rest(value);
     while (!rest.empty()) {
       const size_t semi = rest.find(';');
-      const std::string_view pair = trim(rest.substr(0, semi));
+      const std::string_view pair = trimSpace(rest.substr(0, semi));
       rest = semi == std::string_view::npos ? std::string_view() : rest.substr(semi + 1);
       const size_t equals = pair.find('=');
       if (equals == std::string_view::npos) continue;
-      if (trim(pair.substr(0, equals)) == name) {
-        std::string_view cookie = trim(pair.substr(equals + 1));
+      if (trimSpace(pair.substr(0, equals)) == name) {
+        std::string_view cookie = trimSpace(pair.substr(equals + 1));
         if (cookie.size() >= 2 && cookie.front() == '"' && cookie.back() == '"') {
           cookie = cookie.substr(1, cookie.size() - 2);
         }

@@ -201,6 +201,7 @@ class ClientConnection : public Pollable {
   HeaderList headers_;
   std::string body_;
   bool had_body_framing_ = false;
+  bool grpc_ = false;  ///< Content-Type application/grpc*: a call, streamed from its head
   bool keep_alive_ = true;
   int http_minor_ = 1;
   std::shared_ptr<const Runtime> runtime_;

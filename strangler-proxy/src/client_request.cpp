@@ -177,6 +177,8 @@ int ClientConnection::onHeadersComplete(http_parser* parser) {
   self->chunked_in_ = (parser->flags & F_CHUNKED) != 0;
   self->declared_length_ = (parser->flags & F_CONTENTLENGTH) ? parser->content_length : 0;
   self->streamed_ = self->chunked_in_ || self->declared_length_ > 0;
+  const auto content_type = findHeader(self->headers_, "content-type");
+  self->grpc_ = content_type && startsWithIgnoreCase(*content_type, "application/grpc");
   self->keep_alive_ = http_should_keep_alive(parser) != 0;  // a streamed request is proxied now
   self->routeRequest();
   const int64_t limit = self->bodyLimit();
@@ -191,6 +193,7 @@ int ClientConnection::onHeadersComplete(http_parser* parser) {
     return 0;
   }
   self->expectBody();
+  if (self->head_ready_) http_parser_pause(parser, 1);  // a gRPC call goes on now
   return 0;
 }
 
@@ -210,6 +213,10 @@ void ClientConnection::expectBody() {
   // Body reads get the idle timeout between reads rather than the head's deadline.
   reading_body_ = true;
   deadline_ = worker_.now() + std::chrono::milliseconds(runtime_->config->limits.idle_timeout_ms);
+  // A gRPC call is a stream of messages both ways (a bidi call's next message may wait for the
+  // last answer): it goes on at its head, its body not kept — so it is never retried, replayed
+  // to a fallback or copied to a shadow, as a body too large to keep.
+  if (streamed_ && grpc_) head_ready_ = true;
   if (streamed_) {
     if (auto expect = findHeader(headers_, "expect"); expect && iequals(*expect, "100-continue")) {
       queue("HTTP/1.1 100 Continue\r\n\r\n");

@@ -106,9 +106,16 @@ void ClientConnection::startProxy() {
     appendHeader(forwarded_headers_, "Connection", "Upgrade");
     appendHeader(forwarded_headers_, "Upgrade", upgrade_);
   }
+  if (acceptsTrailers(headers_)) {
+    // The proxy relays trailers, so the client's "TE: trailers" holds for the next hop too
+    // (gRPC servers refuse a call without it).
+    appendHeader(forwarded_headers_, "Connection", "TE");
+    appendHeader(forwarded_headers_, "TE", "trailers");
+  }
 
   shadow_.reset();
-  if (decision_.shadow && decision_.route != nullptr && upgrade_.empty()) {  // never a tunnel
+  // Never a tunnel, never a gRPC call (its messages are not kept, and its answer is not JSON).
+  if (decision_.shadow && decision_.route != nullptr && upgrade_.empty() && !grpc_) {
     const double sample = decision_.route->shadow ? decision_.route->shadow->sample : 1.0;
     // 53 random bits → [0, 1).
     const double draw = static_cast<double>(worker_.random() >> 11) * 0x1.0p-53;
@@ -348,10 +355,22 @@ void ClientConnection::relayed() {
   }
 }
 
-void ClientConnection::onResponseComplete(UpstreamConnection&) {
+void ClientConnection::onResponseComplete(UpstreamConnection& from) {
   upstream = nullptr;
   if (closed) return;
-  if (chunked_out_) queue("0\r\n\r\n");
+  if (chunked_out_) {
+    // The last chunk, with the answer's trailers (gRPC's grpc-status among them): end-to-end
+    // fields only, never framing, routing or connection ones (RFC 9110 §6.5.1).
+    std::string last = "0\r\n";
+    for (const auto& [name, value] : from.trailers) {
+      if (!isToken(name) || !isFieldValue(value) || isHopByHop(name) || iequals(name, "host") ||
+          namedByConnection(from.headers, name) || startsWithIgnoreCase(name, "x-strangler-"))
+        continue;
+      appendHeader(last, name, value);
+    }
+    last += "\r\n";
+    queue(last);
+  }
   if (shadow_ && streamed_) {
     if (body_kept_ && body_done_) {
       shadow_->body = body_;

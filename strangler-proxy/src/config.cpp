@@ -245,10 +245,9 @@ void readUpstream(Checker& check, const std::string& name, const json& value,
     const auto protocol_path = Checker::join(path, "protocol");
     if (auto p = check.string(value["protocol"], protocol_path)) {
       if (*p == "h2") {
-        check.fail(protocol_path,
-                   "\"h2\" is not supported yet: upstreams speak HTTP/1.1 (\"http1\")");
+        upstream.h2 = true;
       } else if (*p != "http1") {
-        check.fail(protocol_path, "'" + *p + "' is not \"http1\"");
+        check.fail(protocol_path, "'" + *p + "' is not \"http1\" or \"h2\"");
       }
     }
   }
@@ -906,6 +905,7 @@ nlohmann::json ProxyConfig::toJson() const {
     u["eject_ms"] = upstream.eject_ms;
     u["resolve_ms"] = upstream.resolve_ms;
     u["max_idle_connections"] = upstream.max_idle_connections;
+    if (upstream.h2) u["protocol"] = "h2";
     if (upstream.tls) {
       json upstream_tls = json::object();
       if (!upstream.tls->ca_file.empty()) upstream_tls["ca_file"] = upstream.tls->ca_file;

@@ -33,20 +33,26 @@ nghttp2_nv field(const std::string& name, const std::string& value) {
 }
 
 // The stream client's answer, read with http_parser.
+// After the head, fields are the trailers of a chunked answer.
+HeaderList& responseFields(H2Stream& stream) {
+  return stream.head_parsed ? stream.response_trailers : stream.response_headers;
+}
+
 int onResponseHeaderField(http_parser* parser, const char* at, size_t length) {
   auto* stream = static_cast<H2Stream*>(parser->data);
-  if (stream->response_headers.empty() || stream->field_last)
-    stream->response_headers.emplace_back();
+  HeaderList& fields = responseFields(*stream);
+  if (fields.empty() || stream->field_last) fields.emplace_back();
   stream->field_last = false;
-  stream->response_headers.back().first.append(at, length);
+  fields.back().first.append(at, length);
   return 0;
 }
 
 int onResponseHeaderValue(http_parser* parser, const char* at, size_t length) {
   auto* stream = static_cast<H2Stream*>(parser->data);
-  if (stream->response_headers.empty()) return 1;
+  HeaderList& fields = responseFields(*stream);
+  if (fields.empty()) return 1;
   stream->field_last = true;
-  stream->response_headers.back().second.append(at, length);
+  fields.back().second.append(at, length);
   return 0;
 }
 
@@ -58,6 +64,7 @@ int onResponseHeadersComplete(http_parser* parser) {
   }
   stream->status = static_cast<int>(parser->status_code);
   stream->head_parsed = true;
+  stream->field_last = false;
   return stream->head_request ? 1 : 0;
 }
 
@@ -441,20 +448,37 @@ ssize_t H2Session::writeResponse(H2Stream& s, const char* data, size_t size) {
   return static_cast<ssize_t>(size);
 }
 
-void H2Session::submitResponse(H2Stream& s) {
-  s.submitted = true;
+namespace {
+
+/// HTTP/2 fields from HTTP/1.1 ones: lower-case names, no connection-specific field.
+std::vector<std::pair<std::string, std::string>> h2Fields(const HeaderList& from,
+                                                          const HeaderList& head) {
   std::vector<std::pair<std::string, std::string>> fields;
-  fields.reserve(s.response_headers.size() + 1);
-  fields.emplace_back(":status", std::to_string(s.status));
-  for (const auto& [name, value] : s.response_headers) {
-    if (connectionSpecific(name) || namedByConnection(s.response_headers, name)) continue;
+  fields.reserve(from.size() + 1);
+  for (const auto& [name, value] : from) {
+    if (connectionSpecific(name) || namedByConnection(head, name)) continue;
     fields.emplace_back(toLower(name), value);
   }
+  return fields;
+}
+
+std::vector<nghttp2_nv> nvs(const std::vector<std::pair<std::string, std::string>>& fields) {
   std::vector<nghttp2_nv> nva;
   nva.reserve(fields.size());
   for (const auto& [name, value] : fields)
     nva.push_back(field(name, value));
-  const bool no_body = s.body_done && s.body.empty();
+  return nva;
+}
+
+}  // namespace
+
+void H2Session::submitResponse(H2Stream& s) {
+  s.submitted = true;
+  auto fields = h2Fields(s.response_headers, s.response_headers);
+  fields.emplace(fields.begin(), ":status", std::to_string(s.status));
+  const auto nva = nvs(fields);
+  // Trailers go after the body (even an empty one: a gRPC status after no message).
+  const bool no_body = s.body_done && s.body.empty() && s.response_trailers.empty();
   nghttp2_data_provider provider{};
   provider.read_callback = &H2Session::readBody;
   s.sent_all = no_body;
@@ -482,6 +506,13 @@ ssize_t H2Session::readBody(nghttp2_session*, int32_t stream_id, uint8_t* buffer
   if (s->body_done && s->body_pos == s->body.size()) {
     *flags |= NGHTTP2_DATA_FLAG_EOF;
     s->sent_all = true;
+    if (!s->response_trailers.empty()) {
+      // END_STREAM goes with the trailers' HEADERS instead.
+      const auto fields = h2Fields(s->response_trailers, s->response_headers);
+      const auto nva = nvs(fields);
+      if (nghttp2_submit_trailer(self->session_, stream_id, nva.data(), nva.size()) == 0)
+        *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+    }
   }
   return static_cast<ssize_t>(n);
 }

@@ -41,6 +41,7 @@ struct H2Stream {
   bool head_request = false;
   int status = 0;
   HeaderList response_headers;
+  HeaderList response_trailers;  ///< after a chunked answer's last chunk: sent as trailers
   bool field_last = false;
   bool head_parsed = false;
   bool submitted = false;

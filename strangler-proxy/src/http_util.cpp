@@ -82,6 +82,21 @@ bool namedByConnection(const HeaderList& headers, std::string_view name) {
   return false;
 }
 
+bool acceptsTrailers(const HeaderList& headers) {
+  for (const auto& [name, value] : headers) {
+    if (!iequals(name, "te")) continue;
+    std::string_view rest(value);
+    while (!rest.empty()) {
+      const size_t comma = rest.find(',');
+      const std::string_view item = trimSpace(rest.substr(0, comma));
+      if (iequals(trimSpace(item.substr(0, item.find(';'))), "trailers")) return true;
+      if (comma == std::string_view::npos) break;
+      rest.remove_prefix(comma + 1);
+    }
+  }
+  return false;
+}
+
 std::string upgradeProtocols(const HeaderList& headers) {
   std::string joined;
   for (const auto& [name, value] : headers) {

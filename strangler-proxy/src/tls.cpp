@@ -143,11 +143,16 @@ TlsClientContext::~TlsClientContext() {
   SSL_CTX_free(ctx_);
 }
 
-TlsStream::TlsStream(const TlsClientContext& context, int fd, const std::string& server_name) {
+TlsStream::TlsStream(const TlsClientContext& context, int fd, const std::string& server_name,
+                     bool h2) {
   ssl_ = SSL_new(context.get());
   if (ssl_ == nullptr) return;
   SSL_set_fd(ssl_, fd);
   SSL_set_connect_state(ssl_);
+  if (h2) {
+    static constexpr unsigned char kH2[] = {2, 'h', '2'};
+    SSL_set_alpn_protos(ssl_, kH2, sizeof kH2);
+  }
   in6_addr address{};
   const bool is_ip = inet_pton(AF_INET, server_name.c_str(), &address) == 1 ||
                      inet_pton(AF_INET6, server_name.c_str(), &address) == 1;

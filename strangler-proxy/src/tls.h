@@ -65,8 +65,9 @@ class TlsStream {
   /// A server-side stream on `fd` (the caller keeps owning fd).
   TlsStream(const TlsServerContext& context, int fd);
   /// A client-side stream to an upstream on `fd`: SNI `server_name` (unless an IP address) and
-  /// the certificate verified for that name or address.
-  TlsStream(const TlsClientContext& context, int fd, const std::string& server_name);
+  /// the certificate verified for that name or address; `h2`: ALPN offers "h2" alone.
+  TlsStream(const TlsClientContext& context, int fd, const std::string& server_name,
+            bool h2 = false);
   ~TlsStream();
   TlsStream(const TlsStream&) = delete;
   TlsStream& operator=(const TlsStream&) = delete;

@@ -8,14 +8,30 @@
 
 #include "client_connection.h"
 #include "http_util.h"
+#include "upstream_h2.h"
 
 namespace strangler::proxy {
 namespace {
 
 constexpr size_t kMaxResponseHeaderBytes = 64 * 1024;
 constexpr auto kUpstreamIdleTimeout = std::chrono::seconds(4);
+constexpr size_t kWireBudget = 64 * 1024;  // HTTP/2 frames taken from nghttp2 at a time
 
 }  // namespace
+
+UpstreamConnection::UpstreamConnection(Worker& worker, std::shared_ptr<EndpointState> to)
+    : worker_(worker), endpoint(std::move(to)) {}
+
+UpstreamConnection::~UpstreamConnection() = default;
+
+void UpstreamConnection::startH2(bool secure) {
+  h2_ = std::make_unique<H2Upstream>(secure);
+}
+
+size_t UpstreamConnection::pendingOutput() const {
+  if (h2_) return wire_.size() - wire_pos_ + h2_->pendingBody() + (out_.size() - out_pos_);
+  return out_.size() - out_pos_;
+}
 
 const http_parser_settings& UpstreamConnection::settings() {
   static const http_parser_settings kSettings = [] {
@@ -38,7 +54,10 @@ void UpstreamConnection::begin(ClientConnection* owner, std::string request,
                                bool request_complete, bool upgrade) {
   client = owner;
   request_done_ = request_complete;
-  upgrade_request_ = upgrade;
+  // HTTP/2 has no Upgrade: the upstream's ordinary answer goes back (and the client's
+  // connection closes after it, as after any refused upgrade).
+  upgrade_request_ = upgrade && !h2_;
+  if (h2_) h2_->begin(head_request);
   http_parser_init(&parser_, HTTP_RESPONSE);
   parser_.data = this;
   out_ = std::move(request);
@@ -55,6 +74,7 @@ void UpstreamConnection::begin(ClientConnection* owner, std::string request,
   status = 0;
   reason.clear();
   headers.clear();
+  trailers.clear();
   timeout = exchange_timeout;
   if (state == State::kConnecting) {
     deadline = worker_.now() + connect_timeout;
@@ -66,8 +86,8 @@ void UpstreamConnection::begin(ClientConnection* owner, std::string request,
 }
 
 void UpstreamConnection::startTls(const TlsClientContext& context, const std::string& name,
-                                  std::string upstream) {
-  tls_ = std::make_unique<TlsStream>(context, fd, name);
+                                  std::string upstream, bool h2) {
+  tls_ = std::make_unique<TlsStream>(context, fd, name, h2);
   tls_name_ = name;
   upstream_name_ = std::move(upstream);
 }
@@ -76,7 +96,14 @@ bool UpstreamConnection::secured() {
   if (!tls_ || tls_->established()) return true;
   switch (tls_->handshake()) {
     case TlsStream::Handshake::kDone:
-      return true;
+      if (!h2_ || tls_->negotiatedH2()) return true;
+      // "protocol": "h2" is a promise about the upstream: HTTP/1.1 bytes are not sent instead.
+      std::fprintf(stderr,
+                   "strangler-proxy: upstream '%s' at %s did not agree to HTTP/2 (ALPN h2); "
+                   "its \"protocol\" is \"h2\"\n",
+                   upstream_name_.c_str(), endpoint->key.c_str());
+      fail("alpn");
+      return false;
     case TlsStream::Handshake::kPending:
       return false;
     case TlsStream::Handshake::kFailed:
@@ -134,6 +161,10 @@ void UpstreamConnection::onEvents(uint32_t events) {
     // An idle pooled connection that becomes readable was closed (or misbehaves): drop it.
     // Over TLS it may only be a record for TLS itself (a session ticket): read, and keep it
     // when no data came.
+    if (h2_ && (events & (EPOLLRDHUP | EPOLLERR | EPOLLHUP)) == 0) {
+      if (!idleH2()) worker_.closeUpstream(this);
+      return;
+    }
     if (tls_ && (events & (EPOLLRDHUP | EPOLLERR | EPOLLHUP)) == 0 && (events & EPOLLIN)) {
       char byte;
       if (tls_->read(&byte, 1) < 0 && errno == EAGAIN) return;
@@ -148,6 +179,9 @@ void UpstreamConnection::onEvents(uint32_t events) {
     client->onUpstreamWritable();
   if (closed) return;
   if (events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP)) readAll();
+  // HTTP/2: a WINDOW_UPDATE read just now may have let the body go on.
+  if (h2_ && !closed && !request_done_ && client != nullptr && pendingOutput() < kStreamWindow / 2)
+    client->onUpstreamWritable();
 }
 
 void UpstreamConnection::sendMore(std::string_view bytes) {
@@ -157,11 +191,17 @@ void UpstreamConnection::sendMore(std::string_view bytes) {
     out_pos_ = 0;
   }
   out_.append(bytes);
-  if (state == State::kBusy) flush();  // connecting: flushed once connected
+  if (state == State::kBusy) flush();
+  // (HTTP/2: handed to nghttp2 at once, sent as the upstream's window allows)  // connecting:
+  // flushed once connected
 }
 
 void UpstreamConnection::flush() {
   if (!secured()) return;
+  if (h2_) {
+    flushH2();
+    return;
+  }
   while (out_pos_ < out_.size()) {
     const ssize_t n =
         tls_ ? tls_->write(out_.data() + out_pos_, out_.size() - out_pos_)
@@ -183,6 +223,52 @@ void UpstreamConnection::flush() {
   }
 }
 
+void UpstreamConnection::flushH2() {
+  if (out_pos_ < out_.size()) {
+    if (!h2_->request(std::string_view(out_).substr(out_pos_))) {
+      fail("send");  // never expected: the request path wrote these bytes
+      return;
+    }
+    out_.clear();
+    out_pos_ = 0;
+  }
+  for (;;) {
+    if (wire_pos_ == wire_.size()) {
+      wire_.clear();
+      wire_pos_ = 0;
+      h2_->takeOutput(wire_, kWireBudget);
+      if (wire_.empty()) return;
+    }
+    const ssize_t n = transmit(wire_.data() + wire_pos_, wire_.size() - wire_pos_);
+    if (n > 0) {
+      wire_pos_ += static_cast<size_t>(n);
+      if (!request_done_ && state == State::kBusy) deadline = worker_.now() + timeout;
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    fail("send");
+    return;
+  }
+}
+
+bool UpstreamConnection::idleH2() {
+  char buffer[kReadChunk];
+  for (;;) {
+    const ssize_t n = receive(buffer, sizeof buffer);
+    if (n > 0) {
+      std::string answer;  // none expected: no stream is open
+      if (!h2_->receive(buffer, static_cast<size_t>(n), answer) || !answer.empty()) return false;
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    return false;
+  }
+  flushH2();  // a PING's or SETTINGS' acknowledgement
+  return !closed && h2_->reusable();
+}
+
 void UpstreamConnection::resumeReading() {
   if (!read_paused_ || closed) return;
   read_paused_ = false;
@@ -199,6 +285,21 @@ void UpstreamConnection::readAll() {
   // Not once it became a tunnel: what follows the 101 is the tunnel's (pumpTunnel() reads it).
   while (!closed && !read_paused_ && state == State::kBusy && !tunnel) {
     const ssize_t n = receive(buffer, sizeof buffer);
+    if (n > 0 && h2_) {
+      bytes_received += static_cast<size_t>(n);
+      std::string answer;
+      const bool ok = h2_->receive(buffer, static_cast<size_t>(n), answer);
+      flushH2();  // acknowledgements, window updates, the rest of the body
+      if (closed) return;
+      if (!answer.empty()) feed(answer.data(), answer.size());
+      if (closed || state != State::kBusy) return;
+      if (!ok || h2_->failure() != nullptr) {
+        fail(h2_->failure() != nullptr ? h2_->failure() : "protocol");
+        return;
+      }
+      if (!tls_ && static_cast<size_t>(n) < sizeof buffer && !hangup) return;
+      continue;
+    }
     if (n > 0) {
       bytes_received += static_cast<size_t>(n);
       feed(buffer, static_cast<size_t>(n));
@@ -210,7 +311,7 @@ void UpstreamConnection::readAll() {
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
-    if (n == 0 && head_done) {
+    if (n == 0 && head_done && !h2_) {
       // End of a close-delimited body (or a premature close, which the parser reports).
       feed(nullptr, 0);
       if (!closed && state == State::kBusy) fail("reset");
@@ -251,7 +352,8 @@ void UpstreamConnection::feed(const char* data, size_t length) {
     client = nullptr;
     // Bytes after the response, or a response that ends the connection: do not reuse.
     const bool reusable = error == HPE_PAUSED && parsed == length && request_done_ &&
-                          http_should_keep_alive(&parser_) && !worker_.stopping();
+                          http_should_keep_alive(&parser_) && !worker_.stopping() &&
+                          (!h2_ || h2_->reusable());
     if (reusable) {
       http_parser_pause(&parser_, 0);
       worker_.release(this);
@@ -292,7 +394,9 @@ int UpstreamConnection::onMessageBegin(http_parser* parser) {
   self->headers.clear();
   self->reason.clear();
   self->header_value_last_ = false;
+  self->trailer_value_last_ = false;
   self->header_bytes_ = 0;
+  self->trailers.clear();
   return 0;
 }
 
@@ -303,6 +407,13 @@ int UpstreamConnection::onStatus(http_parser* parser, const char* at, size_t len
 
 int UpstreamConnection::onHeaderField(http_parser* parser, const char* at, size_t length) {
   auto* self = static_cast<UpstreamConnection*>(parser->data);
+  if (self->head_done) {  // after a chunked body: its trailers
+    if (self->trailers.empty() || self->trailer_value_last_) self->trailers.emplace_back();
+    self->trailer_value_last_ = false;
+    self->trailers.back().first.append(at, length);
+    self->header_bytes_ += length;
+    return self->header_bytes_ > kMaxResponseHeaderBytes ? 1 : 0;
+  }
   if (self->headers.empty() || self->header_value_last_) self->headers.emplace_back();
   self->header_value_last_ = false;
   self->headers.back().first.append(at, length);
@@ -312,6 +423,13 @@ int UpstreamConnection::onHeaderField(http_parser* parser, const char* at, size_
 
 int UpstreamConnection::onHeaderValue(http_parser* parser, const char* at, size_t length) {
   auto* self = static_cast<UpstreamConnection*>(parser->data);
+  if (self->head_done) {
+    if (self->trailers.empty()) return 1;
+    self->trailer_value_last_ = true;
+    self->trailers.back().second.append(at, length);
+    self->header_bytes_ += length;
+    return self->header_bytes_ > kMaxResponseHeaderBytes ? 1 : 0;
+  }
   if (self->headers.empty()) return 1;
   self->header_value_last_ = true;
   self->headers.back().second.append(at, length);

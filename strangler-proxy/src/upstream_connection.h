@@ -13,18 +13,24 @@
 namespace strangler::proxy {
 
 class ClientConnection;
+class H2Upstream;
 
 /// A connection to an upstream endpoint, busy with one exchange or idle in its pool.
 class UpstreamConnection : public Pollable {
  public:
   enum class State { kConnecting, kBusy, kIdle };
 
-  UpstreamConnection(Worker& worker, std::shared_ptr<EndpointState> to)
-      : worker_(worker), endpoint(std::move(to)) {}
+  UpstreamConnection(Worker& worker, std::shared_ptr<EndpointState> to);
+  ~UpstreamConnection() override;
 
   /// An upstream with "tls": the handshake runs before the first request byte is sent;
-  /// `name` is the SNI and the name (or address) the certificate must carry.
-  void startTls(const TlsClientContext& context, const std::string& name, std::string upstream);
+  /// `name` is the SNI and the name (or address) the certificate must carry. `h2`: ALPN offers
+  /// "h2" only, and a server that does not choose it fails the exchange.
+  void startTls(const TlsClientContext& context, const std::string& name, std::string upstream,
+                bool h2);
+  /// An upstream with "protocol": "h2": the exchanges go as HTTP/2 streams (see H2Upstream);
+  /// called before the first begin().
+  void startH2(bool secure);
   void onEvents(uint32_t events) override;
   /// Starts an exchange: sends `request` and reports the response to `client`. When the
   /// request's body is still arriving (`request_complete` false), the client adds it with
@@ -38,7 +44,7 @@ class UpstreamConnection : public Pollable {
   void sendMore(std::string_view bytes);
   void requestDone() { request_done_ = true; }
   /// Request bytes not yet taken by the socket (the client stops reading past a window).
-  size_t pendingOutput() const { return out_.size() - out_pos_; }
+  size_t pendingOutput() const;
   /// Stops reading (client's buffer is full) / resumes.
   void pauseReading() { read_paused_ = true; }
   void resumeReading();
@@ -81,8 +87,15 @@ class UpstreamConnection : public Pollable {
   void readAll();
   void feed(const char* data, size_t length);
   void fail(const char* kind);
+  void flushH2();
+  /// Reads for HTTP/2 frames on an idle pooled connection (PING, SETTINGS, GOAWAY); false when
+  /// the connection cannot be kept.
+  bool idleH2();
 
   std::unique_ptr<TlsStream> tls_;
+  std::unique_ptr<H2Upstream> h2_;
+  std::string wire_;  ///< HTTP/2 frames not yet taken by the socket
+  size_t wire_pos_ = 0;
   std::string tls_name_;
   std::string upstream_name_;  ///< for the log line of a failed handshake
   http_parser parser_{};
@@ -97,12 +110,14 @@ class UpstreamConnection : public Pollable {
   bool request_done_ = true;      ///< the whole request was handed over (else: not reusable)
   bool upgrade_request_ = false;  ///< a 101 answers it for good (not an interim response)
   bool header_value_last_ = false;
+  bool trailer_value_last_ = false;
   size_t header_bytes_ = 0;
 
  public:
   int status = 0;
   std::string reason;
   HeaderList headers;
+  HeaderList trailers;  ///< a chunked answer's, after its last chunk
   bool chunked = false;
   bool has_content_length = false;
 };

@@ -325,9 +325,14 @@ void Worker::closeLingering(bool all) {
 UpstreamConnection* Worker::acquire(const std::shared_ptr<EndpointState>& endpoint,
                                     const RuntimeUpstream& upstream, bool& reused) {
   const int max_idle = upstream.config->max_idle_connections;
-  std::string tls_key;
-  if (upstream.tls) tls_key = endpoint->pool_key + upstream.tls_pool_suffix;
-  const std::string& pool_key = upstream.tls ? tls_key : endpoint->pool_key;
+  const bool h2 = upstream.config->h2;
+  std::string own_key;  // TLS and HTTP/2 connections never share a pool with other kinds
+  if (upstream.tls || h2) {
+    own_key = endpoint->pool_key;
+    if (upstream.tls) own_key += upstream.tls_pool_suffix;
+    if (h2) own_key += " h2";
+  }
+  const std::string& pool_key = upstream.tls || h2 ? own_key : endpoint->pool_key;
   auto& pool = idle_[pool_key];
   while (!pool.empty()) {
     UpstreamConnection* connection = pool.back();
@@ -350,8 +355,9 @@ UpstreamConnection* Worker::acquire(const std::shared_ptr<EndpointState>& endpoi
   if (upstream.tls) {
     const std::string& server_name = upstream.config->tls->server_name;
     connection->startTls(*upstream.tls, server_name.empty() ? endpoint->address.host : server_name,
-                         upstream.config->name);
+                         upstream.config->name, h2);
   }
+  if (h2) connection->startH2(upstream.tls != nullptr);
   const int rc =
       ::connect(fd, reinterpret_cast<const sockaddr*>(&endpoint->sockaddr), endpoint->sockaddr_len);
   if (rc != 0 && errno != EINPROGRESS) {

@@ -483,12 +483,13 @@ TEST_F(UpstreamTlsTest, AnUntrustedOrMisnamedCertificateIsA502AndALogLine) {
 }
 
 TEST_F(UpstreamTlsTest, ConfigErrorsNameTheirKey) {
-  auto h2 = config({{"ca_file", cert_}});
-  h2["upstreams"]["secure"]["protocol"] = "h2";
-  auto parsed = ProxyConfig::create(h2);
+  auto h3 = config({{"ca_file", cert_}});
+  h3["upstreams"]["secure"]["protocol"] = "h3";
+  auto parsed = ProxyConfig::create(h3);
   ASSERT_FALSE(parsed.ok());
-  EXPECT_NE(parsed.error().message.find("upstreams.secure.protocol: \"h2\" is not supported yet"),
-            std::string::npos)
+  EXPECT_NE(
+      parsed.error().message.find("upstreams.secure.protocol: 'h3' is not \"http1\" or \"h2\""),
+      std::string::npos)
       << parsed.error().message;
   parsed = ProxyConfig::create(config({{"ca_file", cert_}, {"insecure", true}}));
   ASSERT_FALSE(parsed.ok());

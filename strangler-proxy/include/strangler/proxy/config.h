@@ -49,6 +49,9 @@ struct UpstreamConfig {
   int max_idle_connections = 64;  ///< kept-alive connections per endpoint and worker
   std::optional<CircuitBreakerConfig> circuit_breaker;
   std::optional<UpstreamTlsConfig> tls;
+  /// "protocol": "h2": requests reach it as HTTP/2 (prior knowledge in clear text, ALPN "h2"
+  /// over TLS) — what a gRPC service speaks. Default "http1".
+  bool h2 = false;
 };
 
 struct StickyConfig {

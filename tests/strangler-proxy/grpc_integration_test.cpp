@@ -1,0 +1,255 @@
+// gRPC through the real strangler-proxy binary, to upstreams with "protocol": "h2": real gRPC
+// peers on both ends (grpc_peer.py, Python's grpcio), the client speaking HTTP/2 with prior
+// knowledge to the proxy, the proxy speaking HTTP/2 to the services (in clear text and over
+// verified TLS). Unary calls through a canary, server, client and bidi streams, a 1 MB message,
+// a failing call whose status and trailing metadata must arrive as trailers — and the same
+// trailers read by an HTTP/1.1 client from a chunked answer.
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <vector>
+
+#include "proxy_harness.h"
+#include "strangler/testing/process.h"
+#include "strangler/testing/temp_dir.h"
+
+namespace strangler::proxy::testing {
+namespace {
+
+using strangler::testing::ChildProcess;
+using strangler::testing::runCommand;
+using strangler::testing::TempDir;
+
+const ChildProcess::Env kTokenEnv = {{"STRANGLER_TEST_ADMIN_TOKEN", "test-token"}};
+
+/// A gRPC server from grpc_peer.py and the address it listens on.
+struct GrpcPeer {
+  std::unique_ptr<ChildProcess> process;
+  std::string address;
+
+  static GrpcPeer start(const std::vector<std::string>& args) {
+    GrpcPeer peer;
+    std::vector<std::string> argv = {STRANGLER_GRPC_PEER, "server"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    peer.process = ChildProcess::start(STRANGLER_SYSTEM_PYTHON3, argv);
+    const auto line =
+        peer.process->waitForLine("listening on 127.0.0.1:", std::chrono::seconds(20));
+    EXPECT_TRUE(line) << peer.process->output();
+    if (line) peer.address = line->substr(line->find("127.0.0.1:"));
+    return peer;
+  }
+  /// How many calls of `method` it served.
+  int calls(const std::string& method) {
+    const std::string out = process->output();
+    const std::string needle = "call " + method + "\n";
+    int count = 0;
+    for (size_t at = out.find(needle); at != std::string::npos; at = out.find(needle, at + 1))
+      ++count;
+    return count;
+  }
+};
+
+/// Runs `grpc_peer.py client TARGET args...` and returns its JSON report.
+nlohmann::json runClient(const std::string& target, const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {STRANGLER_GRPC_PEER, "client", target};
+  argv.insert(argv.end(), args.begin(), args.end());
+  const auto result = runCommand(STRANGLER_SYSTEM_PYTHON3, argv, std::chrono::seconds(120));
+  EXPECT_EQ(result.exit_code, 0) << result.output;
+  const size_t brace = result.output.rfind("\n{");
+  const std::string json =
+      result.output.substr(brace == std::string::npos ? result.output.find('{') : brace + 1);
+  return nlohmann::json::parse(json, nullptr, false);
+}
+
+/// The Echo service between two gRPC servers: `monolith` (the default upstream) and `service`,
+/// both "protocol": "h2"; /api/** goes to the HTTP/1.1 monolith.
+nlohmann::json grpcConfig(const FakeUpstream& http_monolith, const std::string& monolith,
+                          const std::string& service, const nlohmann::json& route,
+                          const nlohmann::json& service_extra = nlohmann::json::object()) {
+  auto cfg = baseConfig(http_monolith);
+  cfg["upstreams"]["monolith-grpc"] = {
+      {"endpoints", {monolith}}, {"timeout_ms", 5000}, {"protocol", "h2"}};
+  nlohmann::json service_entry = {
+      {"endpoints", {service}}, {"timeout_ms", 5000}, {"protocol", "h2"}};
+  service_entry.update(service_extra);
+  cfg["upstreams"]["service-grpc"] = service_entry;
+  cfg["default_upstream"] = "monolith-grpc";
+  nlohmann::json echo = {{"name", "echo"},
+                         {"match", {{"path", "/strangler.test.Echo/**"}}},
+                         {"target", "service-grpc"}};
+  echo.update(route);
+  cfg["routes"] = {echo,
+                   {{"name", "api"},
+                    {"match", {{"path", "/api/**"}}},
+                    {"target", http_monolith.name()},
+                    {"stage", "extracted"}}};
+  return cfg;
+}
+
+std::string target(ProxyProcess& proxy) {
+  return "127.0.0.1:" + std::to_string(proxy.port());
+}
+
+/// What every client run checks besides the unary calls: the streams, the big message and the
+/// failing call, whose status, message and trailing metadata came through as trailers.
+void expectStreamsAndStatus(const nlohmann::json& report) {
+  EXPECT_EQ(report["big"], true) << report.dump();
+  EXPECT_EQ(report["stream"], 200) << report.dump();
+  EXPECT_EQ(report["sum"], "100:4950") << report.dump();
+  EXPECT_EQ(report["chat"], 50) << report.dump();
+  EXPECT_EQ(report["failure"]["code"], "INVALID_ARGUMENT") << report.dump();
+  EXPECT_EQ(report["failure"]["details"], "refused on purpose") << report.dump();
+  EXPECT_TRUE(report["failure"]["served_by"].is_string()) << report.dump();
+}
+
+class GrpcTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    monolith_ = GrpcPeer::start({"monolith"});
+    service_ = GrpcPeer::start({"service"});
+  }
+
+  TempDir dir_{"strangler-grpc-test"};
+  FakeUpstream http_monolith_{"monolith"};
+  GrpcPeer monolith_, service_;
+};
+
+TEST_F(GrpcTest, CallsOfEveryKindPassEndToEndThroughACanary) {
+  auto cfg = grpcConfig(http_monolith_, monolith_.address, service_.address,
+                        {{"stage", "canary"}, {"percent", 50}});
+  cfg["access_log"] = dir_.file("access.log");
+  ProxyProcess proxy(cfg, kTokenEnv);
+  ASSERT_TRUE(proxy.running());
+  const auto report = runClient(target(proxy), {"--calls", "400", "--concurrency", "32"});
+  ASSERT_TRUE(report.is_object());
+  EXPECT_EQ(report["ok"], 400) << report.dump();
+  EXPECT_TRUE(report["errors"].empty()) << report.dump();
+  // The canary decides per call: both sides served, and each served what its answers say.
+  const int to_monolith = report["sides"].value("monolith", 0);
+  const int to_service = report["sides"].value("service", 0);
+  EXPECT_GT(to_monolith, 100) << report.dump();
+  EXPECT_GT(to_service, 100) << report.dump();
+  expectStreamsAndStatus(report);
+  // 400 numbered calls + the big one + the failing one, each served once, nowhere twice (the
+  // servers' lines may reach us a little after the answers).
+  EXPECT_TRUE(waitFor([&] { return monolith_.calls("Echo") + service_.calls("Echo") >= 402; }));
+  EXPECT_EQ(monolith_.calls("Echo") + service_.calls("Echo"), 402);
+  EXPECT_GE(monolith_.calls("Echo"), to_monolith);
+  EXPECT_GE(service_.calls("Echo"), to_service);
+  EXPECT_EQ(monolith_.calls("Chat") + service_.calls("Chat"), 1);
+  // The HTTP/1.1 monolith on the same proxy is untouched by all of it.
+  EXPECT_EQ(proxy.get("/api/drivers/1").status, 200);
+  EXPECT_TRUE(waitFor([&] {
+    std::ifstream in(dir_.file("access.log"));
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    return text.find("/strangler.test.Echo/Chat") != std::string::npos &&
+           text.find("\"protocol\":\"HTTP/2\"") != std::string::npos;
+  }));
+}
+
+TEST_F(GrpcTest, AnHttp11ClientReadsTheStatusFromTheTrailers) {
+  ProxyProcess proxy(
+      grpcConfig(http_monolith_, monolith_.address, service_.address, {{"stage", "extracted"}}),
+      kTokenEnv);
+  ASSERT_TRUE(proxy.running());
+  // One length-prefixed message (flag 0, length 5, "hello"), and one that fails.
+  auto call = [&](const std::string& message) {
+    std::string body(1, '\0');
+    body += std::string{0, 0, 0, static_cast<char>(message.size())};
+    body += message;
+    return proxy.raw(
+        "POST /strangler.test.Echo/Echo HTTP/1.1\r\nHost: grpc.internal\r\n"
+        "Content-Type: application/grpc\r\nTE: trailers\r\nConnection: close\r\n"
+        "Content-Length: " +
+        std::to_string(body.size()) + "\r\n\r\n" + body);
+  };
+  const std::string ok = call("hello");
+  EXPECT_EQ(rawStatus(ok), 200) << ok;
+  EXPECT_NE(ok.find("Transfer-Encoding: chunked"), std::string::npos) << ok;
+  EXPECT_NE(ok.find("service:hello"), std::string::npos) << ok;
+  // The last chunk, then the trailers.
+  const size_t last = ok.find("\r\n0\r\n");
+  ASSERT_NE(last, std::string::npos) << ok;
+  const std::string trailers = ok.substr(last);
+  EXPECT_NE(trailers.find("grpc-status: 0\r\n"), std::string::npos) << ok;
+  EXPECT_NE(trailers.find("x-served-by: service\r\n"), std::string::npos) << ok;
+  const std::string failed = call("fail:now");
+  EXPECT_EQ(rawStatus(failed), 200) << failed;
+  EXPECT_NE(failed.find("grpc-status: 3\r\n"), std::string::npos) << failed;
+  EXPECT_NE(failed.find("grpc-message: refused now\r\n"), std::string::npos) << failed;
+  EXPECT_TRUE(waitFor([&] { return service_.calls("Echo") >= 2; }));
+  EXPECT_EQ(service_.calls("Echo"), 2);
+  EXPECT_EQ(monolith_.calls("Echo"), 0);
+}
+
+TEST_F(GrpcTest, VerifiedTlsToTheServiceAndAClearErrorWithoutHttp2) {
+  const std::string cert = dir_.file("cert.pem");
+  const std::string key = dir_.file("key.pem");
+  makeCertificate(cert, key, "grpc.internal", "DNS:grpc.internal");
+  GrpcPeer secure = GrpcPeer::start({"secure", "--tls", cert, key});
+  // A TLS server that speaks no HTTP/2 (openssl s_server offers no ALPN).
+  auto plain_tls = ChildProcess::start(
+      "/usr/bin/openssl",
+      {"s_server", "-accept", "127.0.0.1:0", "-cert", cert, "-key", key, "-www", "-naccept", "10"});
+  const auto accept = plain_tls->waitForLine("ACCEPT 127.0.0.1:", std::chrono::seconds(10));
+  ASSERT_TRUE(accept) << plain_tls->output();
+  const std::string plain_tls_address = accept->substr(accept->find("127.0.0.1:"));
+
+  const nlohmann::json tls = {{"ca_file", cert}, {"server_name", "grpc.internal"}};
+  auto cfg = grpcConfig(http_monolith_, monolith_.address, secure.address, {{"stage", "extracted"}},
+                        {{"tls", tls}});
+  cfg["upstreams"]["no-h2"] = {
+      {"endpoints", {plain_tls_address}}, {"timeout_ms", 3000}, {"protocol", "h2"}, {"tls", tls}};
+  cfg["routes"].push_back({{"name", "no-h2"},
+                           {"match", {{"path", "/no.h2.Service/**"}}},
+                           {"target", "no-h2"},
+                           {"stage", "extracted"}});
+  ProxyProcess proxy(cfg, kTokenEnv);
+  ASSERT_TRUE(proxy.running());
+  const auto report = runClient(target(proxy), {"--calls", "100", "--concurrency", "16"});
+  ASSERT_TRUE(report.is_object());
+  EXPECT_EQ(report["ok"], 100) << report.dump();
+  EXPECT_EQ(report["sides"].value("secure", 0), 100) << report.dump();
+  expectStreamsAndStatus(report);
+  EXPECT_TRUE(waitFor([&] { return secure.calls("Echo") >= 102; }));
+  EXPECT_EQ(secure.calls("Echo"), 102);
+  // Never HTTP/1.1 bytes instead: a 502, and a line that says why.
+  const std::string refused = proxy.raw(
+      "POST /no.h2.Service/Call HTTP/1.1\r\nHost: x\r\nContent-Type: application/grpc\r\n"
+      "Content-Length: 0\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(rawStatus(refused), 502) << refused;
+  EXPECT_NE(refused.find("upstream 'no-h2' failed (alpn)"), std::string::npos) << refused;
+  EXPECT_EQ(metricValue(proxy,
+                        "strangler_proxy_upstream_errors_total{upstream=\"no-h2\","
+                        "kind=\"alpn\"}"),
+            1);
+}
+
+TEST_F(GrpcTest, AServiceThatDiesFailsItsCallsAndTheProxyServesOn) {
+  ProxyProcess proxy(
+      grpcConfig(http_monolith_, monolith_.address, service_.address, {{"stage", "extracted"}}),
+      kTokenEnv);
+  ASSERT_TRUE(proxy.running());
+  auto before = runClient(target(proxy), {"--calls", "20", "--concurrency", "4"});
+  EXPECT_EQ(before["ok"], 20) << before.dump();
+  // Pooled HTTP/2 connections to it are now idle in the proxy; then it is killed.
+  service_.process->signal(SIGKILL);
+  service_.process->wait(std::chrono::seconds(5));
+  const auto after = runClient(target(proxy), {"--calls", "20", "--concurrency", "4"});
+  EXPECT_EQ(after["ok"], 0) << after.dump();
+  ASSERT_FALSE(after["errors"].empty()) << after.dump();
+  EXPECT_NE(after["errors"][0].get<std::string>().find("UNAVAILABLE"), std::string::npos)
+      << after.dump();
+  // The rest of the proxy is unaffected.
+  EXPECT_EQ(proxy.get("/api/drivers/1").status, 200);
+  EXPECT_GT(metricValue(proxy,
+                        "strangler_proxy_upstream_errors_total{upstream=\"service-grpc\","
+                        "kind=\"connect\"}"),
+            0);
+}
+
+}  // namespace
+}  // namespace strangler::proxy::testing

@@ -465,6 +465,13 @@ std::string renderMetrics(ProxyApp& app) {
           << label(key.second) << "\",status=\"" << status << "\"} " << count << "\n";
     }
   }
+  out << "# HELP strangler_proxy_requests_by_protocol_total Requests answered, by the protocol "
+         "the client spoke.\n"
+      << "# TYPE strangler_proxy_requests_by_protocol_total counter\n";
+  for (size_t i = 0; i < totals.protocols.size(); ++i) {
+    out << "strangler_proxy_requests_by_protocol_total{protocol=\"" << Metrics::kProtocolNames[i]
+        << "\"} " << totals.protocols[i] << "\n";
+  }
   out << "# HELP strangler_proxy_request_duration_seconds Time from a complete request to its "
          "complete response.\n"
       << "# TYPE strangler_proxy_request_duration_seconds histogram\n";

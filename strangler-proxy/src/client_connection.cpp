@@ -539,6 +539,11 @@ void ClientConnection::respondError(int status, const std::string& code, const s
   finishExchange(status);
 }
 
+Metrics::Protocol ClientConnection::protocol() const {
+  if (stream_client_) return Metrics::Protocol::kHttp2;
+  return http_minor_ == 0 ? Metrics::Protocol::kHttp10 : Metrics::Protocol::kHttp11;
+}
+
 void ClientConnection::finishExchange(int status) {
   if (streamed_ && !body_done_) {
     // Answered before the body was all read: the connection ends here (the rest of the body
@@ -553,7 +558,8 @@ void ClientConnection::finishExchange(int status) {
   const std::string route = decision_.route != nullptr ? decision_.route->name : "";
   const std::string& upstream_name = upstream_name_.empty() ? std::string("-") : upstream_name_;
   if (runtime_)
-    shared.metrics.recordRequest(worker_.index(), route, upstream_name, status, seconds);
+    shared.metrics.recordRequest(worker_.index(), route, upstream_name, status, seconds,
+                                 protocol());
   logAccess(status, route, seconds);
   shadow_.reset();
   endUnsafe();
@@ -597,7 +603,7 @@ void ClientConnection::logAccess(int status, const std::string& route, double se
       {"client", peer_},
       {"method", method_},
       {"target", url_},
-      {"protocol", stream_client_ ? "HTTP/2" : (http_minor_ == 0 ? "HTTP/1.0" : "HTTP/1.1")},
+      {"protocol", Metrics::kProtocolNames[static_cast<size_t>(protocol())]},
       {"status", status},
       {"route", route.empty() ? nlohmann::json(nullptr) : nlohmann::json(route)},
       {"upstream", upstream_name_.empty() ? std::string("-") : upstream_name_},

@@ -46,6 +46,8 @@ class ClientConnection : public Pollable {
 
   /// True for a stream client (not in the worker's connection set, no socket).
   bool isStream() const { return stream_client_; }
+  /// The protocol the client speaks on this request.
+  Metrics::Protocol protocol() const;
   /// Its stream is gone (reset, or the connection closed): reads and writes fail from now on.
   void detachStream() { stream_ = nullptr; }
   /// An HTTP/2 connection: writes the frames its streams queued (Worker::flushSoon).

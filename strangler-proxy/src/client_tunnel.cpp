@@ -32,7 +32,8 @@ void ClientConnection::onSwitched(std::string_view early) {
   shared.active_requests.fetch_sub(1, std::memory_order_relaxed);
   tunnel_route_ = decision_.route != nullptr ? decision_.route->name : "";
   shared.metrics.recordRequest(worker_.index(), tunnel_route_, upstream_name_, 101,
-                               std::chrono::duration<double>(worker_.now() - started_).count());
+                               std::chrono::duration<double>(worker_.now() - started_).count(),
+                               protocol());
   shared.metrics.recordClientEvent(worker_.index(), "tunnel_opened");
   tunnel_idle_ = std::chrono::milliseconds(runtime_->config->limits.tunnel_idle_timeout_ms);
   tunnel_deadline_ = worker_.now() + tunnel_idle_;

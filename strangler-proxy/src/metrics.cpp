@@ -16,9 +16,10 @@ Metrics::Metrics(size_t shards) {
 }
 
 void Metrics::recordRequest(size_t shard_index, std::string_view route, std::string_view upstream,
-                            int status, double seconds) {
+                            int status, double seconds, Protocol protocol) {
   Shard& shard = *shards_[shard_index % shards_.size()];
   std::lock_guard lock(shard.mutex);
+  ++shard.protocols[static_cast<size_t>(protocol)];
   shard.scratch.assign(route);
   shard.scratch += '\n';
   shard.scratch += upstream;
@@ -77,6 +78,8 @@ Metrics::Totals Metrics::totals() const {
       totals.upstream_errors[splitKey(key)] += count;
     for (const auto& [kind, count] : shard->client_events)
       totals.client_events[kind] += count;
+    for (size_t i = 0; i < shard->protocols.size(); ++i)
+      totals.protocols[i] += shard->protocols[i];
   }
   return totals;
 }

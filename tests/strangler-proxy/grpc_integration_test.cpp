@@ -142,6 +142,11 @@ TEST_F(GrpcTest, CallsOfEveryKindPassEndToEndThroughACanary) {
   EXPECT_EQ(monolith_.calls("Chat") + service_.calls("Chat"), 1);
   // The HTTP/1.1 monolith on the same proxy is untouched by all of it.
   EXPECT_EQ(proxy.get("/api/drivers/1").status, 200);
+  // Counted by the protocol the client spoke: 400 + 5 calls over HTTP/2, one HTTP/1.1 GET.
+  EXPECT_EQ(metricValue(proxy, "strangler_proxy_requests_by_protocol_total{protocol=\"HTTP/2\"}"),
+            405);
+  EXPECT_EQ(metricValue(proxy, "strangler_proxy_requests_by_protocol_total{protocol=\"HTTP/1.1\"}"),
+            1);
   EXPECT_TRUE(waitFor([&] {
     std::ifstream in(dir_.file("access.log"));
     const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());

@@ -18,6 +18,9 @@ class Metrics {
  public:
   static constexpr std::array<double, 14> kBuckets = {
       0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0};
+  /// The protocol a client spoke (requests_by_protocol_total).
+  enum class Protocol { kHttp10, kHttp11, kHttp2 };
+  static constexpr std::array<const char*, 3> kProtocolNames = {"HTTP/1.0", "HTTP/1.1", "HTTP/2"};
   struct Series {
     std::map<int, uint64_t> by_status;
     std::array<uint64_t, kBuckets.size() + 1> buckets{};  ///< last: +Inf
@@ -30,13 +33,14 @@ class Metrics {
     std::map<std::pair<std::string, std::string>, uint64_t> fallbacks;        ///< (route, reason)
     std::map<std::pair<std::string, std::string>, uint64_t> upstream_errors;  ///< (upstream, kind)
     std::map<std::string, uint64_t> client_events;                            ///< by kind
+    std::array<uint64_t, kProtocolNames.size()> protocols{};                  ///< by Protocol
   };
 
   explicit Metrics(size_t shards);
 
   /// Counts one finished request.
   void recordRequest(size_t shard, std::string_view route, std::string_view upstream, int status,
-                     double seconds);
+                     double seconds, Protocol protocol);
   /// Counts a request that was retried on the monolith.
   void recordFallback(size_t shard, std::string_view route, std::string_view reason);
   /// Counts an upstream failure (connect, timeout, reset, protocol, 5xx).
@@ -55,6 +59,7 @@ class Metrics {
     std::unordered_map<std::string, uint64_t> fallbacks;
     std::unordered_map<std::string, uint64_t> upstream_errors;
     std::unordered_map<std::string, uint64_t> client_events;
+    std::array<uint64_t, kProtocolNames.size()> protocols{};
     std::string scratch;
   };
   std::vector<std::unique_ptr<Shard>> shards_;

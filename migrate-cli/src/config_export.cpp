@@ -374,6 +374,27 @@ void NginxWriter::upstreams() {
   proxyHeaders(false);
   line("proxy_hide_header X-Strangler-Route;");
   line("proxy_hide_header X-Strangler-Upstream;");
+  const bool any_h2 = std::any_of(config_.upstreams.begin(), config_.upstreams.end(),
+                                  [](const auto& entry) { return entry.second.h2; });
+  if (any_h2) {
+    // "protocol": "h2" upstreams are reached with grpc_pass (nginx speaks HTTP/2 to an upstream
+    // only there); it takes its own header directives.
+    line("# HTTP/2 upstreams (\"protocol\": \"h2\", gRPC): the same headers for grpc_pass.");
+    line("grpc_set_header Host $http_host;");
+    line("grpc_set_header X-Forwarded-For $proxy_add_x_forwarded_for;");
+    line("grpc_set_header X-Forwarded-Proto $scheme;");
+    line("grpc_set_header X-Strangler-Route \"\";");
+    line("grpc_set_header X-Strangler-Upstream \"\";");
+    line("grpc_set_header X-Strangler-Shadow \"\";");
+    line("grpc_hide_header X-Strangler-Route;");
+    line("grpc_hide_header X-Strangler-Upstream;");
+    if (!config_.tls) {
+      note(
+          "gRPC clients need HTTP/2: nginx 1.22 takes it on a TLS listener (ALPN h2) or on a "
+          "plain listener given 'http2' (which then refuses HTTP/1.1); add \"tls\" to the "
+          "config for a listener that takes both");
+    }
+  }
   line();
   for (const auto& [name, upstream] : config_.upstreams) {
     line("# upstream \"" + commentSafe(name) + "\"" +
@@ -818,14 +839,15 @@ void NginxWriter::upstreamTls(const proxy::UpstreamConfig& upstream) {
   // Verified as strangler-proxy verifies: against ca_file (else the system's store), for
   // server_name (else the endpoint's host), sent as SNI; `insecure` only when it says so.
   const auto& tls = *upstream.tls;
-  line("proxy_ssl_server_name on;");
-  if (!tls.server_name.empty()) line("proxy_ssl_name " + quote(tls.server_name, false) + ";");
+  const std::string module = upstream.h2 ? "grpc" : "proxy";
+  line(module + "_ssl_server_name on;");
+  if (!tls.server_name.empty()) line(module + "_ssl_name " + quote(tls.server_name, false) + ";");
   if (tls.insecure) {
-    line("proxy_ssl_verify off;");
+    line(module + "_ssl_verify off;");
     return;
   }
-  line("proxy_ssl_verify on;");
-  line("proxy_ssl_trusted_certificate " +
+  line(module + "_ssl_verify on;");
+  line(module + "_ssl_trusted_certificate " +
        quote(tls.ca_file.empty() ? std::string("/etc/ssl/certs/ca-certificates.crt") : tls.ca_file,
              false) +
        ";");
@@ -834,11 +856,21 @@ void NginxWriter::upstreamTls(const proxy::UpstreamConfig& upstream) {
 void NginxWriter::proxyTo(const std::string& upstream, const std::string& route_label,
                           const std::string& uri) {
   const auto& u = config_.upstreams.at(upstream);
-  line("proxy_pass " + scheme(u) + upstreamId(upstream) + uri + ";");
+  // HTTP/2 to the upstream: grpc_pass, which sends the request's (rewritten) path as it is.
+  const std::string module = u.h2 ? "grpc" : "proxy";
+  if (u.h2) {
+    if (!uri.empty()) {
+      note("route '" + route_label + "' falls back to the HTTP/2 upstream '" + upstream +
+           "' with grpc_pass, which takes no URI: the fallback gets the target's path");
+    }
+    line("grpc_pass " + std::string(u.tls ? "grpcs://" : "grpc://") + upstreamId(upstream) + ";");
+  } else {
+    line("proxy_pass " + scheme(u) + upstreamId(upstream) + uri + ";");
+  }
   upstreamTls(u);
-  line("proxy_connect_timeout " + std::to_string(u.connect_timeout_ms) + "ms;");
-  line("proxy_read_timeout " + std::to_string(u.timeout_ms) + "ms;");
-  line("proxy_send_timeout " + std::to_string(u.timeout_ms) + "ms;");
+  line(module + "_connect_timeout " + std::to_string(u.connect_timeout_ms) + "ms;");
+  line(module + "_read_timeout " + std::to_string(u.timeout_ms) + "ms;");
+  line(module + "_send_timeout " + std::to_string(u.timeout_ms) + "ms;");
   if (config_.debug_headers) {
     line("add_header X-Strangler-Route " + quote(route_label, true) + " always;");
     line("add_header X-Strangler-Upstream " + quote(upstream, true) + " always;");
@@ -913,8 +945,15 @@ void NginxWriter::shadowLocations() {
     }
     if (route.shadow && route.shadow->sample < 1.0)
       line("if ($strangler_sample_" + id + " = 0) { return 204; }");
-    proxyHeaders(true);
     const auto& u = config_.upstreams.at(route.target);
+    if (u.h2) {
+      note("shadow copies of route '" + route.name + "' to the HTTP/2 upstream '" + route.target +
+           "' are not exported: grpc_pass takes no URI for the copy");
+      line("return 204;");
+      close();
+      continue;
+    }
+    proxyHeaders(true);
     line("proxy_pass " + scheme(u) + upstreamId(route.target) +
          (route.rewrite ? "$strangler_shadow_uri_" + id : std::string("$request_uri")) + ";");
     upstreamTls(u);
@@ -1255,6 +1294,17 @@ ExportedConfig EnvoyWriter::write() {
       }
       cluster["transport_socket"] = {{"name", "envoy.transport_sockets.tls"},
                                      {"typed_config", tls}};
+    }
+    if (upstream.h2) {
+      // "protocol": "h2": HTTP/2 to the endpoints (gRPC); over TLS, ALPN h2.
+      cluster["typed_extension_protocol_options"] = {
+          {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+           {{"@type", "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions"},
+            {"explicit_http_config", {{"http2_protocol_options", ojson::object()}}}}}};
+      if (cluster.contains("transport_socket")) {
+        cluster["transport_socket"]["typed_config"]["common_tls_context"]["alpn_protocols"] =
+            ojson::array({"h2"});
+      }
     }
     if (upstream.circuit_breaker) {
       cluster["outlier_detection"] = {

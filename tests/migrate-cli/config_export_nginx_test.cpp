@@ -1,6 +1,7 @@
 // The nginx export run by a real nginx in front of fake upstreams: every request must land where
 // strangler-proxy's own Router sends it (canary: sticky per key, and about the percent of keys).
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -471,6 +472,76 @@ TEST(NginxExportTlsTest, TheHttpsListenerServesAndUpstreamTlsIsVerified) {
   }
   EXPECT_EQ(answer.output.rfind("HTTP/1.1 200", 0), 0u) << answer.output;
   EXPECT_NE(answer.output.find("\"upstream\":\"monolith\""), std::string::npos) << answer.output;
+  nginx->stop(std::chrono::seconds(5));
+}
+
+TEST(NginxExportTlsTest, GrpcCallsPassThroughTheExportToAnHttp2Upstream) {
+  // An upstream with "protocol": "h2" becomes grpc_pass: a real gRPC client (grpc_peer.py) calls
+  // through nginx's HTTPS listener (ALPN h2) to a real gRPC server — unary calls, streams both
+  // ways, and a failing call whose status arrives in the trailers.
+  if (!std::filesystem::exists(kNginx)) GTEST_SKIP() << kNginx << " is not installed";
+  strangler::testing::TempDir dir("strangler-nginx-export-grpc");
+  proxy::testing::makeCertificate(dir.file("cert.pem"), dir.file("key.pem"), "localhost",
+                                  "DNS:localhost");
+  auto server =
+      ChildProcess::start(STRANGLER_SYSTEM_PYTHON3, {STRANGLER_GRPC_PEER, "server", "service"});
+  const auto listening = server->waitForLine("listening on 127.0.0.1:", std::chrono::seconds(20));
+  ASSERT_TRUE(listening) << server->output();
+  FakeUpstream monolith("monolith");
+  const uint16_t port = strangler::testing::freeLoopbackPort();
+  const uint16_t tls_port = strangler::testing::freeLoopbackPort();
+  const uint16_t admin_port = strangler::testing::freeLoopbackPort();
+  const json config = {
+      {"listen", "127.0.0.1:" + std::to_string(port)},
+      {"tls",
+       {{"listen", "127.0.0.1:" + std::to_string(tls_port)},
+        {"cert_file", dir.file("cert.pem")},
+        {"key_file", dir.file("key.pem")}}},
+      {"admin", {{"listen", "127.0.0.1:" + std::to_string(admin_port)}}},
+      {"upstreams",
+       {{"monolith", {{"endpoints", {monolith.address()}}}},
+        {"echo",
+         {{"endpoints", {listening->substr(listening->find("127.0.0.1:"))}}, {"protocol", "h2"}}}}},
+      {"default_upstream", "monolith"},
+      {"routes",
+       {{{"name", "echo"},
+         {"match", {{"path", "/strangler.test.Echo/**"}}},
+         {"target", "echo"},
+         {"stage", "extracted"}}}}};
+  const std::string config_path = dir.file("strangler.json");
+  std::ofstream(config_path) << config.dump(2);
+  const std::string conf = dir.file("nginx.conf");
+  const auto exported = strangler::testing::runCommand(
+      STRANGLER_CLI_BIN,
+      {"config", "export", "--format", "nginx", "--config", config_path, "--output", conf},
+      std::chrono::seconds(20));
+  ASSERT_EQ(exported.exit_code, 0) << exported.output;
+  const std::string prefix = dir.file("nginx");
+  std::filesystem::create_directories(prefix);
+  auto nginx = ChildProcess::start(kNginx, {"-p", prefix, "-c", conf, "-g", "daemon off;"});
+  int probe = -1;
+  for (int i = 0; i < 200 && probe < 0; ++i) {  // until nginx is up
+    probe = proxy::testing::connectLoopback(tls_port, 1);
+    if (probe < 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_GE(probe, 0) << "nginx did not come up";
+  ::close(probe);
+  const auto run = strangler::testing::runCommand(
+      STRANGLER_SYSTEM_PYTHON3,
+      {STRANGLER_GRPC_PEER, "client", "127.0.0.1:" + std::to_string(tls_port), "--calls", "100",
+       "--cafile", dir.file("cert.pem"), "--name", "localhost"},
+      std::chrono::seconds(120));
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  const size_t line = run.output.rfind("\n{");
+  const auto report =
+      json::parse(run.output.substr(line == std::string::npos ? run.output.find('{') : line + 1),
+                  nullptr, false);
+  ASSERT_TRUE(report.is_object()) << run.output;
+  EXPECT_EQ(report["ok"], 100) << report.dump();
+  EXPECT_EQ(report["sides"]["service"], 100) << report.dump();
+  EXPECT_EQ(report["stream"], 200) << report.dump();
+  EXPECT_EQ(report["chat"], 50) << report.dump();
+  EXPECT_EQ(report["failure"]["code"], "INVALID_ARGUMENT") << report.dump();
   nginx->stop(std::chrono::seconds(5));
 }
 

@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <set>
@@ -280,6 +282,65 @@ TEST(ConfigExportTest, EnvoyHasTheHttpsListenerAndVerifiedUpstreamTls) {
   // insecure: TLS without a validation context; plain upstreams: no transport socket.
   EXPECT_FALSE(clusters["lax"]["transport_socket"]["typed_config"].contains("common_tls_context"));
   EXPECT_FALSE(clusters["monolith"].contains("transport_socket"));
+}
+
+// "protocol": "h2" upstreams (gRPC): nginx reaches them with grpc_pass (its only way to speak
+// HTTP/2 to an upstream), with grpc_* timeouts, headers and TLS; Envoy with HTTP/2 options and
+// ALPN h2. What nginx cannot express is said, not dropped.
+const char* kGrpcConfig = R"({
+  "listen": "127.0.0.1:8080",
+  "upstreams": {
+    "monolith": {"endpoints": ["127.0.0.1:8081"]},
+    "echo": {"endpoints": ["127.0.0.1:50051"], "protocol": "h2", "timeout_ms": 1500},
+    "secure": {"endpoints": ["10.0.0.5:443"], "protocol": "h2",
+               "tls": {"ca_file": "ca.pem", "server_name": "svc.internal"}}},
+  "default_upstream": "monolith",
+  "routes": [
+    {"name": "echo", "match": {"path": "/echo.Echo/**"}, "target": "echo", "stage": "extracted"},
+    {"name": "secure", "match": {"path": "/secure.Svc/**"}, "target": "secure",
+     "stage": "canary", "percent": 10},
+    {"name": "mirror", "match": {"path": "/mirror.Svc/**"}, "target": "echo", "stage": "shadow"}
+  ]})";
+
+TEST(ConfigExportTest, NginxReachesHttp2UpstreamsWithGrpcPass) {
+  const auto exported = exportNginx(load(kGrpcConfig), "strangler.json");
+  const std::string& conf = exported.text;
+  EXPECT_NE(conf.find("grpc_pass grpc://echo;"), std::string::npos) << conf;
+  EXPECT_NE(conf.find("grpc_read_timeout 1500ms;"), std::string::npos) << conf;
+  EXPECT_NE(conf.find("grpc_pass grpcs://secure;"), std::string::npos) << conf;
+  EXPECT_NE(conf.find("grpc_ssl_verify on;"), std::string::npos) << conf;
+  EXPECT_NE(conf.find("grpc_ssl_name \"svc.internal\";"), std::string::npos) << conf;
+  EXPECT_NE(conf.find("grpc_set_header X-Forwarded-For $proxy_add_x_forwarded_for;"),
+            std::string::npos)
+      << conf;
+  // Never proxy_pass (HTTP/1.1) to an HTTP/2 upstream; the monolith keeps proxy_pass.
+  EXPECT_EQ(conf.find("proxy_pass http://echo"), std::string::npos) << conf;
+  EXPECT_EQ(conf.find("proxy_pass https://secure"), std::string::npos) << conf;
+  EXPECT_NE(conf.find("proxy_pass http://monolith"), std::string::npos) << conf;
+  // Said, not dropped: no HTTP/2 listener for gRPC clients without "tls", no shadow copies.
+  const auto said = [&](const std::string& text) {
+    return std::any_of(exported.notes.begin(), exported.notes.end(), [&](const std::string& note) {
+      return note.find(text) != std::string::npos;
+    });
+  };
+  EXPECT_TRUE(said("gRPC clients need HTTP/2")) << conf;
+  EXPECT_TRUE(said("shadow copies of route 'mirror'")) << conf;
+}
+
+TEST(ConfigExportTest, EnvoySpeaksHttp2ToHttp2Upstreams) {
+  const json bootstrap = json::parse(exportEnvoy(load(kGrpcConfig), "strangler.json").text);
+  std::map<std::string, json> clusters;
+  for (const auto& c : bootstrap["static_resources"]["clusters"])
+    clusters[c["name"]] = c;
+  const std::string key = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+  for (const char* name : {"echo", "secure"}) {
+    const auto& options = clusters[name]["typed_extension_protocol_options"][key];
+    EXPECT_TRUE(options["explicit_http_config"].contains("http2_protocol_options")) << name;
+  }
+  EXPECT_FALSE(clusters["monolith"].contains("typed_extension_protocol_options"));
+  EXPECT_EQ(clusters["secure"]["transport_socket"]["typed_config"]["common_tls_context"]
+                    ["alpn_protocols"],
+            json({"h2"}));
 }
 
 TEST(ConfigExportTest, EnvoyCanaryWithRewriteSplitsIntoTwoEntries) {

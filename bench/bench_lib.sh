@@ -26,8 +26,9 @@ wait_port() {
 }
 
 # HAProxy in front of 127.0.0.1:BACKEND_PORT on 127.0.0.1:PORT with THREADS threads and kept-alive
-# backend connections; BIND_OPTIONS (e.g. "ssl crt FILE") go on its bind line. Sets haproxy_pid.
-haproxy_start() {  # THREADS PORT BACKEND_PORT [BIND_OPTIONS]
+# backend connections; BIND_OPTIONS (e.g. "ssl crt FILE") go on its bind line, SERVER_OPTIONS
+# (e.g. "proto h2") on its server line. Sets haproxy_pid.
+haproxy_start() {  # THREADS PORT BACKEND_PORT [BIND_OPTIONS] [SERVER_OPTIONS]
   cat >"$work/haproxy.cfg" <<CONF
 global
   nbthread $1
@@ -44,7 +45,7 @@ frontend front
   bind 127.0.0.1:$2 ${4:-}
   default_backend back
 backend back
-  server tiny 127.0.0.1:$3
+  server tiny 127.0.0.1:$3 ${5:-}
 CONF
   haproxy -db -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 &
   haproxy_pid=$!

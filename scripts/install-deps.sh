@@ -11,7 +11,7 @@ packages=(
   nlohmann-json3-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
   libhttp-parser-dev libssl-dev libnghttp2-dev
   # servers and tools the tests and benchmarks drive for real
-  postgresql postgresql-15-wal2json sqlite3 python3 python3-websockets python3-grpcio nginx haproxy wrk openssl curl nghttp2-client
+  postgresql postgresql-15-wal2json sqlite3 python3 python3-websockets python3-grpcio nginx haproxy wrk openssl curl nghttp2-client nghttp2-server
   # the dashboard's browser test (headless Chromium over the DevTools protocol)
   chromium chromium-driver
   # several proxy replicas sharing their config (tests/etcd: a real 3-member cluster)

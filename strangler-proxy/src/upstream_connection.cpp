@@ -291,6 +291,8 @@ void UpstreamConnection::readAll() {
       const bool ok = h2_->receive(buffer, static_cast<size_t>(n), answer);
       flushH2();  // acknowledgements, window updates, the rest of the body
       if (closed) return;
+      if (h2_->takeTrailersDropped())
+        worker_.shared().metrics.recordClientEvent(worker_.index(), "trailers_dropped");
       if (!answer.empty()) feed(answer.data(), answer.size());
       if (closed || state != State::kBusy) return;
       if (!ok || h2_->failure() != nullptr) {

@@ -301,12 +301,22 @@ void H2Upstream::answerHead(bool end_stream) {
   out += ' ';
   out += reasonPhrase(status_);
   out += "\r\n";
-  bool length = false;
+  // Trailers announced (a Trailer field, or a gRPC answer: its status comes last) are carried
+  // after a chunked body's last chunk, so such an answer goes chunked even with a length.
+  bool announced = false;
   for (const auto& [name, value] : received_) {
-    if (name == "content-length") length = true;
-    appendHeader(out, name, value);
+    announced = announced || name == "trailer" ||
+                (name == "content-type" && startsWithIgnoreCase(value, "application/grpc"));
   }
   const bool no_body = head_request_ || status_ == 204 || status_ == 304;
+  bool length = false;
+  for (const auto& [name, value] : received_) {
+    if (name == "content-length") {
+      if (announced && !end_stream && !no_body) continue;
+      length = true;
+    }
+    appendHeader(out, name, value);
+  }
   if (end_stream) {
     if (!length && !no_body) appendHeader(out, "Content-Length", "0");
     answered_ = true;

@@ -49,8 +49,13 @@ class H2Upstream {
   const char* failure() const { return failure_; }
   /// True while it can carry another exchange (no GOAWAY, the last stream closed cleanly).
   bool reusable() const;
-  /// Trailers dropped because the answer had a Content-Length (HTTP/1.1 cannot carry them).
-  bool trailersDropped() const { return trailers_dropped_; }
+  /// True once after an answer's trailers were dropped: it had a Content-Length and announced
+  /// none (HTTP/1.1 carries trailers only after a chunked body).
+  bool takeTrailersDropped() {
+    const bool dropped = trailers_dropped_;
+    trailers_dropped_ = false;
+    return dropped;
+  }
 
  private:
   static int onUrl(http_parser* parser, const char* at, size_t length);

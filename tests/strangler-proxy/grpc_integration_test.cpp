@@ -6,13 +6,18 @@
 // trailers read by an HTTP/1.1 client from a chunked answer.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <csignal>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "proxy_harness.h"
+#include "strangler/testing/http_client.h"
 #include "strangler/testing/process.h"
 #include "strangler/testing/temp_dir.h"
 
@@ -188,6 +193,43 @@ TEST_F(GrpcTest, AnHttp11ClientReadsTheStatusFromTheTrailers) {
   EXPECT_TRUE(waitFor([&] { return service_.calls("Echo") >= 2; }));
   EXPECT_EQ(service_.calls("Echo"), 2);
   EXPECT_EQ(monolith_.calls("Echo"), 0);
+}
+
+TEST_F(GrpcTest, AnAnswerWithALengthKeepsTheTrailersItAnnounces) {
+  // nghttpd (Debian's nghttp2-server) answers a file with its Content-Length, a "Trailer" field
+  // and the trailer: HTTP/1.1 carries trailers only after a chunked body, so the length goes.
+  if (!std::filesystem::exists("/usr/sbin/nghttpd")) GTEST_SKIP() << "nghttpd is not installed";
+  std::filesystem::create_directories(dir_.file("htdocs/pkg.Svc"));
+  std::ofstream(dir_.file("htdocs/pkg.Svc/Call")) << "0000hello there!";
+  const uint16_t port = strangler::testing::freeLoopbackPort();
+  auto nghttpd = ChildProcess::start(
+      "/usr/sbin/nghttpd", {"--no-tls", "-d", dir_.file("htdocs"), "--trailer", "grpc-status: 0",
+                            "-a", "127.0.0.1", std::to_string(port)});
+  int probe = -1;
+  for (int i = 0; i < 200 && probe < 0; ++i) {
+    probe = connectLoopback(port, 1);
+    if (probe < 0) std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  ASSERT_GE(probe, 0) << "nghttpd did not come up";
+  ::close(probe);
+  // nghttpd as the monolith's gRPC side: /pkg.Svc/Call matches no route.
+  ProxyProcess proxy(grpcConfig(http_monolith_, "127.0.0.1:" + std::to_string(port),
+                                service_.address, {{"stage", "extracted"}}),
+                     kTokenEnv);
+  ASSERT_TRUE(proxy.running());
+  const std::string answer = proxy.raw(
+      "GET /pkg.Svc/Call HTTP/1.1\r\nHost: x\r\nTE: trailers\r\n"
+      "Connection: close\r\n\r\n");
+  EXPECT_EQ(rawStatus(answer), 200) << answer;
+  EXPECT_EQ(answer.find("content-length"), std::string::npos) << answer;
+  EXPECT_NE(answer.find("\r\n10\r\n0000hello there!\r\n0\r\ngrpc-status: 0\r\n\r\n"),
+            std::string::npos)
+      << answer;
+  const auto h2 = withStderr(
+      "/usr/bin/curl", {"-sS", "-v", "--http2-prior-knowledge",
+                        "http://127.0.0.1:" + std::to_string(proxy.port()) + "/pkg.Svc/Call"});
+  EXPECT_NE(h2.output.find("< grpc-status: 0"), std::string::npos) << h2.output;
+  EXPECT_NE(h2.output.find("0000hello there!"), std::string::npos) << h2.output;
 }
 
 TEST_F(GrpcTest, VerifiedTlsToTheServiceAndAClearErrorWithoutHttp2) {

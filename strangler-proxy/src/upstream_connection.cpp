@@ -15,7 +15,6 @@ namespace {
 
 constexpr size_t kMaxResponseHeaderBytes = 64 * 1024;
 constexpr auto kUpstreamIdleTimeout = std::chrono::seconds(4);
-constexpr size_t kWireBudget = 64 * 1024;  // HTTP/2 frames taken from nghttp2 at a time
 
 }  // namespace
 
@@ -24,13 +23,37 @@ UpstreamConnection::UpstreamConnection(Worker& worker, std::shared_ptr<EndpointS
 
 UpstreamConnection::~UpstreamConnection() = default;
 
-void UpstreamConnection::startH2(bool secure) {
-  h2_ = std::make_unique<H2Upstream>(secure);
+void UpstreamConnection::startH2(H2Carrier& carrier, bool secure) {
+  carrier_ = &carrier;
+  secure_scheme_ = secure;
 }
 
 size_t UpstreamConnection::pendingOutput() const {
-  if (h2_) return wire_.size() - wire_pos_ + h2_->pendingBody() + (out_.size() - out_pos_);
+  if (call_) return call_->pendingBody() + (out_.size() - out_pos_);
   return out_.size() - out_pos_;
+}
+
+void UpstreamConnection::detachCarrier() {
+  if (carrier_ != nullptr && call_) carrier_->detach(*call_);
+  carrier_ = nullptr;
+}
+
+void UpstreamConnection::onCarrierFailed() {
+  carrier_ = nullptr;  // closed already, deleted soon: never touched again
+  if (!closed) fail(call_ && call_->failure() != nullptr ? call_->failure() : "reset");
+}
+
+void UpstreamConnection::onH2Answer() {
+  if (closed || !call_ || read_paused_) return;
+  if (call_->takeTrailersDropped())
+    worker_.shared().metrics.recordClientEvent(worker_.index(), "trailers_dropped");
+  if (call_->hasAnswer()) {
+    const std::string answer = call_->takeAnswer();
+    bytes_received += answer.size();
+    feed(answer.data(), answer.size());
+    if (closed || state != State::kBusy) return;
+  }
+  if (call_->failure() != nullptr) fail(call_->failure());
 }
 
 const http_parser_settings& UpstreamConnection::settings() {
@@ -56,8 +79,12 @@ void UpstreamConnection::begin(ClientConnection* owner, std::string request,
   request_done_ = request_complete;
   // HTTP/2 has no Upgrade: the upstream's ordinary answer goes back (and the client's
   // connection closes after it, as after any refused upgrade).
-  upgrade_request_ = upgrade && !h2_;
-  if (h2_) h2_->begin(head_request);
+  upgrade_request_ = upgrade && carrier_ == nullptr;
+  if (carrier_ != nullptr) {
+    // (A new exchange: acquireStream() made it for this request.)
+    call_ = std::make_unique<H2Call>(*carrier_, *this, head_request);
+    carrier_->attach(*call_);
+  }
   http_parser_init(&parser_, HTTP_RESPONSE);
   parser_.data = this;
   out_ = std::move(request);
@@ -86,8 +113,8 @@ void UpstreamConnection::begin(ClientConnection* owner, std::string request,
 }
 
 void UpstreamConnection::startTls(const TlsClientContext& context, const std::string& name,
-                                  std::string upstream, bool h2) {
-  tls_ = std::make_unique<TlsStream>(context, fd, name, h2);
+                                  std::string upstream) {
+  tls_ = std::make_unique<TlsStream>(context, fd, name);
   tls_name_ = name;
   upstream_name_ = std::move(upstream);
 }
@@ -96,14 +123,7 @@ bool UpstreamConnection::secured() {
   if (!tls_ || tls_->established()) return true;
   switch (tls_->handshake()) {
     case TlsStream::Handshake::kDone:
-      if (!h2_ || tls_->negotiatedH2()) return true;
-      // "protocol": "h2" is a promise about the upstream: HTTP/1.1 bytes are not sent instead.
-      std::fprintf(stderr,
-                   "strangler-proxy: upstream '%s' at %s did not agree to HTTP/2 (ALPN h2); "
-                   "its \"protocol\" is \"h2\"\n",
-                   upstream_name_.c_str(), endpoint->key.c_str());
-      fail("alpn");
-      return false;
+      return true;
     case TlsStream::Handshake::kPending:
       return false;
     case TlsStream::Handshake::kFailed:
@@ -161,10 +181,6 @@ void UpstreamConnection::onEvents(uint32_t events) {
     // An idle pooled connection that becomes readable was closed (or misbehaves): drop it.
     // Over TLS it may only be a record for TLS itself (a session ticket): read, and keep it
     // when no data came.
-    if (h2_ && (events & (EPOLLRDHUP | EPOLLERR | EPOLLHUP)) == 0) {
-      if (!idleH2()) worker_.closeUpstream(this);
-      return;
-    }
     if (tls_ && (events & (EPOLLRDHUP | EPOLLERR | EPOLLHUP)) == 0 && (events & EPOLLIN)) {
       char byte;
       if (tls_->read(&byte, 1) < 0 && errno == EAGAIN) return;
@@ -179,9 +195,6 @@ void UpstreamConnection::onEvents(uint32_t events) {
     client->onUpstreamWritable();
   if (closed) return;
   if (events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP)) readAll();
-  // HTTP/2: a WINDOW_UPDATE read just now may have let the body go on.
-  if (h2_ && !closed && !request_done_ && client != nullptr && pendingOutput() < kStreamWindow / 2)
-    client->onUpstreamWritable();
 }
 
 void UpstreamConnection::sendMore(std::string_view bytes) {
@@ -198,8 +211,17 @@ void UpstreamConnection::sendMore(std::string_view bytes) {
 
 void UpstreamConnection::flush() {
   if (!secured()) return;
-  if (h2_) {
-    flushH2();
+  if (call_) {
+    // HTTP/2: the bytes go to the stream at once, and out as the upstream's window allows.
+    if (out_pos_ < out_.size()) {
+      if (!call_->request(std::string_view(out_).substr(out_pos_))) {
+        fail("send");  // never expected: the request path wrote these bytes
+        return;
+      }
+      out_.clear();
+      out_pos_ = 0;
+    }
+    if (carrier_ != nullptr) worker_.flushSoon(carrier_);  // with the other streams' frames
     return;
   }
   while (out_pos_ < out_.size()) {
@@ -223,56 +245,21 @@ void UpstreamConnection::flush() {
   }
 }
 
-void UpstreamConnection::flushH2() {
-  if (out_pos_ < out_.size()) {
-    if (!h2_->request(std::string_view(out_).substr(out_pos_))) {
-      fail("send");  // never expected: the request path wrote these bytes
-      return;
-    }
-    out_.clear();
-    out_pos_ = 0;
-  }
-  for (;;) {
-    if (wire_pos_ == wire_.size()) {
-      wire_.clear();
-      wire_pos_ = 0;
-      h2_->takeOutput(wire_, kWireBudget);
-      if (wire_.empty()) return;
-    }
-    const ssize_t n = transmit(wire_.data() + wire_pos_, wire_.size() - wire_pos_);
-    if (n > 0) {
-      wire_pos_ += static_cast<size_t>(n);
-      if (!request_done_ && state == State::kBusy) deadline = worker_.now() + timeout;
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
-    fail("send");
-    return;
-  }
-}
-
-bool UpstreamConnection::idleH2() {
-  char buffer[kReadChunk];
-  for (;;) {
-    const ssize_t n = receive(buffer, sizeof buffer);
-    if (n > 0) {
-      std::string answer;  // none expected: no stream is open
-      if (!h2_->receive(buffer, static_cast<size_t>(n), answer) || !answer.empty()) return false;
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-    return false;
-  }
-  flushH2();  // a PING's or SETTINGS' acknowledgement
-  return !closed && h2_->reusable();
-}
-
 void UpstreamConnection::resumeReading() {
   if (!read_paused_ || closed) return;
   read_paused_ = false;
+  if (call_) {
+    onH2Answer();  // what arrived meanwhile (its window was not given back)
+    return;
+  }
   readAll();  // edge-triggered: data may be waiting without a new event
+}
+
+void UpstreamConnection::onH2Writable() {
+  // A streamed request body waits while the upstream's window is closed: room again lets the
+  // client go on.
+  if (!closed && !request_done_ && client != nullptr && pendingOutput() < kStreamWindow / 2)
+    client->onUpstreamWritable();
 }
 
 void UpstreamConnection::readAll() {
@@ -285,23 +272,6 @@ void UpstreamConnection::readAll() {
   // Not once it became a tunnel: what follows the 101 is the tunnel's (pumpTunnel() reads it).
   while (!closed && !read_paused_ && state == State::kBusy && !tunnel) {
     const ssize_t n = receive(buffer, sizeof buffer);
-    if (n > 0 && h2_) {
-      bytes_received += static_cast<size_t>(n);
-      std::string answer;
-      const bool ok = h2_->receive(buffer, static_cast<size_t>(n), answer);
-      flushH2();  // acknowledgements, window updates, the rest of the body
-      if (closed) return;
-      if (h2_->takeTrailersDropped())
-        worker_.shared().metrics.recordClientEvent(worker_.index(), "trailers_dropped");
-      if (!answer.empty()) feed(answer.data(), answer.size());
-      if (closed || state != State::kBusy) return;
-      if (!ok || h2_->failure() != nullptr) {
-        fail(h2_->failure() != nullptr ? h2_->failure() : "protocol");
-        return;
-      }
-      if (!tls_ && static_cast<size_t>(n) < sizeof buffer && !hangup) return;
-      continue;
-    }
     if (n > 0) {
       bytes_received += static_cast<size_t>(n);
       feed(buffer, static_cast<size_t>(n));
@@ -313,7 +283,7 @@ void UpstreamConnection::readAll() {
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
-    if (n == 0 && head_done && !h2_) {
+    if (n == 0 && head_done) {
       // End of a close-delimited body (or a premature close, which the parser reports).
       feed(nullptr, 0);
       if (!closed && state == State::kBusy) fail("reset");
@@ -355,7 +325,7 @@ void UpstreamConnection::feed(const char* data, size_t length) {
     // Bytes after the response, or a response that ends the connection: do not reuse.
     const bool reusable = error == HPE_PAUSED && parsed == length && request_done_ &&
                           http_should_keep_alive(&parser_) && !worker_.stopping() &&
-                          (!h2_ || h2_->reusable());
+                          carrier_ == nullptr;  // an HTTP/2 exchange is one stream, once
     if (reusable) {
       http_parser_pause(&parser_, 0);
       worker_.release(this);

@@ -13,7 +13,8 @@
 namespace strangler::proxy {
 
 class ClientConnection;
-class H2Upstream;
+class H2Call;
+class H2Carrier;
 
 /// A connection to an upstream endpoint, busy with one exchange or idle in its pool.
 class UpstreamConnection : public Pollable {
@@ -24,13 +25,20 @@ class UpstreamConnection : public Pollable {
   ~UpstreamConnection() override;
 
   /// An upstream with "tls": the handshake runs before the first request byte is sent;
-  /// `name` is the SNI and the name (or address) the certificate must carry. `h2`: ALPN offers
-  /// "h2" only, and a server that does not choose it fails the exchange.
-  void startTls(const TlsClientContext& context, const std::string& name, std::string upstream,
-                bool h2);
-  /// An upstream with "protocol": "h2": the exchanges go as HTTP/2 streams (see H2Upstream);
-  /// called before the first begin().
-  void startH2(bool secure);
+  /// `name` is the SNI and the name (or address) the certificate must carry.
+  void startTls(const TlsClientContext& context, const std::string& name, std::string upstream);
+  /// An upstream with "protocol": "h2": this exchange has no socket of its own and is one stream
+  /// of `carrier` (see H2Call); `secure`: the carrier is TLS (the :scheme).
+  void startH2(H2Carrier& carrier, bool secure);
+  bool secureScheme() const { return secure_scheme_; }
+  /// HTTP/2: news for this exchange's stream (answer bytes, its end, or a failure).
+  void onH2Answer();
+  /// HTTP/2: the carrier failed (and is going): the exchange fails with it.
+  void onCarrierFailed();
+  /// HTTP/2: the carrier wrote; a body that waited for the upstream's window may go on.
+  void onH2Writable();
+  /// HTTP/2: the exchange is over; its stream leaves the carrier (reset if still open).
+  void detachCarrier();
   void onEvents(uint32_t events) override;
   /// Starts an exchange: sends `request` and reports the response to `client`. When the
   /// request's body is still arriving (`request_complete` false), the client adds it with
@@ -87,15 +95,11 @@ class UpstreamConnection : public Pollable {
   void readAll();
   void feed(const char* data, size_t length);
   void fail(const char* kind);
-  void flushH2();
-  /// Reads for HTTP/2 frames on an idle pooled connection (PING, SETTINGS, GOAWAY); false when
-  /// the connection cannot be kept.
-  bool idleH2();
 
   std::unique_ptr<TlsStream> tls_;
-  std::unique_ptr<H2Upstream> h2_;
-  std::string wire_;  ///< HTTP/2 frames not yet taken by the socket
-  size_t wire_pos_ = 0;
+  H2Carrier* carrier_ = nullptr;  ///< HTTP/2: the connection this exchange is a stream of
+  std::unique_ptr<H2Call> call_;
+  bool secure_scheme_ = false;
   std::string tls_name_;
   std::string upstream_name_;  ///< for the log line of a failed handshake
   http_parser parser_{};

@@ -14,6 +14,7 @@
 #include "client_connection.h"
 #include "http_util.h"
 #include "upstream_connection.h"
+#include "upstream_h2.h"
 
 namespace strangler::proxy {
 namespace {
@@ -73,8 +74,14 @@ Worker::~Worker() {
     delete client;
   }
   for (auto* upstream : upstreams_) {
-    ::close(upstream->fd);
+    if (upstream->fd >= 0) ::close(upstream->fd);
     delete upstream;
+  }
+  for (auto& [key, carriers] : carriers_) {
+    for (auto* carrier : carriers) {
+      ::close(carrier->fd);
+      delete carrier;
+    }
   }
   reap();
   closeLingering(true);
@@ -184,6 +191,12 @@ void Worker::onTick() {
   for (auto* upstream : upstreams) {
     if (!upstream->closed) upstream->checkDeadline(now_);
   }
+  std::vector<H2Carrier*> carriers;
+  for (const auto& [key, pool] : carriers_)
+    carriers.insert(carriers.end(), pool.begin(), pool.end());
+  for (auto* carrier : carriers) {
+    if (!carrier->closed) carrier->checkDeadline(now_);
+  }
   std::vector<ClientConnection*> clients(clients_.begin(), clients_.end());
   for (auto* client : clients) {
     if (!client->closed) client->checkDeadline(now_);
@@ -191,7 +204,15 @@ void Worker::onTick() {
 }
 
 void Worker::flushPending() {
-  while (!flush_soon_.empty()) {  // a flush may queue another (a stream woken by it)
+  while (!flush_soon_.empty() || !carriers_to_flush_.empty()) {
+    // a flush may queue another (a stream woken by it)
+    std::vector<H2Carrier*> carriers;
+    carriers.swap(carriers_to_flush_);
+    std::sort(carriers.begin(), carriers.end());
+    carriers.erase(std::unique(carriers.begin(), carriers.end()), carriers.end());
+    for (auto* carrier : carriers) {
+      if (!carrier->closed) carrier->flush();
+    }
     std::vector<ClientConnection*> connections;
     connections.swap(flush_soon_);
     std::sort(connections.begin(), connections.end());
@@ -333,6 +354,7 @@ UpstreamConnection* Worker::acquire(const std::shared_ptr<EndpointState>& endpoi
     if (h2) own_key += " h2";
   }
   const std::string& pool_key = upstream.tls || h2 ? own_key : endpoint->pool_key;
+  if (h2) return acquireStream(endpoint, upstream, pool_key, reused);
   auto& pool = idle_[pool_key];
   while (!pool.empty()) {
     UpstreamConnection* connection = pool.back();
@@ -355,9 +377,8 @@ UpstreamConnection* Worker::acquire(const std::shared_ptr<EndpointState>& endpoi
   if (upstream.tls) {
     const std::string& server_name = upstream.config->tls->server_name;
     connection->startTls(*upstream.tls, server_name.empty() ? endpoint->address.host : server_name,
-                         upstream.config->name, h2);
+                         upstream.config->name);
   }
-  if (h2) connection->startH2(upstream.tls != nullptr);
   const int rc =
       ::connect(fd, reinterpret_cast<const sockaddr*>(&endpoint->sockaddr), endpoint->sockaddr_len);
   if (rc != 0 && errno != EINPROGRESS) {
@@ -414,9 +435,58 @@ void Worker::closeUpstream(UpstreamConnection* upstream) {
     auto& pool = idle_[upstream->pool_key];
     pool.erase(std::remove(pool.begin(), pool.end(), upstream), pool.end());
   }
-  forget(upstream->fd);
+  upstream->detachCarrier();
+  if (upstream->fd >= 0) forget(upstream->fd);
   upstreams_.erase(upstream);
   graveyard_.push_back(upstream);
+}
+
+UpstreamConnection* Worker::acquireStream(const std::shared_ptr<EndpointState>& endpoint,
+                                          const RuntimeUpstream& upstream,
+                                          const std::string& pool_key, bool& reused) {
+  // A connection with room for another stream, else a new one.
+  auto& pool = carriers_[pool_key];
+  H2Carrier* carrier = nullptr;
+  for (auto* candidate : pool) {
+    if (candidate->usable()) {
+      carrier = candidate;
+      break;
+    }
+  }
+  reused = carrier != nullptr && carrier->established();
+  if (carrier == nullptr) {
+    const int fd =
+        ::socket(endpoint->sockaddr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return nullptr;
+    setNoDelay(fd);
+    carrier = new H2Carrier(*this, endpoint, pool_key, upstream.config->name);
+    carrier->fd = fd;
+    if (upstream.tls) {
+      const std::string& server_name = upstream.config->tls->server_name;
+      carrier->startTls(*upstream.tls, server_name.empty() ? endpoint->address.host : server_name);
+    }
+    if (!carrier->connect(std::chrono::milliseconds(upstream.config->connect_timeout_ms)) ||
+        !add(carrier)) {
+      ::close(fd);
+      delete carrier;
+      return nullptr;
+    }
+    pool.push_back(carrier);
+  }
+  auto* exchange = new UpstreamConnection(*this, endpoint);
+  exchange->startH2(*carrier, upstream.tls != nullptr);
+  exchange->state = UpstreamConnection::State::kBusy;
+  upstreams_.insert(exchange);
+  return exchange;
+}
+
+void Worker::closeCarrier(H2Carrier* carrier) {
+  if (carrier->closed) return;
+  carrier->closed = true;
+  auto& pool = carriers_[carrier->poolKey()];
+  pool.erase(std::remove(pool.begin(), pool.end(), carrier), pool.end());
+  forget(carrier->fd);
+  graveyard_.push_back(carrier);
 }
 
 void Worker::forget(int fd) {

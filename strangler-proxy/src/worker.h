@@ -16,6 +16,7 @@
 namespace strangler::proxy {
 
 class ClientConnection;
+class H2Carrier;
 class UpstreamConnection;
 
 /// Something registered with the loop's epoll set.
@@ -60,16 +61,26 @@ class Worker {
   /// upstream has "tls"); nullptr when no socket could be created. `reused` tells which.
   UpstreamConnection* acquire(const std::shared_ptr<EndpointState>& endpoint,
                               const RuntimeUpstream& upstream, bool& reused);
+  /// An exchange on an HTTP/2 upstream connection (acquire() for "protocol": "h2").
+  UpstreamConnection* acquireStream(const std::shared_ptr<EndpointState>& endpoint,
+                                    const RuntimeUpstream& upstream, const std::string& pool_key,
+                                    bool& reused);
   /// Gives a connection back to its endpoint's idle pool (or closes it).
   void release(UpstreamConnection* connection);
   void closeClient(ClientConnection* client);
   void closeUpstream(UpstreamConnection* upstream);
+  /// Takes an HTTP/2 upstream connection out of its pool and closes it (its calls are failed
+  /// by the carrier itself).
+  void closeCarrier(H2Carrier* carrier);
   /// Keeps track of a client whose request a route's write hold parked / let go.
   void park(ClientConnection* client) { parked_.insert(client); }
   void unpark(ClientConnection* client) { parked_.erase(client); }
   /// An HTTP/2 connection whose streams queued frames: written once this batch of events is
   /// handled (never from inside a stream's own call, which the write could end).
   void flushSoon(ClientConnection* connection) { flush_soon_.push_back(connection); }
+  /// The same for an HTTP/2 upstream connection: the frames of all the streams that had
+  /// something to send in this batch go out together.
+  void flushSoon(H2Carrier* carrier) { carriers_to_flush_.push_back(carrier); }
 
  private:
   /// Accepts what waits on `listen_fd` (the HTTPS one: `tls`).
@@ -103,8 +114,11 @@ class Worker {
   std::unordered_set<ClientConnection*> clients_;
   std::unordered_set<ClientConnection*> parked_;
   std::vector<ClientConnection*> flush_soon_;
+  std::vector<H2Carrier*> carriers_to_flush_;
   std::unordered_set<UpstreamConnection*> upstreams_;
   std::unordered_map<std::string, std::vector<UpstreamConnection*>> idle_;
+  /// HTTP/2 upstream connections, each carrying many exchanges' streams, by pool key.
+  std::unordered_map<std::string, std::vector<H2Carrier*>> carriers_;
   std::vector<Pollable*> graveyard_;
   std::atomic<bool> stop_requested_{false};
   std::atomic<int64_t> grace_ms_{0};

@@ -6,6 +6,7 @@
 // trailers read by an HTTP/1.1 client from a chunked answer.
 #include <gtest/gtest.h>
 
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -56,6 +57,21 @@ struct GrpcPeer {
     return count;
   }
 };
+
+/// Established TCP connections to 127.0.0.1:`port` (ss, from iproute2).
+int connectionsTo(uint16_t port) {
+  const auto listed = runCommand(
+      "/usr/bin/ss", {"-tnH", "state", "established", "dst", "127.0.0.1:" + std::to_string(port)},
+      std::chrono::seconds(10));
+  int count = 0;
+  for (const char c : listed.output)
+    count += c == '\n';
+  return count;
+}
+
+uint16_t portOf(const std::string& address) {
+  return static_cast<uint16_t>(std::stoi(address.substr(address.rfind(':') + 1)));
+}
 
 /// Runs `grpc_peer.py client TARGET args...` and returns its JSON report.
 nlohmann::json runClient(const std::string& target, const std::vector<std::string>& args) {
@@ -145,6 +161,10 @@ TEST_F(GrpcTest, CallsOfEveryKindPassEndToEndThroughACanary) {
   EXPECT_GE(monolith_.calls("Echo"), to_monolith);
   EXPECT_GE(service_.calls("Echo"), to_service);
   EXPECT_EQ(monolith_.calls("Chat") + service_.calls("Chat"), 1);
+  // The calls share HTTP/2 connections (a stream each): 32 at a time fit in one per side and
+  // worker (the proxy runs two).
+  EXPECT_LE(connectionsTo(portOf(monolith_.address)), 2);
+  EXPECT_LE(connectionsTo(portOf(service_.address)), 2);
   // The HTTP/1.1 monolith on the same proxy is untouched by all of it.
   EXPECT_EQ(proxy.get("/api/drivers/1").status, 200);
   // Counted by the protocol the client spoke: 400 + 5 calls over HTTP/2, one HTTP/1.1 GET.
@@ -230,6 +250,68 @@ TEST_F(GrpcTest, AnAnswerWithALengthKeepsTheTrailersItAnnounces) {
                         "http://127.0.0.1:" + std::to_string(proxy.port()) + "/pkg.Svc/Call"});
   EXPECT_NE(h2.output.find("< grpc-status: 0"), std::string::npos) << h2.output;
   EXPECT_NE(h2.output.find("0000hello there!"), std::string::npos) << h2.output;
+}
+
+TEST_F(GrpcTest, AClientThatStopsReadingSlowsOnlyItsOwnStream) {
+  // Two requests on one HTTP/2 upstream connection: a 24 MB answer to a client that does not
+  // read, and small ones meanwhile. The stream's window is given back only as its client takes
+  // the answer, so the proxy holds a bounded part of it and the other streams go on.
+  if (!std::filesystem::exists("/usr/sbin/nghttpd")) GTEST_SKIP() << "nghttpd is not installed";
+  std::filesystem::create_directories(dir_.file("htdocs"));
+  const size_t big = 24u << 20;
+  {
+    std::ofstream out(dir_.file("htdocs/big.bin"), std::ios::binary);
+    for (size_t i = 0; i < big; ++i)
+      out.put(static_cast<char>('a' + i % 26));
+  }
+  std::ofstream(dir_.file("htdocs/small.txt")) << "small";
+  const uint16_t port = strangler::testing::freeLoopbackPort();
+  auto nghttpd = ChildProcess::start(
+      "/usr/sbin/nghttpd",
+      {"--no-tls", "-d", dir_.file("htdocs"), "-a", "127.0.0.1", std::to_string(port)});
+  int probe = -1;
+  for (int i = 0; i < 200 && probe < 0; ++i) {
+    probe = connectLoopback(port, 1);
+    if (probe < 0) std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  ASSERT_GE(probe, 0) << "nghttpd did not come up";
+  ::close(probe);
+  ProxyProcess proxy(grpcConfig(http_monolith_, "127.0.0.1:" + std::to_string(port),
+                                service_.address, {{"stage", "extracted"}}),
+                     kTokenEnv);
+  ASSERT_TRUE(proxy.running());
+  const uint64_t rss_before = peakRss(proxy.process().pid());
+  const int stalled = connectLoopback(proxy.port(), 30);
+  ASSERT_GE(stalled, 0);
+  const std::string request = "GET /big.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  ASSERT_EQ(::send(stalled, request.data(), request.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(request.size()));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // the answer starts, then waits
+  for (int i = 0; i < 20; ++i) {
+    const auto small = proxy.get("/small.txt");
+    ASSERT_EQ(small.status, 200) << "request " << i;
+    ASSERT_EQ(small.body, "small");
+  }
+  // The small ones shared connections with the big one: one per worker (the proxy runs two).
+  EXPECT_LE(connectionsTo(port), 2);
+  // Stopped: the socket buffers, the proxy's 1 MiB for the client and the stream's window; not
+  // the 24 MB.
+  const uint64_t grown = peakRss(proxy.process().pid()) - rss_before;
+  EXPECT_LT(grown, 12u << 20) << grown;
+  // Then read: all of it, in order.
+  std::string answer;
+  char buffer[65536];
+  for (ssize_t n; (n = ::recv(stalled, buffer, sizeof buffer, 0)) > 0;)
+    answer.append(buffer, static_cast<size_t>(n));
+  ::close(stalled);
+  const size_t body = answer.find("\r\n\r\n");
+  ASSERT_NE(body, std::string::npos) << answer.substr(0, 200);
+  ASSERT_EQ(answer.size() - body - 4, big) << answer.substr(0, body);
+  EXPECT_EQ(answer.substr(body + 4, 26), "abcdefghijklmnopqrstuvwxyz");
+  std::string tail;
+  for (size_t i = big - 4; i < big; ++i)
+    tail += static_cast<char>('a' + i % 26);
+  EXPECT_EQ(answer.substr(answer.size() - 4), tail);
 }
 
 TEST_F(GrpcTest, VerifiedTlsToTheServiceAndAClearErrorWithoutHttp2) {

@@ -204,9 +204,7 @@ void UpstreamConnection::sendMore(std::string_view bytes) {
     out_pos_ = 0;
   }
   out_.append(bytes);
-  if (state == State::kBusy) flush();
-  // (HTTP/2: handed to nghttp2 at once, sent as the upstream's window allows)  // connecting:
-  // flushed once connected
+  if (state == State::kBusy) flush();  // connecting: flushed once connected
 }
 
 void UpstreamConnection::flush() {
@@ -325,7 +323,7 @@ void UpstreamConnection::feed(const char* data, size_t length) {
     // Bytes after the response, or a response that ends the connection: do not reuse.
     const bool reusable = error == HPE_PAUSED && parsed == length && request_done_ &&
                           http_should_keep_alive(&parser_) && !worker_.stopping() &&
-                          carrier_ == nullptr;  // an HTTP/2 exchange is one stream, once
+                          call_ == nullptr;  // an HTTP/2 exchange is one stream, once
     if (reusable) {
       http_parser_pause(&parser_, 0);
       worker_.release(this);

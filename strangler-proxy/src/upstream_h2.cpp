@@ -207,6 +207,7 @@ void H2Call::onDataEnd() {
 }
 
 void H2Call::onClosed(uint32_t error_code) {
+  closed_ = true;
   if (answered_ || failure_ != nullptr) return;
   // Refused (REFUSED_STREAM, or past a GOAWAY's last stream): never processed, safe to send
   // again. Anything else: reset.
@@ -333,20 +334,22 @@ void H2Carrier::detach(H2Call& call) {
   if (closed) return;
   const int32_t id = call.streamId();
   if (id <= 0) return;
+  by_stream_.erase(id);
   if (const size_t left = call.takeUnconsumed(); left > 0) consume(id, left);
-  if (nghttp2_session_find_stream(session_, id) != nullptr) {
-    nghttp2_session_set_stream_user_data(session_, id, nullptr);
-    // Still open (the client went away, the exchange timed out): the upstream can stop.
+  // Not closed yet (the client went away, the exchange timed out): the upstream can stop. (A
+  // stream whose HEADERS is still queued is reset as soon as it opens.)
+  if (!call.closedByUpstream())
     nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, id, NGHTTP2_CANCEL);
-  }
   worker_.flushSoon(this);
 }
 
 int32_t H2Carrier::submit(H2Call& call, const std::vector<nghttp2_nv>& nva, bool has_body) {
   nghttp2_data_provider provider{};
   provider.read_callback = &H2Carrier::readBody;
-  return nghttp2_submit_request(session_, nullptr, nva.data(), nva.size(),
-                                has_body ? &provider : nullptr, &call);
+  const int32_t id = nghttp2_submit_request(session_, nullptr, nva.data(), nva.size(),
+                                            has_body ? &provider : nullptr, nullptr);
+  if (id > 0) by_stream_[id] = &call;
+  return id;
 }
 
 void H2Carrier::resume(int32_t stream_id) {
@@ -356,11 +359,12 @@ void H2Carrier::resume(int32_t stream_id) {
 void H2Carrier::consume(int32_t stream_id, size_t bytes) {
   if (nghttp2_session_consume(session_, stream_id, bytes) != 0)
     nghttp2_session_consume_connection(session_, bytes);  // the stream is gone
-  worker_.flushSoon(this);  // the WINDOW_UPDATE
+  worker_.flushSoon(this);                                // the WINDOW_UPDATE
 }
 
 H2Call* H2Carrier::call(int32_t stream_id) {
-  return static_cast<H2Call*>(nghttp2_session_get_stream_user_data(session_, stream_id));
+  const auto found = by_stream_.find(stream_id);
+  return found == by_stream_.end() ? nullptr : found->second;
 }
 
 void H2Carrier::touch(H2Call* call) {
@@ -506,6 +510,7 @@ void H2Carrier::fail(const char* kind) {
   worker_.closeCarrier(this);  // first: a call sent again must not come back here
   const std::vector<H2Call*> calls = calls_;
   calls_.clear();
+  by_stream_.clear();
   touched_.clear();
   for (H2Call* c : calls) {
     c->fail(kind);

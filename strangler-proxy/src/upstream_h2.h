@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "http_util.h"
@@ -66,6 +67,8 @@ class H2Call {
     return left;
   }
   int32_t streamId() const { return stream_id_; }
+  /// The stream was closed (on either side's word): nothing to reset.
+  bool closedByUpstream() const { return closed_; }
 
   // From the carrier's nghttp2 callbacks.
   void onHeader(std::string_view name, std::string_view value);
@@ -114,6 +117,7 @@ class H2Call {
   bool chunked_ = false;
   bool answered_ = false;  ///< the whole answer is in answer_
   bool trailers_dropped_ = false;
+  bool closed_ = false;
   const char* failure_ = nullptr;
 };
 
@@ -183,6 +187,10 @@ class H2Carrier : public Pollable {
   Worker::Clock::time_point connect_deadline_;
   Worker::Clock::time_point idle_since_;
   std::vector<H2Call*> calls_;
+  /// The call of each stream, by id. Its own map, not nghttp2's stream user data: a call can end
+  /// while its HEADERS still waits in nghttp2's queue (no stream yet whose data could be cleared),
+  /// and nghttp2 would then open the stream with a pointer to a call that is gone.
+  std::unordered_map<int32_t, H2Call*> by_stream_;
   std::vector<H2Call*> touched_;  ///< calls with news from the last read
   std::string wire_;              ///< frames not yet taken by the socket
   size_t wire_pos_ = 0;

@@ -73,6 +73,16 @@ uint16_t portOf(const std::string& address) {
   return static_cast<uint16_t>(std::stoi(address.substr(address.rfind(':') + 1)));
 }
 
+/// How many lines of `peer`'s output are `line`.
+int countLines(GrpcPeer& peer, const std::string& line) {
+  const std::string out = peer.process->output();
+  int count = 0;
+  for (size_t at = out.find(line + "\n"); at != std::string::npos;
+       at = out.find(line + "\n", at + 1))
+    ++count;
+  return count;
+}
+
 /// Runs `grpc_peer.py client TARGET args...` and returns its JSON report.
 nlohmann::json runClient(const std::string& target, const std::vector<std::string>& args) {
   std::vector<std::string> argv = {STRANGLER_GRPC_PEER, "client", target};
@@ -312,6 +322,30 @@ TEST_F(GrpcTest, AClientThatStopsReadingSlowsOnlyItsOwnStream) {
   for (size_t i = big - 4; i < big; ++i)
     tail += static_cast<char>('a' + i % 26);
   EXPECT_EQ(answer.substr(answer.size() - 4), tail);
+}
+
+TEST_F(GrpcTest, CancelledCallsResetTheirStreamsAndTheOthersGoOn) {
+  // 200 calls cancelled by their deadline while the service works on them, all at once on the
+  // shared connections: each cancel resets its stream to the service (which sees the call
+  // cancelled), and the calls after them, on the same connections, are all answered.
+  ProxyProcess proxy(
+      grpcConfig(http_monolith_, monolith_.address, service_.address, {{"stage", "extracted"}}),
+      kTokenEnv);
+  ASSERT_TRUE(proxy.running());
+  const auto report =
+      runClient(target(proxy), {"--cancelled", "200", "--calls", "200", "--concurrency", "32"});
+  ASSERT_TRUE(report.is_object());
+  EXPECT_EQ(report["cancelled"], 200) << report.dump();
+  EXPECT_EQ(report["ok"], 200) << report.dump();
+  EXPECT_TRUE(report["errors"].empty()) << report.dump();
+  expectStreamsAndStatus(report);
+  // The service learnt of the cancels (RST_STREAM from the proxy), for the calls it had begun.
+  EXPECT_TRUE(waitFor([&] { return service_.calls("Slow") > 0; }));
+  EXPECT_TRUE(waitFor([&] {
+    return service_.calls("Slow") == countLines(service_, "cancelled Slow");
+  })) << service_.calls("Slow")
+      << " begun, " << countLines(service_, "cancelled Slow") << " seen cancelled";
+  EXPECT_LE(connectionsTo(portOf(service_.address)), 2);
 }
 
 TEST_F(GrpcTest, VerifiedTlsToTheServiceAndAClearErrorWithoutHttp2) {

@@ -8,6 +8,8 @@ Service "strangler.test.Echo":
   Count  (server stream)  b"N" -> b"NAME:0" .. b"NAME:N-1"
   Sum    (client stream)  messages -> b"NAME:COUNT:BYTES"
   Chat   (bidi)           each message -> b"NAME:message", as it arrives
+  Slow   (unary)          waits 0.3 s, then b"NAME:slow"; prints "cancelled Slow" when the
+                          client (or a proxy) cancelled the call meanwhile
 Every call ends with the trailing metadata "x-served-by: NAME".
 
   grpc_peer.py server NAME [--tls CERT KEY]
@@ -18,6 +20,8 @@ Every call ends with the trailing metadata "x-served-by: NAME".
       server stream of 200, a client stream of 100, a bidi chat of 50 (each answer read before the
       next message goes: the two directions interleave), and a failing call. Prints one JSON line:
       {"ok": n, "sides": {NAME: n}, "errors": [...], "stream": [...], "failure": {...}}.
+      --cancelled K first: K Slow calls with a 50 ms deadline, all at once ("cancelled": how many
+      ended DEADLINE_EXCEEDED).
 """
 import argparse
 import concurrent.futures
@@ -25,6 +29,7 @@ import json
 import os
 import sys
 import threading
+import time
 
 import grpc
 
@@ -74,7 +79,16 @@ def serve(args):
         for message in requests:
             yield name + b":" + message
 
+    def slow(request, context):
+        say("call Slow")
+        finish(context)
+        time.sleep(0.3)
+        if not context.is_active():
+            say("cancelled Slow")
+        return name + b":slow"
+
     handler = grpc.method_handlers_generic_handler(SERVICE, {
+        "Slow": grpc.unary_unary_rpc_method_handler(slow, identity, identity),
         "Echo": grpc.unary_unary_rpc_method_handler(echo, identity, identity),
         "Count": grpc.unary_stream_rpc_method_handler(count, identity, identity),
         "Sum": grpc.stream_unary_rpc_method_handler(total, identity, identity),
@@ -115,6 +129,20 @@ def client(args):
     chat = channel.stream_stream(f"/{SERVICE}/Chat", identity, identity)
     report = {"ok": 0, "sides": {}, "errors": []}
     lock = threading.Lock()
+
+    if args.cancelled:
+        slow = channel.unary_unary(f"/{SERVICE}/Slow", identity, identity)
+
+        def cancelled(_):
+            try:
+                slow(b"x", timeout=0.05)
+                return "answered"
+            except grpc.RpcError as error:
+                return error.code().name
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=args.cancelled) as pool:
+            codes = list(pool.map(cancelled, range(args.cancelled)))
+        report["cancelled"] = codes.count("DEADLINE_EXCEEDED")
 
     def record(side=None, error=None):
         with lock:
@@ -209,6 +237,7 @@ def main():
     c.add_argument("--concurrency", type=int, default=16)
     c.add_argument("--cafile")
     c.add_argument("--name", default="localhost")
+    c.add_argument("--cancelled", type=int, default=0)
     args = parser.parse_args()
     if args.mode == "server":
         serve(args)

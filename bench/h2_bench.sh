@@ -48,27 +48,4 @@ for round in $(seq "$rounds"); do
   echo "h2_bench: round $round done" >&2
 done
 
-python3 - "$work" "$rounds" <<'PY'
-import re, statistics, sys
-work, rounds = sys.argv[1], int(sys.argv[2])
-targets = ("nginx", "haproxy", "strangler")
-def parse(path):
-    text = open(path).read()
-    rps = float(re.search(r"finished in [\d.]+\w*, ([\d.]+) req/s", text).group(1))
-    done = re.search(r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed",
-                     text)
-    return rps, int(done.group(4)) if done else 0
-print(f"{'target':<10} {'h2 1x1 req/s':>13} {'h2 8x32 req/s':>14} {'failed':>7}")
-res = {}
-for t in targets:
-    row, failed = [], 0
-    for mode in ("c1", "c8m32"):
-        runs = [parse(f"{work}/{t}-{mode}-{r}.txt") for r in range(1, rounds + 1)]
-        row.append(statistics.median(x[0] for x in runs))
-        failed += sum(x[1] for x in runs)
-    res[t] = row
-    print(f"{t:<10} {row[0]:>13.0f} {row[1]:>14.0f} {failed:>7}")
-for anchor in ("nginx", "haproxy"):
-    s, a = res["strangler"], res[anchor]
-    print(f"ratio strangler/{anchor}: HTTP/2 1x1 {s[0]/a[0]:.2f}, 8x32 {s[1]/a[1]:.2f}")
-PY
+python3 "$root/bench/h2load_table.py" "$work" "$rounds" "req/s" "HTTP/2"

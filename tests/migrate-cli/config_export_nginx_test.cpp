@@ -414,6 +414,49 @@ TEST_F(NginxExportTest, StranglerProxyOnTheSameConfigAgreesOnSpotChecks) {
   }
 }
 
+/// A config with an HTTPS listener (`dir`'s cert.pem and key.pem), `monolith` as the default
+/// upstream and one more upstream `name` (`upstream`) owning `path`, exported to nginx and
+/// started. `nginx` is null when the export failed (the test has failed then).
+struct ExportedNginx {
+  std::unique_ptr<ChildProcess> nginx;
+  uint16_t tls_port = 0;
+  std::string conf;  ///< the exported nginx.conf
+};
+
+ExportedNginx exportWithTlsAndStart(strangler::testing::TempDir& dir, const FakeUpstream& monolith,
+                                    const std::string& name, const json& upstream,
+                                    const std::string& path) {
+  ExportedNginx out;
+  out.tls_port = strangler::testing::freeLoopbackPort();
+  const json config = {
+      {"listen", "127.0.0.1:" + std::to_string(strangler::testing::freeLoopbackPort())},
+      {"tls",
+       {{"listen", "127.0.0.1:" + std::to_string(out.tls_port)},
+        {"cert_file", dir.file("cert.pem")},
+        {"key_file", dir.file("key.pem")}}},
+      {"admin",
+       {{"listen", "127.0.0.1:" + std::to_string(strangler::testing::freeLoopbackPort())}}},
+      {"upstreams", {{"monolith", {{"endpoints", {monolith.address()}}}}, {name, upstream}}},
+      {"default_upstream", "monolith"},
+      {"routes",
+       {{{"name", name}, {"match", {{"path", path}}}, {"target", name}, {"stage", "extracted"}}}}};
+  const std::string config_path = dir.file("strangler.json");
+  std::ofstream(config_path) << config.dump(2);
+  const std::string conf = dir.file("nginx.conf");
+  const auto exported = strangler::testing::runCommand(
+      STRANGLER_CLI_BIN,
+      {"config", "export", "--format", "nginx", "--config", config_path, "--output", conf},
+      std::chrono::seconds(20));
+  EXPECT_EQ(exported.exit_code, 0) << exported.output;
+  if (exported.exit_code != 0) return out;
+  std::ifstream in(conf);
+  out.conf.assign(std::istreambuf_iterator<char>(in), {});
+  const std::string prefix = dir.file("nginx");
+  std::filesystem::create_directories(prefix);
+  out.nginx = ChildProcess::start(kNginx, {"-p", prefix, "-c", conf, "-g", "daemon off;"});
+  return out;
+}
+
 TEST(NginxExportTlsTest, TheHttpsListenerServesAndUpstreamTlsIsVerified) {
   // The "tls" listener becomes an nginx `listen ... ssl http2` with the same certificate (served
   // here: the certificate verifies, the request lands on the monolith), and an
@@ -423,44 +466,18 @@ TEST(NginxExportTlsTest, TheHttpsListenerServesAndUpstreamTlsIsVerified) {
   strangler::testing::TempDir dir("strangler-nginx-export-tls");
   proxy::testing::makeCertificate(dir.file("cert.pem"), dir.file("key.pem"), "127.0.0.1");
   FakeUpstream monolith("monolith");
-  const uint16_t port = strangler::testing::freeLoopbackPort();
-  const uint16_t tls_port = strangler::testing::freeLoopbackPort();
-  const uint16_t admin_port = strangler::testing::freeLoopbackPort();
-  const json config = {
-      {"listen", "127.0.0.1:" + std::to_string(port)},
-      {"tls",
-       {{"listen", "127.0.0.1:" + std::to_string(tls_port)},
-        {"cert_file", dir.file("cert.pem")},
-        {"key_file", dir.file("key.pem")}}},
-      {"admin", {{"listen", "127.0.0.1:" + std::to_string(admin_port)}}},
-      {"upstreams",
-       {{"monolith", {{"endpoints", {monolith.address()}}}},
-        {"secure",
-         {{"endpoints", {"127.0.0.1:9"}},
-          {"tls", {{"ca_file", dir.file("cert.pem")}, {"server_name", "svc.internal"}}}}}}},
-      {"default_upstream", "monolith"},
-      {"routes",
-       {{{"name", "secure"},
-         {"match", {{"path", "/api/secure/**"}}},
-         {"target", "secure"},
-         {"stage", "extracted"}}}}};
-  const std::string config_path = dir.file("strangler.json");
-  std::ofstream(config_path) << config.dump(2);
-  const std::string conf = dir.file("nginx.conf");
-  const auto exported = strangler::testing::runCommand(
-      STRANGLER_CLI_BIN,
-      {"config", "export", "--format", "nginx", "--config", config_path, "--output", conf},
-      std::chrono::seconds(20));
-  ASSERT_EQ(exported.exit_code, 0) << exported.output;
-  std::ifstream in(conf);
-  const std::string text((std::istreambuf_iterator<char>(in)), {});
+  auto exported = exportWithTlsAndStart(
+      dir, monolith, "secure",
+      {{"endpoints", {"127.0.0.1:9"}},
+       {"tls", {{"ca_file", dir.file("cert.pem")}, {"server_name", "svc.internal"}}}},
+      "/api/secure/**");
+  ASSERT_TRUE(exported.nginx);
+  const std::string& text = exported.conf;
   EXPECT_NE(text.find("proxy_ssl_verify on;"), std::string::npos) << text;
   EXPECT_NE(text.find("proxy_ssl_name \"svc.internal\";"), std::string::npos) << text;
   EXPECT_NE(text.find(" ssl http2;"), std::string::npos) << text;
-  const std::string prefix = dir.file("nginx");
-  std::filesystem::create_directories(prefix);
-  auto nginx = ChildProcess::start(kNginx, {"-p", prefix, "-c", conf, "-g", "daemon off;"});
-  const std::string url = "https://127.0.0.1:" + std::to_string(tls_port) + "/api/orders/1";
+  const std::string url =
+      "https://127.0.0.1:" + std::to_string(exported.tls_port) + "/api/orders/1";
   strangler::common::CommandResult answer;
   for (int i = 0; i < 100; ++i) {  // until nginx is up
     // HTTP/1.1: the fake upstream answers with "Upgrade: h2c" (to check that proxies drop it),
@@ -472,7 +489,7 @@ TEST(NginxExportTlsTest, TheHttpsListenerServesAndUpstreamTlsIsVerified) {
   }
   EXPECT_EQ(answer.output.rfind("HTTP/1.1 200", 0), 0u) << answer.output;
   EXPECT_NE(answer.output.find("\"upstream\":\"monolith\""), std::string::npos) << answer.output;
-  nginx->stop(std::chrono::seconds(5));
+  exported.nginx->stop(std::chrono::seconds(5));
 }
 
 TEST(NginxExportTlsTest, GrpcCallsPassThroughTheExportToAnHttp2Upstream) {
@@ -488,48 +505,22 @@ TEST(NginxExportTlsTest, GrpcCallsPassThroughTheExportToAnHttp2Upstream) {
   const auto listening = server->waitForLine("listening on 127.0.0.1:", std::chrono::seconds(20));
   ASSERT_TRUE(listening) << server->output();
   FakeUpstream monolith("monolith");
-  const uint16_t port = strangler::testing::freeLoopbackPort();
-  const uint16_t tls_port = strangler::testing::freeLoopbackPort();
-  const uint16_t admin_port = strangler::testing::freeLoopbackPort();
-  const json config = {
-      {"listen", "127.0.0.1:" + std::to_string(port)},
-      {"tls",
-       {{"listen", "127.0.0.1:" + std::to_string(tls_port)},
-        {"cert_file", dir.file("cert.pem")},
-        {"key_file", dir.file("key.pem")}}},
-      {"admin", {{"listen", "127.0.0.1:" + std::to_string(admin_port)}}},
-      {"upstreams",
-       {{"monolith", {{"endpoints", {monolith.address()}}}},
-        {"echo",
-         {{"endpoints", {listening->substr(listening->find("127.0.0.1:"))}}, {"protocol", "h2"}}}}},
-      {"default_upstream", "monolith"},
-      {"routes",
-       {{{"name", "echo"},
-         {"match", {{"path", "/strangler.test.Echo/**"}}},
-         {"target", "echo"},
-         {"stage", "extracted"}}}}};
-  const std::string config_path = dir.file("strangler.json");
-  std::ofstream(config_path) << config.dump(2);
-  const std::string conf = dir.file("nginx.conf");
-  const auto exported = strangler::testing::runCommand(
-      STRANGLER_CLI_BIN,
-      {"config", "export", "--format", "nginx", "--config", config_path, "--output", conf},
-      std::chrono::seconds(20));
-  ASSERT_EQ(exported.exit_code, 0) << exported.output;
-  const std::string prefix = dir.file("nginx");
-  std::filesystem::create_directories(prefix);
-  auto nginx = ChildProcess::start(kNginx, {"-p", prefix, "-c", conf, "-g", "daemon off;"});
+  auto exported = exportWithTlsAndStart(
+      dir, monolith, "echo",
+      {{"endpoints", {listening->substr(listening->find("127.0.0.1:"))}}, {"protocol", "h2"}},
+      "/strangler.test.Echo/**");
+  ASSERT_TRUE(exported.nginx);
   int probe = -1;
   for (int i = 0; i < 200 && probe < 0; ++i) {  // until nginx is up
-    probe = proxy::testing::connectLoopback(tls_port, 1);
+    probe = proxy::testing::connectLoopback(exported.tls_port, 1);
     if (probe < 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   ASSERT_GE(probe, 0) << "nginx did not come up";
   ::close(probe);
   const auto run = strangler::testing::runCommand(
       STRANGLER_SYSTEM_PYTHON3,
-      {STRANGLER_GRPC_PEER, "client", "127.0.0.1:" + std::to_string(tls_port), "--calls", "100",
-       "--cafile", dir.file("cert.pem"), "--name", "localhost"},
+      {STRANGLER_GRPC_PEER, "client", "127.0.0.1:" + std::to_string(exported.tls_port), "--calls",
+       "100", "--cafile", dir.file("cert.pem"), "--name", "localhost"},
       std::chrono::seconds(120));
   ASSERT_EQ(run.exit_code, 0) << run.output;
   const size_t line = run.output.rfind("\n{");
@@ -542,7 +533,7 @@ TEST(NginxExportTlsTest, GrpcCallsPassThroughTheExportToAnHttp2Upstream) {
   EXPECT_EQ(report["stream"], 200) << report.dump();
   EXPECT_EQ(report["chat"], 50) << report.dump();
   EXPECT_EQ(report["failure"]["code"], "INVALID_ARGUMENT") << report.dump();
-  nginx->stop(std::chrono::seconds(5));
+  exported.nginx->stop(std::chrono::seconds(5));
 }
 
 TEST(ConfigExportCliTest, RefusesBadConfigsAndReportsUsageErrors) {

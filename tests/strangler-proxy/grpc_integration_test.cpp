@@ -143,6 +143,23 @@ class GrpcTest : public ::testing::Test {
     service_ = GrpcPeer::start({"service"});
   }
 
+  /// nghttpd (Debian's nghttp2-server) in clear text serving dir_/htdocs with `args`; its port,
+  /// 0 when it did not come up.
+  uint16_t startNghttpd(std::unique_ptr<ChildProcess>& process, std::vector<std::string> args) {
+    const uint16_t port = strangler::testing::freeLoopbackPort();
+    args.insert(args.begin(), {"--no-tls", "-d", dir_.file("htdocs")});
+    args.insert(args.end(), {"-a", "127.0.0.1", std::to_string(port)});
+    process = ChildProcess::start("/usr/sbin/nghttpd", args);
+    for (int i = 0; i < 200; ++i) {
+      if (const int probe = connectLoopback(port, 1); probe >= 0) {
+        ::close(probe);
+        return port;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+    return 0;
+  }
+
   TempDir dir_{"strangler-grpc-test"};
   FakeUpstream http_monolith_{"monolith"};
   GrpcPeer monolith_, service_;
@@ -231,17 +248,9 @@ TEST_F(GrpcTest, AnAnswerWithALengthKeepsTheTrailersItAnnounces) {
   if (!std::filesystem::exists("/usr/sbin/nghttpd")) GTEST_SKIP() << "nghttpd is not installed";
   std::filesystem::create_directories(dir_.file("htdocs/pkg.Svc"));
   std::ofstream(dir_.file("htdocs/pkg.Svc/Call")) << "0000hello there!";
-  const uint16_t port = strangler::testing::freeLoopbackPort();
-  auto nghttpd = ChildProcess::start(
-      "/usr/sbin/nghttpd", {"--no-tls", "-d", dir_.file("htdocs"), "--trailer", "grpc-status: 0",
-                            "-a", "127.0.0.1", std::to_string(port)});
-  int probe = -1;
-  for (int i = 0; i < 200 && probe < 0; ++i) {
-    probe = connectLoopback(port, 1);
-    if (probe < 0) std::this_thread::sleep_for(std::chrono::milliseconds(25));
-  }
-  ASSERT_GE(probe, 0) << "nghttpd did not come up";
-  ::close(probe);
+  std::unique_ptr<ChildProcess> nghttpd;
+  const uint16_t port = startNghttpd(nghttpd, {"--trailer", "grpc-status: 0"});
+  ASSERT_NE(port, 0) << "nghttpd did not come up";
   // nghttpd as the monolith's gRPC side: /pkg.Svc/Call matches no route.
   ProxyProcess proxy(grpcConfig(http_monolith_, "127.0.0.1:" + std::to_string(port),
                                 service_.address, {{"stage", "extracted"}}),
@@ -275,17 +284,9 @@ TEST_F(GrpcTest, AClientThatStopsReadingSlowsOnlyItsOwnStream) {
       out.put(static_cast<char>('a' + i % 26));
   }
   std::ofstream(dir_.file("htdocs/small.txt")) << "small";
-  const uint16_t port = strangler::testing::freeLoopbackPort();
-  auto nghttpd = ChildProcess::start(
-      "/usr/sbin/nghttpd",
-      {"--no-tls", "-d", dir_.file("htdocs"), "-a", "127.0.0.1", std::to_string(port)});
-  int probe = -1;
-  for (int i = 0; i < 200 && probe < 0; ++i) {
-    probe = connectLoopback(port, 1);
-    if (probe < 0) std::this_thread::sleep_for(std::chrono::milliseconds(25));
-  }
-  ASSERT_GE(probe, 0) << "nghttpd did not come up";
-  ::close(probe);
+  std::unique_ptr<ChildProcess> nghttpd;
+  const uint16_t port = startNghttpd(nghttpd, {});
+  ASSERT_NE(port, 0) << "nghttpd did not come up";
   ProxyProcess proxy(grpcConfig(http_monolith_, "127.0.0.1:" + std::to_string(port),
                                 service_.address, {{"stage", "extracted"}}),
                      kTokenEnv);

@@ -12,7 +12,9 @@ namespace strangler::fuzz {
 /// Every route's upstream is `upstream` ("HOST:PORT"). Small limits, so a few KiB of input reach
 /// every branch: bodies kept whole or streamed (past a route's shadow.max_body_bytes), 413, 431,
 /// fallback, rewrite, X-Forwarded-* from a trusted peer, and with `shadow_route` a shadow copy.
-inline nlohmann::json requestPathConfig(const std::string& upstream, bool shadow_route) {
+/// With `h2_upstream` ("HOST:PORT"), /g/** goes there over HTTP/2 ("protocol": "h2").
+inline nlohmann::json requestPathConfig(const std::string& upstream, bool shadow_route,
+                                        const std::string& h2_upstream = "") {
   const nlohmann::json endpoint = {
       {"endpoints", {upstream}}, {"timeout_ms", 1000}, {"connect_timeout_ms", 500}};
   nlohmann::json routes = {{{"name", "moved"},
@@ -35,9 +37,20 @@ inline nlohmann::json requestPathConfig(const std::string& upstream, bool shadow
                       {"stage", "shadow"},
                       {"shadow", {{"unsafe_methods", true}, {"max_body_bytes", 256}}}});
   }
+  nlohmann::json upstreams = {{"monolith", endpoint}, {"service", endpoint}};
+  if (!h2_upstream.empty()) {
+    upstreams["grpc"] = {{"endpoints", {h2_upstream}},
+                         {"timeout_ms", 1000},
+                         {"connect_timeout_ms", 500},
+                         {"protocol", "h2"}};
+    routes.push_back({{"name", "grpc"},
+                      {"match", {{"path", "/g/**"}}},
+                      {"target", "grpc"},
+                      {"stage", "extracted"}});
+  }
   return {{"listen", "127.0.0.1:0"},
           {"trusted_proxies", {"127.0.0.1"}},
-          {"upstreams", {{"monolith", endpoint}, {"service", endpoint}}},
+          {"upstreams", upstreams},
           {"default_upstream", "monolith"},
           {"limits",
            {{"max_header_bytes", 2048},

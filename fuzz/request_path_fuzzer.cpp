@@ -1,7 +1,9 @@
 // libFuzzer: the proxy's request path end to end. The real data path (one worker's event loop,
 // ClientConnection and UpstreamConnection, http_parser) serves a loopback port in this process,
 // in front of a raw upstream that answers whatever the input says, byte for byte. An input is
-// the bytes a client sends, optionally followed by kUpstreamMark and the upstream's answer.
+// the bytes a client sends, optionally followed by kUpstreamMark and the upstream's answer. The
+// route /g/** goes to a second raw upstream with "protocol": "h2": there the answer's bytes are
+// the upstream's HTTP/2 frames (whatever the proxy sent), so the HTTP/2 client side is fuzzed too.
 //
 // Each input is checked against what must hold whatever the bytes:
 //   1. everything the upstream receives parses as HTTP/1.1 requests (http_parser, strict), each
@@ -94,7 +96,9 @@ void setTimeout(int fd, int seconds) {
 /// answers it with the input's bytes and closes.
 class RawUpstream {
  public:
-  RawUpstream() {
+  /// `framed`: the proxy speaks HTTP/1.1 to it (its requests are framed and checked); else
+  /// HTTP/2 (the first bytes that arrive are taken as the request, not checked).
+  explicit RawUpstream(bool framed = true) : framed_(framed) {
     listen_fd_ = listenLoopback(port_);
     thread_ = std::thread([this] { run(); });
   }
@@ -146,6 +150,10 @@ class RawUpstream {
     for (;;) {
       const ssize_t n = ::recv(fd, buffer, sizeof buffer, 0);
       if (n <= 0) return;  // the proxy closed (or went silent): nothing to answer
+      if (!framed_) {
+        answerRaw(fd);
+        return;
+      }
       if (!framer.feed(std::string_view(buffer, static_cast<size_t>(n)))) {
         std::lock_guard lock(mutex_);
         malformed_ = framer.error();
@@ -182,6 +190,28 @@ class RawUpstream {
     }
   }
 
+  /// HTTP/2: the input's bytes as the answer, then whatever the proxy says until it is quiet.
+  void answerRaw(int fd) {
+    std::string answer;
+    {
+      std::lock_guard lock(mutex_);
+      answer = answer_;
+    }
+    size_t sent = 0;
+    while (sent < answer.size()) {
+      const ssize_t w = ::send(fd, answer.data() + sent, answer.size() - sent, MSG_NOSIGNAL);
+      if (w <= 0) return;
+      sent += static_cast<size_t>(w);
+    }
+    ::shutdown(fd, SHUT_WR);
+    char buffer[16384];
+    for (;;) {
+      pollfd ready{fd, POLLIN, 0};
+      if (::poll(&ready, 1, 100) <= 0) return;
+      if (::recv(fd, buffer, sizeof buffer, 0) <= 0) return;
+    }
+  }
+
   void record(Framer& framer) {
     std::lock_guard lock(mutex_);
     for (auto& message : framer.messages)
@@ -189,6 +219,7 @@ class RawUpstream {
     framer.messages.clear();
   }
 
+  bool framed_ = true;
   int listen_fd_ = -1;
   uint16_t port_ = 0;
   std::thread thread_;
@@ -211,6 +242,7 @@ class TakingShadowSink : public strangler::proxy::ShadowSink {
 
 struct Proxy {
   RawUpstream upstream;
+  RawUpstream h2_upstream{false};
   strangler::proxy::UpstreamRegistry registry;
   std::shared_ptr<strangler::proxy::ProxyShared> shared;
   std::unique_ptr<strangler::proxy::ProxyServer> server;
@@ -228,7 +260,8 @@ Proxy& proxy() {
     pthread_sigmask(SIG_BLOCK, &alarm, &before);
     auto* p = new Proxy;
     const std::string at = "127.0.0.1:" + std::to_string(p->upstream.port());
-    const nlohmann::json config = strangler::fuzz::requestPathConfig(at, true);
+    const nlohmann::json config = strangler::fuzz::requestPathConfig(
+        at, true, "127.0.0.1:" + std::to_string(p->h2_upstream.port()));
     auto parsed = strangler::proxy::ProxyConfig::create(config);
     if (!parsed) fail("the harness config is refused: " + parsed.error().message);
     auto holds = std::make_shared<strangler::proxy::RouteHolds>(1);
@@ -306,13 +339,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     answer = std::string(input.substr(mark + kUpstreamMark.size()));
   }
   p.upstream.prepare(answer);
+  p.h2_upstream.prepare(answer);
 
   // What a client-side parser frames from the bytes: the requests the client sent.
   Framer sent(HTTP_REQUEST);
   sent.feed(request);
 
   const std::string reply = exchange(p.port, request);
-  if (!p.upstream.settle(std::chrono::seconds(5)))
+  if (!p.upstream.settle(std::chrono::seconds(5)) || !p.h2_upstream.settle(std::chrono::seconds(5)))
     fail("an upstream connection is still open 5 s after the client's exchange");
 
   // 1. What reached the upstream is well framed.

@@ -541,6 +541,16 @@ std::string renderMetrics(ProxyApp& app) {
           << outcome << "\"} " << count << "\n";
     }
   }
+  out << "# HELP strangler_proxy_shadow_dropped_total Shadow copies not sent, by route and reason "
+         "(queue_full, queue_bytes, max_inflight, max_rate, stopping).\n"
+      << "# TYPE strangler_proxy_shadow_dropped_total counter\n";
+  for (const auto& route : runtime->config->routes) {
+    if (route.target.empty()) continue;
+    for (const auto& [reason, count] : app.shared().shadow->counters(route.name).dropped_by) {
+      out << "strangler_proxy_shadow_dropped_total{route=\"" << label(route.name) << "\",reason=\""
+          << label(reason) << "\"} " << count << "\n";
+    }
+  }
   out << "# HELP strangler_proxy_shadow_mismatches_total Shadow responses that differed from the "
          "monolith's.\n"
       << "# TYPE strangler_proxy_shadow_mismatches_total counter\n";

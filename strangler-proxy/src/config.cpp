@@ -392,12 +392,26 @@ void readRoute(Checker& check, const json& value, const std::string& path, Proxy
     if (check.isObject(shadow, path + ".shadow")) {
       check.onlyKeys(shadow, path + ".shadow",
                      {"ignore", "sample", "unsafe_methods", "acl", "noise_filter", "headers",
-                      "max_body_bytes"});
+                      "max_body_bytes", "max_inflight", "max_rate"});
       ShadowConfig config_shadow;
       if (shadow.contains("max_body_bytes")) {
         if (auto n = check.integer(shadow["max_body_bytes"], path + ".shadow.max_body_bytes", 0,
                                    64 << 20))
           config_shadow.max_body_bytes = *n;
+      }
+      if (shadow.contains("max_inflight")) {
+        if (auto n =
+                check.integer(shadow["max_inflight"], path + ".shadow.max_inflight", 0, 1'000'000))
+          config_shadow.max_inflight = static_cast<int>(*n);
+      }
+      if (shadow.contains("max_rate")) {
+        const auto& rate = shadow["max_rate"];
+        if (!rate.is_number() || rate.get<double>() < 0.0 || rate.get<double>() > 1e6) {
+          check.fail(path + ".shadow.max_rate",
+                     describe(rate) + " is not a number of copies per second in 0..1000000");
+        } else {
+          config_shadow.max_rate = rate.get<double>();
+        }
       }
       if (shadow.contains("ignore")) {
         const auto& ignore = shadow["ignore"];
@@ -949,6 +963,8 @@ nlohmann::json ProxyConfig::toJson() const {
       if (route.shadow->noise_filter) r["shadow"]["noise_filter"] = true;
       if (route.shadow->max_body_bytes != kDefaultKeptBodyBytes)
         r["shadow"]["max_body_bytes"] = route.shadow->max_body_bytes;
+      if (route.shadow->max_inflight > 0) r["shadow"]["max_inflight"] = route.shadow->max_inflight;
+      if (route.shadow->max_rate > 0) r["shadow"]["max_rate"] = route.shadow->max_rate;
       if (route.shadow->headers != std::vector<std::string>{"Content-Type"})
         r["shadow"]["headers"] = route.shadow->headers;
     }

@@ -63,8 +63,8 @@ size_t ShadowRequest::bytes() const {
 json ShadowCounters::toJson() const {
   return {{"compared", compared},           {"matched", matched},
           {"mismatched", mismatched},       {"dropped", dropped},
-          {"too_large", too_large},         {"target_errors", target_errors},
-          {"mismatch_rate", mismatchRate()}};
+          {"dropped_by", dropped_by},       {"too_large", too_large},
+          {"target_errors", target_errors}, {"mismatch_rate", mismatchRate()}};
 }
 
 /// One replay thread's HTTP clients: a kept-alive session per endpoint.
@@ -176,13 +176,44 @@ void ShadowComparator::stop() {
 
 bool ShadowComparator::offer(ShadowRequest request) {
   request.queued_bytes = request.bytes();
+  const ShadowConfig* budget = request.route->shadow ? &*request.route->shadow : nullptr;
   {
     std::lock_guard lock(mutex_);
-    if (stopping_ || queue_.size() >= limits_.queue ||
-        queue_bytes_ + request.queued_bytes > limits_.queue_bytes) {
-      ++routes_[request.route->name].counters.dropped;  // the route's state only on a drop
+    RouteState& state = routes_[request.route->name];
+    const char* reason = nullptr;
+    if (stopping_) {
+      reason = "stopping";
+    } else if (queue_.size() >= limits_.queue) {
+      reason = "queue_full";
+    } else if (queue_bytes_ + request.queued_bytes > limits_.queue_bytes) {
+      reason = "queue_bytes";
+    } else if (budget != nullptr && budget->max_inflight > 0 &&
+               state.inflight >= budget->max_inflight) {
+      reason = "max_inflight";
+    } else if (budget != nullptr && budget->max_rate > 0) {
+      // A token bucket holding one second of copies: bursts up to the rate, then the rate.
+      const auto now = std::chrono::steady_clock::now();
+      if (state.refilled == std::chrono::steady_clock::time_point{}) {
+        state.tokens = budget->max_rate;
+      } else {
+        state.tokens = std::min(
+            budget->max_rate,
+            state.tokens +
+                budget->max_rate * std::chrono::duration<double>(now - state.refilled).count());
+      }
+      state.refilled = now;
+      if (state.tokens < 1.0) {
+        reason = "max_rate";
+      } else {
+        state.tokens -= 1.0;
+      }
+    }
+    if (reason != nullptr) {
+      ++state.counters.dropped;
+      ++state.counters.dropped_by[reason];
       return false;
     }
+    ++state.inflight;
     queue_bytes_ += request.queued_bytes;
     queue_.push_back(std::move(request));
     // Busy replayers take the next copy without a wake-up: no futex call on the loop's path.
@@ -239,6 +270,8 @@ void ShadowComparator::run() {
       queue_bytes_ -= std::min(queue_bytes_, job->queued_bytes);
     }
     process(*job, replayer);
+    std::lock_guard lock(mutex_);
+    --routes_[job->route->name].inflight;
   }
 }
 

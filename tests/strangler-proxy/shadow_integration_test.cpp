@@ -7,8 +7,10 @@
 #include <chrono>
 #include <fstream>
 #include <thread>
+#include <vector>
 
 #include "proxy_harness.h"
+#include "strangler/proxy/config.h"
 
 namespace strangler::proxy::testing {
 namespace {
@@ -284,6 +286,11 @@ TEST_F(ShadowTest, ABurstAgainstASlowTargetIsDroppedNotQueuedWithoutBound) {
   const json counters = proxy.admin("GET", "/diffs?route=drivers").json()["counters"];
   // 400 copies of ~64 KiB against a target taking 300 ms each: almost all are dropped.
   EXPECT_GT(counters["dropped"].get<uint64_t>(), 300u) << counters.dump();
+  // Every drop says why: here the proxy-wide queue (16 copies, or its bytes).
+  const json& by = counters["dropped_by"];
+  EXPECT_EQ(by.value("queue_full", uint64_t{0}) + by.value("queue_bytes", uint64_t{0}),
+            counters["dropped"].get<uint64_t>())
+      << counters.dump();
   // Resident memory stays bounded: 16 queued copies of ~128 KiB, not 400 (~50 MiB).
   std::ifstream status("/proc/" + std::to_string(proxy.process().pid()) + "/status");
   uint64_t rss_kib = 0;
@@ -292,6 +299,78 @@ TEST_F(ShadowTest, ABurstAgainstASlowTargetIsDroppedNotQueuedWithoutBound) {
   }
   EXPECT_GT(rss_kib, 0u);
   EXPECT_LT(rss_kib, 40u * 1024) << "proxy RSS " << rss_kib << " KiB";
+}
+
+/// Every copy offered is either compared (or failed, or too large) or dropped with a reason.
+uint64_t accounted(const json& c) {
+  return c["compared"].get<uint64_t>() + c["target_errors"].get<uint64_t>() +
+         c["too_large"].get<uint64_t>() + c["dropped"].get<uint64_t>();
+}
+
+uint64_t sumOf(const json& object) {
+  uint64_t sum = 0;
+  for (const auto& [key, value] : object.items())
+    sum += value.get<uint64_t>();
+  return sum;
+}
+
+TEST_F(ShadowTest, ARouteOverItsRateBudgetDropsCopiesAndSaysWhy) {
+  ProxyProcess proxy(config({{"max_rate", 5}}));
+  ASSERT_TRUE(proxy.running());
+  for (int i = 0; i < 60; ++i)
+    ASSERT_EQ(proxy.get("/api/drivers/" + std::to_string(i)).status, 200);
+  const json counters =
+      waitDiffs(proxy, [](const json& c) { return accounted(c) >= 60; })["counters"];
+  ASSERT_EQ(accounted(counters), 60u) << counters.dump();
+  // At most a second's worth (5) plus what the bucket refilled while 60 requests ran.
+  const uint64_t over = counters["dropped_by"].value("max_rate", uint64_t{0});
+  EXPECT_GE(over, 30u) << counters.dump();
+  EXPECT_EQ(sumOf(counters["dropped_by"]), counters["dropped"].get<uint64_t>());
+  EXPECT_EQ(counters["compared"].get<uint64_t>(), 60u - over) << counters.dump();
+  EXPECT_EQ(metricValue(proxy,
+                        "strangler_proxy_shadow_dropped_total{route=\"drivers\","
+                        "reason=\"max_rate\"}"),
+            static_cast<double>(over));
+}
+
+TEST_F(ShadowTest, ARouteAtItsInflightBudgetDropsCopiesAndSaysWhy) {
+  service_.delay_ms = 200;
+  ProxyProcess proxy(config({{"max_inflight", 2}}));
+  ASSERT_TRUE(proxy.running());
+  std::atomic<int> failures{0};
+  std::vector<std::thread> clients;
+  for (int t = 0; t < 8; ++t) {
+    clients.emplace_back([&] {
+      for (int i = 0; i < 5; ++i) {
+        if (proxy.get("/api/drivers/7").status != 200) ++failures;
+      }
+    });
+  }
+  for (auto& client : clients)
+    client.join();
+  EXPECT_EQ(failures, 0);
+  const json counters =
+      waitDiffs(proxy, [](const json& c) { return accounted(c) >= 40; })["counters"];
+  ASSERT_EQ(accounted(counters), 40u) << counters.dump();
+  EXPECT_GT(counters["dropped_by"].value("max_inflight", uint64_t{0}), 0u) << counters.dump();
+  EXPECT_EQ(sumOf(counters["dropped_by"]), counters["dropped"].get<uint64_t>());
+  EXPECT_GE(counters["compared"].get<uint64_t>(), 2u) << counters.dump();
+}
+
+TEST_F(ShadowTest, ShadowBudgetsAreValidated) {
+  json bad = config({{"max_rate", -1}});
+  auto parsed = ProxyConfig::create(bad);
+  ASSERT_FALSE(parsed.ok());
+  EXPECT_NE(parsed.error().message.find("routes[0].shadow.max_rate"), std::string::npos)
+      << parsed.error().message;
+  parsed = ProxyConfig::create(config({{"max_inflight", "two"}}));
+  ASSERT_FALSE(parsed.ok());
+  EXPECT_NE(parsed.error().message.find("routes[0].shadow.max_inflight"), std::string::npos)
+      << parsed.error().message;
+  parsed = ProxyConfig::create(config({{"max_inflight", 3}, {"max_rate", 2.5}}));
+  ASSERT_TRUE(parsed.ok()) << parsed.error().message;
+  EXPECT_EQ(parsed->routes[0].shadow->max_inflight, 3);
+  EXPECT_EQ(parsed->routes[0].shadow->max_rate, 2.5);
 }
 
 TEST_F(ShadowTest, DiffsOfAnUnknownRouteAre404) {

@@ -78,6 +78,10 @@ struct ShadowConfig {
   /// A request body up to this is kept (read whole before the request goes on) for a shadow
   /// copy, a fallback or a retry; a larger one streams and gets none of them.
   int64_t max_body_bytes = kDefaultKeptBodyBytes;
+  /// Budgets (0: none): copies of this route queued or being replayed at once, and copies
+  /// started per second. A copy past either is dropped and counted with its reason.
+  int max_inflight = 0;
+  double max_rate = 0;
 };
 
 /// One step of a route's migration plan: a stage, with the percent for canary steps.

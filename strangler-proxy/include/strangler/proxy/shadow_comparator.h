@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -47,6 +48,9 @@ class ShadowComparator : public ShadowSink {
  private:
   struct RouteState {
     ShadowCounters counters;
+    int inflight = 0;   ///< copies queued or being replayed
+    double tokens = 0;  ///< shadow.max_rate's bucket
+    std::chrono::steady_clock::time_point refilled;
     std::deque<nlohmann::json> diffs;  ///< newest first
   };
   class Replayer;

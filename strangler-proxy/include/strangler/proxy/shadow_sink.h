@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -39,10 +40,13 @@ struct ShadowRequest {
 
 /// Shadow figures of one route since the proxy started.
 struct ShadowCounters {
-  uint64_t compared = 0;       ///< answers of both sides compared
-  uint64_t matched = 0;        ///< compared and equal (after ignore and noise)
-  uint64_t mismatched = 0;     ///< compared and different
-  uint64_t dropped = 0;        ///< not sent: the queue was full (the client is never slowed)
+  uint64_t compared = 0;    ///< answers of both sides compared
+  uint64_t matched = 0;     ///< compared and equal (after ignore and noise)
+  uint64_t mismatched = 0;  ///< compared and different
+  uint64_t dropped = 0;     ///< not sent (the client is never slowed): the sum of dropped_by
+  /// Drops by reason: "queue_full" and "queue_bytes" (the proxy-wide queue), "max_inflight" and
+  /// "max_rate" (the route's budgets), "stopping". Never by chance: the sample is not a drop.
+  std::map<std::string, uint64_t> dropped_by;
   uint64_t too_large = 0;      ///< not compared: an answer exceeded the capture limit
   uint64_t target_errors = 0;  ///< the target failed (connect, timeout, 5xx)
 

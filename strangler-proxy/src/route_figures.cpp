@@ -61,6 +61,12 @@ RouteFigures RouteFigures::minus(const RouteFigures& earlier) const {
   out.shadow.matched = sub(shadow.matched, earlier.shadow.matched);
   out.shadow.mismatched = sub(shadow.mismatched, earlier.shadow.mismatched);
   out.shadow.dropped = sub(shadow.dropped, earlier.shadow.dropped);
+  for (const auto& [reason, count] : shadow.dropped_by) {
+    const auto before = earlier.shadow.dropped_by.find(reason);
+    const uint64_t left =
+        sub(count, before == earlier.shadow.dropped_by.end() ? uint64_t{0} : before->second);
+    if (left > 0) out.shadow.dropped_by[reason] = left;
+  }
   out.shadow.too_large = sub(shadow.too_large, earlier.shadow.too_large);
   out.shadow.target_errors = sub(shadow.target_errors, earlier.shadow.target_errors);
   return out;

@@ -576,6 +576,20 @@ void registerRouteCommands(CLI::App& app, GlobalOptions& global, Action& action)
                         side("monolith", "p99_ms"), side("target", "p99_ms"),
                         compared > 0 ? r["shadow"].value("mismatch_rate", 0.0) * 100.0 : 0.0);
           std::cout << line;
+          // The shadow's sample as it was: compared, and every copy dropped with its reason.
+          const double dropped = r.contains("shadow") ? r["shadow"].value("dropped", 0.0) : 0;
+          if (compared > 0 || dropped > 0) {
+            std::string reasons;
+            const nlohmann::json by = r["shadow"].value("dropped_by", nlohmann::json::object());
+            for (const auto& [reason, count] : by.items()) {
+              reasons += (reasons.empty() ? " (" : ", ") + reason + " " + count.dump();
+            }
+            if (!reasons.empty()) reasons += ")";
+            std::cout << "    shadow: " << static_cast<long long>(compared) << " compared, "
+                      << static_cast<long long>(r["shadow"].value("mismatched", 0.0))
+                      << " mismatched, " << static_cast<long long>(dropped) << " dropped" << reasons
+                      << "\n";
+          }
         }
       } else {
         std::cout << "\nproxy not reachable at " << admin << ": " << live.error().message << "\n";

@@ -231,5 +231,44 @@ TEST_F(RoutesCliTest, AdminReloadReachesTheRunningProxy) {
   EXPECT_FALSE(json::parse(status.output)["proxy"].is_null());
 }
 
+TEST_F(RoutesCliTest, StatusShowsTheShadowSampleWithEveryDropAndItsReason) {
+  // The monolith here is the proxy's own admin API (any answer will do: copies are offered after
+  // the client's answer); a budget of one copy a second drops the rest of a burst, by name.
+  const uint16_t admin_port = strangler::testing::freeLoopbackPort();
+  const std::string admin_address = "127.0.0.1:" + std::to_string(admin_port);
+  std::ofstream(config_) << json{
+      {"listen", "127.0.0.1:0"},
+      {"admin", {{"listen", admin_address}}},
+      {"upstreams",
+       {{"monolith", {{"endpoints", {admin_address}}, {"timeout_ms", 500}}},
+        {"driver-service", {{"endpoints", {"127.0.0.1:9"}}, {"timeout_ms", 500}}}}},
+      {"default_upstream", "monolith"},
+      {"routes",
+       {{{"name", "drivers"},
+         {"match", {{"path", "/api/drivers/**"}}},
+         {"target", "driver-service"},
+         {"stage", "shadow"},
+         {"shadow",
+          {{"max_rate", 1}}}}}}}.dump();
+  auto proxy = strangler::testing::ChildProcess::start(STRANGLER_PROXY_BIN,
+                                                       {"--config", config_, "--workers", "1"});
+  const auto line = proxy->waitForLine("listening on http://", std::chrono::seconds(20));
+  ASSERT_TRUE(line) << proxy->output();
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(*line, m, std::regex(R"(listening on http://127\.0\.0\.1:(\d+))")));
+  const auto port = static_cast<uint16_t>(std::stoi(m[1].str()));
+  for (int i = 0; i < 10; ++i)
+    strangler::testing::httpRequest("127.0.0.1", port, "GET", "/api/drivers/" + std::to_string(i));
+  std::string output;
+  for (int i = 0; i < 100; ++i) {  // until the one copy let through has failed on the target
+    output = cli({"--admin", "http://" + admin_address, "status"}).output;
+    if (output.find("max_rate 9") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_NE(output.find("    shadow: 0 compared, 0 mismatched, 9 dropped (max_rate 9)"),
+            std::string::npos)
+      << output;
+}
+
 }  // namespace
 }  // namespace strangler::cli

@@ -457,8 +457,7 @@ void NginxWriter::variables() {
   line("\"\" \"\";");
   close();
   line();
-  line("# strangler-proxy's idempotent methods: the only ones that fall back or are shadowed");
-  line("# by default.");
+  line("# strangler-proxy's idempotent methods: the only ones that fall back.");
   open("map $request_method $strangler_idempotent");
   for (const char* m : kKnownMethods) {
     if (idempotentName(m)) line(std::string(m) + " 1;");
@@ -466,9 +465,14 @@ void NginxWriter::variables() {
   line("default 0;");
   close();
   line();
-  if (std::any_of(config_.routes.begin(), config_.routes.end(), carriesData)) {
-    line("# strangler-proxy's safe methods: on a route that carries data, the only ones split by");
-    line("# a canary, shadowed or falling back; the others go to the side that owns the data.");
+  const auto copiesSafeOnly = [](const RouteConfig& r) {
+    return r.stage == Stage::kShadow && !(r.shadow && r.shadow->unsafe_methods);
+  };
+  if (std::any_of(config_.routes.begin(), config_.routes.end(), carriesData) ||
+      std::any_of(config_.routes.begin(), config_.routes.end(), copiesSafeOnly)) {
+    line("# strangler-proxy's safe methods: the only ones shadowed (unless a route allows unsafe");
+    line("# ones), and on a route that carries data the only ones split by a canary or falling");
+    line("# back; the others go to the side that owns the data.");
     open("map $request_method $strangler_safe");
     for (const char* m : kKnownMethods) {
       if (proxy::isSafe(m)) line(std::string(m) + " 1;");
@@ -941,7 +945,7 @@ void NginxWriter::shadowLocations() {
       line("# data the sync owns on the target's side), whatever shadow.unsafe_methods says.");
       line("if ($strangler_safe = 0) { return 204; }");
     } else if (!route.shadow || !route.shadow->unsafe_methods) {
-      line("if ($strangler_idempotent = 0) { return 204; }");
+      line("if ($strangler_safe = 0) { return 204; }");  // a copied PUT or DELETE writes
     }
     if (route.shadow && route.shadow->sample < 1.0)
       line("if ($strangler_sample_" + id + " = 0) { return 204; }");
@@ -1068,9 +1072,10 @@ void EnvoyWriter::addRoute(size_t index) {
     if (retries || route.stage == Stage::kShadow ||
         (route.stage == Stage::kCanary && route.target != monolith))
       split = Split::kSafe;
-  } else if (retries ||
-             (route.stage == Stage::kShadow && !(route.shadow && route.shadow->unsafe_methods))) {
+  } else if (retries) {
     split = Split::kIdempotent;
+  } else if (route.stage == Stage::kShadow && !(route.shadow && route.shadow->unsafe_methods)) {
+    split = Split::kSafe;  // a copied PUT or DELETE would write into the target
   }
   struct Part {
     std::vector<std::string> methods;  // empty: any

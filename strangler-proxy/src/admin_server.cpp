@@ -261,16 +261,25 @@ class AdminHandler : public Poco::Net::HTTPRequestHandler {
             response, HTTPResponse::HTTP_NOT_FOUND,
             {{"error", "unknown_route"}, {"message", "no route named '" + wanted + "'"}});
       }
-      const auto counters = app_.shared().shadow->counters(wanted);
+      auto counters = app_.shared().shadow->counters(wanted);
+      const auto totals = app_.shared().metrics.totals();
+      if (const auto eligible = totals.shadow_eligible.find(wanted);
+          eligible != totals.shadow_eligible.end())
+        counters.eligible = eligible->second;
       return sendJson(response, HTTPResponse::HTTP_OK,
                       {{"route", wanted},
                        {"counters", counters.toJson()},
                        {"diffs", app_.shared().shadow->diffs(wanted)}});
     }
     nlohmann::json all = nlohmann::json::object();
+    const auto totals = app_.shared().metrics.totals();
     for (const auto& route : runtime->config->routes) {
       if (route.target.empty()) continue;
-      all[route.name] = {{"counters", app_.shared().shadow->counters(route.name).toJson()},
+      auto counters = app_.shared().shadow->counters(route.name);
+      if (const auto eligible = totals.shadow_eligible.find(route.name);
+          eligible != totals.shadow_eligible.end())
+        counters.eligible = eligible->second;
+      all[route.name] = {{"counters", counters.toJson()},
                          {"diffs", app_.shared().shadow->diffs(route.name)}};
     }
     sendJson(response, HTTPResponse::HTTP_OK, {{"routes", all}});
@@ -424,7 +433,10 @@ std::string renderRoutes(ProxyApp& app) {
     entry["step"] = {{"since_ms", since_ms}};
     entry["sides"] = {{"monolith", step.monolith.toJson()}, {"target", step.target.toJson()}};
     entry["shadow"] = step.shadow.toJson();
-    entry["shadow"]["total"] = app.shared().shadow->counters(route.name).toJson();
+    const auto now = figures.find(route.name);  // with the eligible count from the metrics
+    entry["shadow"]["total"] = now != figures.end()
+                                   ? now->second.shadow.toJson()
+                                   : app.shared().shadow->counters(route.name).toJson();
     if (!route.plan.empty() || route.has_gates) {
       nlohmann::json plan = nlohmann::json::array();
       for (const auto& p : route.effectivePlan())

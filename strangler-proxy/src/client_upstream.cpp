@@ -116,6 +116,7 @@ void ClientConnection::startProxy() {
   shadow_.reset();
   // Never a tunnel, never a gRPC call (its messages are not kept, and its answer is not JSON).
   if (decision_.shadow && decision_.route != nullptr && upgrade_.empty() && !grpc_) {
+    worker_.shared().metrics.recordShadowEligible(worker_.index(), decision_.route->name);
     const double sample = decision_.route->shadow ? decision_.route->shadow->sample : 1.0;
     // 53 random bits → [0, 1).
     const double draw = static_cast<double>(worker_.random() >> 11) * 0x1.0p-53;

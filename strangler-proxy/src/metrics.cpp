@@ -59,6 +59,13 @@ void Metrics::recordClientEvent(size_t shard_index, std::string_view kind) {
   ++shard.client_events[shard.scratch];
 }
 
+void Metrics::recordShadowEligible(size_t shard_index, std::string_view route) {
+  Shard& shard = *shards_[shard_index % shards_.size()];
+  std::lock_guard lock(shard.mutex);
+  shard.scratch.assign(route);
+  ++shard.shadow_eligible[shard.scratch];
+}
+
 Metrics::Totals Metrics::totals() const {
   Totals totals;
   for (const auto& shard : shards_) {
@@ -78,6 +85,8 @@ Metrics::Totals Metrics::totals() const {
       totals.upstream_errors[splitKey(key)] += count;
     for (const auto& [kind, count] : shard->client_events)
       totals.client_events[kind] += count;
+    for (const auto& [route, count] : shard->shadow_eligible)
+      totals.shadow_eligible[route] += count;
     for (size_t i = 0; i < shard->protocols.size(); ++i)
       totals.protocols[i] += shard->protocols[i];
   }

@@ -57,6 +57,7 @@ RouteFigures RouteFigures::minus(const RouteFigures& earlier) const {
   RouteFigures out;
   out.monolith = monolith.minus(earlier.monolith);
   out.target = target.minus(earlier.target);
+  out.shadow.eligible = sub(shadow.eligible, earlier.shadow.eligible);
   out.shadow.compared = sub(shadow.compared, earlier.shadow.compared);
   out.shadow.matched = sub(shadow.matched, earlier.shadow.matched);
   out.shadow.mismatched = sub(shadow.mismatched, earlier.shadow.mismatched);
@@ -79,6 +80,9 @@ std::map<std::string, RouteFigures> routeFigures(const Metrics::Totals& totals,
   for (const auto& route : config.routes) {
     auto& figures = out[route.name];
     figures.shadow = shadow.counters(route.name);
+    if (const auto eligible = totals.shadow_eligible.find(route.name);
+        eligible != totals.shadow_eligible.end())
+      figures.shadow.eligible = eligible->second;
   }
   for (const auto& [key, series] : totals.series) {
     const auto& [route_name, upstream] = key;

@@ -102,11 +102,13 @@ Decision Router::decide(const RequestView& request, uint64_t random) const {
       decision.reason = "monolith";
       break;
     case Stage::kShadow:
-      // Served by the monolith; the copy to the target is the shadow component's job. A
-      // copied write would land in the data the sync owns on the target's side.
+      // Served by the monolith; the copy to the target is the shadow component's job. Only
+      // safe methods unless the route opts in: a copied PUT or DELETE (idempotent, but writes)
+      // would change the target's data — on a route that carries data, data the sync owns, so
+      // never there, whatever the route says.
       decision.reason = "shadow";
-      decision.shadow = !owned_write && (isIdempotent(request.method) ||
-                                         (route.shadow && route.shadow->unsafe_methods));
+      decision.shadow = !owned_write &&
+                        (isSafe(request.method) || (route.shadow && route.shadow->unsafe_methods));
       if (decision.shadow) decision.shadow_path = rewritePath(route, decision.path);
       break;
     case Stage::kCanary: {

@@ -61,10 +61,17 @@ size_t ShadowRequest::bytes() const {
 }
 
 json ShadowCounters::toJson() const {
-  return {{"compared", compared},           {"matched", matched},
-          {"mismatched", mismatched},       {"dropped", dropped},
-          {"dropped_by", dropped_by},       {"too_large", too_large},
-          {"target_errors", target_errors}, {"mismatch_rate", mismatchRate()}};
+  return {{"eligible", eligible},
+          {"compared_share",
+           eligible == 0 ? 0.0 : static_cast<double>(compared) / static_cast<double>(eligible)},
+          {"compared", compared},
+          {"matched", matched},
+          {"mismatched", mismatched},
+          {"dropped", dropped},
+          {"dropped_by", dropped_by},
+          {"too_large", too_large},
+          {"target_errors", target_errors},
+          {"mismatch_rate", mismatchRate()}};
 }
 
 /// One replay thread's HTTP clients: a kept-alive session per endpoint.
@@ -303,7 +310,7 @@ void ShadowComparator::process(ShadowRequest& job, Replayer& replayer) {
   // The noise filter asks the monolith a second time (idempotent requests only: a repeated
   // write would change data) and ignores whatever differs between its two answers.
   std::vector<std::string> noise;
-  if (settings.noise_filter && isIdempotent(job.method)) {
+  if (settings.noise_filter && isSafe(job.method)) {
     if (const RuntimeUpstream* monolith = job.runtime->upstream(job.monolith_upstream)) {
       std::string ignored;
       if (auto again = replayer.send(*monolith, job, job.monolith_path, ignored);

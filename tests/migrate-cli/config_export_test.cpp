@@ -454,10 +454,22 @@ TEST(ConfigExportTest, NginxDataRoutesSplitCopyAndRetryOnlySafeMethods) {
   EXPECT_EQ(std::count(conf.begin(), conf.end(), '{'), std::count(conf.begin(), conf.end(), '}'));
 }
 
-TEST(ConfigExportTest, NginxWithoutDataRoutesHasNoSafeMap) {
+TEST(ConfigExportTest, NginxShadowCopiesSafeMethodsOnlyAndNeedsNoSafeMapOtherwise) {
+  // A shadow route without unsafe_methods copies safe methods only (a copied PUT or DELETE
+  // writes): the safe map, and the shadow location answering the others itself.
   const auto exported = exportNginx(load(kConfig), "strangler.json");
-  EXPECT_EQ(exported.text.find("$strangler_safe"), std::string::npos);
+  EXPECT_NE(exported.text.find("map $request_method $strangler_safe"), std::string::npos);
+  EXPECT_NE(exported.text.find("if ($strangler_safe = 0) { return 204; }"), std::string::npos)
+      << exported.text;
   EXPECT_EQ(exported.text.find("$strangler_split_"), std::string::npos);
+  // Without data routes and shadows, no safe map at all.
+  auto config = nlohmann::json::parse(kConfig);
+  auto& routes = config["routes"];
+  routes.erase(std::remove_if(routes.begin(), routes.end(),
+                              [](const nlohmann::json& r) { return r["stage"] == "shadow"; }),
+               routes.end());
+  const auto plain = exportNginx(load(config.dump()), "strangler.json");
+  EXPECT_EQ(plain.text.find("$strangler_safe"), std::string::npos);
 }
 
 // Where a request goes through an Envoy route list, read as Envoy reads it: the first entry

@@ -194,14 +194,39 @@ TEST_F(ShadowTest, ATargetFailingWith500IsATargetErrorAndAStatusMismatch) {
 
 TEST_F(ShadowTest, WritesAreShadowedOnlyWhenTheRouteAllowsIt) {
   {
+    // Default options: PUT and DELETE are idempotent but writes — never copied, like POST and
+    // PATCH. Each side's requests counted, per request: the monolith got every one once.
     ProxyProcess proxy(config());
     ASSERT_TRUE(proxy.running());
-    ASSERT_EQ(proxy.request("POST", "/api/drivers", R"({"name": "x"})").status, 200);
+    for (const char* method : {"POST", "PUT", "PATCH", "DELETE"})
+      ASSERT_EQ(proxy.request(method, "/api/drivers/1", R"({"name": "x"})").status, 200);
     ASSERT_EQ(proxy.get("/api/drivers/1").status, 200);
     waitDiffs(proxy, compared(1));
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));  // a stray copy would be in
     for (const auto& request : service_.requests())
       EXPECT_EQ(request.method, "GET");
     EXPECT_EQ(service_.count(), 1u);
+    EXPECT_EQ(monolith_.count(), 5u);
+    const json counters = proxy.admin("GET", "/diffs?route=drivers").json()["counters"];
+    EXPECT_EQ(counters["eligible"], 1) << counters.dump();
+  }
+  service_.clear();
+  monolith_.clear();
+  {
+    // The noise filter asks the monolith again: a safe request only, never a write.
+    ProxyProcess proxy(config({{"noise_filter", true}, {"unsafe_methods", true}}));
+    ASSERT_TRUE(proxy.running());
+    ASSERT_EQ(proxy.request("PUT", "/api/drivers/2", R"({"name": "y"})").status, 200);
+    ASSERT_EQ(proxy.get("/api/drivers/2").status, 200);
+    waitDiffs(proxy, compared(2));
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    int puts = 0, gets = 0;
+    for (const auto& request : monolith_.requests()) {
+      puts += request.method == "PUT";
+      gets += request.method == "GET";
+    }
+    EXPECT_EQ(puts, 1);  // the client's, not repeated
+    EXPECT_EQ(gets, 2);  // the client's and the noise filter's
   }
   service_.clear();
   {
@@ -319,6 +344,8 @@ TEST_F(ShadowTest, ARouteOverItsRateBudgetDropsCopiesAndSaysWhy) {
   ASSERT_TRUE(proxy.running());
   for (int i = 0; i < 60; ++i)
     ASSERT_EQ(proxy.get("/api/drivers/" + std::to_string(i)).status, 200);
+  for (int i = 0; i < 5; ++i)  // writes: not eligible on this route (no unsafe_methods)
+    ASSERT_EQ(proxy.request("PUT", "/api/drivers/" + std::to_string(i), "{}").status, 200);
   const json counters =
       waitDiffs(proxy, [](const json& c) { return accounted(c) >= 60; })["counters"];
   ASSERT_EQ(accounted(counters), 60u) << counters.dump();
@@ -327,6 +354,9 @@ TEST_F(ShadowTest, ARouteOverItsRateBudgetDropsCopiesAndSaysWhy) {
   EXPECT_GE(over, 30u) << counters.dump();
   EXPECT_EQ(sumOf(counters["dropped_by"]), counters["dropped"].get<uint64_t>());
   EXPECT_EQ(counters["compared"].get<uint64_t>(), 60u - over) << counters.dump();
+  // The share the gates and the dashboard show is of the eligible requests: 60, not 65.
+  EXPECT_EQ(counters["eligible"].get<uint64_t>(), 60u) << counters.dump();
+  EXPECT_DOUBLE_EQ(counters["compared_share"].get<double>(), (60.0 - over) / 60.0);
   EXPECT_EQ(metricValue(proxy,
                         "strangler_proxy_shadow_dropped_total{route=\"drivers\","
                         "reason=\"max_rate\"}"),

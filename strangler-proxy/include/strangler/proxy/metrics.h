@@ -33,6 +33,7 @@ class Metrics {
     std::map<std::pair<std::string, std::string>, uint64_t> fallbacks;        ///< (route, reason)
     std::map<std::pair<std::string, std::string>, uint64_t> upstream_errors;  ///< (upstream, kind)
     std::map<std::string, uint64_t> client_events;                            ///< by kind
+    std::map<std::string, uint64_t> shadow_eligible;                          ///< by route
     std::array<uint64_t, kProtocolNames.size()> protocols{};                  ///< by Protocol
   };
 
@@ -49,6 +50,9 @@ class Metrics {
   /// as sent: trailers_dropped, obs_fold, connection_refused (max_connections), body_not_kept
   /// (a fallback or retry skipped: the body was too large to keep).
   void recordClientEvent(size_t shard, std::string_view kind);
+  /// Counts a request a route could have copied to its shadow (its stage and method allow it),
+  /// whether the sample took it or not: what the share of compared requests is a share of.
+  void recordShadowEligible(size_t shard, std::string_view route);
   /// Sums every shard.
   Totals totals() const;
 
@@ -59,6 +63,7 @@ class Metrics {
     std::unordered_map<std::string, uint64_t> fallbacks;
     std::unordered_map<std::string, uint64_t> upstream_errors;
     std::unordered_map<std::string, uint64_t> client_events;
+    std::unordered_map<std::string, uint64_t> shadow_eligible;
     std::array<uint64_t, kProtocolNames.size()> protocols{};
     std::string scratch;
   };

@@ -40,6 +40,9 @@ struct ShadowRequest {
 
 /// Shadow figures of one route since the proxy started.
 struct ShadowCounters {
+  /// Requests the route could have copied (stage and method allow it), sampled or not; filled
+  /// from the proxy's metrics by whoever reports (the sink itself does not see them).
+  uint64_t eligible = 0;
   uint64_t compared = 0;    ///< answers of both sides compared
   uint64_t matched = 0;     ///< compared and equal (after ignore and noise)
   uint64_t mismatched = 0;  ///< compared and different

@@ -160,19 +160,8 @@ class RawUpstream {
         return;
       }
       if (framer.messages.empty()) continue;
-      std::string answer;
-      {
-        std::lock_guard lock(mutex_);
-        answer = answer_;
-      }
       record(framer);
-      size_t sent = 0;
-      while (sent < answer.size()) {
-        const ssize_t w = ::send(fd, answer.data() + sent, answer.size() - sent, MSG_NOSIGNAL);
-        if (w <= 0) return;
-        sent += static_cast<size_t>(w);
-      }
-      ::shutdown(fd, SHUT_WR);
+      if (!sendAnswer(fd)) return;
       // Reads on for a moment (a proxy may keep the connection for its next request, which
       // comes at once): a request sent after the answer is checked too.
       for (;;) {
@@ -190,8 +179,8 @@ class RawUpstream {
     }
   }
 
-  /// HTTP/2: the input's bytes as the answer, then whatever the proxy says until it is quiet.
-  void answerRaw(int fd) {
+  /// Sends the input's answer and ends the writing side; false when the proxy went away.
+  bool sendAnswer(int fd) {
     std::string answer;
     {
       std::lock_guard lock(mutex_);
@@ -200,10 +189,16 @@ class RawUpstream {
     size_t sent = 0;
     while (sent < answer.size()) {
       const ssize_t w = ::send(fd, answer.data() + sent, answer.size() - sent, MSG_NOSIGNAL);
-      if (w <= 0) return;
+      if (w <= 0) return false;
       sent += static_cast<size_t>(w);
     }
     ::shutdown(fd, SHUT_WR);
+    return true;
+  }
+
+  /// HTTP/2: the input's bytes as the answer, then whatever the proxy says until it is quiet.
+  void answerRaw(int fd) {
+    if (!sendAnswer(fd)) return;
     char buffer[16384];
     for (;;) {
       pollfd ready{fd, POLLIN, 0};

@@ -106,12 +106,6 @@ void ClientConnection::startProxy() {
     appendHeader(forwarded_headers_, "Connection", "Upgrade");
     appendHeader(forwarded_headers_, "Upgrade", upgrade_);
   }
-  if (acceptsTrailers(headers_)) {
-    // The proxy relays trailers, so the client's "TE: trailers" holds for the next hop too
-    // (gRPC servers refuse a call without it).
-    appendHeader(forwarded_headers_, "Connection", "TE");
-    appendHeader(forwarded_headers_, "TE", "trailers");
-  }
 
   shadow_.reset();
   // Never a tunnel, never a gRPC call (its messages are not kept, and its answer is not JSON).

@@ -44,6 +44,7 @@ bool validHost(std::string_view host) {
 void appendForwardedHeaders(const ForwardInput& in, std::string& out) {
   std::string forwarded_for, forwarded, via;
   std::string_view proto_in, host_in;
+  bool trailers = false;
   for (const auto& [name, value] : *in.headers) {
     const bool about_client = iequals(name, "x-forwarded-for") || iequals(name, "forwarded") ||
                               iequals(name, "x-forwarded-proto") ||
@@ -60,6 +61,7 @@ void appendForwardedHeaders(const ForwardInput& in, std::string& out) {
       appendList(via, value);
       continue;
     }
+    if (iequals(name, "te")) trailers = trailers || listsTrailers(value);
     if (isHopByHop(name) || startsWithIgnoreCase(name, "x-strangler-") || iequals(name, "host") ||
         namedByConnection(*in.headers, name)) {
       continue;
@@ -87,6 +89,12 @@ void appendForwardedHeaders(const ForwardInput& in, std::string& out) {
   appendHeader(out, "Forwarded", forwarded);
   appendHeader(out, "Via", via);
   if (!in.host.empty()) appendHeader(out, "Host", in.host);
+  if (trailers) {
+    // The proxy relays trailers, so the client's "TE: trailers" holds for the next hop too (gRPC
+    // servers refuse a call without it); its other codings are the client's hop's.
+    appendHeader(out, "Connection", "TE");
+    appendHeader(out, "TE", "trailers");
+  }
 }
 
 }  // namespace strangler::proxy

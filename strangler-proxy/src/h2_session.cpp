@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "client_connection.h"
+#include "h2_fields.h"
 
 namespace strangler::proxy {
 namespace {
@@ -15,21 +16,6 @@ constexpr int32_t kConnectionWindow = 1024 * 1024;
 
 bool isPseudo(std::string_view name) {
   return !name.empty() && name.front() == ':';
-}
-
-/// Response fields HTTP/2 forbids (RFC 9113 §8.2.2), dropped from the HTTP/1.1 answer.
-bool connectionSpecific(std::string_view name) {
-  for (const char* banned :
-       {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te"}) {
-    if (iequals(name, banned)) return true;
-  }
-  return false;
-}
-
-nghttp2_nv field(const std::string& name, const std::string& value) {
-  return nghttp2_nv{reinterpret_cast<uint8_t*>(const_cast<char*>(name.data())),
-                    reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())), name.size(),
-                    value.size(), NGHTTP2_NV_FLAG_NONE};
 }
 
 // The stream client's answer, read with http_parser.
@@ -448,35 +434,11 @@ ssize_t H2Session::writeResponse(H2Stream& s, const char* data, size_t size) {
   return static_cast<ssize_t>(size);
 }
 
-namespace {
-
-/// HTTP/2 fields from HTTP/1.1 ones: lower-case names, no connection-specific field.
-std::vector<std::pair<std::string, std::string>> h2Fields(const HeaderList& from,
-                                                          const HeaderList& head) {
-  std::vector<std::pair<std::string, std::string>> fields;
-  fields.reserve(from.size() + 1);
-  for (const auto& [name, value] : from) {
-    if (connectionSpecific(name) || namedByConnection(head, name)) continue;
-    fields.emplace_back(toLower(name), value);
-  }
-  return fields;
-}
-
-std::vector<nghttp2_nv> nvs(const std::vector<std::pair<std::string, std::string>>& fields) {
-  std::vector<nghttp2_nv> nva;
-  nva.reserve(fields.size());
-  for (const auto& [name, value] : fields)
-    nva.push_back(field(name, value));
-  return nva;
-}
-
-}  // namespace
-
 void H2Session::submitResponse(H2Stream& s) {
   s.submitted = true;
-  auto fields = h2Fields(s.response_headers, s.response_headers);
-  fields.emplace(fields.begin(), ":status", std::to_string(s.status));
-  const auto nva = nvs(fields);
+  H2Fields fields{{":status", std::to_string(s.status)}};
+  appendH2Fields(s.response_headers, s.response_headers, fields);
+  const auto nva = nghttp2Fields(fields);
   // Trailers go after the body (even an empty one: a gRPC status after no message).
   const bool no_body = s.body_done && s.body.empty() && s.response_trailers.empty();
   nghttp2_data_provider provider{};
@@ -508,8 +470,9 @@ ssize_t H2Session::readBody(nghttp2_session*, int32_t stream_id, uint8_t* buffer
     s->sent_all = true;
     if (!s->response_trailers.empty()) {
       // END_STREAM goes with the trailers' HEADERS instead.
-      const auto fields = h2Fields(s->response_trailers, s->response_headers);
-      const auto nva = nvs(fields);
+      H2Fields fields;
+      appendH2Fields(s->response_trailers, s->response_headers, fields);
+      const auto nva = nghttp2Fields(fields);
       if (nghttp2_submit_trailer(self->session_, stream_id, nva.data(), nva.size()) == 0)
         *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
     }

@@ -82,17 +82,20 @@ bool namedByConnection(const HeaderList& headers, std::string_view name) {
   return false;
 }
 
+bool listsTrailers(std::string_view te) {
+  while (!te.empty()) {
+    const size_t comma = te.find(',');
+    const std::string_view item = trimSpace(te.substr(0, comma));
+    if (iequals(trimSpace(item.substr(0, item.find(';'))), "trailers")) return true;
+    if (comma == std::string_view::npos) break;
+    te.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
 bool acceptsTrailers(const HeaderList& headers) {
   for (const auto& [name, value] : headers) {
-    if (!iequals(name, "te")) continue;
-    std::string_view rest(value);
-    while (!rest.empty()) {
-      const size_t comma = rest.find(',');
-      const std::string_view item = trimSpace(rest.substr(0, comma));
-      if (iequals(trimSpace(item.substr(0, item.find(';'))), "trailers")) return true;
-      if (comma == std::string_view::npos) break;
-      rest.remove_prefix(comma + 1);
-    }
+    if (iequals(name, "te") && listsTrailers(value)) return true;
   }
   return false;
 }

@@ -31,7 +31,9 @@ bool isKnownCoding(std::string_view coding);
 bool isHopByHop(std::string_view name);
 /// True when `name` is listed in one of the Connection headers (hop-by-hop as well).
 bool namedByConnection(const HeaderList& headers, std::string_view name);
-/// True when a TE field lists "trailers" (the client reads a chunked answer's trailers).
+/// True when a TE field's value lists "trailers" (its sender reads a chunked answer's trailers).
+bool listsTrailers(std::string_view te);
+/// True when one of the TE fields lists "trailers".
 bool acceptsTrailers(const HeaderList& headers);
 /// The protocols the Upgrade fields name, joined ("" when there are none or all are empty).
 std::string upgradeProtocols(const HeaderList& headers);

@@ -23,9 +23,8 @@ UpstreamConnection::UpstreamConnection(Worker& worker, std::shared_ptr<EndpointS
 
 UpstreamConnection::~UpstreamConnection() = default;
 
-void UpstreamConnection::startH2(H2Carrier& carrier, bool secure) {
+void UpstreamConnection::startH2(H2Carrier& carrier) {
   carrier_ = &carrier;
-  secure_scheme_ = secure;
 }
 
 size_t UpstreamConnection::pendingOutput() const {

@@ -28,9 +28,8 @@ class UpstreamConnection : public Pollable {
   /// `name` is the SNI and the name (or address) the certificate must carry.
   void startTls(const TlsClientContext& context, const std::string& name, std::string upstream);
   /// An upstream with "protocol": "h2": this exchange has no socket of its own and is one stream
-  /// of `carrier` (see H2Call); `secure`: the carrier is TLS (the :scheme).
-  void startH2(H2Carrier& carrier, bool secure);
-  bool secureScheme() const { return secure_scheme_; }
+  /// of `carrier` (see H2Call).
+  void startH2(H2Carrier& carrier);
   /// HTTP/2: news for this exchange's stream (answer bytes, its end, or a failure).
   void onH2Answer();
   /// HTTP/2: the carrier failed (and is going): the exchange fails with it.
@@ -99,7 +98,6 @@ class UpstreamConnection : public Pollable {
   std::unique_ptr<TlsStream> tls_;
   H2Carrier* carrier_ = nullptr;  ///< HTTP/2: the connection this exchange is a stream of
   std::unique_ptr<H2Call> call_;
-  bool secure_scheme_ = false;
   std::string tls_name_;
   std::string upstream_name_;  ///< for the log line of a failed handshake
   http_parser parser_{};

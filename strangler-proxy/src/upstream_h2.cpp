@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "h2_fields.h"
 #include "upstream_connection.h"
 
 namespace strangler::proxy {
@@ -19,21 +20,6 @@ namespace {
 
 constexpr auto kIdleTimeout = std::chrono::seconds(4);  // as idle HTTP/1.1 upstream connections
 constexpr size_t kWireBudget = 64 * 1024;               // frames taken from nghttp2 at a time
-
-/// Request fields HTTP/2 does not carry (RFC 9113 §8.2.2); Host becomes :authority.
-bool notForH2(std::string_view name) {
-  for (const char* dropped : {"connection", "keep-alive", "proxy-connection", "transfer-encoding",
-                              "upgrade", "host", "http2-settings", "te"}) {
-    if (iequals(name, dropped)) return true;
-  }
-  return false;
-}
-
-nghttp2_nv field(const std::string& name, const std::string& value) {
-  return nghttp2_nv{reinterpret_cast<uint8_t*>(const_cast<char*>(name.data())),
-                    reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())), name.size(),
-                    value.size(), NGHTTP2_NV_FLAG_NONE};
-}
 
 }  // namespace
 
@@ -130,27 +116,20 @@ int H2Call::onMessageComplete(http_parser* parser) {
 }
 
 void H2Call::submit() {
-  std::vector<std::pair<std::string, std::string>> fields;
+  H2Fields fields;
   fields.reserve(fields_.size() + 5);
   fields.emplace_back(":method", http_method_str(static_cast<http_method>(parser_.method)));
-  fields.emplace_back(":scheme", exchange_.secureScheme() ? "https" : "http");
+  fields.emplace_back(":scheme", carrier_.secure() ? "https" : "http");
   std::string authority;
   for (const auto& [name, value] : fields_) {
     if (iequals(name, "host")) authority = value;
   }
   fields.emplace_back(":authority", authority);
   fields.emplace_back(":path", url_.empty() ? "/" : url_);
-  for (const auto& [name, value] : fields_) {
-    if (notForH2(name) || namedByConnection(fields_, name)) continue;
-    fields.emplace_back(toLower(name), value);
-  }
+  appendH2Fields(fields_, fields_, fields);
   // The only TE HTTP/2 allows, and the one gRPC servers look for.
   if (acceptsTrailers(fields_)) fields.emplace_back("te", "trailers");
-  std::vector<nghttp2_nv> nva;
-  nva.reserve(fields.size());
-  for (const auto& [name, value] : fields)
-    nva.push_back(field(name, value));
-  stream_id_ = carrier_.submit(*this, nva, has_body_);
+  stream_id_ = carrier_.submit(*this, nghttp2Fields(fields), has_body_);
   if (stream_id_ <= 0) submit_failed_ = true;
 }
 
@@ -279,7 +258,6 @@ H2Carrier::H2Carrier(Worker& worker, std::shared_ptr<EndpointState> endpoint, st
       upstream_name_(std::move(upstream_name)) {
   nghttp2_session_callbacks* callbacks = nullptr;
   nghttp2_session_callbacks_new(&callbacks);
-  nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks, &H2Carrier::onBeginHeaders);
   nghttp2_session_callbacks_set_on_header_callback(callbacks, &H2Carrier::onHeader);
   nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, &H2Carrier::onFrameReceived);
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, &H2Carrier::onData);
@@ -516,10 +494,6 @@ void H2Carrier::fail(const char* kind) {
     c->fail(kind);
     c->exchange().onCarrierFailed();
   }
-}
-
-int H2Carrier::onBeginHeaders(nghttp2_session*, const nghttp2_frame*, void*) {
-  return 0;
 }
 
 int H2Carrier::onHeader(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name,

@@ -140,6 +140,8 @@ class H2Carrier : public Pollable {
   /// Can take another call (connected or connecting, no GOAWAY, under its stream limit).
   bool usable() const;
   bool established() const { return established_; }
+  /// Over TLS: the :scheme of its requests is https.
+  bool secure() const { return tls_ != nullptr; }
   void attach(H2Call& call);
   /// The call's exchange is over: its stream is reset if still open.
   void detach(H2Call& call);
@@ -156,7 +158,6 @@ class H2Carrier : public Pollable {
   const std::string& poolKey() const { return pool_key_; }
 
  private:
-  static int onBeginHeaders(nghttp2_session*, const nghttp2_frame* frame, void* user);
   static int onHeader(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name,
                       size_t name_length, const uint8_t* value, size_t value_length, uint8_t flags,
                       void* user);

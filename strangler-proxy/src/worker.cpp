@@ -474,7 +474,7 @@ UpstreamConnection* Worker::acquireStream(const std::shared_ptr<EndpointState>& 
     pool.push_back(carrier);
   }
   auto* exchange = new UpstreamConnection(*this, endpoint);
-  exchange->startH2(*carrier, upstream.tls != nullptr);
+  exchange->startH2(*carrier);
   exchange->state = UpstreamConnection::State::kBusy;
   upstreams_.insert(exchange);
   return exchange;

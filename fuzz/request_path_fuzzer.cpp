@@ -231,6 +231,7 @@ class TakingShadowSink : public strangler::proxy::ShadowSink {
  public:
   bool offer(strangler::proxy::ShadowRequest request) override { return !request.method.empty(); }
   void tooLarge(const std::string&) override {}
+  void unanswered(const std::string&) override {}
   strangler::proxy::ShadowCounters counters(const std::string&) const override { return {}; }
   nlohmann::json diffs(const std::string&) const override { return nlohmann::json::array(); }
 };

@@ -367,9 +367,18 @@ class Demo {
         if (r.value("name", "") != "drivers") continue;
         // The shadow comparisons of the route's current step (the proxy resets them per step).
         if (r.contains("shadow") && r["shadow"].value("compared", 0) > 0) {
-          shadow = "; shadow: " + std::to_string(r["shadow"].value("compared", 0)) + " compared, " +
-                   std::to_string(r["shadow"].value("mismatched", 0)) + " mismatched, " +
-                   std::to_string(r["shadow"].value("dropped", 0)) + " dropped";
+          const auto& s = r["shadow"];
+          shadow = "; shadow: " + std::to_string(s.value("compared", 0)) + " compared, " +
+                   std::to_string(s.value("mismatched", 0)) + " mismatched";
+          // A write landing between the two answers shows as a mismatch until the sync catches
+          // up: the proxy re-checks each one and says which were only lag.
+          if (s.value("mismatched", 0) > 0 && s.contains("mismatched_by")) {
+            const auto& by = s["mismatched_by"];
+            shadow += " (" + std::to_string(by.value("lag", 0)) + " lag, " +
+                      std::to_string(by.value("real", 0) + by.value("unchecked", 0)) + " real, " +
+                      std::to_string(by.value("pending", 0)) + " pending)";
+          }
+          shadow += ", " + std::to_string(s.value("dropped", 0)) + " dropped";
         }
         const auto& c = r["counters"];
         requests = c.value("requests", 0);
@@ -401,10 +410,10 @@ class Demo {
           diffs.ok() && !(*diffs)["diffs"].empty()) {
         const auto& latest = (*diffs)["diffs"][0];
         std::printf(
-            "    latest mismatch: %s %s differs at %s (a write landed between the two "
-            "answers, or a real difference: see %s/diffs?route=drivers)\n",
+            "    latest mismatch: %s %s differs at %s, class %s (see %s/diffs?route=drivers)\n",
             latest.value("method", "").c_str(), latest.value("path", "").c_str(),
-            latest["differences"].dump().c_str(), admin_.c_str());
+            latest["differences"].dump().c_str(), latest.value("class", "?").c_str(),
+            admin_.c_str());
       }
     }
     std::fflush(stdout);

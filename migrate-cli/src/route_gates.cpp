@@ -88,9 +88,22 @@ GateReport judgeGates(const proxy::RouteConfig& route, const proxy::PlanStep& fr
       const double compared = field(live, {"shadow", "compared"});
       const double failed = field(live, {"shadow", "target_errors"});
       report.checks.push_back(samples(compared, gates.min_samples, "comparisons"));
-      report.checks.push_back(
-          rate("mismatch rate", compared > 0 ? field(live, {"shadow", "mismatched"}) / compared : 0,
-               gates.max_mismatch_rate));
+      // Copies dropped under load leave a sample nobody chose: refuse to judge on it.
+      const double sampled = field(live, {"shadow", "sampled"});
+      const double share = sampled > 0 ? compared / sampled : 0.0;
+      GateCheck coverage{"compared share", percent(share), "≥ " + percent(gates.min_compared_share),
+                         share >= gates.min_compared_share, ""};
+      if (sampled <= 0) coverage.note = "no copy taken in this step";
+      report.checks.push_back(coverage);
+      // Mismatches a re-check showed to be sync lag are left out; pending ones still count.
+      const double counted =
+          field(live, {"shadow", "mismatched"}) - field(live, {"shadow", "mismatched_by", "lag"});
+      GateCheck mismatches =
+          rate("mismatch rate", compared > 0 ? std::max(0.0, counted) / compared : 0,
+               gates.max_mismatch_rate);
+      if (const double lag = field(live, {"shadow", "mismatched_by", "lag"}); lag > 0)
+        mismatches.note = number(lag, "%.0f") + " lag mismatches left out";
+      report.checks.push_back(mismatches);
       const double replays = compared + failed;
       report.checks.push_back(
           rate("target error rate", replays > 0 ? failed / replays : 0, gates.max_error_rate));

@@ -585,10 +585,23 @@ void registerRouteCommands(CLI::App& app, GlobalOptions& global, Action& action)
               reasons += (reasons.empty() ? " (" : ", ") + reason + " " + count.dump();
             }
             if (!reasons.empty()) reasons += ")";
-            std::cout << "    shadow: " << static_cast<long long>(compared) << " compared, "
+            // Mismatches by class: only real, unchecked and pending ones count against the gate.
+            std::string classes;
+            const nlohmann::json classed =
+                r["shadow"].value("mismatched_by", nlohmann::json::object());
+            for (const auto& [klass, count] : classed.items()) {
+              if (count.get<double>() > 0)
+                classes += (classes.empty() ? " (" : ", ") + klass + " " + count.dump();
+            }
+            if (!classes.empty()) classes += ")";
+            char share[32];
+            std::snprintf(share, sizeof share, "%.1f%%",
+                          r["shadow"].value("compared_share", 0.0) * 100.0);
+            std::cout << "    shadow: " << static_cast<long long>(compared) << " compared ("
+                      << share << " of the sample), "
                       << static_cast<long long>(r["shadow"].value("mismatched", 0.0))
-                      << " mismatched, " << static_cast<long long>(dropped) << " dropped" << reasons
-                      << "\n";
+                      << " mismatched" << classes << ", " << static_cast<long long>(dropped)
+                      << " dropped" << reasons << "\n";
           }
         }
       } else {

@@ -43,9 +43,13 @@ common::Result<std::unique_ptr<SyncStatusServer>> SyncStatusServer::start(
       new SyncStatusServer(std::move(mapping), std::move(reader)));
   auto* self = server.get();
   std::vector<common::ApiRoute> routes = {
-      {"GET", "/status", [self](const common::ApiCall&) {
+      {"GET", "/status",
+       [self](const common::ApiCall&) {
          return common::ApiReply{200, self->report(), {{"Cache-Control", "no-store"}}};
-       }}};
+       }},
+      {"GET", "/positions", [self](const common::ApiCall&) { return self->positions(); }},
+      {"GET", "/backlog",
+       [self](const common::ApiCall& call) { return self->backlog(call.query); }}};
   try {
     Poco::Net::ServerSocket socket(Poco::Net::SocketAddress(address.host, address.port), 64);
     server->address_ = common::HostPort{address.host, socket.address().port()};
@@ -102,6 +106,34 @@ void SyncStatusServer::onVerify(const sync::VerifyReport& report, int64_t pendin
 void SyncStatusServer::markStopping() {
   std::lock_guard lock(mutex_);
   stopping_ = true;
+}
+
+common::ApiReply SyncStatusServer::positions() {
+  std::lock_guard lock(mutex_);
+  auto positions = reader_->positions();
+  if (!positions.ok())
+    return common::errorReply(503, positions.error().code, positions.error().message);
+  return common::ApiReply{
+      200,
+      {{"mapping", mapping_}, {"monolith", positions->monolith}, {"service", positions->service}},
+      {{"Cache-Control", "no-store"}}};
+}
+
+common::ApiReply SyncStatusServer::backlog(const std::map<std::string, std::string>& query) {
+  const auto monolith = query.find("monolith");
+  const auto service = query.find("service");
+  if (monolith == query.end() || service == query.end())
+    return common::errorReply(400, "usage",
+                              "give the fence as ?monolith=POSITION&service=POSITION");
+  std::lock_guard lock(mutex_);
+  auto backlog = reader_->backlog(sync::Positions{monolith->second, service->second});
+  if (!backlog.ok()) return common::errorReply(400, backlog.error().code, backlog.error().message);
+  return common::ApiReply{200,
+                          {{"mapping", mapping_},
+                           {"forward", backlog->forward},
+                           {"reverse", backlog->reverse},
+                           {"caught_up", backlog->empty()}},
+                          {{"Cache-Control", "no-store"}}};
 }
 
 json SyncStatusServer::report() {

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -12,6 +13,7 @@
 
 #include "strangler/acl/sync_engine.h"
 #include "strangler/common/host_port.h"
+#include "strangler/common/json_api.h"
 #include "strangler/common/result.h"
 
 namespace Poco::Net {
@@ -24,6 +26,8 @@ namespace strangler::cli {
 /// dashboard shows them). The applying thread reports batches and snapshot progress; checkpoint,
 /// pending changes and dead letters are read on each request through a second engine, with its
 /// own database sessions, so a status request never touches the applying engine.
+/// `/positions` and `/backlog` let a proxy wait until the sync has caught up with a moment (the
+/// shadow stage re-checks a mismatch that way, to tell sync lag from a real difference).
 class SyncStatusServer {
  public:
   /// Serves on `address` (port 0: a free port). `reader` answers the database-side figures.
@@ -46,6 +50,10 @@ class SyncStatusServer {
   void markStopping();
   /// The status document.
   nlohmann::json report();
+  /// The end of both change logs now (GET /positions): a fence to wait for.
+  common::ApiReply positions();
+  /// What the sync has still to apply up to a fence (GET /backlog?monolith=P&service=Q).
+  common::ApiReply backlog(const std::map<std::string, std::string>& query);
 
  private:
   SyncStatusServer(std::string mapping, std::unique_ptr<acl::sync::SyncEngine> reader);

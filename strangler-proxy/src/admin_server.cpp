@@ -443,11 +443,7 @@ std::string renderRoutes(ProxyApp& app) {
         plan.push_back(describeStep(p));
       entry["plan"] = plan;
     }
-    entry["gates"] = {{"min_samples", route.gates.min_samples},
-                      {"max_mismatch_rate", route.gates.max_mismatch_rate},
-                      {"max_error_rate", route.gates.max_error_rate},
-                      {"max_latency_ratio", route.gates.max_latency_ratio},
-                      {"auto_rollback", route.gates.auto_rollback}};
+    entry["gates"] = route.gates.toJson();
     doc["routes"].push_back(entry);
   }
   const auto now = CircuitBreaker::Clock::now();
@@ -539,7 +535,7 @@ std::string renderMetrics(ProxyApp& app) {
         << upstream.breaker->openings() << "\n";
   }
   out << "# HELP strangler_proxy_shadow_total Shadow copies by route and outcome (matched, "
-         "mismatched, dropped, too_large, target_error).\n"
+         "mismatched, dropped, too_large, unanswered, target_error).\n"
       << "# TYPE strangler_proxy_shadow_total counter\n";
   for (const auto& route : runtime->config->routes) {
     if (route.target.empty()) continue;
@@ -548,6 +544,7 @@ std::string renderMetrics(ProxyApp& app) {
                                          {"mismatched", c.mismatched},
                                          {"dropped", c.dropped},
                                          {"too_large", c.too_large},
+                                         {"unanswered", c.unanswered},
                                          {"target_error", c.target_errors}}) {
       out << "strangler_proxy_shadow_total{route=\"" << label(route.name) << "\",outcome=\""
           << outcome << "\"} " << count << "\n";
@@ -570,6 +567,20 @@ std::string renderMetrics(ProxyApp& app) {
     if (route.target.empty()) continue;
     out << "strangler_proxy_shadow_mismatches_total{route=\"" << label(route.name) << "\"} "
         << app.shared().shadow->counters(route.name).mismatched << "\n";
+  }
+  out << "# HELP strangler_proxy_shadow_mismatches_by_class_total Shadow mismatches by class: "
+         "real, "
+         "lag (gone once the sync caught up), unchecked (not re-checked).\n"
+      << "# TYPE strangler_proxy_shadow_mismatches_by_class_total counter\n";
+  for (const auto& route : runtime->config->routes) {
+    if (route.target.empty()) continue;
+    const auto c = app.shared().shadow->counters(route.name);
+    for (const auto& [klass, count] : {std::pair<const char*, uint64_t>{"real", c.real},
+                                       {"lag", c.lag},
+                                       {"unchecked", c.unchecked}}) {
+      out << "strangler_proxy_shadow_mismatches_by_class_total{route=\"" << label(route.name)
+          << "\",class=\"" << klass << "\"} " << count << "\n";
+    }
   }
   out << "# HELP strangler_held_requests_total Unsafe requests parked by the route's write hold.\n"
       << "# TYPE strangler_held_requests_total counter\n";

@@ -561,6 +561,8 @@ void ClientConnection::finishExchange(int status) {
     shared.metrics.recordRequest(worker_.index(), route, upstream_name, status, seconds,
                                  protocol());
   logAccess(status, route, seconds);
+  // A copy still here was never offered: the monolith's answer did not complete.
+  if (shadow_) shared.shadow->unanswered(shadow_->route->name);
   shadow_.reset();
   endUnsafe();
   error_code_.clear();

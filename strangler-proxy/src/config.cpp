@@ -511,8 +511,8 @@ void readRoute(Checker& check, const json& value, const std::string& path, Proxy
     if (check.isObject(gates, path + ".gates")) {
       route.has_gates = true;
       check.onlyKeys(gates, path + ".gates",
-                     {"min_samples", "max_mismatch_rate", "max_error_rate", "max_latency_ratio",
-                      "auto_rollback"});
+                     {"min_samples", "max_mismatch_rate", "min_compared_share", "max_error_rate",
+                      "max_latency_ratio", "auto_rollback"});
       if (gates.contains("min_samples")) {
         if (auto n = check.integer(gates["min_samples"], path + ".gates.min_samples", 0,
                                    int64_t{1} << 40))
@@ -529,6 +529,7 @@ void readRoute(Checker& check, const json& value, const std::string& path, Proxy
         }
       };
       rate("max_mismatch_rate", 1.0, route.gates.max_mismatch_rate);
+      rate("min_compared_share", 1.0, route.gates.min_compared_share);
       rate("max_error_rate", 1.0, route.gates.max_error_rate);
       rate("max_latency_ratio", 1000.0, route.gates.max_latency_ratio);
       if (gates.contains("auto_rollback")) {
@@ -752,6 +753,15 @@ ProxyConfig build(Checker& check, const json& doc) {
 }
 
 }  // namespace
+
+nlohmann::json GatesConfig::toJson() const {
+  return {{"min_samples", min_samples},
+          {"max_mismatch_rate", max_mismatch_rate},
+          {"min_compared_share", min_compared_share},
+          {"max_error_rate", max_error_rate},
+          {"max_latency_ratio", max_latency_ratio},
+          {"auto_rollback", auto_rollback}};
+}
 
 std::vector<PlanStep> defaultPlan() {
   return {{Stage::kShadow, 0},
@@ -979,11 +989,7 @@ nlohmann::json ProxyConfig::toJson() const {
       }
     }
     if (route.has_gates) {
-      r["gates"] = {{"min_samples", route.gates.min_samples},
-                    {"max_mismatch_rate", route.gates.max_mismatch_rate},
-                    {"max_error_rate", route.gates.max_error_rate},
-                    {"max_latency_ratio", route.gates.max_latency_ratio},
-                    {"auto_rollback", route.gates.auto_rollback}};
+      r["gates"] = route.gates.toJson();
     }
     doc["routes"].push_back(r);
   }

@@ -114,7 +114,7 @@ bool pointerCovered(std::string_view pattern, std::string_view pointer) {
 std::vector<std::string> compareResponses(const CapturedResponse& monolith,
                                           const CapturedResponse& target,
                                           const CompareOptions& options,
-                                          const std::vector<std::string>& noise) {
+                                          const std::vector<std::string>& noise, bool* as_bytes) {
   std::vector<std::string> found;
   if (monolith.status != target.status) found.push_back("status");
   for (const auto& name : options.headers) {
@@ -123,7 +123,11 @@ std::vector<std::string> compareResponses(const CapturedResponse& monolith,
   }
   const json a = json::parse(monolith.body, nullptr, /*allow_exceptions=*/false);
   const json b = json::parse(target.body, nullptr, /*allow_exceptions=*/false);
-  if (!monolith.body.empty() && !target.body.empty() && !a.is_discarded() && !b.is_discarded()) {
+  const bool both_json =
+      !monolith.body.empty() && !target.body.empty() && !a.is_discarded() && !b.is_discarded();
+  if (as_bytes != nullptr)
+    *as_bytes = !both_json && !(monolith.body.empty() && target.body.empty());
+  if (both_json) {
     for (auto& pointer : jsonDifferences(a, b))
       found.push_back(std::move(pointer));
   } else if (monolith.body != target.body) {

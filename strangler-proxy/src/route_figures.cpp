@@ -53,23 +53,10 @@ nlohmann::json SideFigures::toJson() const {
 }
 
 RouteFigures RouteFigures::minus(const RouteFigures& earlier) const {
-  const auto sub = [](uint64_t a, uint64_t b) { return a >= b ? a - b : 0; };
   RouteFigures out;
   out.monolith = monolith.minus(earlier.monolith);
   out.target = target.minus(earlier.target);
-  out.shadow.eligible = sub(shadow.eligible, earlier.shadow.eligible);
-  out.shadow.compared = sub(shadow.compared, earlier.shadow.compared);
-  out.shadow.matched = sub(shadow.matched, earlier.shadow.matched);
-  out.shadow.mismatched = sub(shadow.mismatched, earlier.shadow.mismatched);
-  out.shadow.dropped = sub(shadow.dropped, earlier.shadow.dropped);
-  for (const auto& [reason, count] : shadow.dropped_by) {
-    const auto before = earlier.shadow.dropped_by.find(reason);
-    const uint64_t left =
-        sub(count, before == earlier.shadow.dropped_by.end() ? uint64_t{0} : before->second);
-    if (left > 0) out.shadow.dropped_by[reason] = left;
-  }
-  out.shadow.too_large = sub(shadow.too_large, earlier.shadow.too_large);
-  out.shadow.target_errors = sub(shadow.target_errors, earlier.shadow.target_errors);
+  out.shadow = shadow.since(earlier.shadow);
   return out;
 }
 

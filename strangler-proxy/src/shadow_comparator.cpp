@@ -4,6 +4,7 @@
 #include <Poco/Net/HTTPRequest.h>
 #include <Poco/Net/HTTPResponse.h>
 #include <Poco/Timespan.h>
+#include <Poco/URI.h>
 
 #include <pthread.h>
 #include <sched.h>
@@ -11,7 +12,9 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <iterator>
 #include <optional>
+#include <variant>
 
 #include "http_util.h"
 #include "strangler/acl/response_translators.h"
@@ -41,6 +44,15 @@ json bodyJson(const std::string& body, bool truncated, size_t limit) {
   return {{"body", cut ? body.substr(0, limit) : body}, {"truncated", truncated || cut}};
 }
 
+// Replays yield the CPU to the event loops: SCHED_IDLE runs them only when a core would
+// otherwise idle, and any waking loop preempts them at once. Under saturation the shadow side
+// falls behind and drops copies (counted) rather than taking cycles from live traffic.
+void yieldToLoops() {
+  sched_param param{};
+  if (pthread_setschedparam(pthread_self(), SCHED_IDLE, &param) != 0)
+    ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 19);
+}
+
 json sideJson(const CapturedResponse& response, size_t limit) {
   json side = bodyJson(response.body, response.truncated, limit);
   side["status"] = response.status;
@@ -61,17 +73,50 @@ size_t ShadowRequest::bytes() const {
 }
 
 json ShadowCounters::toJson() const {
+  const uint64_t classified = lag + real + unchecked;
   return {{"eligible", eligible},
-          {"compared_share",
-           eligible == 0 ? 0.0 : static_cast<double>(compared) / static_cast<double>(eligible)},
+          {"sampled", sampled},
+          {"compared_share", comparedShare()},
           {"compared", compared},
           {"matched", matched},
           {"mismatched", mismatched},
+          {"mismatched_by",
+           {{"real", real},
+            {"lag", lag},
+            {"unchecked", unchecked},
+            {"pending", mismatched > classified ? mismatched - classified : 0}}},
           {"dropped", dropped},
           {"dropped_by", dropped_by},
           {"too_large", too_large},
+          {"unanswered", unanswered},
           {"target_errors", target_errors},
+          {"as_bytes", as_bytes},
           {"mismatch_rate", mismatchRate()}};
+}
+
+ShadowCounters ShadowCounters::since(const ShadowCounters& earlier) const {
+  const auto sub = [](uint64_t a, uint64_t b) { return a >= b ? a - b : 0; };
+  ShadowCounters out;
+  out.eligible = sub(eligible, earlier.eligible);
+  out.sampled = sub(sampled, earlier.sampled);
+  out.compared = sub(compared, earlier.compared);
+  out.matched = sub(matched, earlier.matched);
+  out.mismatched = sub(mismatched, earlier.mismatched);
+  out.lag = sub(lag, earlier.lag);
+  out.real = sub(real, earlier.real);
+  out.unchecked = sub(unchecked, earlier.unchecked);
+  out.dropped = sub(dropped, earlier.dropped);
+  for (const auto& [reason, count] : dropped_by) {
+    const auto before = earlier.dropped_by.find(reason);
+    const uint64_t left =
+        sub(count, before == earlier.dropped_by.end() ? uint64_t{0} : before->second);
+    if (left > 0) out.dropped_by[reason] = left;
+  }
+  out.too_large = sub(too_large, earlier.too_large);
+  out.unanswered = sub(unanswered, earlier.unanswered);
+  out.target_errors = sub(target_errors, earlier.target_errors);
+  out.as_bytes = sub(as_bytes, earlier.as_bytes);
+  return out;
 }
 
 /// One replay thread's HTTP clients: a kept-alive session per endpoint.
@@ -160,6 +205,7 @@ ShadowComparator::ShadowComparator(ShadowLimits limits) : limits_(limits) {
   const int threads = std::max(1, limits_.concurrency);
   for (int i = 0; i < threads; ++i)
     threads_.emplace_back([this] { run(); });
+  recheck_thread_ = std::thread([this] { runRechecks(); });
 }
 
 ShadowComparator::~ShadowComparator() {
@@ -175,10 +221,14 @@ void ShadowComparator::stop() {
     queue_bytes_ = 0;
   }
   wake_.notify_all();
+  recheck_wake_.notify_all();
   for (auto& thread : threads_) {
     if (thread.joinable()) thread.join();
   }
   threads_.clear();
+  if (recheck_thread_.joinable()) recheck_thread_.join();
+  std::lock_guard lock(mutex_);
+  rechecks_.clear();
 }
 
 bool ShadowComparator::offer(ShadowRequest request) {
@@ -187,6 +237,7 @@ bool ShadowComparator::offer(ShadowRequest request) {
   {
     std::lock_guard lock(mutex_);
     RouteState& state = routes_[request.route->name];
+    ++state.counters.sampled;
     const char* reason = nullptr;
     if (stopping_) {
       reason = "stopping";
@@ -232,7 +283,16 @@ bool ShadowComparator::offer(ShadowRequest request) {
 
 void ShadowComparator::tooLarge(const std::string& route) {
   std::lock_guard lock(mutex_);
-  ++routes_[route].counters.too_large;
+  auto& counters = routes_[route].counters;
+  ++counters.sampled;
+  ++counters.too_large;
+}
+
+void ShadowComparator::unanswered(const std::string& route) {
+  std::lock_guard lock(mutex_);
+  auto& counters = routes_[route].counters;
+  ++counters.sampled;
+  ++counters.unanswered;
 }
 
 ShadowCounters ShadowComparator::counters(const std::string& route) const {
@@ -257,12 +317,7 @@ size_t ShadowComparator::queued() const {
 }
 
 void ShadowComparator::run() {
-  // Replays yield the CPU to the event loops: SCHED_IDLE runs them only when a core would
-  // otherwise idle, and any waking loop preempts them at once. Under saturation the shadow side
-  // falls behind and drops copies (counted) rather than taking cycles from live traffic.
-  sched_param param{};
-  if (pthread_setschedparam(pthread_self(), SCHED_IDLE, &param) != 0)
-    ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 19);
+  yieldToLoops();
   Replayer replayer(limits_.capture_bytes);
   for (;;) {
     std::optional<ShadowRequest> job;
@@ -282,6 +337,42 @@ void ShadowComparator::run() {
   }
 }
 
+namespace {
+
+/// The target's answer as compared (translated through the route's ACL) and how it differs.
+struct Judgement {
+  CapturedResponse compared;
+  std::vector<std::string> differences;
+  bool as_bytes = false;
+};
+
+Judgement judge(const ShadowConfig& settings, const CapturedResponse& monolith,
+                const CapturedResponse& target, const std::vector<std::string>& noise) {
+  Judgement out{target, {}, false};
+  if (!settings.acl.empty()) {
+    // The target speaks its own model: translate its answer to the legacy shape first.
+    const auto translator = acl::responseTranslator(settings.acl);
+    const json body = json::parse(target.body, nullptr, /*allow_exceptions=*/false);
+    if (!translator) {
+      out.differences.push_back("acl: no translator named '" + settings.acl + "'");
+    } else if (body.is_discarded()) {
+      out.differences.push_back("acl: the target's body is not JSON");
+      out.as_bytes = true;
+    } else if (auto translated = (*translator)(target.status, body); !translated) {
+      out.differences.push_back("acl: " + translated.error().message);
+    } else {
+      out.compared.body = translated->dump();
+    }
+    if (!out.differences.empty()) return out;
+  }
+  out.differences =
+      compareResponses(monolith, out.compared, CompareOptions{settings.ignore, settings.headers},
+                       noise, &out.as_bytes);
+  return out;
+}
+
+}  // namespace
+
 void ShadowComparator::process(ShadowRequest& job, Replayer& replayer) {
   const RouteConfig& route = *job.route;
   const RuntimeUpstream* target = job.runtime->upstream(route.target);
@@ -295,20 +386,18 @@ void ShadowComparator::process(ShadowRequest& job, Replayer& replayer) {
   if (!answer) {
     CapturedResponse failed;
     failed.body = error;
-    record(job, failed, {"target_error"}, true);
+    record(std::move(job), failed, {"target_error"}, true, false);
     return;
   }
   if (answer->truncated) {
-    tooLarge(route.name);
+    std::lock_guard lock(mutex_);
+    ++routes_[route.name].counters.too_large;
     return;
   }
   const ShadowConfig settings = route.shadow.value_or(ShadowConfig{});
-  CompareOptions options;
-  options.ignore = settings.ignore;
-  options.headers = settings.headers;
 
-  // The noise filter asks the monolith a second time (idempotent requests only: a repeated
-  // write would change data) and ignores whatever differs between its two answers.
+  // The noise filter asks the monolith a second time (safe requests only: a repeated write
+  // would change data) and ignores whatever differs between its two answers.
   std::vector<std::string> noise;
   if (settings.noise_filter && isSafe(job.method)) {
     if (const RuntimeUpstream* monolith = job.runtime->upstream(job.monolith_upstream)) {
@@ -319,29 +408,14 @@ void ShadowComparator::process(ShadowRequest& job, Replayer& replayer) {
       }
     }
   }
-
-  CapturedResponse compared = *answer;
-  std::vector<std::string> differences;
-  if (!settings.acl.empty()) {
-    // The target speaks its own model: translate its answer to the legacy shape first.
-    const auto translator = acl::responseTranslator(settings.acl);
-    const json body = json::parse(answer->body, nullptr, /*allow_exceptions=*/false);
-    if (!translator) {
-      differences.push_back("acl: no translator named '" + settings.acl + "'");
-    } else if (body.is_discarded()) {
-      differences.push_back("acl: the target's body is not JSON");
-    } else if (auto translated = (*translator)(answer->status, body); !translated) {
-      differences.push_back("acl: " + translated.error().message);
-    } else {
-      compared.body = translated->dump();
-    }
-  }
-  if (differences.empty()) differences = compareResponses(job.monolith, compared, options, noise);
-  record(job, compared, differences, answer->status >= 500);
+  auto verdict = judge(settings, job.monolith, *answer, noise);
+  record(std::move(job), verdict.compared, verdict.differences, answer->status >= 500,
+         verdict.as_bytes);
 }
 
-void ShadowComparator::record(const ShadowRequest& job, const CapturedResponse& target,
-                              const std::vector<std::string>& differences, bool target_error) {
+void ShadowComparator::record(ShadowRequest&& job, const CapturedResponse& target,
+                              const std::vector<std::string>& differences, bool target_error,
+                              bool as_bytes) {
   const bool transport_error = target.status == 0;  // nothing to compare
   if (transport_error || differences.empty()) {
     std::lock_guard lock(mutex_);
@@ -350,6 +424,7 @@ void ShadowComparator::record(const ShadowRequest& job, const CapturedResponse& 
     if (transport_error) return;
     ++counters.compared;
     ++counters.matched;
+    if (as_bytes) ++counters.as_bytes;
     return;
   }
   const size_t limit = limits_.diff_body_bytes;
@@ -366,14 +441,194 @@ void ShadowComparator::record(const ShadowRequest& job, const CapturedResponse& 
                 {"request", std::move(request)},
                 {"monolith", sideJson(job.monolith, limit)},
                 {"target", sideJson(target, limit)}};
-  std::lock_guard lock(mutex_);
-  auto& state = routes_[job.route->name];
+  // Only a route whose target reads a synced copy can lag; elsewhere a mismatch is real.
+  const RouteConfig& route = *job.route;
+  const std::string& sync_url = job.runtime->config->admin.sync_status_url;
+  const char* klass = route.data.empty() ? "real" : sync_url.empty() ? "unchecked" : "pending";
+  if (std::string_view(klass) == "unchecked")
+    entry["note"] = "no admin.sync_status_url: the sync could not be asked to catch up";
+  std::unique_lock lock(mutex_);
+  auto& state = routes_[route.name];
   if (target_error) ++state.counters.target_errors;
   ++state.counters.compared;
   ++state.counters.mismatched;
+  if (as_bytes) ++state.counters.as_bytes;
+  const uint64_t id = next_diff_id_++;
+  if (std::string_view(klass) == "pending" &&
+      (stopping_ || rechecks_.size() >= limits_.recheck_queue)) {
+    klass = "unchecked";
+    entry["note"] = "too many mismatches waiting for a re-check";
+  }
+  if (std::string_view(klass) == "real") ++state.counters.real;
+  if (std::string_view(klass) == "unchecked") ++state.counters.unchecked;
+  entry["id"] = id;
+  entry["class"] = klass;
   state.diffs.push_front(std::move(entry));
   while (state.diffs.size() > limits_.max_diffs)
     state.diffs.pop_back();
+  if (std::string_view(klass) == "pending") {
+    rechecks_.push_back(Recheck{std::move(job), id, std::nullopt});
+    lock.unlock();
+    recheck_wake_.notify_one();
+  }
+}
+
+void ShadowComparator::classify(const std::string& route, uint64_t id, const char* klass,
+                                json detail) {
+  std::lock_guard lock(mutex_);
+  auto& state = routes_[route];
+  const std::string_view k(klass);
+  if (k == "lag") ++state.counters.lag;
+  if (k == "real") ++state.counters.real;
+  if (k == "unchecked") ++state.counters.unchecked;
+  for (auto& entry : state.diffs) {
+    if (entry.value("id", uint64_t{0}) != id) continue;
+    entry["class"] = klass;
+    entry["recheck"] = std::move(detail);
+    break;
+  }
+}
+
+bool ShadowComparator::pause(int ms) {
+  std::unique_lock lock(mutex_);
+  recheck_wake_.wait_for(lock, std::chrono::milliseconds(ms), [this] { return stopping_; });
+  return !stopping_;
+}
+
+void ShadowComparator::runRechecks() {
+  yieldToLoops();
+  Replayer replayer(limits_.capture_bytes);
+  for (;;) {
+    std::vector<Recheck> batch;
+    {
+      std::unique_lock lock(mutex_);
+      recheck_wake_.wait(lock, [this] { return stopping_ || !rechecks_.empty(); });
+      if (stopping_) return;
+      // One catch-up wait serves every mismatch found meanwhile.
+      while (!rechecks_.empty() && batch.size() < 64) {
+        batch.push_back(std::move(rechecks_.front()));
+        rechecks_.pop_front();
+      }
+    }
+    recheckBatch(batch, replayer);
+  }
+}
+
+namespace {
+
+/// A GET on the sync's status server; the JSON answer or an error message.
+std::variant<json, std::string> askSync(const std::string& status_url, const std::string& what,
+                                        const std::string& query) {
+  try {
+    const Poco::URI uri(status_url);
+    std::string path = uri.getPath();
+    path = path.substr(0, path.rfind('/') == std::string::npos ? 0 : path.rfind('/')) + "/" + what;
+    Poco::Net::HTTPClientSession session(uri.getHost(), uri.getPort());
+    session.setTimeout(Poco::Timespan(2, 0));
+    Poco::Net::HTTPRequest request(Poco::Net::HTTPRequest::HTTP_GET,
+                                   query.empty() ? path : path + "?" + query,
+                                   Poco::Net::HTTPMessage::HTTP_1_1);
+    session.sendRequest(request);
+    Poco::Net::HTTPResponse response;
+    std::istream& in = session.receiveResponse(response);
+    std::string body((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    json answer = json::parse(body, nullptr, /*allow_exceptions=*/false);
+    if (response.getStatus() != Poco::Net::HTTPResponse::HTTP_OK || !answer.is_object())
+      return "the sync at " + status_url + " answered " + std::to_string(response.getStatus()) +
+             " to GET " + path;
+    return answer;
+  } catch (const Poco::Exception& e) {
+    return "cannot ask the sync at " + status_url + ": " + e.displayText();
+  }
+}
+
+std::string queryEscape(const std::string& value) {
+  std::string out;
+  Poco::URI::encode(value, "&=+?#/ ", out);
+  return out;
+}
+
+}  // namespace
+
+void ShadowComparator::recheckBatch(std::vector<Recheck>& batch, Replayer& replayer) {
+  const auto started = std::chrono::steady_clock::now();
+  const auto fail = [&](const std::string& why) {
+    for (auto& r : batch)
+      classify(r.job.route->name, r.id, "unchecked", {{"note", why}});
+  };
+  // The sync named by the first job's config (a reload meanwhile may name another: each batch
+  // asks the one its first job was routed with).
+  const std::string sync_url = batch.front().job.runtime->config->admin.sync_status_url;
+
+  // 1. The monolith again: its state now, which the sync must then catch up with.
+  for (auto& r : batch) {
+    std::string error;
+    if (const auto* monolith = r.job.runtime->upstream(r.job.monolith_upstream))
+      r.monolith_again = replayer.send(*monolith, r.job, r.job.monolith_path, error);
+  }
+  // 2. The end of both change logs now: every change the monolith's second answers saw.
+  auto fence = askSync(sync_url, "positions", "");
+  if (auto* why = std::get_if<std::string>(&fence)) return fail(*why);
+  const json positions = std::get<json>(fence);
+  const std::string mapping = positions.value("mapping", "");
+  // 3. Wait until the sync has applied everything up to there.
+  const std::string query = "monolith=" + queryEscape(positions.value("monolith", "")) +
+                            "&service=" + queryEscape(positions.value("service", ""));
+  const auto deadline = started + std::chrono::milliseconds(limits_.recheck_timeout_ms);
+  json backlog;
+  for (;;) {
+    auto answer = askSync(sync_url, "backlog", query);
+    if (auto* why = std::get_if<std::string>(&answer)) return fail(*why);
+    backlog = std::get<json>(answer);
+    if (backlog.value("caught_up", false)) break;
+    if (std::chrono::steady_clock::now() >= deadline)
+      return fail("the sync did not catch up within " + std::to_string(limits_.recheck_timeout_ms) +
+                  " ms (" + std::to_string(backlog.value("forward", 0)) + " monolith and " +
+                  std::to_string(backlog.value("reverse", 0)) + " service changes left)");
+    if (!pause(20)) return;
+  }
+  const auto waited_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::steady_clock::now() - started)
+                             .count();
+  // 4. The target again, compared with the monolith's second answer, or a third one when a
+  // write landed in between.
+  for (auto& r : batch) {
+    const RouteConfig& route = *r.job.route;
+    json detail = {{"waited_ms", waited_ms},
+                   {"fence",
+                    {{"monolith", positions.value("monolith", "")},
+                     {"service", positions.value("service", "")}}}};
+    if (mapping != route.data) {
+      detail["note"] =
+          "the sync at " + sync_url + " copies mapping '" + mapping + "', not '" + route.data + "'";
+      classify(route.name, r.id, "unchecked", std::move(detail));
+      continue;
+    }
+    std::string error;
+    const auto* target = r.job.runtime->upstream(route.target);
+    auto target_again =
+        target != nullptr ? replayer.send(*target, r.job, r.job.target_path, error) : std::nullopt;
+    if (!r.monolith_again || r.monolith_again->truncated || !target_again ||
+        target_again->truncated) {
+      detail["note"] = "a side did not answer the re-check" + (error.empty() ? "" : ": " + error);
+      classify(route.name, r.id, "unchecked", std::move(detail));
+      continue;
+    }
+    const ShadowConfig settings = route.shadow.value_or(ShadowConfig{});
+    auto after = judge(settings, *r.monolith_again, *target_again, {});
+    if (!after.differences.empty()) {
+      const auto* monolith = r.job.runtime->upstream(r.job.monolith_upstream);
+      if (auto third = monolith != nullptr
+                           ? replayer.send(*monolith, r.job, r.job.monolith_path, error)
+                           : std::nullopt;
+          third && !third->truncated) {
+        if (auto again = judge(settings, *third, *target_again, {}); again.differences.empty())
+          after = std::move(again);
+      }
+    }
+    detail["differences_after_catch_up"] = after.differences;
+    classify(route.name, r.id, after.differences.empty() ? "lag" : "real", std::move(detail));
+  }
 }
 
 }  // namespace strangler::proxy

@@ -137,6 +137,35 @@ TEST_F(AdvanceTest, MovesAlongThePlanOnlyWhenTheLiveFiguresPassTheGates) {
   EXPECT_EQ(journalOf(proxy.configPath()).size(), 3u);
 }
 
+TEST_F(AdvanceTest, RefusesToJudgeOnASampleTheLoadChose) {
+  // A rate budget drops most copies: the comparisons left all agree, but they are a sample
+  // nobody chose, so the gate refuses to judge on them.
+  ProxyProcess proxy(config({{"stage", "shadow"},
+                             {"shadow", {{"max_rate", 5}}},
+                             {"gates", {{"min_samples", 5}, {"auto_rollback", false}}}}),
+                     kToken);
+  ASSERT_TRUE(proxy.running());
+  traffic(proxy, 60);
+  waitCompared(proxy, 5);
+  const auto diffs = proxy.admin("GET", "/diffs?route=drivers").json()["counters"];
+  ASSERT_GT(diffs["dropped_by"]["max_rate"].get<uint64_t>(), 0u) << diffs.dump();
+  EXPECT_EQ(diffs["mismatched"], 0) << diffs.dump();
+  auto step = cli(proxy, {"routes", "advance", "drivers", "--json"});
+  EXPECT_EQ(step.exit_code, 1) << step.output;
+  const json report = json::parse(step.output.substr(0, step.output.find('\n')));
+  EXPECT_FALSE(report["passed"]);
+  bool share_failed = false;
+  for (const auto& gate : report["gates"]) {
+    if (gate["gate"] == "compared share") {
+      share_failed = !gate["passed"].get<bool>();
+    } else {
+      EXPECT_TRUE(gate["passed"]) << gate.dump();
+    }
+  }
+  EXPECT_TRUE(share_failed) << step.output;
+  EXPECT_EQ(routeIn(proxy.configPath(), "drivers")["stage"], "shadow");
+}
+
 TEST_F(AdvanceTest, RefusesWhenTheProxyServesAnotherStepThanTheFile) {
   ProxyProcess proxy(config({{"stage", "shadow"}}), kToken);
   ASSERT_TRUE(proxy.running());

@@ -2,20 +2,24 @@
 // and strangler-proxy as real processes, on SQLite and on PostgreSQL, with clients writing
 // through the proxy the whole time. Each write carries a counter, so the last acknowledged value
 // of every driver is known: after the walk every one of them is in both databases and served by
-// the proxy, `sync verify` passes and no client request failed.
+// the proxy, `sync verify` passes and no client request failed. The same deployment shows the
+// shadow stage telling sync lag from real differences on a route that carries data.
 #include <gtest/gtest.h>
+#include <soci/soci.h>
 
 #include <nlohmann/json.hpp>
 
 #include <atomic>
 #include <csignal>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <random>
 #include <regex>
 #include <thread>
 
+#include "strangler/common/db.h"
 #include "strangler/testing/counter_writers.h"
 #include "strangler/testing/figures.h"
 #include "strangler/testing/http_client.h"
@@ -65,8 +69,9 @@ class CutoverTest : public ::testing::TestWithParam<std::string> {
     ASSERT_EQ(sync({"run"}).exit_code, 0);
     watch_ = ChildProcess::start(STRANGLER_CLI_BIN,
                                  syncArgs({"watch", "--status-listen", "127.0.0.1:0"}));
-    ASSERT_TRUE(watch_->waitForLine("sync status on", std::chrono::seconds(30)))
-        << watch_->output();
+    const auto status_line = watch_->waitForLine("sync status on", std::chrono::seconds(30));
+    ASSERT_TRUE(status_line) << watch_->output();
+    const std::string sync_status_url = status_line->substr(status_line->find("http://"));
     // The watch holds the single-writer lease once it applies.
     strangler::testing::waitForSync(STRANGLER_CLI_BIN, monolith_db_, service_db_,
                                     strangler::testing::watchHoldsLease);
@@ -75,10 +80,12 @@ class CutoverTest : public ::testing::TestWithParam<std::string> {
                                     "http://127.0.0.1:" + std::to_string(monolith_port)});
     const auto service_port = listeningPort(*service_);
     config_ = dir_.file("strangler.json");
-    std::ofstream(config_) << strangler::testing::driversDataRouteConfig(
-                                  monolith_port, service_port, "CUTOVER_TEST_TOKEN",
-                                  {{"stage", "monolith"}})
-                                  .dump(2);
+    auto config = strangler::testing::driversDataRouteConfig(
+        monolith_port, service_port, "CUTOVER_TEST_TOKEN", {{"stage", "monolith"}});
+    // Where the shadow stage asks the sync to catch up before it classifies a mismatch.
+    config["admin"]["sync_status_url"] = sync_status_url;
+    std::ofstream(config_) << config.dump(2);
+    monolith_port_ = monolith_port;
     setenv("CUTOVER_TEST_TOKEN", "cutover-secret", 1);
     proxy_ = ChildProcess::start(STRANGLER_PROXY_BIN, {"--config", config_},
                                  {{"CUTOVER_TEST_TOKEN", "cutover-secret"}});
@@ -158,6 +165,7 @@ class CutoverTest : public ::testing::TestWithParam<std::string> {
   std::unique_ptr<ChildProcess> proxy_;
   uint16_t proxy_port_ = 0;
   uint16_t admin_port_ = 0;
+  uint16_t monolith_port_ = 0;
 };
 
 TEST_P(CutoverTest, RefusedBeforeAnythingChanges) {
@@ -259,6 +267,87 @@ TEST_P(CutoverTest, KilledAnywhereTheNextRunCompletes) {
   expectEveryAcknowledgedWrite(writers);
   std::cout << "kills that landed before the cutover finished: " << 6 - completed_before_kill
             << " of 6\n";
+}
+
+TEST_P(CutoverTest, ShadowTellsSyncLagFromRealMismatches) {
+  ASSERT_EQ(cli({"routes", "shadow", "drivers"}).exit_code, 0);
+  const auto get = [&](int id) {
+    return httpRequest("127.0.0.1", proxy_port_, "GET", "/api/drivers/" + std::to_string(id));
+  };
+  const auto shadowFigures = [&] {
+    return httpRequest("127.0.0.1", admin_port_, "GET", "/diffs?route=drivers").json();
+  };
+  const auto waitFor = [&](const std::function<bool(const json&)>& done) {
+    json figures;
+    for (int i = 0; i < 400; ++i) {
+      figures = shadowFigures();
+      if (done(figures)) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return figures;
+  };
+  // The copy is current: ten reads, ten copies compared, all equal.
+  for (int id = 101; id <= 110; ++id)
+    ASSERT_EQ(get(id).status, 200);
+  auto figures = waitFor([](const json& f) { return f["counters"]["compared"] == 10; });
+  ASSERT_EQ(figures["counters"]["compared"], 10) << figures.dump();
+  ASSERT_EQ(figures["counters"]["mismatched"], 0) << figures["diffs"].dump();
+
+  // Lag: the sync paused while driver 103 moves in the monolith; the copy the target reads is
+  // old when its answer is compared, current once the sync has caught up.
+  watch_->signal(SIGSTOP);
+  ASSERT_EQ(httpRequest("127.0.0.1", monolith_port_, "PUT", "/api/drivers/103/location",
+                        R"({"lat": 37.5, "lng": 127.25})")
+                .status,
+            200);
+  ASSERT_EQ(get(103).status, 200);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  watch_->signal(SIGCONT);
+
+  // Real: a status the mapping cannot translate (drv_status 7): the sync quarantines the change
+  // and the service keeps its old row, however long it waits.
+  {
+    soci::session sql;
+    common::openSession(sql, common::parseConnectionString(monolith_db_).value());
+    sql << "UPDATE users SET drv_status = 7 WHERE id = 104";
+  }
+  ASSERT_EQ(get(104).status, get(104).status);  // whatever the monolith makes of it, twice
+
+  figures = waitFor([](const json& f) {
+    const auto& by = f["counters"]["mismatched_by"];
+    return by["pending"] == 0 && f["counters"]["mismatched"] >= 2;
+  });
+  const auto& counters = figures["counters"];
+  ASSERT_EQ(counters["compared"], 13) << figures.dump(2);
+  EXPECT_EQ(counters["mismatched"], 3) << figures.dump(2);
+  EXPECT_EQ(counters["mismatched_by"]["lag"], 1) << figures.dump(2);
+  EXPECT_EQ(counters["mismatched_by"]["real"], 2) << figures.dump(2);
+  EXPECT_EQ(counters["mismatched_by"]["unchecked"], 0) << figures.dump(2);
+  // The gate's rate leaves the lag out: 2 of 13.
+  EXPECT_NEAR(counters["mismatch_rate"].get<double>(), 2.0 / 13.0, 1e-9);
+  int lag = 0, real = 0;
+  for (const auto& diff : figures["diffs"]) {
+    ASSERT_TRUE(diff.contains("recheck")) << diff.dump(2);
+    if (diff["path"] == "/api/drivers/103") {
+      ++lag;
+      EXPECT_EQ(diff["class"], "lag");
+      EXPECT_FALSE(diff["differences"].empty());  // the pointers that differed at first
+      EXPECT_TRUE(diff["recheck"]["differences_after_catch_up"].empty()) << diff.dump(2);
+    } else {
+      ++real;
+      EXPECT_EQ(diff["path"], "/api/drivers/104");
+      EXPECT_EQ(diff["class"], "real");
+      EXPECT_FALSE(diff["recheck"]["differences_after_catch_up"].empty()) << diff.dump(2);
+    }
+  }
+  EXPECT_EQ(lag, 1);
+  EXPECT_EQ(real, 2);
+  // The same classes on /metrics.
+  const auto metrics = httpRequest("127.0.0.1", admin_port_, "GET", "/metrics").body;
+  EXPECT_NE(
+      metrics.find(
+          R"(strangler_proxy_shadow_mismatches_by_class_total{route="drivers",class="lag"} 1)"),
+      std::string::npos);
 }
 
 INSTANTIATE_TEST_SUITE_P(Engines, CutoverTest, ::testing::Values("sqlite3", "postgresql"),

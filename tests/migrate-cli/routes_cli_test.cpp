@@ -265,8 +265,10 @@ TEST_F(RoutesCliTest, StatusShowsTheShadowSampleWithEveryDropAndItsReason) {
     if (output.find("max_rate 9") != std::string::npos) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  EXPECT_NE(output.find("    shadow: 0 compared, 0 mismatched, 9 dropped (max_rate 9)"),
-            std::string::npos)
+  EXPECT_NE(
+      output.find(
+          "    shadow: 0 compared (0.0% of the sample), 0 mismatched, 9 dropped (max_rate 9)"),
+      std::string::npos)
       << output;
 }
 

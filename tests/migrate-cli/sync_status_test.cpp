@@ -82,6 +82,23 @@ TEST(SyncStatusTest, WatchServesLagRateAndPendingChanges) {
   EXPECT_FALSE(status["last_applied_at"].is_null());
   EXPECT_EQ(status["last_verify"]["source_rows"], 50) << status.dump();
 
+  // A fence and what is left to apply up to it: nothing, the sync has caught up.
+  const auto positions = strangler::testing::httpRequest("127.0.0.1", port, "GET", "/positions");
+  ASSERT_EQ(positions.status, 200) << positions.body;
+  EXPECT_EQ(positions.json()["mapping"], "drivers");
+  const std::string fence = "/backlog?monolith=" + positions.json()["monolith"].get<std::string>() +
+                            "&service=" + positions.json()["service"].get<std::string>();
+  const auto backlog = strangler::testing::httpRequest("127.0.0.1", port, "GET", fence);
+  ASSERT_EQ(backlog.status, 200) << backlog.body;
+  EXPECT_EQ(backlog.json()["forward"], 0) << backlog.body;
+  EXPECT_TRUE(backlog.json()["caught_up"].get<bool>()) << backlog.body;
+  // A bad or missing fence is a clear 400, never a crash.
+  EXPECT_EQ(strangler::testing::httpRequest("127.0.0.1", port, "GET", "/backlog").status, 400);
+  const auto bad =
+      strangler::testing::httpRequest("127.0.0.1", port, "GET", "/backlog?monolith=zz&service=%00");
+  EXPECT_EQ(bad.status, 400) << bad.body;
+  EXPECT_EQ(strangler::testing::httpRequest("127.0.0.1", port, "GET", "/status").status, 200);
+
   EXPECT_EQ(strangler::testing::httpRequest("127.0.0.1", port, "GET", "/other").status, 404);
   sync->signal(SIGTERM);
   EXPECT_EQ(sync->wait(seconds(10)), 0) << sync->output();

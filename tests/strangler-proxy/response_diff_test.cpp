@@ -91,6 +91,12 @@ TEST(CompareResponses, NonJsonBodiesCompareByteWise) {
   // One side JSON, the other not: the bodies differ as bytes.
   EXPECT_EQ(compareResponses(answer(200, "{}"), answer(200, "<html>"), {}),
             (std::vector<std::string>{"body"}));
+  // The caller learns which way they were compared (the shadow counts byte-wise comparisons).
+  bool as_bytes = false;
+  compareResponses(answer(200, "plain"), answer(200, "plain"), {}, {}, &as_bytes);
+  EXPECT_TRUE(as_bytes);
+  compareResponses(answer(200, R"({"a": 1})"), answer(200, R"({"a": 2})"), {}, {}, &as_bytes);
+  EXPECT_FALSE(as_bytes);
 }
 
 }  // namespace

@@ -339,6 +339,65 @@ uint64_t sumOf(const json& object) {
   return sum;
 }
 
+TEST_F(ShadowTest, TheMismatchCounterEqualsTheDifferingAnswersAndEveryCopyIsAccounted) {
+  // Every third driver differs on the target: exactly those are mismatches.
+  const auto idOf = [](const ReceivedRequest& r) {
+    return std::stoi(r.uri.substr(r.uri.rfind('/') + 1));
+  };
+  monolith_.setResponder([&](const ReceivedRequest& r) {
+    return json{{"id", idOf(r)}, {"name", "Ann"}};
+  });
+  service_.setResponder([&](const ReceivedRequest& r) {
+    return json{{"id", idOf(r)}, {"name", idOf(r) % 3 == 0 ? "Bob" : "Ann"}};
+  });
+  // Short timeouts on both sides: a stopped FakeUpstream may leave connections open unanswered.
+  json cfg = config({}, {{"timeout_ms", 300}});
+  cfg["upstreams"]["monolith"]["timeout_ms"] = 300;
+  ProxyProcess proxy(cfg);
+  ASSERT_TRUE(proxy.running());
+  for (int id = 1; id <= 60; ++id)
+    ASSERT_EQ(proxy.get("/api/drivers/" + std::to_string(id)).status, 200);
+  json c = waitDiffs(proxy, compared(60))["counters"];
+  EXPECT_EQ(c["compared"], 60) << c.dump();
+  EXPECT_EQ(c["mismatched"], 20) << c.dump();
+  EXPECT_EQ(c["matched"], 40) << c.dump();
+  // A route without data cannot lag: every mismatch is real.
+  EXPECT_EQ(c["mismatched_by"]["real"], 20) << c.dump();
+
+  // A dead target: clients are served all the same, each copy is a target error.
+  service_.stop();
+  for (int id = 61; id <= 70; ++id)
+    ASSERT_EQ(proxy.get("/api/drivers/" + std::to_string(id)).status, 200);
+  c = waitDiffs(proxy, [](const json& x) { return x["target_errors"] == 10; })["counters"];
+  EXPECT_EQ(c["target_errors"], 10) << c.dump();
+  // A monolith answer past the capture limit: served whole, not compared, counted.
+  monolith_.padding = 2u << 20;
+  for (int id = 71; id <= 75; ++id) {
+    const auto response = proxy.get("/api/drivers/" + std::to_string(id));
+    ASSERT_EQ(response.status, 200);
+    EXPECT_GT(response.body.size(), 2u << 20);
+  }
+  monolith_.padding = 0;
+  // The monolith times out: the client gets 504 and the copy has nothing to compare with.
+  monolith_.delay_ms = 1500;
+  for (int id = 76; id <= 78; ++id)
+    EXPECT_EQ(proxy.get("/api/drivers/" + std::to_string(id)).status, 504);
+  c = waitDiffs(proxy, [](const json& x) { return x["unanswered"] == 3; })["counters"];
+  EXPECT_EQ(c["too_large"], 5) << c.dump();
+  EXPECT_EQ(c["unanswered"], 3) << c.dump();
+  EXPECT_EQ(c["compared"], 60) << c.dump();
+  EXPECT_EQ(c["mismatched"], 20) << c.dump();
+  // Every copy the sample took ends in exactly one of the counts.
+  EXPECT_EQ(c["sampled"], 78) << c.dump();
+  EXPECT_EQ(c["eligible"], 78) << c.dump();
+  EXPECT_EQ(c["compared"].get<uint64_t>() + c["target_errors"].get<uint64_t>() +
+                c["too_large"].get<uint64_t>() + c["unanswered"].get<uint64_t>() +
+                c["dropped"].get<uint64_t>(),
+            78u)
+      << c.dump();
+  EXPECT_NEAR(c["compared_share"].get<double>(), 60.0 / 78.0, 1e-9);
+}
+
 TEST_F(ShadowTest, ARouteOverItsRateBudgetDropsCopiesAndSaysWhy) {
   ProxyProcess proxy(config({{"max_rate", 5}}));
   ASSERT_TRUE(proxy.running());

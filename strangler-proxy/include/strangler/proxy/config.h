@@ -104,11 +104,17 @@ PlanStep previousStep(const std::vector<PlanStep>& plan, const PlanStep& current
 /// What `strangler routes advance` requires of the live figures before the next step, and when
 /// the proxy rolls a canary back by itself.
 struct GatesConfig {
-  int64_t min_samples = 100;        ///< requests (or shadow comparisons) seen in the current step
-  double max_mismatch_rate = 0.01;  ///< shadow mismatches / comparisons
-  double max_error_rate = 0.01;     ///< target 5xx and failures / target requests
-  double max_latency_ratio = 1.5;   ///< target p99 / monolith p99
-  bool auto_rollback = true;        ///< the proxy steps a canary back when errors cross the gate
+  int64_t min_samples = 100;  ///< requests (or shadow comparisons) seen in the current step
+  double max_mismatch_rate =
+      0.01;  ///< shadow mismatches (less those shown to be lag) / comparisons
+  /// Shadow copies compared / copies the sample picked: below it the comparisons are a sample
+  /// nobody chose (copies dropped under load), and the gate refuses to judge.
+  double min_compared_share = 0.9;
+  double max_error_rate = 0.01;    ///< target 5xx and failures / target requests
+  double max_latency_ratio = 1.5;  ///< target p99 / monolith p99
+  bool auto_rollback = true;       ///< the proxy steps a canary back when errors cross the gate
+
+  nlohmann::json toJson() const;
 };
 
 struct RouteConfig {

@@ -42,9 +42,12 @@ struct CompareOptions {
 /// for JSON bodies, or "body" for other bodies that differ byte-wise. Bodies are compared as
 /// JSON when both parse as JSON. Differences covered by `options.ignore` or by `noise` (the
 /// pointers and fields at which two answers of the monolith itself differed) are left out.
+/// `as_bytes`, when given, tells whether the bodies were compared byte for byte (one of them
+/// was not JSON).
 std::vector<std::string> compareResponses(const CapturedResponse& monolith,
                                           const CapturedResponse& target,
                                           const CompareOptions& options,
-                                          const std::vector<std::string>& noise = {});
+                                          const std::vector<std::string>& noise = {},
+                                          bool* as_bytes = nullptr);
 
 }  // namespace strangler::proxy

@@ -6,6 +6,7 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -23,12 +24,24 @@ struct ShadowLimits {
   size_t capture_bytes = kShadowCaptureBytes;  ///< larger answers are not compared
   size_t max_diffs = 50;                       ///< mismatches kept per route
   size_t diff_body_bytes = 4096;               ///< body bytes kept per side in a kept mismatch
+  size_t recheck_queue = 256;      ///< mismatches waiting for a re-check; more: unchecked
+  int recheck_timeout_ms = 10000;  ///< how long a re-check waits for the sync to catch up
 };
 
 /// The shadow stage: replays copies of requests the monolith served on the route's target from
 /// its own threads (blocking HTTP/1.1 clients, kept alive per endpoint), off every client's
 /// path, then compares the two answers (response_diff.h), after translating the target's answer
 /// through the route's ACL, and optionally filtering the monolith's own noise.
+///
+/// On a route that carries data (`"data": MAPPING`), the target reads a copy the sync keeps, so
+/// a mismatch may be only lag: the copy was a few milliseconds old. Such a mismatch is kept as
+/// `pending` and re-checked by a thread of its own: it asks the monolith again, takes the end of
+/// both change logs from the sync (`admin.sync_status_url`: GET …/positions), waits until the sync
+/// has applied up to there (GET …/backlog), then asks the target again. Equal now (to that second
+/// answer of the monolith or to a third one taken right after, for a row written meanwhile):
+/// `lag`, which the gates leave out; still different: `real`. A mismatch that cannot be
+/// re-checked (no sync status, the sync behind for longer than the timeout, a side not
+/// answering) is `unchecked` and counts like a real one. Routes without data: always `real`.
 class ShadowComparator : public ShadowSink {
  public:
   explicit ShadowComparator(ShadowLimits limits);
@@ -38,6 +51,7 @@ class ShadowComparator : public ShadowSink {
 
   bool offer(ShadowRequest request) override;
   void tooLarge(const std::string& route) override;
+  void unanswered(const std::string& route) override;
   ShadowCounters counters(const std::string& route) const override;
   nlohmann::json diffs(const std::string& route) const override;
   void stop() override;
@@ -54,11 +68,23 @@ class ShadowComparator : public ShadowSink {
     std::deque<nlohmann::json> diffs;  ///< newest first
   };
   class Replayer;
+  /// A mismatch on a route that carries data, waiting to be re-checked.
+  struct Recheck {
+    ShadowRequest job;
+    uint64_t id = 0;  ///< its entry in the route's diffs
+    std::optional<CapturedResponse> monolith_again;
+  };
 
   void run();
   void process(ShadowRequest& job, Replayer& replayer);
-  void record(const ShadowRequest& job, const CapturedResponse& target,
-              const std::vector<std::string>& differences, bool target_error);
+  void record(ShadowRequest&& job, const CapturedResponse& target,
+              const std::vector<std::string>& differences, bool target_error, bool as_bytes);
+  void runRechecks();
+  void recheckBatch(std::vector<Recheck>& batch, Replayer& replayer);
+  /// Sets the class of mismatch `id` of `route` (and the figures), with what the re-check saw.
+  void classify(const std::string& route, uint64_t id, const char* klass, nlohmann::json detail);
+  /// Waits up to `ms` (or until stop()); false when stopping.
+  bool pause(int ms);
 
   const ShadowLimits limits_;
   mutable std::mutex mutex_;
@@ -69,6 +95,10 @@ class ShadowComparator : public ShadowSink {
   int idle_ = 0;  ///< replay threads waiting for a copy
   std::map<std::string, RouteState, std::less<>> routes_;
   std::vector<std::thread> threads_;
+  uint64_t next_diff_id_ = 1;
+  std::deque<Recheck> rechecks_;
+  std::condition_variable recheck_wake_;
+  std::thread recheck_thread_;
 };
 
 }  // namespace strangler::proxy

@@ -43,19 +43,37 @@ struct ShadowCounters {
   /// Requests the route could have copied (stage and method allow it), sampled or not; filled
   /// from the proxy's metrics by whoever reports (the sink itself does not see them).
   uint64_t eligible = 0;
+  /// Copies the sample picked: each ends compared, dropped, too_large, unanswered or as a
+  /// target failure without an answer (or is still on its way).
+  uint64_t sampled = 0;
   uint64_t compared = 0;    ///< answers of both sides compared
   uint64_t matched = 0;     ///< compared and equal (after ignore and noise)
-  uint64_t mismatched = 0;  ///< compared and different
-  uint64_t dropped = 0;     ///< not sent (the client is never slowed): the sum of dropped_by
+  uint64_t mismatched = 0;  ///< compared and different, whatever their class below
+  // How mismatches were classified (on a route that carries data, once the sync caught up
+  // with the request: see ShadowComparator). Those not yet classified are pending.
+  uint64_t lag = 0;        ///< gone once the sync caught up: not counted against the gate
+  uint64_t real = 0;       ///< still there after catch-up, or on a route without data
+  uint64_t unchecked = 0;  ///< could not be re-checked (no sync status, timeout): counted
+  uint64_t dropped = 0;    ///< not sent (the client is never slowed): the sum of dropped_by
   /// Drops by reason: "queue_full" and "queue_bytes" (the proxy-wide queue), "max_inflight" and
   /// "max_rate" (the route's budgets), "stopping". Never by chance: the sample is not a drop.
   std::map<std::string, uint64_t> dropped_by;
-  uint64_t too_large = 0;      ///< not compared: an answer exceeded the capture limit
+  uint64_t too_large = 0;      ///< not compared: a body exceeded the capture limit
+  uint64_t unanswered = 0;     ///< not compared: the monolith's answer never completed
   uint64_t target_errors = 0;  ///< the target failed (connect, timeout, 5xx)
+  uint64_t as_bytes = 0;       ///< compared byte for byte: a body was not JSON
 
+  /// Mismatches the gate counts: all but those the re-check showed to be sync lag.
+  uint64_t counted() const { return mismatched > lag ? mismatched - lag : 0; }
   double mismatchRate() const {
-    return compared == 0 ? 0.0 : static_cast<double>(mismatched) / static_cast<double>(compared);
+    return compared == 0 ? 0.0 : static_cast<double>(counted()) / static_cast<double>(compared);
   }
+  /// Compared copies among those the sample picked.
+  double comparedShare() const {
+    return sampled == 0 ? 0.0 : static_cast<double>(compared) / static_cast<double>(sampled);
+  }
+  /// The figures gathered since `earlier` (a step's start).
+  ShadowCounters since(const ShadowCounters& earlier) const;
   nlohmann::json toJson() const;
 };
 
@@ -66,8 +84,10 @@ class ShadowSink {
   virtual ~ShadowSink() = default;
   /// Offers a copy of a served request in the shadow stage; false when it was dropped.
   virtual bool offer(ShadowRequest request) = 0;
-  /// Counts a copy that was not offered because an answer was larger than the capture limit.
+  /// Counts a copy that was not offered because a body was larger than the capture limit.
   virtual void tooLarge(const std::string& route) = 0;
+  /// Counts a copy that was not offered because the monolith's answer never completed.
+  virtual void unanswered(const std::string& route) = 0;
   /// The figures for `route` (zeros for a route never shadowed).
   virtual ShadowCounters counters(const std::string& route) const = 0;
   /// The most recent mismatches of `route`, newest first (a JSON array).
@@ -81,6 +101,7 @@ class NullShadowSink : public ShadowSink {
  public:
   bool offer(ShadowRequest) override { return false; }
   void tooLarge(const std::string&) override {}
+  void unanswered(const std::string&) override {}
   ShadowCounters counters(const std::string&) const override { return {}; }
   nlohmann::json diffs(const std::string&) const override { return nlohmann::json::array(); }
 };

@@ -109,7 +109,7 @@ void SyncStatusServer::markStopping() {
 }
 
 common::ApiReply SyncStatusServer::positions() {
-  std::lock_guard lock(mutex_);
+  std::lock_guard lock(reader_mutex_);
   auto positions = reader_->positions();
   if (!positions.ok())
     return common::errorReply(503, positions.error().code, positions.error().message);
@@ -125,7 +125,7 @@ common::ApiReply SyncStatusServer::backlog(const std::map<std::string, std::stri
   if (monolith == query.end() || service == query.end())
     return common::errorReply(400, "usage",
                               "give the fence as ?monolith=POSITION&service=POSITION");
-  std::lock_guard lock(mutex_);
+  std::lock_guard lock(reader_mutex_);
   auto backlog = reader_->backlog(sync::Positions{monolith->second, service->second});
   if (!backlog.ok()) return common::errorReply(400, backlog.error().code, backlog.error().message);
   return common::ApiReply{200,
@@ -138,9 +138,14 @@ common::ApiReply SyncStatusServer::backlog(const std::map<std::string, std::stri
 
 json SyncStatusServer::report() {
   const auto now = Clock::now();
+  // The database first, under the reader's own lock: the applying thread reports its batches
+  // under mutex_ and must never wait on a query.
+  common::Result<sync::StatusReport> status = [&] {
+    std::lock_guard reading(reader_mutex_);
+    return reader_->status();
+  }();
   std::lock_guard lock(mutex_);
   json out{{"mapping", mapping_}};
-  const auto status = reader_->status();
   if (status.ok()) {
     out["state"] = stopping_ ? "stopping" : status->phase == "stream" ? "streaming" : "snapshot";
     out["direction"] = sync::toString(status->direction);

@@ -61,8 +61,9 @@ class SyncStatusServer {
   using Clock = std::chrono::system_clock;
   std::string mapping_;
   common::HostPort address_;
-  std::mutex mutex_;  // guards everything below (and the reader's sessions)
+  std::mutex reader_mutex_;  // guards the reader's database sessions (never held with mutex_)
   std::unique_ptr<acl::sync::SyncEngine> reader_;
+  std::mutex mutex_;  // guards the figures below (the applying thread reports under it)
   std::deque<std::pair<Clock::time_point, int64_t>> recent_;  // applied batches, last 10 s
   std::optional<int64_t> last_lag_ms_;
   std::optional<Clock::time_point> last_applied_at_;

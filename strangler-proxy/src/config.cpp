@@ -706,7 +706,7 @@ ProxyConfig build(Checker& check, const json& doc) {
       }
       if (limits.contains("shadow_concurrency")) {
         if (auto n =
-                check.integer(limits["shadow_concurrency"], "limits.shadow_concurrency", 1, 256))
+                check.integer(limits["shadow_concurrency"], "limits.shadow_concurrency", 1, 4096))
           config.limits.shadow_concurrency = static_cast<int>(*n);
       }
     }

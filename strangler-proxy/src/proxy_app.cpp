@@ -66,7 +66,21 @@ common::Result<std::unique_ptr<ProxyApp>> ProxyApp::start(const ProxyOptions& op
   ShadowLimits shadow_limits;
   shadow_limits.queue = static_cast<size_t>(config->limits.shadow_queue);
   shadow_limits.concurrency = config->limits.shadow_concurrency;
-  app->shared_->shadow = std::make_shared<ShadowComparator>(shadow_limits);
+  auto comparator = std::make_shared<ShadowComparator>(shadow_limits);
+  // A mismatch is re-checked only while its route is still shadowed and not held by a cutover:
+  // afterwards the comparison no longer guides a decision, and a cutover must not share the
+  // sync with the re-check's questions. (The comparator is stopped before the app goes.)
+  ProxyApp* self = app.get();
+  comparator->setRecheckGuard([self](const std::string& route) -> std::string {
+    const auto serving = self->current();
+    const RouteConfig* now = serving->config->findRoute(route);
+    if (now == nullptr || now->stage != Stage::kShadow)
+      return "the route left the shadow stage before the sync caught up";
+    if (const RouteHold* hold = self->holds().find(route); hold != nullptr && hold->flagged())
+      return "a cutover holds the route";
+    return "";
+  });
+  app->shared_->shadow = comparator;
   app->steps_.onPublish(*config, app->figures());
   if (!config->access_log.empty()) {
     auto log = AccessLog::open(config->access_log);

@@ -6,9 +6,6 @@
 #include <Poco/Timespan.h>
 #include <Poco/URI.h>
 
-#include <pthread.h>
-#include <sched.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -17,6 +14,7 @@
 #include <variant>
 
 #include "http_util.h"
+#include "shadow_replay.h"
 #include "strangler/acl/response_translators.h"
 #include "strangler/proxy/runtime.h"
 
@@ -42,15 +40,6 @@ json headersJson(const HeaderList& headers) {
 json bodyJson(const std::string& body, bool truncated, size_t limit) {
   const bool cut = body.size() > limit;
   return {{"body", cut ? body.substr(0, limit) : body}, {"truncated", truncated || cut}};
-}
-
-// Replays yield the CPU to the event loops: SCHED_IDLE runs them only when a core would
-// otherwise idle, and any waking loop preempts them at once. Under saturation the shadow side
-// falls behind and drops copies (counted) rather than taking cycles from live traffic.
-void yieldToLoops() {
-  sched_param param{};
-  if (pthread_setschedparam(pthread_self(), SCHED_IDLE, &param) != 0)
-    ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 19);
 }
 
 json sideJson(const CapturedResponse& response, size_t limit) {
@@ -195,6 +184,8 @@ class ShadowComparator::Replayer {
     return std::nullopt;
   }
 
+  void closeAll() { sessions_.clear(); }
+
  private:
   size_t capture_bytes_;
   size_t next_ = 0;
@@ -202,9 +193,25 @@ class ShadowComparator::Replayer {
 };
 
 ShadowComparator::ShadowComparator(ShadowLimits limits) : limits_(limits) {
-  const int threads = std::max(1, limits_.concurrency);
-  for (int i = 0; i < threads; ++i)
-    threads_.emplace_back([this] { run(); });
+  loop_ = std::make_unique<ShadowReplayLoop>(
+      static_cast<size_t>(std::max(1, limits_.concurrency)), limits_.capture_bytes,
+      [this] { return take(); },
+      [](const ShadowRequest& job,
+         const std::vector<ReplayOutcome>& done) -> std::optional<ShadowReplayLoop::Leg> {
+        // First the target; then, for the noise filter, the monolith once more (safe requests
+        // only: a repeated write would change data) when the target's answer can be compared.
+        if (done.empty())
+          return ShadowReplayLoop::Leg{job.runtime->upstream(job.route->target), job.target_path};
+        const bool noise =
+            job.route->shadow && job.route->shadow->noise_filter && isSafe(job.method);
+        if (done.size() == 1 && noise && done[0].answer && !done[0].answer->truncated)
+          return ShadowReplayLoop::Leg{job.runtime->upstream(job.monolith_upstream),
+                                       job.monolith_path};
+        return std::nullopt;
+      },
+      [this](ShadowRequest&& job, std::vector<ReplayOutcome>&& outcomes) {
+        compare(std::move(job), std::move(outcomes));
+      });
   recheck_thread_ = std::thread([this] { runRechecks(); });
 }
 
@@ -214,19 +221,19 @@ ShadowComparator::~ShadowComparator() {
 
 void ShadowComparator::stop() {
   {
-    std::lock_guard lock(mutex_);
-    if (stopping_ && threads_.empty()) return;
-    stopping_ = true;
+    std::lock_guard lock(offer_mutex_);
+    closed_ = true;
     queue_.clear();
     queue_bytes_ = 0;
   }
-  wake_.notify_all();
-  recheck_wake_.notify_all();
-  for (auto& thread : threads_) {
-    if (thread.joinable()) thread.join();
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
   }
-  threads_.clear();
+  recheck_wake_.notify_all();
+  if (loop_) loop_->stop();
   if (recheck_thread_.joinable()) recheck_thread_.join();
+  batch_.clear();
   std::lock_guard lock(mutex_);
   rechecks_.clear();
 }
@@ -235,15 +242,15 @@ bool ShadowComparator::offer(ShadowRequest request) {
   request.queued_bytes = request.bytes();
   const ShadowConfig* budget = request.route->shadow ? &*request.route->shadow : nullptr;
   {
-    std::lock_guard lock(mutex_);
-    RouteState& state = routes_[request.route->name];
+    std::lock_guard lock(offer_mutex_);
+    OfferState& state = offers_[request.route->name];
     ++state.counters.sampled;
     const char* reason = nullptr;
-    if (stopping_) {
+    if (closed_) {
       reason = "stopping";
-    } else if (queue_.size() >= limits_.queue) {
+    } else if (queue_.size() + taken_ >= limits_.queue) {
       reason = "queue_full";
-    } else if (queue_bytes_ + request.queued_bytes > limits_.queue_bytes) {
+    } else if (queue_bytes_ + taken_bytes_ + request.queued_bytes > limits_.queue_bytes) {
       reason = "queue_bytes";
     } else if (budget != nullptr && budget->max_inflight > 0 &&
                state.inflight >= budget->max_inflight) {
@@ -274,31 +281,42 @@ bool ShadowComparator::offer(ShadowRequest request) {
     ++state.inflight;
     queue_bytes_ += request.queued_bytes;
     queue_.push_back(std::move(request));
-    // Busy replayers take the next copy without a wake-up: no futex call on the loop's path.
-    if (idle_ == 0) return true;
   }
-  wake_.notify_one();
+  // A busy replay loop looks for copies by itself: no system call on the event loop's path.
+  loop_->wake();
   return true;
 }
 
 void ShadowComparator::tooLarge(const std::string& route) {
-  std::lock_guard lock(mutex_);
-  auto& counters = routes_[route].counters;
+  std::lock_guard lock(offer_mutex_);
+  auto& counters = offers_[route].counters;
   ++counters.sampled;
   ++counters.too_large;
 }
 
 void ShadowComparator::unanswered(const std::string& route) {
-  std::lock_guard lock(mutex_);
-  auto& counters = routes_[route].counters;
+  std::lock_guard lock(offer_mutex_);
+  auto& counters = offers_[route].counters;
   ++counters.sampled;
   ++counters.unanswered;
 }
 
 ShadowCounters ShadowComparator::counters(const std::string& route) const {
-  std::lock_guard lock(mutex_);
-  const auto it = routes_.find(route);
-  return it == routes_.end() ? ShadowCounters{} : it->second.counters;
+  ShadowCounters out;
+  {
+    std::lock_guard lock(mutex_);
+    if (const auto it = routes_.find(route); it != routes_.end()) out = it->second.counters;
+  }
+  std::lock_guard lock(offer_mutex_);
+  if (const auto it = offers_.find(route); it != offers_.end()) {
+    const ShadowCounters& offered = it->second.counters;
+    out.sampled = offered.sampled;
+    out.dropped = offered.dropped;
+    out.dropped_by = offered.dropped_by;
+    out.too_large += offered.too_large;
+    out.unanswered = offered.unanswered;
+  }
+  return out;
 }
 
 json ShadowComparator::diffs(const std::string& route) const {
@@ -312,29 +330,30 @@ json ShadowComparator::diffs(const std::string& route) const {
 }
 
 size_t ShadowComparator::queued() const {
-  std::lock_guard lock(mutex_);
-  return queue_.size();
+  std::lock_guard lock(offer_mutex_);
+  return queue_.size() + taken_;
 }
 
-void ShadowComparator::run() {
-  yieldToLoops();
-  Replayer replayer(limits_.capture_bytes);
-  for (;;) {
-    std::optional<ShadowRequest> job;
-    {
-      std::unique_lock lock(mutex_);
-      ++idle_;
-      wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
-      --idle_;
-      if (stopping_) return;
-      job.emplace(std::move(queue_.front()));
-      queue_.pop_front();
-      queue_bytes_ -= std::min(queue_bytes_, job->queued_bytes);
-    }
-    process(*job, replayer);
-    std::lock_guard lock(mutex_);
-    --routes_[job->route->name].inflight;
+std::optional<ShadowRequest> ShadowComparator::take() {
+  const auto now = std::chrono::steady_clock::now();
+  if (batch_.empty() && now - last_swap_ >= std::chrono::milliseconds(1)) {
+    // One short critical section, at most every millisecond, for everything queued since the
+    // last one and for the copies finished since (their route's in-flight budget).
+    last_swap_ = now;
+    std::lock_guard lock(offer_mutex_);
+    for (const auto& [route, count] : finished_)
+      offers_[route].inflight -= count;
+    finished_.clear();
+    if (closed_) return std::nullopt;
+    batch_.swap(queue_);
+    taken_ = batch_.size();
+    taken_bytes_ = queue_bytes_;
+    queue_bytes_ = 0;
   }
+  if (batch_.empty()) return std::nullopt;
+  std::optional<ShadowRequest> job(std::move(batch_.front()));
+  batch_.pop_front();
+  return job;
 }
 
 namespace {
@@ -373,44 +392,29 @@ Judgement judge(const ShadowConfig& settings, const CapturedResponse& monolith,
 
 }  // namespace
 
-void ShadowComparator::process(ShadowRequest& job, Replayer& replayer) {
-  const RouteConfig& route = *job.route;
-  const RuntimeUpstream* target = job.runtime->upstream(route.target);
-  std::string error;
-  std::optional<CapturedResponse> answer;
-  if (target == nullptr) {
-    error = "upstream '" + route.target + "' is not defined";
-  } else {
-    answer = replayer.send(*target, job, job.target_path, error);
-  }
-  if (!answer) {
+void ShadowComparator::compare(ShadowRequest&& job, std::vector<ReplayOutcome>&& outcomes) {
+  const std::string route_name = job.route->name;
+  const ReplayOutcome& target = outcomes.front();
+  if (!target.answer) {
     CapturedResponse failed;
-    failed.body = error;
+    failed.body = target.error;
     record(std::move(job), failed, {"target_error"}, true, false);
-    return;
-  }
-  if (answer->truncated) {
+  } else if (target.answer->truncated) {
     std::lock_guard lock(mutex_);
-    ++routes_[route.name].counters.too_large;
-    return;
+    ++routes_[route_name].counters.too_large;
+  } else {
+    const ShadowConfig settings = job.route->shadow.value_or(ShadowConfig{});
+    // The noise filter's second answer of the monolith: what differs between its two answers
+    // is ignored.
+    std::vector<std::string> noise;
+    if (outcomes.size() > 1 && outcomes[1].answer && !outcomes[1].answer->truncated)
+      noise =
+          compareResponses(job.monolith, *outcomes[1].answer, CompareOptions{{}, settings.headers});
+    auto verdict = judge(settings, job.monolith, *target.answer, noise);
+    record(std::move(job), verdict.compared, verdict.differences, target.answer->status >= 500,
+           verdict.as_bytes);
   }
-  const ShadowConfig settings = route.shadow.value_or(ShadowConfig{});
-
-  // The noise filter asks the monolith a second time (safe requests only: a repeated write
-  // would change data) and ignores whatever differs between its two answers.
-  std::vector<std::string> noise;
-  if (settings.noise_filter && isSafe(job.method)) {
-    if (const RuntimeUpstream* monolith = job.runtime->upstream(job.monolith_upstream)) {
-      std::string ignored;
-      if (auto again = replayer.send(*monolith, job, job.monolith_path, ignored);
-          again && !again->truncated) {
-        noise = compareResponses(job.monolith, *again, CompareOptions{{}, settings.headers});
-      }
-    }
-  }
-  auto verdict = judge(settings, job.monolith, *answer, noise);
-  record(std::move(job), verdict.compared, verdict.differences, answer->status >= 500,
-         verdict.as_bytes);
+  ++finished_[route_name];  // applied at the next take(): no lock here
 }
 
 void ShadowComparator::record(ShadowRequest&& job, const CapturedResponse& target,
@@ -496,7 +500,8 @@ bool ShadowComparator::pause(int ms) {
 }
 
 void ShadowComparator::runRechecks() {
-  yieldToLoops();
+  // At normal priority: it mostly sleeps, and takes mutex_ (which /routes and /diffs need too):
+  // a thread starved by a lower priority while holding it would stall them.
   Replayer replayer(limits_.capture_bytes);
   for (;;) {
     std::vector<Recheck> batch;
@@ -511,6 +516,9 @@ void ShadowComparator::runRechecks() {
       }
     }
     recheckBatch(batch, replayer);
+    // Not kept alive between batches: a thread-per-connection server would keep a thread
+    // parked on each idle connection.
+    replayer.closeAll();
   }
 }
 
@@ -560,6 +568,12 @@ void ShadowComparator::recheckBatch(std::vector<Recheck>& batch, Replayer& repla
   // asks the one its first job was routed with).
   const std::string sync_url = batch.front().job.runtime->config->admin.sync_status_url;
 
+  // A route no longer shadowed, or held by a cutover, is not re-checked (the batch's routes
+  // share one sync: the first one's answer stands for all).
+  const auto blocked = [&]() -> std::string {
+    return recheck_guard_ ? recheck_guard_(batch.front().job.route->name) : std::string();
+  };
+  if (auto why = blocked(); !why.empty()) return fail(why);
   // 1. The monolith again: its state now, which the sync must then catch up with.
   for (auto& r : batch) {
     std::string error;
@@ -581,11 +595,12 @@ void ShadowComparator::recheckBatch(std::vector<Recheck>& batch, Replayer& repla
     if (auto* why = std::get_if<std::string>(&answer)) return fail(*why);
     backlog = std::get<json>(answer);
     if (backlog.value("caught_up", false)) break;
+    if (auto why = blocked(); !why.empty()) return fail(why);
     if (std::chrono::steady_clock::now() >= deadline)
       return fail("the sync did not catch up within " + std::to_string(limits_.recheck_timeout_ms) +
                   " ms (" + std::to_string(backlog.value("forward", 0)) + " monolith and " +
                   std::to_string(backlog.value("reverse", 0)) + " service changes left)");
-    if (!pause(20)) return;
+    if (!pause(50)) return;
   }
   const auto waited_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                              std::chrono::steady_clock::now() - started)

@@ -166,7 +166,7 @@ struct LimitsConfig {
   /// An upgraded connection (WebSocket) with no byte either way for this long is closed.
   int tunnel_idle_timeout_ms = 300000;
   int shadow_queue = 1024;      ///< shadow copies waiting for replay; more are dropped
-  int shadow_concurrency = 4;   ///< shadow replays in flight (read at start only)
+  int shadow_concurrency = 8;   ///< shadow copies in flight at once (read at start only)
   int max_connections = 10000;  ///< open client connections; past it: 503 and close, counted
 };
 

@@ -4,6 +4,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -15,12 +16,20 @@
 
 namespace strangler::proxy {
 
+class ShadowReplayLoop;
+
+/// What one request of a shadow copy brought back: the answer, or why there is none.
+struct ReplayOutcome {
+  std::optional<CapturedResponse> answer;
+  std::string error;
+};
+
 /// Bounds of the shadow stage. Memory is bounded by queue × (request + captured answer) and by
 /// routes × max_diffs × diff entries of at most 2 × diff_body_bytes.
 struct ShadowLimits {
   size_t queue = 1024;                         ///< copies waiting; more are dropped and counted
   size_t queue_bytes = 64u << 20;              ///< bytes waiting; more are dropped and counted
-  int concurrency = 4;                         ///< replay threads (each one replay at a time)
+  int concurrency = 8;                         ///< copies in flight at once (one replay thread)
   size_t capture_bytes = kShadowCaptureBytes;  ///< larger answers are not compared
   size_t max_diffs = 50;                       ///< mismatches kept per route
   size_t diff_body_bytes = 4096;               ///< body bytes kept per side in a kept mismatch
@@ -29,9 +38,10 @@ struct ShadowLimits {
 };
 
 /// The shadow stage: replays copies of requests the monolith served on the route's target from
-/// its own threads (blocking HTTP/1.1 clients, kept alive per endpoint), off every client's
-/// path, then compares the two answers (response_diff.h), after translating the target's answer
-/// through the route's ACL, and optionally filtering the monolith's own noise.
+/// a thread of its own (ShadowReplayLoop: many copies at once on non-blocking sockets, kept
+/// alive per endpoint), off every client's path, then compares the two answers (response_diff.h),
+/// after translating the target's answer through the route's ACL, and optionally filtering the
+/// monolith's own noise.
 ///
 /// On a route that carries data (`"data": MAPPING`), the target reads a copy the sync keeps, so
 /// a mismatch may be only lag: the copy was a few milliseconds old. Such a mismatch is kept as
@@ -56,18 +66,29 @@ class ShadowComparator : public ShadowSink {
   nlohmann::json diffs(const std::string& route) const override;
   void stop() override;
 
+  /// Says why a pending mismatch of a route may not be re-checked now ("" when it may): asked
+  /// before and while waiting for the sync. Set once, before the first offer.
+  void setRecheckGuard(std::function<std::string(const std::string& route)> guard) {
+    recheck_guard_ = std::move(guard);
+  }
+
   /// Copies waiting (for tests and /metrics).
   size_t queued() const;
 
  private:
+  /// What the offering event loops count and check, under offer_mutex_.
+  struct OfferState {
+    ShadowCounters counters;  ///< sampled, dropped (by reason), too_large, unanswered
+    int inflight = 0;         ///< copies queued or being replayed
+    double tokens = 0;        ///< shadow.max_rate's bucket
+    std::chrono::steady_clock::time_point refilled;
+  };
+  /// What the comparisons found, under mutex_.
   struct RouteState {
     ShadowCounters counters;
-    int inflight = 0;   ///< copies queued or being replayed
-    double tokens = 0;  ///< shadow.max_rate's bucket
-    std::chrono::steady_clock::time_point refilled;
     std::deque<nlohmann::json> diffs;  ///< newest first
   };
-  class Replayer;
+  class Replayer;  // blocking, for the re-checks
   /// A mismatch on a route that carries data, waiting to be re-checked.
   struct Recheck {
     ShadowRequest job;
@@ -75,8 +96,10 @@ class ShadowComparator : public ShadowSink {
     std::optional<CapturedResponse> monolith_again;
   };
 
-  void run();
-  void process(ShadowRequest& job, Replayer& replayer);
+  /// The next queued copy, for the replay loop.
+  std::optional<ShadowRequest> take();
+  /// A copy's answers are in (the target's, and the monolith's again for the noise filter).
+  void compare(ShadowRequest&& job, std::vector<ReplayOutcome>&& outcomes);
   void record(ShadowRequest&& job, const CapturedResponse& target,
               const std::vector<std::string>& differences, bool target_error, bool as_bytes);
   void runRechecks();
@@ -87,18 +110,30 @@ class ShadowComparator : public ShadowSink {
   bool pause(int ms);
 
   const ShadowLimits limits_;
-  mutable std::mutex mutex_;
-  std::condition_variable wake_;
+  // Two locks, so that an event loop offering a copy never waits on the replay thread, which
+  // runs at idle priority and could be preempted while holding a lock (priority inversion):
+  // offer_mutex_ guards the queue and the offers' figures, and the replay thread takes it only
+  // to swap the whole queue out (every 2 ms at most while busy); mutex_ guards the comparisons.
+  mutable std::mutex offer_mutex_;
   std::deque<ShadowRequest> queue_;
   size_t queue_bytes_ = 0;
+  size_t taken_ = 0;        ///< copies the replay thread took at its last swap
+  size_t taken_bytes_ = 0;  ///< and their bytes
+  bool closed_ = false;     ///< stop() was called: every offer is dropped
+  std::map<std::string, OfferState, std::less<>> offers_;
+  // The replay thread's own: the copies of its last swap, and copies finished since.
+  std::deque<ShadowRequest> batch_;
+  std::map<std::string, int> finished_;
+  std::chrono::steady_clock::time_point last_swap_;
+  mutable std::mutex mutex_;
   bool stopping_ = false;
-  int idle_ = 0;  ///< replay threads waiting for a copy
   std::map<std::string, RouteState, std::less<>> routes_;
-  std::vector<std::thread> threads_;
+  std::unique_ptr<ShadowReplayLoop> loop_;
   uint64_t next_diff_id_ = 1;
   std::deque<Recheck> rechecks_;
   std::condition_variable recheck_wake_;
   std::thread recheck_thread_;
+  std::function<std::string(const std::string&)> recheck_guard_;
 };
 
 }  // namespace strangler::proxy

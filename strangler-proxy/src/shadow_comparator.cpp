@@ -23,8 +23,6 @@ namespace {
 
 using nlohmann::json;
 
-constexpr const char* kShadowHeader = "X-Strangler-Shadow";
-
 bool isRedacted(std::string_view name) {
   return iequals(name, "authorization") || iequals(name, "cookie") ||
          iequals(name, "proxy-authorization") || iequals(name, "set-cookie");
@@ -140,9 +138,7 @@ class ShadowComparator::Replayer {
         Poco::Net::HTTPRequest request(job.method, job.has_query ? path + "?" + job.query : path,
                                        Poco::Net::HTTPMessage::HTTP_1_1);
         for (const auto& [name, value] : job.headers) {
-          if (isHopByHop(name) || iequals(name, "content-length") ||
-              startsWithIgnoreCase(name, "x-strangler-"))
-            continue;
+          if (!forwardedOnCopy(name)) continue;
           request.add(name, value);
         }
         request.set(kShadowHeader, "1");

@@ -19,7 +19,6 @@ namespace strangler::proxy {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-constexpr const char* kShadowHeader = "X-Strangler-Shadow";
 
 std::string requestBytes(const ShadowRequest& job, const std::string& path,
                          const std::string& host) {
@@ -27,9 +26,7 @@ std::string requestBytes(const ShadowRequest& job, const std::string& path,
       job.method + " " + path + (job.has_query ? "?" + job.query : "") + " HTTP/1.1\r\n";
   bool has_host = false;
   for (const auto& [name, value] : job.headers) {
-    if (isHopByHop(name) || iequals(name, "content-length") || iequals(name, "transfer-encoding") ||
-        startsWithIgnoreCase(name, "x-strangler-"))
-      continue;
+    if (!forwardedOnCopy(name)) continue;
     has_host = has_host || iequals(name, "host");
     out += name + ": " + value + "\r\n";
   }
@@ -43,6 +40,11 @@ std::string requestBytes(const ShadowRequest& job, const std::string& path,
 }
 
 }  // namespace
+
+bool forwardedOnCopy(std::string_view name) {
+  return !isHopByHop(name) && !iequals(name, "content-length") &&
+         !iequals(name, "transfer-encoding") && !startsWithIgnoreCase(name, "x-strangler-");
+}
 
 struct ShadowReplayLoop::Exchange {
   ShadowRequest job;
@@ -230,14 +232,17 @@ void ShadowReplayLoop::pull() {
     if (!job) return;
     auto exchange = std::make_unique<Exchange>();
     exchange->job = std::move(*job);
-    auto leg = legs_(exchange->job, exchange->outcomes);
-    if (!leg) {
-      done_(std::move(exchange->job), std::move(exchange->outcomes));
-      continue;
-    }
-    exchange->leg = std::move(*leg);
-    begin(std::move(exchange));
+    advance(std::move(exchange));
   }
+}
+
+void ShadowReplayLoop::advance(std::unique_ptr<Exchange> e) {
+  if (auto leg = legs_(e->job, e->outcomes)) {
+    e->leg = std::move(*leg);
+    begin(std::move(e));
+    return;
+  }
+  done_(std::move(e->job), std::move(e->outcomes));
 }
 
 void ShadowReplayLoop::begin(std::unique_ptr<Exchange> e) {
@@ -250,12 +255,7 @@ void ShadowReplayLoop::begin(std::unique_ptr<Exchange> e) {
   }
   if (!error.empty()) {
     e->outcomes.push_back({std::nullopt, error});
-    if (auto leg = legs_(e->job, e->outcomes)) {
-      e->leg = std::move(*leg);
-      return begin(std::move(e));
-    }
-    done_(std::move(e->job), std::move(e->outcomes));
-    return;
+    return advance(std::move(e));
   }
   const uint64_t turn = upstream->round_robin->fetch_add(1, std::memory_order_relaxed);
   e->endpoint = upstream->endpoints[turn % upstream->endpoints.size()];
@@ -287,12 +287,7 @@ void ShadowReplayLoop::begin(std::unique_ptr<Exchange> e) {
       ::close(e->fd);
       e->fd = -1;
       e->outcomes.push_back({std::nullopt, why});
-      if (auto leg = legs_(e->job, e->outcomes)) {
-        e->leg = std::move(*leg);
-        return begin(std::move(e));
-      }
-      done_(std::move(e->job), std::move(e->outcomes));
-      return;
+      return advance(std::move(e));
     }
   }
   epoll_event ev{};
@@ -401,12 +396,7 @@ void ShadowReplayLoop::finish(Exchange& e, std::optional<CapturedResponse> answe
     return;
   }
   owned->outcomes.push_back({std::move(answer), std::move(error)});
-  if (auto leg = legs_(owned->job, owned->outcomes)) {
-    owned->leg = std::move(*leg);
-    begin(std::move(owned));
-    return;
-  }
-  done_(std::move(owned->job), std::move(owned->outcomes));
+  advance(std::move(owned));
 }
 
 }  // namespace strangler::proxy

@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -17,6 +18,12 @@
 #include "strangler/proxy/shadow_comparator.h"
 
 namespace strangler::proxy {
+
+/// Marks every request the shadow stage sends (copies and re-checks).
+inline constexpr const char* kShadowHeader = "X-Strangler-Shadow";
+/// Whether a client's request header goes on a shadow copy: not hop-by-hop, not the body's
+/// framing (the copy sets its own), not the proxy's own X-Strangler-*.
+bool forwardedOnCopy(std::string_view name);
 
 /// Sends shadow copies to their target (and, for the noise filter, to the monolith again) from
 /// one thread, many at once: non-blocking sockets on its own epoll, keep-alive connections per
@@ -62,6 +69,8 @@ class ShadowReplayLoop {
 
   void run();
   void pull();
+  /// Sends the exchange's next leg, or hands the copy to `done` when there is none.
+  void advance(std::unique_ptr<Exchange> exchange);
   void begin(std::unique_ptr<Exchange> exchange);
   void send(Exchange& exchange);
   void onEvents(Exchange& exchange, uint32_t events);

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <ctime>
 #include <fstream>
+#include <random>
 #include <sstream>
 
 #include "strangler/common/etcd_client.h"
@@ -18,6 +19,14 @@
 
 namespace strangler::proxy {
 namespace {
+
+/// 128 random bits in hex: an edit's id in the journal.
+std::string operationId() {
+  std::random_device device;
+  char text[33];
+  std::snprintf(text, sizeof text, "%08x%08x%08x%08x", device(), device(), device(), device());
+  return text;
+}
 
 using nlohmann::ordered_json;
 
@@ -187,11 +196,16 @@ class EtcdBackend : public ConfigStore::Backend {
     char sequence[32];
     std::snprintf(sequence, sizeof sequence, "%012lld", static_cast<long long>(next_sequence_));
     const std::string journal_key = location_.key(std::string("journal/") + sequence);
+    // The journal line carries an id no other edit has: the transaction creates the line's key
+    // (so it applies at most once) and an attempt whose answer was lost (a leader killed
+    // mid-call) is settled by reading that key, instead of being reported as failed.
+    ordered_json stamped = line;
+    stamped["op"] = operationId();
+    const common::EtcdTxnId id{journal_key, stamped.dump()};
     using Target = common::EtcdCompare::Target;
-    auto done = client_.txn({{Target::kModRevision, location_.key("config"), mod_revision_, ""},
-                             {Target::kCreateRevision, journal_key, 0, ""}},
-                            {{common::EtcdOp::Kind::kPut, location_.key("config"), document, 0},
-                             {common::EtcdOp::Kind::kPut, journal_key, line.dump(), 0}});
+    auto done =
+        client_.txn({{Target::kModRevision, location_.key("config"), mod_revision_, ""}},
+                    {{common::EtcdOp::Kind::kPut, location_.key("config"), document, 0}}, id);
     if (!done.ok()) return done.error();
     if (!*done) {
       return common::Result<void>::failure(

@@ -25,7 +25,13 @@ bool etcdRequired();
 /// The destructor stops every member.
 class EtcdCluster {
  public:
-  explicit EtcdCluster(int size = 3);
+  struct Options {
+    /// Serve clients over TLS with this certificate and key (peers stay plain).
+    std::string cert_file;
+    std::string key_file;
+    std::vector<std::string> extra_args;
+  };
+  explicit EtcdCluster(int size = 3, Options options = {});
   ~EtcdCluster();
   EtcdCluster(const EtcdCluster&) = delete;
   EtcdCluster& operator=(const EtcdCluster&) = delete;
@@ -37,6 +43,22 @@ class EtcdCluster {
   void kill(int i);
   /// Starts member `i` again on its data directory.
   void start(int i);
+  /// SIGSTOPs / SIGCONTs member `i`: alive to the kernel (connections open), silent to clients.
+  void pause(int i);
+  void resume(int i);
+  /// The member that leads now, or -1 when none of the running members knows one.
+  int leader() const;
+  /// The member whose client address is `member` ("127.0.0.1:P"), or -1.
+  int indexOf(const std::string& member) const;
+  /// gRPC calls of `method` ("Range", "Txn", "Put", "LeaseKeepAlive"...) the running members
+  /// have started, summed (etcd's grpc_server_started_total, the JSON gateway included).
+  int64_t calls(const std::string& method) const;
+  /// The same for member `i` alone (0 while it is not running; counts restart with it).
+  int64_t calls(const std::string& method, int i) const;
+  uint16_t clientPort(int i) const { return members_[static_cast<size_t>(i)].client_port; }
+  /// Member `i`'s client address, "127.0.0.1:P".
+  std::string endpoint(int i) const { return "127.0.0.1:" + std::to_string(clientPort(i)); }
+  /// Every member's client address, as "https://..." when the cluster serves TLS.
   int size() const { return static_cast<int>(members_.size()); }
   bool running(int i) const { return members_[i].process != nullptr; }
 
@@ -50,9 +72,11 @@ class EtcdCluster {
     std::string name;
     uint16_t client_port = 0;
     uint16_t peer_port = 0;
+    uint16_t metrics_port = 0;  ///< plain HTTP /health and /metrics
     std::unique_ptr<strangler::testing::ChildProcess> process;
   };
   strangler::testing::TempDir dir_{"strangler-etcd-test"};
+  Options options_;
   std::vector<Member> members_;
   std::string initial_cluster_;
 };

@@ -33,9 +33,29 @@ struct EtcdLocation {
 bool isEtcdUrl(const std::string& text);
 /// Parses an etcd:// URL.
 Result<EtcdLocation> parseEtcdUrl(const std::string& text);
-/// Parses "http://HOST:PORT[,HOST:PORT...]" (or bare "HOST:PORT,..."), as for the config's
-/// top-level "etcd" key.
+/// Parses "http://HOST:PORT[,HOST:PORT...]" (or bare "HOST:PORT,..."; "https://" too), as for
+/// the config's top-level "etcd" key.
 Result<std::vector<HostPort>> parseEtcdEndpoints(const std::string& text);
+
+/// How to reach the members beyond their addresses: TLS (etcd's `--cert-file`, and a client
+/// certificate for `--client-cert-auth`) and etcd's own user/password authentication. Every
+/// binary reads it from the same environment variables, so one setting covers the proxy, the CLI
+/// and the services' registration:
+///   STRANGLER_ETCD_CA_FILE       PEM bundle the members' certificates must chain to (turns TLS on)
+///   STRANGLER_ETCD_TLS=1         TLS with the system's CAs
+///   STRANGLER_ETCD_CERT_FILE, STRANGLER_ETCD_KEY_FILE   client certificate and key
+///   STRANGLER_ETCD_USER, STRANGLER_ETCD_PASSWORD (or STRANGLER_ETCD_PASSWORD_FILE)
+struct EtcdSecurity {
+  bool tls = false;
+  std::string ca_file;
+  std::string cert_file;
+  std::string key_file;
+  std::string user;
+  std::string password;
+
+  /// The settings above; an error names a variable that cannot be used (an unreadable file).
+  static Result<EtcdSecurity> fromEnvironment();
+};
 
 /// A key as etcd stores it.
 struct EtcdKeyValue {
@@ -51,6 +71,13 @@ struct EtcdKeyValue {
 struct EtcdRange {
   std::vector<EtcdKeyValue> kvs;
   int64_t revision = 0;
+};
+
+/// One change seen by a watch: a put (kv holds the new value) or a delete (kv.key, and
+/// kv.mod_revision is the revision of the delete).
+struct EtcdEvent {
+  enum class Type { kPut, kDelete } type = Type::kPut;
+  EtcdKeyValue kv;
 };
 
 /// One operation of a transaction (put or delete of a single key).
@@ -69,13 +96,50 @@ struct EtcdCompare {
   std::string value;     ///< for kValue
 };
 
-/// A client of etcd's v3 JSON gateway (HTTP/1.1, keys and values base64 in JSON). Each call
-/// tries the members in turn, starting with the last one that answered, until one answers.
-/// Thread-safe; copies share nothing.
+/// What makes a transaction safe to send again: a key it creates with a value no other call
+/// writes (e.g. a journal line carrying a random operation id). The transaction then also
+/// requires that key to be absent, so it can apply at most once however often it is sent, and an
+/// attempt whose answer was lost is settled by reading the key back.
+struct EtcdTxnId {
+  std::string key;
+  std::string value;
+};
+
+/// A client of etcd's v3 JSON gateway.
+///
+/// Why the JSON gateway and not etcd's gRPC API: Debian 12 ships libgrpc++ but not etcd's .proto
+/// files, so the gRPC route means writing and keeping our own copy of etcd's API definitions and
+/// running protoc in the build, for calls the gateway already carries one-to-one (it is etcd's
+/// gRPC server behind a JSON codec, with the same transactions, leases, watch streams, auth and
+/// TLS). What the gRPC client library would add is done here: pooled keep-alive connections,
+/// retries that never apply a write twice, member discovery, and watches that resume.
+///
+/// - Calls try the members in turn, starting with the last one that answered, and go round again
+///   with a short backoff until the call's budget (10 s by default) is spent, so an election
+///   (1-3 s after a leader dies) is ridden out rather than reported.
+/// - Reads, lease renewals, grants and deletes are sent again freely. A put or a transaction is
+///   sent again only when it surely did not reach etcd (no connection, or etcd said it was not
+///   proposed: "no leader"); after an unknown outcome (a timeout, a connection cut after the
+///   request went out, "request timed out") it fails with code "etcd_unknown_outcome" — unless
+///   the transaction carries an EtcdTxnId, which makes every resend safe.
+/// - Connections are kept alive and reused, at most 4 idle ones per member.
+/// - The member list is learnt from the cluster (every 30 s while calls succeed), so members
+///   added after start are used when the configured ones are gone.
+/// - With a user, a token is taken from /v3/auth/authenticate and renewed when etcd says it has
+///   expired; a wrong password fails with code "etcd_auth".
+/// Thread-safe. Copies share the connections, the member list and the token.
 class EtcdClient {
  public:
+  /// Reaches `endpoints` with the security settings of the environment (EtcdSecurity).
   explicit EtcdClient(std::vector<HostPort> endpoints,
                       std::chrono::milliseconds timeout = std::chrono::seconds(2));
+  /// With `learn_members` false only `endpoints` are ever used (as a client behind a partition).
+  EtcdClient(std::vector<HostPort> endpoints, EtcdSecurity security,
+             std::chrono::milliseconds timeout = std::chrono::seconds(2),
+             bool learn_members = true);
+
+  /// A copy (sharing connections) whose calls give up after `budget` in all.
+  EtcdClient withBudget(std::chrono::milliseconds budget) const;
 
   /// One key, with the store revision; nullopt inside when the key is absent.
   Result<std::pair<std::optional<EtcdKeyValue>, int64_t>> get(const std::string& key);
@@ -87,8 +151,10 @@ class EtcdClient {
   Result<int64_t> put(const std::string& key, const std::string& value, int64_t lease = 0);
   /// Deletes `key`.
   Result<void> remove(const std::string& key);
-  /// Runs `success` when every comparison holds; returns whether they held.
-  Result<bool> txn(const std::vector<EtcdCompare>& compares, const std::vector<EtcdOp>& success);
+  /// Runs `success` when every comparison holds; returns whether they held (with `id`: whether
+  /// this call's transaction applied, on this attempt or an earlier one whose answer was lost).
+  Result<bool> txn(std::vector<EtcdCompare> compares, std::vector<EtcdOp> success,
+                   const std::optional<EtcdTxnId>& id = std::nullopt);
   /// Grants a lease of `ttl_seconds`; returns its id.
   Result<int64_t> grantLease(int64_t ttl_seconds);
   /// Renews `lease` once; fails with code "lease_expired" when etcd no longer knows it.
@@ -96,30 +162,47 @@ class EtcdClient {
   /// Revokes `lease`, deleting its keys.
   Result<void> revokeLease(int64_t lease);
 
+  using EventsHandler = std::function<void(const std::vector<EtcdEvent>&)>;
   /// Watches `key` (or [key, range_end) when range_end is set) from `start_revision` on one
-  /// stream, calling `on_change` for each batch of changes as it arrives, until `wait` passes
-  /// or `cancel` is set (then returns how many batches came). Fails when no member can be
-  /// reached or the stream breaks; a compacted start revision counts as a change and ends it.
-  Result<int> watch(const std::string& key, const std::string& range_end, int64_t start_revision,
-                    std::chrono::milliseconds wait, const std::atomic<bool>& cancel,
-                    const std::function<void()>& on_change);
+  /// stream that stays open, calling `on_events` for each batch of changes as it arrives, until
+  /// `cancel` is set (then returns success). Fails when no member can be reached, the stream
+  /// breaks, or the member loses its leader (code "etcd_unavailable": resume from the revision
+  /// after the last event seen), or when `start_revision` was compacted away (code
+  /// "compacted": read the keys again). The stream asks the member to end it when it has no
+  /// leader, so a member cut off from the others does not keep a watch silently stale.
+  Result<void> watch(const std::string& key, const std::string& range_end, int64_t start_revision,
+                     const std::atomic<bool>& cancel, const EventsHandler& on_events);
 
-  const std::vector<HostPort>& endpoints() const { return endpoints_; }
+  /// The members known now: the configured ones and those the cluster listed, the one that
+  /// answered last first.
+  std::vector<HostPort> members() const;
+  /// Writes whose answer was lost (a timeout or a cut connection after the request went out, or
+  /// "request timed out"), by every client of this process.
+  static uint64_t lostAnswersInProcess();
 
   /// The end of the range of keys that start with `prefix`.
   static std::string prefixEnd(const std::string& prefix);
 
- private:
-  Result<std::string> call(const std::string& path, const std::string& body);
+  struct Shared;
 
-  std::vector<HostPort> endpoints_;
+ private:
+  /// kRead and kIdempotent are sent again after any failure; kIfNotProposed only when etcd
+  /// surely did not apply it.
+  enum class Resend { kRead, kIdempotent, kIfNotProposed };
+  Result<std::string> call(const std::string& path, const std::string& body, Resend resend);
+  void refreshMembers();
+
+  std::shared_ptr<Shared> shared_;
   std::chrono::milliseconds timeout_;
-  std::shared_ptr<std::atomic<size_t>> preferred_;
+  std::chrono::milliseconds budget_;
 };
 
-/// Follows a key or a prefix from a thread of its own: hands the current keys to `on_snapshot`
-/// at start and after every change (and every few seconds in between), retrying with backoff
-/// while etcd cannot be reached (`on_error` says why).
+/// Follows a key or a prefix from a thread of its own: reads the keys once, then follows the
+/// watch stream, applying its events to the copy it keeps, and hands the current keys to
+/// `on_snapshot` at start and after every change. A broken stream resumes from the revision after
+/// the last event seen (nothing is read again); only a compacted revision makes it read the keys
+/// again. While etcd cannot be reached it retries with backoff (`on_error` says why) and the
+/// caller keeps what it had. An idle follower sends nothing.
 class EtcdFollower {
  public:
   using Snapshot = std::function<void(const EtcdRange&)>;
@@ -173,6 +256,7 @@ class EtcdLeaseKeeper {
   EtcdLeaseKeeper(EtcdClient client, int64_t ttl_seconds);
   void run();
   Result<void> grantAndPut();
+  Result<void> putKeys(int64_t lease);
 
   EtcdClient client_;
   int64_t ttl_seconds_;
@@ -180,6 +264,7 @@ class EtcdLeaseKeeper {
   std::mutex mutex_;
   std::condition_variable wake_;
   bool stop_ = false;
+  bool keys_stale_ = false;  ///< a put failed: put every key again on the next renewal
   std::vector<std::pair<std::string, std::string>> keys_;
   std::thread thread_;
 };

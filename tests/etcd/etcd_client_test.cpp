@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -303,6 +304,116 @@ TEST_F(EtcdClientTest, IdleReplicasSendOnlyLeaseRenewals) {
         },
         std::chrono::seconds(5)));
   }
+}
+
+// A cluster serving clients over TLS with etcd's own users: replicas and the CLI reach it with
+// the STRANGLER_ETCD_* settings, a token that expires is renewed unseen, a wrong password or a
+// missing CA is a clear error and the replica keeps serving what it had.
+TEST(EtcdSecurityTest, TlsAndPasswordsServeReplicasAndRefuseClearly) {
+  STRANGLER_NEED_ETCD();
+  strangler::testing::TempDir dir("strangler-etcd-tls");
+  const std::string cert = dir.file("etcd.pem");
+  const std::string key = dir.file("etcd.key");
+  proxy::testing::makeCertificate(cert, key, "127.0.0.1");
+  // Tokens live 2 s here (300 s by default), so the test sees one expire.
+  EtcdCluster cluster(3, {cert, key, {"--auth-token-ttl", "2"}});
+  ASSERT_TRUE(cluster.waitHealthy());
+  const std::string https = "https://" + cluster.endpoint(0);
+  const auto plain = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {"--endpoints", https, "--cacert", cert});
+    return strangler::testing::runCommand("/usr/bin/etcdctl", args, std::chrono::seconds(20));
+  };
+  ASSERT_EQ(plain({"user", "add", "root", "--new-user-password", "rootpw"}).exit_code, 0);
+  ASSERT_EQ(plain({"user", "add", "app", "--new-user-password", "apppw"}).exit_code, 0);
+  ASSERT_EQ(plain({"role", "add", "strangler"}).exit_code, 0);
+  ASSERT_EQ(
+      plain({"role", "grant-permission", "strangler", "--prefix=true", "readwrite", "/strangler/"})
+          .exit_code,
+      0);
+  ASSERT_EQ(plain({"user", "grant-role", "app", "strangler"}).exit_code, 0);
+  const auto enabled = plain({"auth", "enable"});
+  ASSERT_EQ(enabled.exit_code, 0) << enabled.output;
+
+  const auto members = common::parseEtcdEndpoints(cluster.endpoints()).value();
+  common::EtcdSecurity security;
+  security.tls = true;
+  security.ca_file = cert;
+  security.user = "app";
+  security.password = "apppw";
+  common::EtcdClient client(members, security);
+  ASSERT_TRUE(client.put("/strangler/tls/a", "1").ok());
+  std::this_thread::sleep_for(std::chrono::seconds(3));  // the token expires
+  auto read = client.get("/strangler/tls/a");
+  ASSERT_TRUE(read.ok()) << read.error().message;
+  ASSERT_TRUE(read->first);
+  EXPECT_EQ(read->first->value, "1");
+  auto denied = client.put("/elsewhere", "1");
+  ASSERT_FALSE(denied.ok());
+  EXPECT_EQ(denied.error().code, "etcd_auth") << denied.error().message;
+
+  auto wrong = security;
+  wrong.password = "nope";
+  auto refused = common::EtcdClient(members, wrong).get("/strangler/tls/a");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, "etcd_auth");
+  EXPECT_NE(refused.error().message.find("refused user 'app'"), std::string::npos)
+      << refused.error().message;
+  auto no_tls = security;
+  no_tls.tls = false;
+  auto unreachable = common::EtcdClient(members, no_tls)
+                         .withBudget(std::chrono::seconds(1))
+                         .get("/strangler/tls/a");
+  EXPECT_FALSE(unreachable.ok());
+
+  // The real binaries, configured by the environment only.
+  FakeUpstream monolith("monolith");
+  FakeUpstream service("driver-service");
+  const std::string url = cluster.url("/strangler/prod");
+  const strangler::testing::ChildProcess::Env env = {{"STRANGLER_ETCD_CA_FILE", cert},
+                                                     {"STRANGLER_ETCD_USER", "app"},
+                                                     {"STRANGLER_ETCD_PASSWORD", "apppw"},
+                                                     {"STRANGLER_USER", "tester"}};
+  const json config = {{"listen", "127.0.0.1:0"},
+                       {"admin", {{"listen", "127.0.0.1:0"}}},
+                       {"debug_headers", true},
+                       {"upstreams",
+                        {{"monolith", {{"endpoints", {monolith.address()}}}},
+                         {"driver-service", {{"endpoints", {service.address()}}}}}},
+                       {"default_upstream", "monolith"},
+                       {"routes",
+                        {{{"name", "drivers"},
+                          {"match", {{"path", "/api/drivers/**"}}},
+                          {"target", "driver-service"},
+                          {"stage", "monolith"}}}}};
+  std::ofstream(dir.file("config.json")) << config.dump(2);
+  const auto cli = [&](std::vector<std::string> args,
+                       const strangler::testing::ChildProcess::Env& with) {
+    args.insert(args.begin(), {"--config", url});
+    return strangler::testing::runCommand(STRANGLER_CLI_BIN, args, std::chrono::seconds(30), with);
+  };
+  const auto pushed = cli({"config", "push", dir.file("config.json")}, env);
+  ASSERT_EQ(pushed.exit_code, 0) << pushed.output;
+  ProxyReplica replica(url, {}, env);
+  ASSERT_TRUE(replica.running());
+  const auto stageOnReplica = [&] {
+    const json routes = replica.routes();
+    if (!routes.is_object()) return std::string("(no answer)");
+    for (const auto& r : routes.value("routes", json::array()))
+      if (r.value("name", "") == "drivers") return r.value("stage", std::string());
+    return std::string("(no route)");
+  };
+  EXPECT_EQ(stageOnReplica(), "monolith");
+
+  auto bad_env = env;
+  bad_env[2].second = "nope";
+  const auto refused_edit = cli({"routes", "shadow", "drivers"}, bad_env);
+  EXPECT_NE(refused_edit.exit_code, 0);  // (its message, on stderr, is the one checked above)
+  EXPECT_EQ(stageOnReplica(), "monolith");
+  std::this_thread::sleep_for(std::chrono::seconds(3));  // the replica's token expires meanwhile
+  const auto edited = cli({"routes", "shadow", "drivers"}, env);
+  ASSERT_EQ(edited.exit_code, 0) << edited.output;
+  EXPECT_TRUE(eventually([&] { return stageOnReplica() == "shadow"; }, std::chrono::seconds(10)))
+      << stageOnReplica();
 }
 
 }  // namespace

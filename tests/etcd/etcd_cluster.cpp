@@ -197,12 +197,13 @@ std::string EtcdCluster::endpoints() const {
 }
 
 ProxyReplica::ProxyReplica(const std::string& config_url,
-                           const std::vector<std::string>& extra_args) {
+                           const std::vector<std::string>& extra_args,
+                           const strangler::testing::ChildProcess::Env& env) {
   std::vector<std::string> args = {"--config",       config_url,    "--listen",  "127.0.0.1:0",
                                    "--admin-listen", "127.0.0.1:0", "--workers", "1",
                                    "--grace-ms",     "1000"};
   args.insert(args.end(), extra_args.begin(), extra_args.end());
-  auto started = proxy::testing::startProxyBinary(args);
+  auto started = proxy::testing::startProxyBinary(args, env);
   process_ = std::move(started.process);
   port_ = started.port;
   admin_port_ = started.admin_port;

@@ -85,7 +85,8 @@ class EtcdCluster {
 class ProxyReplica {
  public:
   explicit ProxyReplica(const std::string& config_url,
-                        const std::vector<std::string>& extra_args = {});
+                        const std::vector<std::string>& extra_args = {},
+                        const strangler::testing::ChildProcess::Env& env = {});
   ~ProxyReplica();
   bool running() const { return port_ != 0; }
   uint16_t port() const { return port_; }

@@ -342,6 +342,11 @@ void EtcdLeaseKeeper::update(const std::string& key, const std::string& value) {
   }
 }
 
+void EtcdLeaseKeeper::onRegrant(std::function<void()> callback) {
+  std::lock_guard lock(mutex_);
+  on_regrant_ = std::move(callback);
+}
+
 void EtcdLeaseKeeper::run() {
   const auto period = std::chrono::milliseconds(std::max<int64_t>(ttl_seconds_ * 1000 / 3, 300));
   // A renewal must not outlive the lease it renews.
@@ -354,6 +359,12 @@ void EtcdLeaseKeeper::run() {
     Result<void> repaired;
     if (!kept.ok() && kept.error().code == "lease_expired") {
       repaired = grantAndPut();
+      std::function<void()> regranted;
+      {
+        std::lock_guard callback_lock(mutex_);
+        regranted = on_regrant_;
+      }
+      if (repaired.ok() && regranted) regranted();
     } else if (kept.ok() && stale) {
       repaired = putKeys(lease_.load());
     }

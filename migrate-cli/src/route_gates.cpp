@@ -132,6 +132,21 @@ GateReport judgeGates(const proxy::RouteConfig& route, const proxy::PlanStep& fr
       break;
     }
   }
+  // With replicas sharing an etcd config the figures are every replica's summed: a replica left
+  // out (no answer, still on another step) may hold exactly the errors that should stop this.
+  if (!report.checks.empty() && live.contains("replicas") && live["replicas"].is_object()) {
+    const json& replicas = live["replicas"];
+    const size_t counted = replicas.value("counted", json::array()).size();
+    const json missing = replicas.value("not_counted", json::array());
+    GateCheck all{"replicas counted",
+                  std::to_string(counted) + " of " + std::to_string(counted + missing.size()),
+                  "all", missing.empty(), ""};
+    for (const auto& left : missing) {
+      all.note += (all.note.empty() ? "" : "; ") + left.value("replica", std::string("?")) + ": " +
+                  left.value("reason", std::string("?"));
+    }
+    report.checks.push_back(all);
+  }
   return report;
 }
 

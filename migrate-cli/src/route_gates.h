@@ -34,7 +34,8 @@ struct GateReport {
 /// proxy's GET /routes (whose "sides" and "shadow" figures cover the current step only).
 /// Leaving `monolith` has no gate: shadowing is free of risk. From `shadow` the gates are the
 /// number of comparisons and the mismatch rate (and the target's failures among them); from a
-/// canary, the target's requests, its error rate and its p99 latency against the monolith's.
+/// canary, the target's requests, its error rate and its p99 latency against the monolith's;
+/// and, with several replicas, that every registered one was counted.
 GateReport judgeGates(const proxy::RouteConfig& route, const proxy::PlanStep& from,
                       const proxy::PlanStep& to, const nlohmann::json& live_route);
 

@@ -19,6 +19,7 @@
 
 #include "dashboard_html.h"
 #include "strangler/proxy/proxy_app.h"
+#include "strangler/proxy/replica_set.h"
 
 namespace strangler::proxy {
 namespace {
@@ -213,24 +214,22 @@ class AdminHandler : public Poco::Net::HTTPRequestHandler {
       return sendJson(response, HTTPResponse::HTTP_OK,
                       {{"status", "serving"}, {"version", app_.current()->version}});
     }
-    if (path == "/routes")
-      return send(response, HTTPResponse::HTTP_OK, "application/json", renderRoutes(app_));
+    if (path == "/routes") {
+      // ?scope=self: this replica's figures alone (by default, every live replica's summed).
+      const bool self_only = request.getURI().find("scope=self") != std::string::npos;
+      return send(response, HTTPResponse::HTTP_OK, "application/json",
+                  renderRoutes(app_, !self_only));
+    }
     if (path == "/diffs") return diffs(request, response);
     if (path == "/replicas") {
-      auto documents = app_.replicaDocuments();
-      if (!documents) {
-        return sendJson(response, HTTPResponse::HTTP_SERVICE_UNAVAILABLE,
-                        {{"error", "etcd_unavailable"}, {"message", documents.error().message}});
-      }
-      nlohmann::json replicas = nlohmann::json::array();
-      for (const auto& text : *documents) {
-        auto doc = nlohmann::json::parse(text, nullptr, false);
-        if (!doc.is_discarded()) replicas.push_back(std::move(doc));
-      }
-      return sendJson(
-          response, HTTPResponse::HTTP_OK,
-          {{"self", nlohmann::json::parse(app_.replicaDocument())}, {"replicas", replicas}});
+      const auto* replicas = app_.replicas();
+      return sendJson(response, HTTPResponse::HTTP_OK,
+                      {{"self", nlohmann::json::parse(app_.replicaDocument())},
+                       {"replicas", app_.replicaDocuments()},
+                       {"decider", replicas ? nlohmann::json(replicas->decider()) : nullptr}});
     }
+    if (path == "/figures")
+      return sendJson(response, HTTPResponse::HTTP_OK, app_.figuresDocument());
     if (path == "/metrics") {
       return send(response, HTTPResponse::HTTP_OK, "text/plain; version=0.0.4; charset=utf-8",
                   renderMetrics(app_));
@@ -380,11 +379,13 @@ class AdminFactory : public Poco::Net::HTTPRequestHandlerFactory {
 
 }  // namespace
 
-std::string renderRoutes(ProxyApp& app) {
+std::string renderRoutes(ProxyApp& app, bool across_replicas) {
   const auto runtime = app.current();
   const auto& config = *runtime->config;
   const auto counters = countersByRoute(app, *runtime);
   const auto figures = app.figures();
+  ClusterFigures cluster;
+  if (across_replicas) cluster = app.clusterFigures();
   nlohmann::json doc;
   doc["version"] = runtime->version;
   doc["config_hash"] = config.hash;
@@ -428,8 +429,17 @@ std::string renderRoutes(ProxyApp& app) {
     entry["data"] = route.data.empty() ? nlohmann::json(nullptr) : nlohmann::json(route.data);
     auto* hold = app.holds().find(route.name);
     entry["held"] = hold != nullptr && hold->activeAt(RouteHold::Clock::now());
-    // The current step's figures alone: what the gates of `strangler routes advance` judge.
-    const auto [step, since_ms] = app.steps().sinceStep(route.name, figures);
+    // The current step's figures alone: what the gates of `strangler routes advance` judge,
+    // summed over every replica on that step when the config is shared through etcd.
+    auto [step, since_ms] = app.steps().sinceStep(route.name, figures);
+    if (const auto summed = cluster.routes.find(route.name); summed != cluster.routes.end()) {
+      step = summed->second.step;
+      since_ms = summed->second.since_ms;
+      if (cluster.across_replicas) {
+        entry["replicas"] = {{"counted", summed->second.counted},
+                             {"not_counted", summed->second.not_counted}};
+      }
+    }
     entry["step"] = {{"since_ms", since_ms}};
     entry["sides"] = {{"monolith", step.monolith.toJson()}, {"target", step.target.toJson()}};
     entry["shadow"] = step.shadow.toJson();
@@ -447,6 +457,7 @@ std::string renderRoutes(ProxyApp& app) {
     doc["routes"].push_back(entry);
   }
   const auto now = CircuitBreaker::Clock::now();
+  if (cluster.across_replicas) doc["replicas"] = cluster.replicas;
   doc["upstreams"] = nlohmann::json::object();
   for (const auto& [name, upstream] : runtime->upstreams) {
     nlohmann::json entry;

@@ -89,6 +89,11 @@ class ConfigStore::Backend {
   virtual common::Result<void> write(const std::string& document, const ordered_json& line) = 0;
   /// Every journal line, oldest first.
   virtual std::vector<std::string> journalLines() const = 0;
+  /// Makes write() also require `key` = `value` (etcd; a file has no such key).
+  virtual void requireKey(std::string key, std::string value) {
+    (void)key;
+    (void)value;
+  }
 };
 
 namespace {
@@ -203,13 +208,17 @@ class EtcdBackend : public ConfigStore::Backend {
     stamped["op"] = operationId();
     const common::EtcdTxnId id{journal_key, stamped.dump()};
     using Target = common::EtcdCompare::Target;
-    auto done =
-        client_.txn({{Target::kModRevision, location_.key("config"), mod_revision_, ""}},
-                    {{common::EtcdOp::Kind::kPut, location_.key("config"), document, 0}}, id);
+    std::vector<common::EtcdCompare> compares = {
+        {Target::kModRevision, location_.key("config"), mod_revision_, ""}};
+    for (const auto& [key, value] : required_)
+      compares.push_back({Target::kValue, key, 0, value});
+    auto done = client_.txn(
+        compares, {{common::EtcdOp::Kind::kPut, location_.key("config"), document, 0}}, id);
     if (!done.ok()) return done.error();
     if (!*done) {
       return common::Result<void>::failure(
-          "conflict", location_.key("config") + " changed since it was read (another edit won)");
+          "conflict", location_.key("config") + " changed since it was read (another edit won)" +
+                          (required_.empty() ? "" : ", or this replica is no longer the decider"));
     }
     return {};
   }
@@ -225,8 +234,13 @@ class EtcdBackend : public ConfigStore::Backend {
   }
 
  private:
+  void requireKey(std::string key, std::string value) override {
+    required_.emplace_back(std::move(key), std::move(value));
+  }
+
   common::EtcdLocation location_;
   common::EtcdClient client_;
+  std::vector<std::pair<std::string, std::string>> required_;
   int64_t mod_revision_ = 0;
   int64_t next_sequence_ = 1;
 };
@@ -291,6 +305,10 @@ common::Result<void> ConfigStore::commit(const JournalEntry& entry) {
       line[key] = value;
   }
   return backend_->write(json_.dump(2) + "\n", line);
+}
+
+void ConfigStore::requireKey(std::string key, std::string value) {
+  backend_->requireKey(std::move(key), std::move(value));
 }
 
 std::vector<JournalEntry> ConfigStore::journal() const {

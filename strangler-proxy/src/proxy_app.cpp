@@ -14,14 +14,10 @@
 #include "strangler/common/etcd_client.h"
 #include "strangler/proxy/admin_server.h"
 #include "strangler/proxy/config_file.h"
+#include "strangler/proxy/replica_set.h"
 #include "strangler/proxy/shadow_comparator.h"
 
 namespace strangler::proxy {
-
-namespace {
-// A replica that dies without deregistering leaves the list after this long.
-constexpr int64_t kReplicaTtlSeconds = 5;
-}  // namespace
 
 ProxyApp::ProxyApp() = default;
 
@@ -110,14 +106,13 @@ common::Result<std::unique_ptr<ProxyApp>> ProxyApp::start(const ProxyOptions& op
     ::gethostname(host, sizeof host - 1);
     app->replica_id_ = std::string(host) + "-" + std::to_string(::getpid());
     app->replica_started_ = nowIso8601();
-    auto keeper = common::EtcdLeaseKeeper::start(
-        common::EtcdClient(etcd->endpoints), kReplicaTtlSeconds,
-        {{etcd->key("replicas/" + app->replica_id_), app->replicaDocument()}});
-    if (!keeper) {
+    auto replicas = ReplicaSet::start(*etcd, app->replica_id_,
+                                      [raw = app.get()] { return raw->replicaDocument(); });
+    if (!replicas) {
       std::cerr << "strangler-proxy: cannot register this replica in etcd: "
-                << keeper.error().message << std::endl;
+                << replicas.error().message << std::endl;
     } else {
-      app->replica_ = std::move(keeper).value();
+      app->replicas_ = std::move(replicas).value();
     }
     // Every new revision of the config key goes through the same validation as a reload.
     auto* raw = app.get();
@@ -228,23 +223,12 @@ std::string ProxyApp::replicaDocument() const {
 }
 
 void ProxyApp::updateReplica() {
-  if (!replica_) return;
-  auto location = common::parseEtcdUrl(options_.config_path);
-  if (!location) return;
-  replica_->update(location->key("replicas/" + replica_id_), replicaDocument());
+  if (replicas_) replicas_->update();
 }
 
-common::Result<std::vector<std::string>> ProxyApp::replicaDocuments() const {
-  if (!common::isEtcdUrl(options_.config_path)) return std::vector<std::string>{replicaDocument()};
-  auto location = common::parseEtcdUrl(options_.config_path);
-  if (!location) return location.error();
-  common::EtcdClient client(location->endpoints);
-  auto range = client.getPrefix(location->key("replicas/"));
-  if (!range) return range.error();
-  std::vector<std::string> out;
-  for (const auto& kv : range->kvs)
-    out.push_back(kv.value);
-  return out;
+std::vector<nlohmann::json> ProxyApp::replicaDocuments() const {
+  if (!replicas_) return {nlohmann::json::parse(replicaDocument())};
+  return replicas_->documents();
 }
 
 common::Result<std::vector<common::HostPort>> ProxyApp::discoveryEtcd(
@@ -383,7 +367,7 @@ void ProxyApp::stop(std::chrono::milliseconds grace) {
     discovery_stopped_ = true;
     discovery_followers_.clear();
   }
-  if (replica_) replica_->stop();  // deregisters this replica at once
+  if (replicas_) replicas_->stop();  // deregisters this replica at once
   {
     std::lock_guard lock(guard_mutex_);
     guard_stop_ = true;
@@ -430,10 +414,17 @@ void ProxyApp::guardLoop() {
 
 void ProxyApp::guardTick() {
   const auto runtime = current();
-  const auto now = figures();
+  const bool guarded = std::any_of(
+      runtime->config->routes.begin(), runtime->config->routes.end(),
+      [](const RouteConfig& r) { return r.stage == Stage::kCanary && r.gates.auto_rollback; });
+  // One replica decides for all (the etcd decider), on every replica's figures summed.
+  if (!guarded || (replicas_ && !replicas_->isDecider())) return;
+  const ClusterFigures cluster = clusterFigures();
   for (const auto& route : runtime->config->routes) {
     if (route.stage != Stage::kCanary || !route.gates.auto_rollback) continue;
-    const auto [step, since_ms] = steps_.sinceStep(route.name, now);
+    const auto summed = cluster.routes.find(route.name);
+    if (summed == cluster.routes.end()) continue;
+    const RouteFigures& step = summed->second.step;
     const auto samples = step.target.requests;
     if (samples == 0 || static_cast<int64_t>(samples) < route.gates.min_samples) continue;
     const double rate = step.target.errorRate();
@@ -441,17 +432,22 @@ void ProxyApp::guardTick() {
 
     const PlanStep current{Stage::kCanary, route.percent};
     const PlanStep back = previousStep(route.effectivePlan(), current);
-    char reason[200];
+    char reason[240];
     std::snprintf(reason, sizeof reason,
-                  "target error rate %.4f > gate %.4f over %llu requests in %s", rate,
-                  route.gates.max_error_rate, static_cast<unsigned long long>(samples),
-                  describeStep(current).c_str());
+                  "target error rate %.4f > gate %.4f over %llu requests in %s (%zu replica%s)",
+                  rate, route.gates.max_error_rate, static_cast<unsigned long long>(samples),
+                  describeStep(current).c_str(), summed->second.counted.size(),
+                  summed->second.counted.size() == 1 ? "" : "s");
     {
       auto store = ConfigStore::open(options_.config_path);  // holds the file lock until done
       if (!store) {
         std::cerr << "strangler-proxy: canary guard cannot roll back " << route.name << ": "
                   << store.error().message << std::endl;
         continue;
+      }
+      if (replicas_) {
+        const auto [key, value] = replicas_->fence();
+        store->requireKey(key, value);
       }
       auto* raw = store->route(route.name);
       // Only when the file still says what this proxy serves: an operator's newer edit wins.

@@ -52,6 +52,59 @@ nlohmann::json SideFigures::toJson() const {
           {"p99_ms", quantileMs(0.99)}};
 }
 
+void SideFigures::add(const SideFigures& more) {
+  requests += more.requests;
+  errors += more.errors;
+  for (size_t i = 0; i < buckets.size(); ++i)
+    buckets[i] += more.buckets[i];
+}
+
+namespace {
+
+nlohmann::json sideRaw(const SideFigures& side) {
+  return {{"requests", side.requests}, {"errors", side.errors}, {"buckets", side.buckets}};
+}
+
+uint64_t count(const nlohmann::json& object, const char* name) {
+  const auto it = object.find(name);
+  return it != object.end() && it->is_number_unsigned() ? it->get<uint64_t>() : 0;
+}
+
+SideFigures sideFromRaw(const nlohmann::json& raw) {
+  SideFigures side;
+  if (!raw.is_object()) return side;
+  side.requests = count(raw, "requests");
+  side.errors = count(raw, "errors");
+  // A replica with other histogram bounds (another version) adds nothing to the latency.
+  if (const auto it = raw.find("buckets");
+      it != raw.end() && it->is_array() && it->size() == side.buckets.size()) {
+    for (size_t i = 0; i < side.buckets.size(); ++i)
+      side.buckets[i] = (*it)[i].is_number_unsigned() ? (*it)[i].get<uint64_t>() : 0;
+  }
+  return side;
+}
+
+}  // namespace
+
+void RouteFigures::add(const RouteFigures& more) {
+  monolith.add(more.monolith);
+  target.add(more.target);
+  shadow.add(more.shadow);
+}
+
+nlohmann::json RouteFigures::toRaw() const {
+  return {{"monolith", sideRaw(monolith)}, {"target", sideRaw(target)}, {"shadow", shadow.toRaw()}};
+}
+
+RouteFigures RouteFigures::fromRaw(const nlohmann::json& raw) {
+  RouteFigures out;
+  if (!raw.is_object()) return out;
+  out.monolith = sideFromRaw(raw.value("monolith", nlohmann::json()));
+  out.target = sideFromRaw(raw.value("target", nlohmann::json()));
+  out.shadow = ShadowCounters::fromRaw(raw.value("shadow", nlohmann::json()));
+  return out;
+}
+
 RouteFigures RouteFigures::minus(const RouteFigures& earlier) const {
   RouteFigures out;
   out.monolith = monolith.minus(earlier.monolith);

@@ -82,27 +82,46 @@ json ShadowCounters::toJson() const {
 }
 
 ShadowCounters ShadowCounters::since(const ShadowCounters& earlier) const {
-  const auto sub = [](uint64_t a, uint64_t b) { return a >= b ? a - b : 0; };
   ShadowCounters out;
-  out.eligible = sub(eligible, earlier.eligible);
-  out.sampled = sub(sampled, earlier.sampled);
-  out.compared = sub(compared, earlier.compared);
-  out.matched = sub(matched, earlier.matched);
-  out.mismatched = sub(mismatched, earlier.mismatched);
-  out.lag = sub(lag, earlier.lag);
-  out.real = sub(real, earlier.real);
-  out.unchecked = sub(unchecked, earlier.unchecked);
-  out.dropped = sub(dropped, earlier.dropped);
+  const ShadowCounters& self = *this;
+  eachCount(out, self, [&](const char*, uint64_t& into, const uint64_t& now) { into = now; });
+  eachCount(out, earlier, [](const char*, uint64_t& into, const uint64_t& before) {
+    into = into >= before ? into - before : 0;
+  });
   for (const auto& [reason, count] : dropped_by) {
     const auto before = earlier.dropped_by.find(reason);
-    const uint64_t left =
-        sub(count, before == earlier.dropped_by.end() ? uint64_t{0} : before->second);
-    if (left > 0) out.dropped_by[reason] = left;
+    const uint64_t was = before == earlier.dropped_by.end() ? 0 : before->second;
+    if (count > was) out.dropped_by[reason] = count - was;
   }
-  out.too_large = sub(too_large, earlier.too_large);
-  out.unanswered = sub(unanswered, earlier.unanswered);
-  out.target_errors = sub(target_errors, earlier.target_errors);
-  out.as_bytes = sub(as_bytes, earlier.as_bytes);
+  return out;
+}
+
+void ShadowCounters::add(const ShadowCounters& more) {
+  eachCount(*this, more, [](const char*, uint64_t& into, const uint64_t& other) { into += other; });
+  for (const auto& [reason, count] : more.dropped_by)
+    dropped_by[reason] += count;
+}
+
+json ShadowCounters::toRaw() const {
+  json out = json::object();
+  const ShadowCounters& self = *this;
+  eachCount(self, self,
+            [&](const char* name, const uint64_t& value, const uint64_t&) { out[name] = value; });
+  out["dropped_by"] = dropped_by;
+  return out;
+}
+
+ShadowCounters ShadowCounters::fromRaw(const json& raw) {
+  ShadowCounters out;
+  if (!raw.is_object()) return out;
+  eachCount(out, out, [&](const char* name, uint64_t& into, uint64_t&) {
+    const auto it = raw.find(name);
+    if (it != raw.end() && it->is_number_unsigned()) into = it->get<uint64_t>();
+  });
+  if (const auto drops = raw.find("dropped_by"); drops != raw.end() && drops->is_object()) {
+    for (const auto& [reason, count] : drops->items())
+      if (count.is_number_unsigned()) out.dropped_by[reason] = count.get<uint64_t>();
+  }
   return out;
 }
 

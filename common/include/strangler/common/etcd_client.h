@@ -248,6 +248,8 @@ class EtcdLeaseKeeper {
 
   /// Replaces the value of an attached key (put now and after every re-grant).
   void update(const std::string& key, const std::string& value);
+  /// Called (on the keeper's thread) after a lost lease was replaced by a new one.
+  void onRegrant(std::function<void()> callback);
   /// Stops the keep-alive and revokes the lease.
   void stop();
   int64_t lease() const { return lease_.load(); }
@@ -265,6 +267,7 @@ class EtcdLeaseKeeper {
   std::condition_variable wake_;
   bool stop_ = false;
   bool keys_stale_ = false;  ///< a put failed: put every key again on the next renewal
+  std::function<void()> on_regrant_;
   std::vector<std::pair<std::string, std::string>> keys_;
   std::thread thread_;
 };

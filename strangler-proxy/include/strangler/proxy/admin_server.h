@@ -39,6 +39,6 @@ class AdminServer {
 /// The Prometheus text exposition of the app's metrics.
 std::string renderMetrics(ProxyApp& app);
 /// The /routes document.
-std::string renderRoutes(ProxyApp& app);
+std::string renderRoutes(ProxyApp& app, bool across_replicas = true);
 
 }  // namespace strangler::proxy

@@ -55,6 +55,9 @@ class ConfigStore {
   /// to the journal. On failure nothing is written and the error lists every violation (code
   /// "refused"), or says that another writer changed the config since open() (code "conflict").
   common::Result<void> commit(const JournalEntry& entry);
+  /// etcd only: commit() also requires `key` to hold `value` (a decider's fence: a replica that
+  /// lost the role cannot apply its decision); when it does not, commit() fails with "conflict".
+  void requireKey(std::string key, std::string value);
 
   /// The journal's entries, oldest first (unreadable lines are skipped).
   std::vector<JournalEntry> journal() const;

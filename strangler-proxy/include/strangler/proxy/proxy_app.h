@@ -11,6 +11,8 @@
 #include <thread>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "strangler/common/host_port.h"
 #include "strangler/common/result.h"
 #include "strangler/proxy/proxy_server.h"
@@ -20,6 +22,7 @@
 namespace strangler::proxy {
 
 class AdminServer;
+class ReplicaSet;
 }  // namespace strangler::proxy
 
 namespace strangler::common {
@@ -38,6 +41,25 @@ struct ConfigSourceStatus {
   int64_t rejected_revision = 0;  ///< etcd: the last revision refused, 0 when none
   std::string last_error;         ///< why the last change was refused; empty after a success
   std::string etcd_error;         ///< etcd: why etcd cannot be read right now; empty when it can
+};
+
+/// A route's figures of its current step, summed over the replicas serving that same step.
+struct ClusterRoute {
+  RouteFigures step;
+  int64_t since_ms = 0;              ///< the step's earliest start among the replicas counted
+  std::vector<std::string> counted;  ///< the replicas summed
+  /// [{"replica", "reason"}]: registered replicas left out (no answer, another step).
+  nlohmann::json not_counted = nlohmann::json::array();
+};
+
+/// What GET /routes, the gates and the guard judge: with an etcd config, every live replica's
+/// figures; with a file, this proxy's.
+struct ClusterFigures {
+  bool across_replicas = false;
+  std::map<std::string, ClusterRoute> routes;
+  /// Each replica alone: id, admin, answered (or error), version, config_revision, and per
+  /// route its stage and step figures.
+  nlohmann::json replicas = nlohmann::json::array();
 };
 
 /// Command-line settings; listen addresses and workers override the config's.
@@ -75,9 +97,16 @@ class ProxyApp {
   /// This replica as it registers itself (JSON: id, addresses, applied config revision and
   /// version, status).
   std::string replicaDocument() const;
-  /// Every replica registered under the config's etcd prefix (JSON documents, by key order);
-  /// with a file config, this one only.
-  common::Result<std::vector<std::string>> replicaDocuments() const;
+  /// Every replica registered under the config's etcd prefix (by key order, as the registry's
+  /// watch last showed it); with a file config, this one only.
+  std::vector<nlohmann::json> replicaDocuments() const;
+  /// The replicas sharing this etcd config; nullptr with a file config.
+  const ReplicaSet* replicas() const { return replicas_.get(); }
+  /// This replica's figures for GET /figures: each route's step and its counts, to be summed.
+  nlohmann::json figuresDocument();
+  /// Each route's figures of its current step summed over every live replica on that step
+  /// (with a file config: this proxy's), and each replica alone.
+  ClusterFigures clusterFigures();
   /// Stops the admin API, lets requests in flight finish (up to `grace`), stops the loops.
   void stop(std::chrono::milliseconds grace);
   /// Resolves endpoints given by host name again when their upstream's resolve_ms has passed;
@@ -138,7 +167,7 @@ class ProxyApp {
   void updateReplica();
   std::string replica_id_;
   std::string replica_started_;
-  std::unique_ptr<common::EtcdLeaseKeeper> replica_;
+  std::unique_ptr<ReplicaSet> replicas_;
 
   std::mutex discovery_mutex_;  // the followers
   std::map<std::string, std::unique_ptr<common::EtcdFollower>> discovery_followers_;

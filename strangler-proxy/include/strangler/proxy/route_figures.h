@@ -29,6 +29,7 @@ struct SideFigures {
   double quantileMs(double q) const;
   void add(const Metrics::Series& series);
   SideFigures minus(const SideFigures& earlier) const;
+  void add(const SideFigures& more);
   nlohmann::json toJson() const;
 };
 
@@ -39,6 +40,12 @@ struct RouteFigures {
   ShadowCounters shadow;
 
   RouteFigures minus(const RouteFigures& earlier) const;
+  /// Adds another replica's figures of the same step.
+  void add(const RouteFigures& more);
+  /// The counts alone (histogram buckets, no rate or quantile), as replicas send them to be
+  /// summed (GET /figures); fromRaw reads them back, a missing count as 0.
+  nlohmann::json toRaw() const;
+  static RouteFigures fromRaw(const nlohmann::json& raw);
 };
 
 /// Every route's figures since the proxy started, from the metrics and the shadow sink.

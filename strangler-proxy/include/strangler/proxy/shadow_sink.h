@@ -74,7 +74,30 @@ struct ShadowCounters {
   }
   /// The figures gathered since `earlier` (a step's start).
   ShadowCounters since(const ShadowCounters& earlier) const;
+  /// Adds another replica's counts.
+  void add(const ShadowCounters& more);
   nlohmann::json toJson() const;
+  /// Every count by name, and dropped_by; fromRaw reads them back (a missing one as 0).
+  nlohmann::json toRaw() const;
+  static ShadowCounters fromRaw(const nlohmann::json& raw);
+
+  /// Calls f(name, a.field, b.field) for every count of two counter sets (dropped_by aside).
+  template <typename A, typename B, typename F>
+  static void eachCount(A& a, B& b, F&& f) {
+    f("eligible", a.eligible, b.eligible);
+    f("sampled", a.sampled, b.sampled);
+    f("compared", a.compared, b.compared);
+    f("matched", a.matched, b.matched);
+    f("mismatched", a.mismatched, b.mismatched);
+    f("lag", a.lag, b.lag);
+    f("real", a.real, b.real);
+    f("unchecked", a.unchecked, b.unchecked);
+    f("dropped", a.dropped, b.dropped);
+    f("too_large", a.too_large, b.too_large);
+    f("unanswered", a.unanswered, b.unanswered);
+    f("target_errors", a.target_errors, b.target_errors);
+    f("as_bytes", a.as_bytes, b.as_bytes);
+  }
 };
 
 /// The seam for shadow traffic. offer() is called on a loop thread: implementations only queue

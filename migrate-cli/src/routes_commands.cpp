@@ -278,6 +278,40 @@ void setStep(ordered_json& route, const proxy::PlanStep& step) {
            step.stage == proxy::Stage::kCanary ? std::optional<int>(step.percent) : std::nullopt);
 }
 
+// Each replica alone, beside the sums: its own figures of each route's current step, and which
+// one is the decider.
+void printEachReplica(const nlohmann::json& replicas, const common::Result<nlohmann::json>& roles) {
+  const std::string decider = roles.ok() && (*roles)["decider"].is_string()
+                                  ? (*roles)["decider"].get<std::string>()
+                                  : std::string();
+  std::cout << "\neach replica alone" << (decider.empty() ? " (no decider now)" : "") << ":\n";
+  for (const auto& replica : replicas) {
+    const std::string id = replica.value("id", "");
+    std::cout << "  " << id << (id == decider ? " (decider)" : "");
+    if (!replica.value("answered", false)) {
+      std::cout << ": no answer (" << replica.value("error", "") << ")\n";
+      continue;
+    }
+    std::cout << ", config version " << replica.value("version", 0) << "\n";
+    const nlohmann::json routes = replica.value("routes", nlohmann::json::object());
+    for (const auto& [route, figures] : routes.items()) {
+      const auto side = [&](const char* which, const char* key) {
+        return figures.contains("sides") ? figures["sides"][which].value(key, 0.0) : 0.0;
+      };
+      std::printf(
+          "    %-16s %-12s monolith %6.0f  target %6.0f  err %6.2f%%  compared %6.0f\n",
+          route.c_str(),
+          (figures.value("stage", "") + (figures.value("stage", "") == "canary"
+                                             ? " " + std::to_string(figures.value("percent", 0))
+                                             : std::string()))
+              .c_str(),
+          side("monolith", "requests"), side("target", "requests"),
+          side("target", "error_rate") * 100.0,
+          figures.contains("shadow") ? figures["shadow"].value("compared", 0.0) : 0.0);
+    }
+  }
+}
+
 // Next step of the route's plan, only when the proxy's live figures pass the route's gates.
 int advance(const GlobalOptions& global, const RouteArgs& args) {
   auto store = ConfigStore::open(global.config);
@@ -554,9 +588,14 @@ void registerRouteCommands(CLI::App& app, GlobalOptions& global, Action& action)
         if (replicas.empty()) std::cout << "  (none registered)\n";
       }
       if (live.ok()) {
+        const nlohmann::json each = live->value("replicas", nlohmann::json());
         std::cout << "\nproxy at " << admin << " (config version "
                   << live->value("version", nlohmann::json()).dump() << ", "
-                  << live->value("config_hash", "") << "), figures of each route's current step:\n";
+                  << live->value("config_hash", "") << "), figures of each route's current step"
+                  << (each.is_array()
+                          ? ", summed over the " + std::to_string(each.size()) + " replicas"
+                          : std::string())
+                  << ":\n";
         char line[256];
         std::snprintf(line, sizeof line, "  %-16s %-12s %9s %9s %8s %9s %9s %9s\n", "route", "step",
                       "monolith", "target", "err%", "p99 mon", "p99 tgt", "mismatch");
@@ -603,7 +642,15 @@ void registerRouteCommands(CLI::App& app, GlobalOptions& global, Action& action)
                       << " mismatched" << classes << ", " << static_cast<long long>(dropped)
                       << " dropped" << reasons << "\n";
           }
+          // Replicas whose figures are not in the sum: the gates refuse until they are.
+          for (const auto& left : r.contains("replicas")
+                                      ? r["replicas"].value("not_counted", nlohmann::json::array())
+                                      : nlohmann::json::array()) {
+            std::cout << "    not counted: " << left.value("replica", "") << " ("
+                      << left.value("reason", "") << ")\n";
+          }
         }
+        if (each.is_array()) printEachReplica(each, fetchAdmin(admin, "/replicas"));
       } else {
         std::cout << "\nproxy not reachable at " << admin << ": " << live.error().message << "\n";
       }

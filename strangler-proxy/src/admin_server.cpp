@@ -457,7 +457,10 @@ std::string renderRoutes(ProxyApp& app, bool across_replicas) {
     doc["routes"].push_back(entry);
   }
   const auto now = CircuitBreaker::Clock::now();
-  if (cluster.across_replicas) doc["replicas"] = cluster.replicas;
+  if (cluster.across_replicas) {
+    doc["replicas"] = cluster.replicas;
+    doc["decider"] = app.replicas() ? app.replicas()->decider() : std::string();
+  }
   doc["upstreams"] = nlohmann::json::object();
   for (const auto& [name, upstream] : runtime->upstreams) {
     nlohmann::json entry;

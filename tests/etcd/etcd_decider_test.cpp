@@ -2,6 +2,8 @@
 // summed, and one decider (an etcd lease) acts for all.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <chrono>
 #include <thread>
 
@@ -99,6 +101,27 @@ TEST_F(EtcdDeciderTest, AdvanceIsRefusedByAnotherReplicasErrors) {
   EXPECT_NE(refused.exit_code, 0) << refused.output;
   EXPECT_NE(refused.output.find("target error rate"), std::string::npos) << refused.output;
   EXPECT_EQ(stepOf(a.routes(), "drivers"), "canary 50");
+  const auto status = cli({"status"});
+  EXPECT_EQ(status.exit_code, 0) << status.output;
+  EXPECT_NE(status.output.find("summed over the 2 replicas"), std::string::npos) << status.output;
+  EXPECT_NE(status.output.find("each replica alone"), std::string::npos) << status.output;
+  EXPECT_NE(status.output.find("(decider)"), std::string::npos) << status.output;
+  // The dashboard, rendered by headless Chromium, lists both replicas.
+  if (::access("/usr/bin/chromium", X_OK) == 0) {
+    strangler::testing::TempDir profile("strangler-chromium");
+    const auto page = strangler::testing::runCommand(
+        "/usr/bin/chromium",
+        {"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--user-data-dir=" + profile.path().string(), "--virtual-time-budget=4000", "--dump-dom",
+         "http://127.0.0.1:" + std::to_string(a.adminPort()) + "/"},
+        std::chrono::seconds(60));
+    const json self_b = adminGet(b, "/replicas")["self"];
+    EXPECT_NE(page.output.find("data-replica=\"" + self_b.value("id", "?") + "\""),
+              std::string::npos)
+        << "replica B is not on A's dashboard";
+    EXPECT_NE(page.output.find("(decider)"), std::string::npos);
+  }
 
   // A replica that does not answer leaves the sum incomplete: no advance on it either.
   service_.status = 200;

@@ -27,12 +27,26 @@ for pkg in "${packages[@]}"; do
   status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
   [ "$status" = "install ok installed" ] || missing+=("$pkg")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
-
-echo "install-deps: installing ${missing[*]}"
 sudo_cmd=()
 [ "$(id -u)" = 0 ] || sudo_cmd=(sudo)
 export DEBIAN_FRONTEND=noninteractive
-"${sudo_cmd[@]}" apt-get update -qq
-"${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-echo "install-deps: done"
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  "${sudo_cmd[@]}" apt-get update -qq
+  "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  echo "install-deps: done"
+fi
+
+# The Kubernetes manifests' check (tests/deploy) validates against the API schemas of an npm
+# package, pinned by tests/deploy/package-lock.json. npm is Debian's package unless the installed
+# Node.js brought its own (Debian's npm would conflict with such a nodejs).
+if ! command -v npm >/dev/null; then
+  echo "install-deps: installing npm"
+  "${sudo_cmd[@]}" apt-get update -qq
+  "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends npm >/dev/null
+fi
+modules=$(cd "$(dirname "$0")/../tests/deploy" && pwd)
+if [ ! -d "$modules/node_modules/kubernetes-models" ]; then
+  echo "install-deps: installing the manifest check's npm modules (tests/deploy)"
+  (cd "$modules" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi

@@ -28,6 +28,10 @@ int main(int argc, char** argv) {
                  "HTTPS address HOST:PORT (overrides tls.listen; needs \"tls\" in the config)");
   cli.add_option("--admin-listen", admin_listen,
                  "admin API address HOST:PORT (overrides the config)");
+  std::string advertise_admin;
+  cli.add_option("--advertise-admin", advertise_admin,
+                 "the admin address other replicas reach this one at (etcd configs; default: the "
+                 "admin address, with this host's name when it listens on every interface)");
   cli.add_option("--workers", workers,
                  "event loop threads (default: the config's, else one per core)")
       ->check(CLI::Range(1, 256));
@@ -58,7 +62,8 @@ int main(int argc, char** argv) {
   options.config_path = config_path;
   for (auto [text, target] :
        {std::pair{&listen, &options.listen}, std::pair{&admin_listen, &options.admin_listen},
-        std::pair{&tls_listen, &options.tls_listen}}) {
+        std::pair{&tls_listen, &options.tls_listen},
+        std::pair{&advertise_admin, &options.advertise_admin}}) {
     if (text->empty()) continue;
     auto address = strangler::common::parseHostPort(*text);
     if (!address) {

@@ -20,6 +20,7 @@ struct ExportArgs {
   std::string format;
   std::string output;
   std::string file;
+  bool if_absent = false;  ///< push: only when no config is stored yet
 };
 
 // Writes `text` to `path` through a temporary file and a rename, so that a reader (or an nginx
@@ -75,7 +76,7 @@ int exportConfig(const GlobalOptions& global, const ExportArgs& args) {
 
 // Stores a file's config, validated, at the --config location (an etcd prefix, or a file),
 // journaled as "push"; a concurrent edit makes it read and try again.
-int pushConfig(const GlobalOptions& global, const std::string& file) {
+int pushConfig(const GlobalOptions& global, const std::string& file, bool if_absent) {
   std::ifstream in(file, std::ios::binary);
   if (!in) {
     std::cerr << "strangler: cannot read " << file << "\n";
@@ -95,6 +96,11 @@ int pushConfig(const GlobalOptions& global, const std::string& file) {
     if (!store.ok()) {
       std::cerr << "strangler: " << store.error().message << "\n";
       return 1;
+    }
+    if (if_absent && !store->json().is_null()) {
+      // A deployment's seed job runs again on every apply: live edits win over the seed.
+      std::cout << "kept the config already at " << global.config << " (--if-absent)\n";
+      return 0;
     }
     nlohmann::ordered_json before{{"config_hash", nullptr}};
     if (!store->json().is_null()) {
@@ -153,13 +159,15 @@ void registerConfigCommands(CLI::App& app, GlobalOptions& global, Action& action
   auto* push = config_cmd->add_subcommand(
       "push", "validate a config file and store it at --config (an etcd URL), journaled");
   push->add_option("FILE", args->file, "config file")->required();
+  push->add_flag("--if-absent", args->if_absent,
+                 "store it only when no config is stored yet (a deployment's seed)");
   push->footer(
       "\nExample:\n  strangler config push strangler.json --config "
       "etcd://127.0.0.1:2379/strangler/prod\n"
       "\nThe document goes to PREFIX/config in one transaction with its journal line\n"
       "(PREFIX/journal/<sequence>); every proxy following that prefix applies it.\n");
   push->callback([&action, &global, args] {
-    action = [&global, args] { return pushConfig(global, args->file); };
+    action = [&global, args] { return pushConfig(global, args->file, args->if_absent); };
   });
 
   auto* export_cmd = config_cmd->add_subcommand(

@@ -203,6 +203,20 @@ common::Result<uint64_t> ProxyApp::applyText(const std::string& text, int64_t mo
   return version;
 }
 
+std::string ProxyApp::advertisedAdmin() const {
+  if (options_.advertise_admin) return options_.advertise_admin->toString();
+  if (!admin_) return "";
+  common::HostPort address = admin_->address();
+  // Bound to every interface: the others reach this replica by its host name (in Kubernetes,
+  // where a Deployment's pod names do not resolve, pass --advertise-admin $(POD_IP):PORT).
+  if (address.host == "0.0.0.0" || address.host == "::") {
+    char host[256] = "localhost";
+    ::gethostname(host, sizeof host - 1);
+    address.host = host;
+  }
+  return address.toString();
+}
+
 std::string ProxyApp::replicaDocument() const {
   const auto runtime = current();
   const auto source = configSource();
@@ -210,7 +224,7 @@ std::string ProxyApp::replicaDocument() const {
       {"id", replica_id_.empty() ? "local" : replica_id_},
       {"listen", server_ ? server_->address().toString() : ""},
       {"tls_listen", server_ && server_->tlsAddress() ? server_->tlsAddress()->toString() : ""},
-      {"admin", admin_ ? admin_->address().toString() : ""},
+      {"admin", advertisedAdmin()},
       {"config_revision", source.mod_revision},
       {"version", runtime->version},
       {"config_hash", runtime->config->hash},

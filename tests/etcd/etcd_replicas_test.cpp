@@ -302,5 +302,23 @@ TEST_F(EtcdReplicasTest, ConcurrentEditsAreNeitherLostNorDuplicated) {
   }
 }
 
+// A deployment's seed (`config push --if-absent`, run again on every apply) stores the config
+// once and never overwrites the edits made since.
+TEST_F(EtcdReplicasTest, SeedPushNeverOverwritesLiveEdits) {
+  const std::string file = dir_.file("seed.json");
+  std::ofstream(file) << baseConfig().dump(2);
+  const auto first = cli({"config", "push", "--if-absent", file});
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  EXPECT_NE(first.output.find("pushed"), std::string::npos) << first.output;
+  const auto edited = cli({"routes", "shadow", "drivers"});
+  ASSERT_EQ(edited.exit_code, 0) << edited.output;
+  const auto again = cli({"config", "push", "--if-absent", file});
+  ASSERT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_NE(again.output.find("kept the config already"), std::string::npos) << again.output;
+  auto stored = client().get(std::string(kPrefix) + "/config");
+  ASSERT_TRUE(stored.ok() && stored->first);
+  EXPECT_EQ(json::parse(stored->first->value)["routes"][0]["stage"], "shadow");
+}
+
 }  // namespace
 }  // namespace strangler::etcd::testing

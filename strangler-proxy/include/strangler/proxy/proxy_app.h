@@ -68,6 +68,8 @@ struct ProxyOptions {
   std::optional<common::HostPort> listen;
   std::optional<common::HostPort> tls_listen;  ///< overrides tls.listen (needs "tls")
   std::optional<common::HostPort> admin_listen;
+  /// Where other replicas reach this one's admin API (registered in etcd).
+  std::optional<common::HostPort> advertise_admin;
   std::optional<int> workers;
   /// How often the canary guard checks the gates (auto-rollback).
   std::chrono::milliseconds guard_period{500};
@@ -97,6 +99,8 @@ class ProxyApp {
   /// This replica as it registers itself (JSON: id, addresses, applied config revision and
   /// version, status).
   std::string replicaDocument() const;
+  /// The admin address registered for the other replicas (see ProxyOptions::advertise_admin).
+  std::string advertisedAdmin() const;
   /// Every replica registered under the config's etcd prefix (by key order, as the registry's
   /// watch last showed it); with a file config, this one only.
   std::vector<nlohmann::json> replicaDocuments() const;

@@ -12,6 +12,8 @@
 #include <atomic>
 #include <cstdlib>
 #include <fstream>
+#include <map>
+#include <mutex>
 #include <sstream>
 #include <thread>
 
@@ -356,6 +358,18 @@ void EtcdClient::Shared::setListed(const std::vector<HostPort>& listed) {
   }
 }
 
+void EtcdClient::Shared::markFailed(const HostPort& member) {
+  std::lock_guard lock(mutex_);
+  failed_at_[member.toString()] = std::chrono::steady_clock::now();
+}
+
+bool EtcdClient::Shared::failedSince(const HostPort& member,
+                                     std::chrono::steady_clock::time_point since) const {
+  std::lock_guard lock(mutex_);
+  const auto it = failed_at_.find(member.toString());
+  return it != failed_at_.end() && it->second > since;
+}
+
 bool EtcdClient::Shared::membersDue() {
   std::lock_guard lock(mutex_);
   const auto now = std::chrono::steady_clock::now();
@@ -366,11 +380,22 @@ bool EtcdClient::Shared::membersDue() {
 
 namespace {
 
+// Every client of the same members in a process shares one state (connections, member list,
+// token, and which members stopped answering: the lease keeper's failed renewal tells the
+// config's watch that its member went silent).
 std::shared_ptr<EtcdClient::Shared> sharedFromEnvironment(std::vector<HostPort> endpoints) {
+  static std::mutex mutex;
+  static std::map<std::string, std::weak_ptr<EtcdClient::Shared>> states;
+  std::string key;
+  for (const auto& endpoint : endpoints)
+    key += endpoint.toString() + ",";
+  std::lock_guard lock(mutex);
+  if (auto existing = states[key].lock()) return existing;
   auto security = EtcdSecurity::fromEnvironment();
   auto shared = std::make_shared<EtcdClient::Shared>(std::move(endpoints),
                                                      security.ok() ? *security : EtcdSecurity{});
   if (!security.ok()) shared->setup_error = security.error().message;
+  states[key] = shared;
   return shared;
 }
 
@@ -439,6 +464,7 @@ Result<std::string> EtcdClient::call(const std::string& path, const std::string&
       }
       const std::string used_token = shared_->token();
       const Exchange answer = shared_->exchange(member, path, body, timeout_);
+      if (answer.how != Exchange::How::kAnswered) shared_->markFailed(member);
       if (answer.how == Exchange::How::kNotSent) {
         last_error = "cannot reach etcd at " + member.toString() + ": " + answer.error;
         continue;

@@ -70,6 +70,11 @@ struct EtcdClient::Shared {
   void setListed(const std::vector<HostPort>& listed);
   /// True (once per period) when the member list is due to be read again.
   bool membersDue();
+  /// Notes that a request to `member` went unanswered (no connection, a timeout, no leader).
+  void markFailed(const HostPort& member);
+  /// True when a request to `member` went unanswered after `since`: a watch on it may be
+  /// silently stale (a stopped process keeps its connections open).
+  bool failedSince(const HostPort& member, std::chrono::steady_clock::time_point since) const;
   Poco::Net::Context::Ptr context() const { return context_; }
 
   const EtcdSecurity security;
@@ -85,6 +90,7 @@ struct EtcdClient::Shared {
   std::map<std::string, std::vector<std::unique_ptr<Poco::Net::HTTPClientSession>>> idle_;
   std::string token_;
   std::chrono::steady_clock::time_point members_checked_{};
+  std::map<std::string, std::chrono::steady_clock::time_point> failed_at_;
 };
 
 }  // namespace strangler::common

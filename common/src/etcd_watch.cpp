@@ -122,6 +122,7 @@ Result<void> EtcdClient::watch(const std::string& key, const std::string& range_
                      std::to_string(static_cast<int>(response.getStatus())) + "): " + message;
         continue;
       }
+      const auto watching_since = std::chrono::steady_clock::now();
       // The answer is a stream of JSON objects; split it on the outermost braces.
       std::string message;
       int depth = 0;
@@ -130,8 +131,14 @@ Result<void> EtcdClient::watch(const std::string& key, const std::string& range_
       for (;;) {
         if (cancel.load()) return {};
         if (in.rdbuf()->in_avail() <= 0 && !watch.has_buffered() &&
-            !session.socket().poll(tick, Poco::Net::Socket::SELECT_READ))
+            !session.socket().poll(tick, Poco::Net::Socket::SELECT_READ)) {
+          // A stopped member keeps the stream open and silent: when another call found it
+          // unresponsive, move to a member that answers (the caller resumes from its revision).
+          if (shared_->failedSince(member, watching_since))
+            return R::failure("etcd_unavailable",
+                              member.toString() + " stopped answering; watching elsewhere");
           continue;
+        }
         const int c = in.get();
         if (c == std::char_traits<char>::eof())
           return R::failure("etcd_unavailable", "the watch on " + member.toString() + " ended");

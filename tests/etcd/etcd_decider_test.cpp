@@ -188,5 +188,36 @@ TEST_F(EtcdDeciderTest, TwoGuardsRollBackOnceAndTheRolePassesOn) {
       std::chrono::seconds(15)));
 }
 
+// A replica given one member, which then stops (SIGSTOP: its connections stay open and silent):
+// the replica keeps serving, notices the silence through its own lease renewals, moves its watch
+// to a member it learnt from the cluster and applies the edit made meanwhile; the member's return
+// changes nothing.
+TEST_F(EtcdDeciderTest, ReplicaCutOffFromItsMemberKeepsServingAndCatchesUp) {
+  push(baseConfig());
+  ProxyReplica cut("etcd://" + cluster_->endpoint(0) + kPrefix);
+  ASSERT_TRUE(cut.running());
+  ASSERT_EQ(stepOf(cut.routes(), "drivers"), "monolith");
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // it has read the member list
+  cluster_->pause(0);
+  const std::string others =
+      "etcd://" + cluster_->endpoint(1) + "," + cluster_->endpoint(2) + kPrefix;
+  const auto edited = strangler::testing::runCommand(
+      STRANGLER_CLI_BIN, {"--config", others, "routes", "shadow", "drivers"},
+      std::chrono::seconds(30), {{"STRANGLER_USER", "tester"}});
+  ASSERT_EQ(edited.exit_code, 0) << edited.output;
+  EXPECT_EQ(cut.get("/api/drivers/1").status, 200);  // serving all along
+  const bool caught_up = eventually([&] { return stepOf(cut.routes(), "drivers") == "shadow"; },
+                                    std::chrono::seconds(15));
+  cluster_->resume(0);
+  EXPECT_TRUE(caught_up) << "the replica stayed on its stopped member's silent watch";
+  EXPECT_EQ(cut.get("/api/drivers/1").status, 200);
+  const auto back = strangler::testing::runCommand(
+      STRANGLER_CLI_BIN, {"--config", others, "routes", "reset", "drivers"},
+      std::chrono::seconds(30), {{"STRANGLER_USER", "tester"}});
+  ASSERT_EQ(back.exit_code, 0) << back.output;
+  EXPECT_TRUE(eventually([&] { return stepOf(cut.routes(), "drivers") == "monolith"; },
+                         std::chrono::seconds(10)));
+}
+
 }  // namespace
 }  // namespace strangler::etcd::testing

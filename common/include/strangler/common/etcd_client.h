@@ -127,7 +127,8 @@ struct EtcdTxnId {
 ///   added after start are used when the configured ones are gone.
 /// - With a user, a token is taken from /v3/auth/authenticate and renewed when etcd says it has
 ///   expired; a wrong password fails with code "etcd_auth".
-/// Thread-safe. Copies share the connections, the member list and the token.
+/// Thread-safe. Copies, and every client of the same members built from the environment, share
+/// the connections, the member list, the token and which members stopped answering.
 class EtcdClient {
  public:
   /// Reaches `endpoints` with the security settings of the environment (EtcdSecurity).

@@ -114,7 +114,7 @@ Result<json> parseAnswer(const Result<std::string>& body) {
 }
 
 constexpr size_t kMaxIdlePerMember = 4;
-constexpr auto kMembersPeriod = std::chrono::seconds(30);
+constexpr auto kMembersPeriod = std::chrono::seconds(5);
 constexpr auto kDefaultBudget = std::chrono::seconds(10);
 
 std::atomic<uint64_t> lost_answers{0};
@@ -371,9 +371,15 @@ bool EtcdClient::Shared::failedSince(const HostPort& member,
 }
 
 bool EtcdClient::Shared::membersDue() {
+  // Once at the start, then only after a member stopped answering (not on a timer: an idle
+  // client sends nothing), at most every few seconds.
   std::lock_guard lock(mutex_);
   const auto now = std::chrono::steady_clock::now();
-  if (now - members_checked_ < kMembersPeriod) return false;
+  const bool first = members_checked_ == std::chrono::steady_clock::time_point{};
+  bool failed_since = false;
+  for (const auto& [member, at] : failed_at_)
+    failed_since = failed_since || at > members_checked_;
+  if (!first && !(failed_since && now - members_checked_ >= kMembersPeriod)) return false;
   members_checked_ = now;
   return true;
 }

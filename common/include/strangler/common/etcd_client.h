@@ -123,8 +123,8 @@ struct EtcdTxnId {
 ///   request went out, "request timed out") it fails with code "etcd_unknown_outcome" — unless
 ///   the transaction carries an EtcdTxnId, which makes every resend safe.
 /// - Connections are kept alive and reused, at most 4 idle ones per member.
-/// - The member list is learnt from the cluster (every 30 s while calls succeed), so members
-///   added after start are used when the configured ones are gone.
+/// - The member list is learnt from the cluster (at the first call, and again after a member
+///   stopped answering), so members added after start are used when the configured ones are gone.
 /// - With a user, a token is taken from /v3/auth/authenticate and renewed when etcd says it has
 ///   expired; a wrong password fails with code "etcd_auth".
 /// Thread-safe. Copies, and every client of the same members built from the environment, share

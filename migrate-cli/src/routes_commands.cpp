@@ -289,7 +289,8 @@ void printEachReplica(const nlohmann::json& replicas, const common::Result<nlohm
     const std::string id = replica.value("id", "");
     std::cout << "  " << id << (id == decider ? " (decider)" : "");
     if (!replica.value("answered", false)) {
-      std::cout << ": no answer (" << replica.value("error", "") << ")\n";
+      std::cout << ": no answer (" << replica.value("error", "") << "; its registry entry written "
+                << replica.value("registered_at", "?") << ")\n";
       continue;
     }
     std::cout << ", config version " << replica.value("version", 0) << "\n";

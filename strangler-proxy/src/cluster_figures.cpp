@@ -2,6 +2,7 @@
 // judge when several replicas share an etcd config.
 #include <algorithm>
 
+#include "strangler/proxy/config_file.h"
 #include "strangler/proxy/proxy_app.h"
 #include "strangler/proxy/replica_set.h"
 
@@ -65,7 +66,11 @@ ClusterFigures ProxyApp::clusterFigures() {
   if (!replicas_) return out;
   out.across_replicas = true;
   for (const auto& other : replicas_->fetchOthers(kFetchTimeout)) {
-    json alone = {{"id", other.id}, {"admin", other.admin}, {"answered", other.answered}};
+    json alone = {{"id", other.id},
+                  {"admin", other.admin},
+                  {"answered", other.answered},
+                  {"registered_at", other.updated_at}};
+    if (other.answered) alone["answered_at"] = nowIso8601();
     if (!other.answered) {
       alone["error"] = other.error;
       for (auto& [name, route] : out.routes)

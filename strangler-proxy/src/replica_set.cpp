@@ -21,6 +21,7 @@ ReplicaAnswer fetchFigures(const json& document, std::chrono::milliseconds timeo
   ReplicaAnswer answer;
   answer.id = document.value("id", "");
   answer.admin = document.value("admin", "");
+  answer.updated_at = document.value("updated_at", "");
   auto address = common::parseHostPort(answer.admin);
   if (!address.ok() || address->port == 0) {
     answer.error = "registered without an admin address";

@@ -22,6 +22,7 @@ struct ReplicaAnswer {
   bool answered = false;
   std::string error;       ///< why not, when it did not
   nlohmann::json figures;  ///< its /figures document
+  std::string updated_at;  ///< when it last wrote its registry entry (ISO 8601)
 };
 
 /// The replicas that share one etcd config (etcd://.../PREFIX), seen from one of them:

@@ -14,6 +14,7 @@
 
 #include "etcd_cluster.h"
 #include "proxy_harness.h"
+#include "replicas_fixture.h"
 #include "strangler/common/etcd_client.h"
 #include "strangler/proxy/config_file.h"
 
@@ -24,22 +25,11 @@ using nlohmann::json;
 using nlohmann::ordered_json;
 using proxy::testing::FakeUpstream;
 
-constexpr const char* kPrefix = "/strangler/client-test";
-
-class EtcdClientTest : public ::testing::Test {
+// A fixture of its own only for its base config and an in-process push: the cluster, the
+// upstreams and the URL are the replica suites'.
+class EtcdClientTest : public EtcdReplicasTest {
  protected:
-  void SetUp() override {
-    STRANGLER_NEED_ETCD();
-    cluster_ = std::make_unique<EtcdCluster>(3);
-    ASSERT_TRUE(cluster_->waitHealthy()) << "the etcd cluster did not become healthy";
-    url_ = cluster_->url(kPrefix);
-  }
-
-  common::EtcdClient client() {
-    return common::EtcdClient(common::parseEtcdEndpoints(cluster_->endpoints()).value());
-  }
-
-  ordered_json baseConfig() {
+  ordered_json emptyConfig() {
     return {{"listen", "127.0.0.1:0"},
             {"admin", {{"listen", "127.0.0.1:0"}}},
             {"upstreams",
@@ -49,18 +39,13 @@ class EtcdClientTest : public ::testing::Test {
             {"routes", ordered_json::array()}};
   }
 
-  void push(const ordered_json& config) {
+  void storeConfig(const ordered_json& config) {
     auto store = proxy::ConfigStore::open(url_, proxy::ConfigStore::Mode::kReplace);
     ASSERT_TRUE(store.ok()) << store.error().message;
     store->json() = config;
     auto done = store->commit({proxy::nowIso8601(), "", "push", nullptr, nullptr, "tester"});
     ASSERT_TRUE(done.ok()) << done.error().message;
   }
-
-  FakeUpstream monolith_{"monolith"};
-  FakeUpstream service_{"driver-service"};
-  std::unique_ptr<EtcdCluster> cluster_;
-  std::string url_;
 };
 
 // Four writers add routes through the CLI's own config store (compare-and-swap plus a journal
@@ -69,7 +54,7 @@ class EtcdClientTest : public ::testing::Test {
 // reported failed is in neither; an unknown outcome is allowed either way but never
 // duplicated.
 TEST_F(EtcdClientTest, EditsWhileMembersStopAndLeadersDieApplyOnceAndAreReportedTruly) {
-  push(baseConfig());
+  storeConfig(emptyConfig());
   constexpr int kWriters = 4;
   constexpr int kMinEdits = 10;  // each writer goes on until the last member is back
   std::atomic<bool> disturbed{false};
@@ -276,12 +261,12 @@ TEST_F(EtcdClientTest, FollowerResumesAfterItsMemberDiesAndRereadsOnlyAfterCompa
 // Idle replicas hold their watch streams open and renew their registrations: no reads, no
 // writes, no new watches while nothing changes, and an edit still reaches each of them.
 TEST_F(EtcdClientTest, IdleReplicasSendOnlyLeaseRenewals) {
-  auto config = baseConfig();
+  auto config = emptyConfig();
   config["routes"].push_back({{"name", "drivers"},
                               {"match", {{"path", "/api/drivers/**"}}},
                               {"target", "driver-service"},
                               {"stage", "monolith"}});
-  push(config);
+  storeConfig(config);
   std::vector<std::unique_ptr<ProxyReplica>> replicas;
   for (int i = 0; i < 3; ++i) {
     replicas.push_back(std::make_unique<ProxyReplica>(url_));

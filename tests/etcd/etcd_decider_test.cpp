@@ -219,5 +219,41 @@ TEST_F(EtcdDeciderTest, ReplicaCutOffFromItsMemberKeepsServingAndCatchesUp) {
                          std::chrono::seconds(10)));
 }
 
+// A replica's lease ends behind its back (revoked here: what an etcd outage longer than the TTL
+// leaves): its registration and the decider role go with it; it registers again under a new
+// lease and takes the role back.
+TEST_F(EtcdDeciderTest, ALostLeaseIsReplacedAndTheRoleTakenBack) {
+  push(baseConfig());
+  ProxyReplica replica(url_);
+  ASSERT_TRUE(replica.running());
+  auto etcd = client();
+  const std::string registry = std::string(kPrefix) + "/replicas/";
+  const std::string decider_key = std::string(kPrefix) + "/decider";
+  int64_t lease = 0;
+  ASSERT_TRUE(eventually(
+      [&] {
+        auto decider = etcd.get(decider_key);
+        lease = decider.ok() && decider->first ? decider->first->lease : 0;
+        return lease != 0;
+      },
+      std::chrono::seconds(10)));
+  ASSERT_TRUE(etcd.revokeLease(lease).ok());
+  auto gone = etcd.getPrefix(registry);
+  ASSERT_TRUE(gone.ok());
+  EXPECT_TRUE(gone->kvs.empty());
+  EXPECT_TRUE(eventually(
+      [&] {
+        auto entries = etcd.getPrefix(registry);
+        auto decider = etcd.get(decider_key);
+        return entries.ok() && entries->kvs.size() == 1 && entries->kvs[0].lease != lease &&
+               decider.ok() && decider->first && decider->first->lease == entries->kvs[0].lease;
+      },
+      std::chrono::seconds(10)))
+      << "no new registration or no decider under the new lease";
+  const json replicas = adminGet(replica, "/replicas");
+  EXPECT_EQ(replicas["decider"], replicas["self"]["id"]) << replicas.dump();
+  EXPECT_EQ(replica.get("/api/drivers/1").status, 200);
+}
+
 }  // namespace
 }  // namespace strangler::etcd::testing

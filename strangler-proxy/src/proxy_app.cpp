@@ -455,10 +455,20 @@ void ProxyApp::guardTick() {
     {
       auto store = ConfigStore::open(options_.config_path);  // holds the file lock until done
       if (!store) {
-        std::cerr << "strangler-proxy: canary guard cannot roll back " << route.name << ": "
-                  << store.error().message << std::endl;
+        // Said once per cause, not every tick (a config on a read-only mount fails them all).
+        const std::string why = route.name + ": " + store.error().message;
+        if (why != guard_last_error_) {
+          std::cerr << "strangler-proxy: canary guard cannot roll back " << why
+                    << (common::isEtcdUrl(options_.config_path)
+                            ? ""
+                            : " (the guard writes its rollbacks into the config: keep it where "
+                              "the proxy can write, or in etcd)")
+                    << std::endl;
+          guard_last_error_ = why;
+        }
         continue;
       }
+      guard_last_error_.clear();
       if (replicas_) {
         const auto [key, value] = replicas_->fence();
         store->requireKey(key, value);

@@ -188,6 +188,7 @@ class ProxyApp {
   std::mutex guard_mutex_;
   std::condition_variable guard_wake_;
   bool guard_stop_ = false;
+  std::string guard_last_error_;  ///< the guard's last failure to open the config, said once
 };
 
 }  // namespace strangler::proxy

@@ -291,10 +291,15 @@ EtcdLeaseKeeper::EtcdLeaseKeeper(EtcdClient client, int64_t ttl_seconds)
     : client_(std::move(client)), ttl_seconds_(ttl_seconds) {}
 
 Result<std::unique_ptr<EtcdLeaseKeeper>> EtcdLeaseKeeper::start(
-    EtcdClient client, int64_t ttl_seconds, std::vector<std::pair<std::string, std::string>> keys) {
+    EtcdClient client, int64_t ttl_seconds, std::vector<std::pair<std::string, std::string>> keys,
+    bool keep_trying) {
   std::unique_ptr<EtcdLeaseKeeper> keeper(new EtcdLeaseKeeper(std::move(client), ttl_seconds));
   keeper->keys_ = std::move(keys);
-  if (auto granted = keeper->grantAndPut(); !granted.ok()) return granted.error();
+  if (auto granted = keeper->grantAndPut(); !granted.ok()) {
+    if (!keep_trying) return granted.error();
+    std::cerr << "etcd: cannot register yet (" << granted.error().message
+              << "); trying again until it works" << std::endl;
+  }
   keeper->thread_ = std::thread([raw = keeper.get()] { raw->run(); });
   return keeper;
 }
@@ -362,18 +367,25 @@ void EtcdLeaseKeeper::run() {
   while (!wake_.wait_for(lock, period, [this] { return stop_; })) {
     const bool stale = keys_stale_;
     lock.unlock();
-    auto kept = renewals.keepAlive(lease_.load());
+    // Not registered yet (etcd refused at start) counts as a lost lease.
+    auto kept = lease_.load() == 0 ? Result<void>::failure("lease_expired", "not registered yet")
+                                   : renewals.keepAlive(lease_.load());
     Result<void> repaired;
+    bool registered = false;  // a new lease, or keys a failed put had left out, now in place
     if (!kept.ok() && kept.error().code == "lease_expired") {
       repaired = grantAndPut();
+      registered = repaired.ok();
+    } else if (kept.ok() && stale) {
+      repaired = putKeys(lease_.load());
+      registered = repaired.ok();
+    }
+    if (registered) {
       std::function<void()> regranted;
       {
         std::lock_guard callback_lock(mutex_);
         regranted = on_regrant_;
       }
-      if (repaired.ok() && regranted) regranted();
-    } else if (kept.ok() && stale) {
-      repaired = putKeys(lease_.load());
+      if (regranted) regranted();
     }
     if (!repaired.ok())
       std::cerr << "etcd: cannot renew the registration: " << repaired.error().message << std::endl;

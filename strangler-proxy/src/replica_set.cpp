@@ -68,7 +68,8 @@ common::Result<std::unique_ptr<ReplicaSet>> ReplicaSet::start(common::EtcdLocati
       new ReplicaSet(std::move(location), std::move(id), std::move(document)));
   auto keeper = common::EtcdLeaseKeeper::start(
       set->client_, kReplicaTtlSeconds,
-      {{set->location_.key("replicas/" + set->id_), set->document_()}});
+      {{set->location_.key("replicas/" + set->id_), set->document_()}},
+      /*keep_trying=*/true);  // an unregistered replica would be missed by a cutover's fence
   if (!keeper) return keeper.error();
   set->keeper_ = std::move(keeper).value();
   auto* raw = set.get();

@@ -412,5 +412,72 @@ TEST(EtcdSecurityTest, TlsAndPasswordsServeReplicasAndRefuseClearly) {
       << stageOnReplica();
 }
 
+// A replica that may read its config but not register (its etcd user lacks the right at first)
+// serves, keeps trying, and registers and takes the decider role as soon as it may: a replica
+// that stayed unregistered would be missed by a cutover's fence.
+TEST(EtcdSecurityTest, AReplicaRefusedRegistrationKeepsTryingUntilItMay) {
+  STRANGLER_NEED_ETCD();
+  EtcdCluster cluster(3);
+  ASSERT_TRUE(cluster.waitHealthy());
+  const std::string http = "http://" + cluster.endpoint(0);
+  const auto etcdctl = [&](std::vector<std::string> args, bool as_root = true) {
+    args.insert(args.begin(), {"--endpoints", http});
+    if (as_root) args.insert(args.begin(), {"--user", "root:rootpw"});
+    return strangler::testing::runCommand("/usr/bin/etcdctl", args, std::chrono::seconds(20));
+  };
+  const std::string prefix = "/strangler/prod";
+  ASSERT_EQ(etcdctl({"user", "add", "root", "--new-user-password", "rootpw"}, false).exit_code, 0);
+  ASSERT_EQ(etcdctl({"user", "add", "app", "--new-user-password", "apppw"}, false).exit_code, 0);
+  ASSERT_EQ(etcdctl({"role", "add", "proxy"}, false).exit_code, 0);
+  // The config and the journal only: no registry, no decider key.
+  ASSERT_EQ(etcdctl({"role", "grant-permission", "proxy", "readwrite", prefix + "/config"}, false)
+                .exit_code,
+            0);
+  ASSERT_EQ(etcdctl({"role", "grant-permission", "proxy", "--prefix=true", "readwrite",
+                     prefix + "/journal/"},
+                    false)
+                .exit_code,
+            0);
+  ASSERT_EQ(etcdctl({"user", "grant-role", "app", "proxy"}, false).exit_code, 0);
+  ASSERT_EQ(etcdctl({"auth", "enable"}, false).exit_code, 0);
+
+  FakeUpstream monolith("monolith");
+  strangler::testing::TempDir dir("strangler-etcd-register");
+  const json config = {{"listen", "127.0.0.1:0"},
+                       {"admin", {{"listen", "127.0.0.1:0"}}},
+                       {"upstreams", {{"monolith", {{"endpoints", {monolith.address()}}}}}},
+                       {"default_upstream", "monolith"},
+                       {"routes", json::array()}};
+  std::ofstream(dir.file("config.json")) << config.dump();
+  const strangler::testing::ChildProcess::Env env = {{"STRANGLER_ETCD_USER", "app"},
+                                                     {"STRANGLER_ETCD_PASSWORD", "apppw"}};
+  const std::string url = cluster.url(prefix);
+  const auto pushed = strangler::testing::runCommand(
+      STRANGLER_CLI_BIN, {"--config", url, "config", "push", dir.file("config.json")},
+      std::chrono::seconds(30), env);
+  ASSERT_EQ(pushed.exit_code, 0) << pushed.output;
+  ProxyReplica replica(url, {}, env);
+  ASSERT_TRUE(replica.running());
+  EXPECT_EQ(replica.get("/anything").status, 200);
+  const auto registered = [&] {
+    const auto listed = etcdctl({"get", "--prefix", "--keys-only", prefix + "/replicas/"});
+    return listed.output.find(prefix + "/replicas/") != std::string::npos;
+  };
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  EXPECT_FALSE(registered());
+  ASSERT_EQ(
+      etcdctl({"role", "grant-permission", "proxy", "--prefix=true", "readwrite", prefix + "/"})
+          .exit_code,
+      0);
+  EXPECT_TRUE(eventually(registered, std::chrono::seconds(10))) << "never registered";
+  EXPECT_TRUE(eventually(
+      [&] {
+        const auto decider = etcdctl({"get", "--print-value-only", prefix + "/decider"});
+        return decider.output.find('-') != std::string::npos;  // <host>-<pid>
+      },
+      std::chrono::seconds(10)))
+      << "never became the decider";
+}
+
 }  // namespace
 }  // namespace strangler::etcd::testing

@@ -239,17 +239,20 @@ class EtcdFollower {
 /// Destruction revokes the lease, deleting the keys.
 class EtcdLeaseKeeper {
  public:
-  /// Grants a lease of `ttl_seconds` and puts `keys` (key, value) under it.
+  /// Grants a lease of `ttl_seconds` and puts `keys` (key, value) under it. When that fails the
+  /// error is returned, unless `keep_trying`: then the keeper starts anyway and registers as soon
+  /// as etcd lets it (lease() is 0 until then).
   static Result<std::unique_ptr<EtcdLeaseKeeper>> start(
-      EtcdClient client, int64_t ttl_seconds,
-      std::vector<std::pair<std::string, std::string>> keys);
+      EtcdClient client, int64_t ttl_seconds, std::vector<std::pair<std::string, std::string>> keys,
+      bool keep_trying = false);
   ~EtcdLeaseKeeper();
   EtcdLeaseKeeper(const EtcdLeaseKeeper&) = delete;
   EtcdLeaseKeeper& operator=(const EtcdLeaseKeeper&) = delete;
 
   /// Replaces the value of an attached key (put now and after every re-grant).
   void update(const std::string& key, const std::string& value);
-  /// Called (on the keeper's thread) after a lost lease was replaced by a new one.
+  /// Called (on the keeper's thread) after the keys were put again: under a new lease (the last
+  /// one was lost, or a first one was granted late) or after a put etcd had refused.
   void onRegrant(std::function<void()> callback);
   /// Stops the keep-alive and revokes the lease.
   void stop();

@@ -73,8 +73,8 @@ common::Result<std::unique_ptr<ReplicaSet>> ReplicaSet::start(common::EtcdLocati
   if (!keeper) return keeper.error();
   set->keeper_ = std::move(keeper).value();
   auto* raw = set.get();
-  // A lease lost (etcd unreachable past its TTL) took the decider key with it: with the new
-  // lease, try again if nobody else took the role meanwhile.
+  // Registered again (a new lease after one was lost, which took the decider key with it; or a
+  // registration etcd had refused): try for the role if nobody holds it.
   set->keeper_->onRegrant([raw] {
     if (raw->decider().empty()) raw->campaign();
   });

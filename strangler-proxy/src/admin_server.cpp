@@ -384,8 +384,7 @@ std::string renderRoutes(ProxyApp& app, bool across_replicas) {
   const auto& config = *runtime->config;
   const auto counters = countersByRoute(app, *runtime);
   const auto figures = app.figures();
-  ClusterFigures cluster;
-  if (across_replicas) cluster = app.clusterFigures();
+  const ClusterFigures cluster = app.clusterFigures(figures, across_replicas);
   nlohmann::json doc;
   doc["version"] = runtime->version;
   doc["config_hash"] = config.hash;
@@ -413,9 +412,7 @@ std::string renderRoutes(ProxyApp& app, bool across_replicas) {
         {"path", route.path},
         {"methods", route.methods},
         {"stage", stageName(route.stage)},
-        {"percent", route.stage == Stage::kCanary      ? route.percent
-                    : route.stage == Stage::kExtracted ? 100
-                                                       : 0},
+        {"percent", stepPercent(route)},
         {"target", route.target.empty() ? nlohmann::json(nullptr) : nlohmann::json(route.target)},
         {"fallback", route.fallback},
         {"counters",
@@ -431,16 +428,12 @@ std::string renderRoutes(ProxyApp& app, bool across_replicas) {
     entry["held"] = hold != nullptr && hold->activeAt(RouteHold::Clock::now());
     // The current step's figures alone: what the gates of `strangler routes advance` judge,
     // summed over every replica on that step when the config is shared through etcd.
-    auto [step, since_ms] = app.steps().sinceStep(route.name, figures);
-    if (const auto summed = cluster.routes.find(route.name); summed != cluster.routes.end()) {
-      step = summed->second.step;
-      since_ms = summed->second.since_ms;
-      if (cluster.across_replicas) {
-        entry["replicas"] = {{"counted", summed->second.counted},
-                             {"not_counted", summed->second.not_counted}};
-      }
+    const ClusterRoute& summed = cluster.routes.at(route.name);
+    const RouteFigures& step = summed.step;
+    if (cluster.across_replicas) {
+      entry["replicas"] = {{"counted", summed.counted}, {"not_counted", summed.not_counted}};
     }
-    entry["step"] = {{"since_ms", since_ms}};
+    entry["step"] = {{"since_ms", summed.since_ms}};
     entry["sides"] = {{"monolith", step.monolith.toJson()}, {"target", step.target.toJson()}};
     entry["shadow"] = step.shadow.toJson();
     const auto now = figures.find(route.name);  // with the eligible count from the metrics

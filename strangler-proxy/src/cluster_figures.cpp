@@ -14,12 +14,11 @@ using nlohmann::json;
 // How long a replica's GET /figures may take before it is left out (and said so).
 constexpr auto kFetchTimeout = std::chrono::milliseconds(1000);
 
-int stepPercent(const RouteConfig& route) {
-  return route.stage == Stage::kCanary ? route.percent : route.stage == Stage::kExtracted ? 100 : 0;
-}
-
-json aloneJson(const RouteFigures& step) {
-  return {{"sides", {{"monolith", step.monolith.toJson()}, {"target", step.target.toJson()}}},
+// One replica's figures of a route's step, as shown beside the sums.
+json aloneJson(const RouteFigures& step, const std::string& stage, int percent) {
+  return {{"stage", stage},
+          {"percent", percent},
+          {"sides", {{"monolith", step.monolith.toJson()}, {"target", step.target.toJson()}}},
           {"shadow", step.shadow.toJson()}};
 }
 
@@ -44,11 +43,11 @@ json ProxyApp::figuresDocument() {
           {"routes", routes}};
 }
 
-ClusterFigures ProxyApp::clusterFigures() {
+ClusterFigures ProxyApp::clusterFigures(const std::map<std::string, RouteFigures>& now,
+                                        bool across_replicas) {
   ClusterFigures out;
   const auto runtime = current();
   const std::string self = replicas_ ? replicas_->id() : std::string("local");
-  const auto now = figures();
   json self_alone = {{"id", self},
                      {"self", true},
                      {"answered", true},
@@ -58,12 +57,10 @@ ClusterFigures ProxyApp::clusterFigures() {
   for (const auto& route : runtime->config->routes) {
     const auto [step, since_ms] = steps_.sinceStep(route.name, now);
     out.routes[route.name] = ClusterRoute{step, since_ms, {self}, json::array()};
-    self_alone["routes"][route.name] = aloneJson(step);
-    self_alone["routes"][route.name]["stage"] = stageName(route.stage);
-    self_alone["routes"][route.name]["percent"] = stepPercent(route);
+    self_alone["routes"][route.name] = aloneJson(step, stageName(route.stage), stepPercent(route));
   }
   out.replicas.push_back(self_alone);
-  if (!replicas_) return out;
+  if (!replicas_ || !across_replicas) return out;
   out.across_replicas = true;
   for (const auto& other : replicas_->fetchOthers(kFetchTimeout)) {
     json alone = {{"id", other.id},
@@ -91,10 +88,8 @@ ClusterFigures ProxyApp::clusterFigures() {
         continue;
       }
       const RouteFigures step = RouteFigures::fromRaw(it->value("step", json()));
-      json& route_alone = alone["routes"][route.name];
-      route_alone = aloneJson(step);
-      route_alone["stage"] = it->value("stage", "");
-      route_alone["percent"] = it->value("percent", 0);
+      alone["routes"][route.name] =
+          aloneJson(step, it->value("stage", std::string()), it->value("percent", 0));
       // Figures of another step (a replica that has not applied the latest config yet) say
       // nothing about this one.
       if (it->value("stage", "") != stageName(route.stage) ||

@@ -771,6 +771,10 @@ std::vector<PlanStep> defaultPlan() {
           {Stage::kExtracted, 0}};
 }
 
+int stepPercent(const RouteConfig& route) {
+  return route.stage == Stage::kCanary ? route.percent : route.stage == Stage::kExtracted ? 100 : 0;
+}
+
 std::string describeStep(const PlanStep& step) {
   if (step.stage == Stage::kCanary) return "canary " + std::to_string(step.percent);
   return stageName(step.stage);

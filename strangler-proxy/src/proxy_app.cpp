@@ -433,7 +433,7 @@ void ProxyApp::guardTick() {
       [](const RouteConfig& r) { return r.stage == Stage::kCanary && r.gates.auto_rollback; });
   // One replica decides for all (the etcd decider), on every replica's figures summed.
   if (!guarded || (replicas_ && !replicas_->isDecider())) return;
-  const ClusterFigures cluster = clusterFigures();
+  const ClusterFigures cluster = clusterFigures(figures());
   for (const auto& route : runtime->config->routes) {
     if (route.stage != Stage::kCanary || !route.gates.auto_rollback) continue;
     const auto summed = cluster.routes.find(route.name);

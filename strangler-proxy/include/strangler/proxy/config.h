@@ -142,6 +142,10 @@ struct RouteConfig {
   std::vector<PlanStep> effectivePlan() const { return plan.empty() ? defaultPlan() : plan; }
 };
 
+/// The share of the route's requests its stage sends to the target: the percent in a canary,
+/// 100 extracted, 0 otherwise.
+int stepPercent(const RouteConfig& route);
+
 struct AdminConfig {
   common::HostPort listen{"127.0.0.1", 9901};
   std::string token_env;

@@ -109,8 +109,10 @@ class ProxyApp {
   /// This replica's figures for GET /figures: each route's step and its counts, to be summed.
   nlohmann::json figuresDocument();
   /// Each route's figures of its current step summed over every live replica on that step
-  /// (with a file config: this proxy's), and each replica alone.
-  ClusterFigures clusterFigures();
+  /// (with a file config, or without `across_replicas`: this proxy's), and each replica alone;
+  /// `now` is this proxy's figures (figures()).
+  ClusterFigures clusterFigures(const std::map<std::string, RouteFigures>& now,
+                                bool across_replicas = true);
   /// Stops the admin API, lets requests in flight finish (up to `grace`), stops the loops.
   void stop(std::chrono::milliseconds grace);
   /// Resolves endpoints given by host name again when their upstream's resolve_ms has passed;
